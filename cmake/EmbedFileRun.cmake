@@ -1,0 +1,5 @@
+file(READ ${INPUT} hex HEX)
+string(LENGTH "${hex}" hex_len)
+math(EXPR byte_len "${hex_len} / 2")
+string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+file(WRITE ${OUTPUT} "// Generated from ${INPUT}; do not edit.\n#include <string_view>\nnamespace ${NS} {\nnamespace {\nconstexpr char kData[] = {${bytes} 0};\n}\nstd::string_view ${SYMBOL}() { return std::string_view(kData, ${byte_len}); }\n}\n")

@@ -1,0 +1,194 @@
+// Composition root.
+#include "app/application.h"
+
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "api/api_pipeline.h"
+#include "api/handlers/metric_definitions.h"
+#include "api/handlers/system.h"
+#include "api/http_server.h"
+#include "api/router.h"
+#include "auth/jwt_verifier.h"
+#include "common/time_util.h"
+#include "metadata/postgres/postgres_metadata_store.h"
+#include "metadata/sqlite/sqlite_metadata_store.h"
+#include "metrics/metric_catalog.h"
+#include "obs/logging.h"
+#include "obs/metrics.h"
+
+namespace analytics::app {
+
+using common::Result;
+using common::Status;
+
+namespace {
+
+int ThreadsOr(int configured) {
+  if (configured > 0) return configured;
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return Status::IOError("cannot read '" + path + "'");
+  std::stringstream buffer;
+  buffer << file.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace
+
+Result<std::string> ResolveJwtSecret(const config::Config& config) {
+  if (!config.auth.jwt_secret.empty()) return config.auth.jwt_secret;
+  std::error_code ec;
+  std::filesystem::create_directories(config.storage.data_dir, ec);
+  if (ec) return Status::IOError("cannot create data dir '" + config.storage.data_dir + "': " + ec.message());
+  const std::string path = (std::filesystem::path(config.storage.data_dir) / "jwt-secret").string();
+  if (std::filesystem::exists(path)) {
+    ANALYTICS_ASSIGN_OR_RETURN(std::string secret, ReadFile(path));
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    if (secret.size() < 32) return Status::Corruption("'" + path + "' holds a secret shorter than 32 bytes");
+    return secret;
+  }
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return Status::Internal("no randomness for the JWT secret");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string secret;
+  for (unsigned char byte : bytes) {
+    secret.push_back(kHex[byte >> 4]);
+    secret.push_back(kHex[byte & 15]);
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
+    if (!file) return Status::IOError("cannot write '" + tmp + "'");
+    file << secret << "\n";
+  }
+  ::chmod(tmp.c_str(), 0600);
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::IOError("cannot create '" + path + "': " + ec.message());
+  return secret;
+}
+
+struct Application::State {
+  obs::MetricsRegistry metrics;
+  std::unique_ptr<obs::HttpMetrics> http_metrics;
+  std::unique_ptr<metadata::MetadataStore> metadata;
+  std::unique_ptr<metrics::MetricCatalog> catalog;
+  std::unique_ptr<auth::JwtVerifier> verifier;
+  api::Router router;
+  std::unique_ptr<api::ApiPipeline> pipeline;
+  std::unique_ptr<api::HttpServer> server;
+};
+
+Application::Application(config::Config config) : config_(std::move(config)), state_(std::make_unique<State>()) {}
+
+Application::~Application() { Stop(); }
+
+Status Application::Start() {
+  State& s = *state_;
+  std::error_code ec;
+  std::filesystem::create_directories(config_.storage.data_dir, ec);
+  if (ec) return Status::IOError("cannot create data dir '" + config_.storage.data_dir + "': " + ec.message());
+
+  // Metadata: PostgreSQL when configured, else SQLite in the data dir.
+  if (!config_.postgres_metadata.dsn.empty()) {
+    metadata::PostgresMetadataOptions options;
+    options.dsn = config_.postgres_metadata.dsn;
+    options.pool_size = config_.postgres_metadata.pool_size;
+    ANALYTICS_ASSIGN_OR_RETURN(s.metadata, metadata::OpenPostgresMetadataStore(options));
+  } else {
+    metadata::SqliteMetadataOptions options;
+    options.path = (std::filesystem::path(config_.storage.data_dir) / "metadata.db").string();
+    ANALYTICS_ASSIGN_OR_RETURN(s.metadata, metadata::OpenSqliteMetadataStore(options));
+  }
+  s.catalog = std::make_unique<metrics::MetricCatalog>(*s.metadata);
+  ANALYTICS_ASSIGN_OR_RETURN(int seeded, s.catalog->SeedBuiltins(common::NowMillis()));
+
+  // Auth.
+  auth::JwtVerifierOptions auth_options;
+  ANALYTICS_ASSIGN_OR_RETURN(auth_options.hs256_secret, ResolveJwtSecret(config_));
+  if (!config_.auth.jwks_file.empty()) {
+    auto jwks = ReadFile(config_.auth.jwks_file);
+    if (!jwks.ok()) return Status::InvalidArgument(jwks.status().message(), "auth.jwks_file");
+    auth_options.jwks_json = std::move(jwks).value();
+  }
+  auth_options.issuer = config_.auth.issuer;
+  auth_options.audience = config_.auth.audience;
+  auth_options.leeway_seconds = config_.auth.leeway_seconds;
+  auto verifier = auth::JwtVerifier::Create(auth_options);
+  if (!verifier.ok()) return Status::InvalidArgument(verifier.status().message(), "auth.jwks_file");
+  s.verifier = std::move(verifier).value();
+
+  // Routes.
+  std::vector<api::ReadinessCheck> checks;
+  metadata::MetadataStore* store = s.metadata.get();
+  checks.push_back({"metadata", [store](nlohmann::json& details) {
+                      details["backend"] = store->BackendName();
+                      auto version = store->SchemaVersion();
+                      if (version.ok()) details["schema_version"] = *version;
+                      return store->Ping();
+                    }});
+  const std::string data_dir = config_.storage.data_dir;
+  checks.push_back({"data_dir", [data_dir](nlohmann::json& details) {
+                      details["path"] = data_dir;
+                      std::error_code space_ec;
+                      auto space = std::filesystem::space(data_dir, space_ec);
+                      if (space_ec) return Status::Unavailable("data dir not accessible: " + space_ec.message());
+                      details["free_bytes"] = space.available;
+                      if (::access(data_dir.c_str(), W_OK) != 0) return Status::Unavailable("data dir not writable");
+                      return Status::Ok();
+                    }});
+  api::AddSystemRoutes(s.router, std::move(checks), s.metrics, kVersion);
+  api::AddMetricDefinitionRoutes(s.router, *s.catalog);
+
+  s.http_metrics = std::make_unique<obs::HttpMetrics>(s.metrics);
+  s.pipeline = std::make_unique<api::ApiPipeline>(s.router, *s.verifier, *s.http_metrics);
+
+  api::HttpServerOptions server_options;
+  server_options.host = config_.api_server.host;
+  server_options.port = config_.api_server.port;
+  server_options.io_threads = ThreadsOr(config_.api_server.io_threads);
+  server_options.handler_threads = ThreadsOr(config_.api_server.handler_threads);
+  server_options.max_body_bytes = config_.api_server.max_body_bytes;
+  server_options.max_header_bytes = config_.api_server.max_header_bytes;
+  server_options.request_timeout_seconds = config_.api_server.request_timeout_seconds;
+  server_options.keep_alive_timeout_seconds = config_.api_server.keep_alive_timeout_seconds;
+  server_options.shutdown_grace_seconds = config_.api_server.shutdown_grace_seconds;
+  api::ApiPipeline* pipeline = s.pipeline.get();
+  s.server = std::make_unique<api::HttpServer>(
+      server_options, [pipeline](api::HttpRequest& request) { return pipeline->Handle(request); },
+      [pipeline](const api::HttpRequest& request, const api::HttpResponse& response) {
+        pipeline->Record(request, response);
+      });
+  ANALYTICS_RETURN_IF_ERROR(s.server->Start());
+
+  obs::LogInfo("started", {{"version", kVersion},
+                           {"config", config_.source},
+                           {"port", s.server->port()},
+                           {"data_dir", config_.storage.data_dir},
+                           {"metadata", s.metadata->BackendName()},
+                           {"builtin_metrics_created", seeded},
+                           {"jwks_keys", s.verifier->jwks_key_count()}});
+  return Status::Ok();
+}
+
+int Application::port() const { return state_->server ? state_->server->port() : 0; }
+
+void Application::Stop() {
+  if (state_ && state_->server) {
+    obs::LogInfo("stopping", {{"in_flight", state_->server->in_flight()}});
+    state_->server->Shutdown();
+    state_->server.reset();
+    obs::LogInfo("stopped");
+  }
+}
+
+}  // namespace analytics::app

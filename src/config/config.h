@@ -1,0 +1,116 @@
+// Typed configuration of the service, loaded from configs/config.yaml (compiled in as the defaults) plus an
+// optional config file, with ${VAR:"default"} environment expansion.
+//
+// The compiled-in configs/config.yaml is also the schema: a key it does not have is unknown. Every value is
+// checked for its type and range here, so a wrong config stops start-up with one message naming the key.
+// Only src/app reads this; components receive plain option structs built from it.
+// Thread-safety: plain values; the loader is a pure function of its inputs and the environment.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace analytics::config {
+
+struct ApiServerConfig {
+  std::string host = "0.0.0.0";
+  int port = 8081;
+  int io_threads = 0;               // 0: number of cores
+  int handler_threads = 0;          // 0: number of cores
+  uint64_t max_body_bytes = 10 << 20;
+  uint64_t max_header_bytes = 16384;
+  int request_timeout_seconds = 30;
+  int keep_alive_timeout_seconds = 75;
+  int shutdown_grace_seconds = 20;
+};
+
+struct StorageConfig {
+  std::string data_dir = "./data";
+};
+
+struct AuthConfig {
+  std::string jwt_secret;   // HS256; empty: generated into <data_dir>/jwt-secret
+  std::string jwks_file;    // RS256/ES256 public keys
+  std::string issuer;       // checked when set
+  std::string audience;     // checked when set
+  int leeway_seconds = 30;
+};
+
+struct PostgresMetadataConfig {
+  std::string dsn;  // empty: SQLite in the data dir
+  int pool_size = 4;
+};
+
+struct ClickhouseConfig {
+  std::string dsn;
+};
+
+struct S3Config {
+  std::string endpoint;
+  std::string access_key;
+  std::string secret_key;
+  std::string bucket_lake;
+  std::string bucket_reports;
+  std::string bucket_mlflow;
+  std::string region;
+};
+
+struct KafkaConfig {
+  std::string brokers;
+  std::string group_id;
+  std::string topics_regex;
+  std::string produced_topic;
+  std::string dlq_topic;
+};
+
+struct LoggingConfig {
+  std::string level = "info";
+};
+
+struct TracingConfig {
+  std::string jaeger_endpoint;
+  std::string service_name;
+};
+
+struct Config {
+  ApiServerConfig api_server;
+  StorageConfig storage;
+  AuthConfig auth;
+  PostgresMetadataConfig postgres_metadata;
+  ClickhouseConfig clickhouse;
+  S3Config s3;
+  KafkaConfig kafka;
+  std::string spark_master_url;
+  std::string flink_master_url;
+  std::string mlflow_tracking_uri;
+  LoggingConfig logging;
+  TracingConfig tracing;
+  std::string source;  // where the config came from, for the start-up log
+};
+
+// Reads an environment variable; returns nullopt when unset. Injected so tests control the environment.
+using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;
+EnvLookup ProcessEnv();
+
+// Expands ${VAR} and ${VAR:"default"} in `text`. Inside the default, \" and \\ are escapes. InvalidArgument
+// on malformed references (unterminated ${, bad variable name).
+common::Result<std::string> ExpandEnv(std::string_view text, const EnvLookup& env);
+
+// Loads the configuration: the compiled-in defaults, overlaid with the file at `path` when given (a missing
+// or unreadable file is an error). InvalidArgument whose field() is the dotted key (e.g. "api_server.port").
+common::Result<Config> LoadConfig(const std::optional<std::string>& path, const EnvLookup& env);
+
+// Same, with explicit default YAML text (tests).
+common::Result<Config> LoadConfigFromText(std::string_view defaults_yaml, const std::optional<std::string>& user_yaml,
+                                          const EnvLookup& env);
+
+// The compiled-in configs/config.yaml.
+std::string_view DefaultConfigYaml();
+
+}  // namespace analytics::config

@@ -1,0 +1,33 @@
+// How the metadata adapters turn models into stored text and back. Internal to src/metadata/: the port
+// (metadata_store.h) speaks models, the adapters store JSON text produced here.
+//
+// Writing never throws: a value nlohmann cannot serialize (a string that is not UTF-8) is InvalidArgument.
+// Reading never throws: a stored value that does not read back is Corruption naming the row.
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "query/metric_definition.h"
+
+namespace analytics::metadata {
+
+// The stored form of a definition: MetricDefinitionToJson, compact.
+common::Result<std::string> EncodeMetricDocument(const query::MetricDefinition& def);
+
+// Reads the document stored in the row keyed `name`. Corruption naming the definition when the text is not
+// JSON, is not a valid stored definition, or names a different definition.
+common::Result<query::MetricDefinition> DecodeMetricDocument(std::string_view name, std::string_view text);
+
+// The stored form of AuditRecord::details.
+common::Result<std::string> EncodeAuditDetails(const nlohmann::json& details);
+
+// Reads the details stored in audit record `id`. Corruption when the text is not JSON.
+common::Result<nlohmann::json> DecodeAuditDetails(int64_t id, std::string_view text);
+
+}  // namespace analytics::metadata

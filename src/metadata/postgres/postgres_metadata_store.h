@@ -1,0 +1,78 @@
+// PostgresMetadataStore: the MetadataStore adapter for the scaled mode (PostgreSQL shared by replicas).
+//
+// Rationale: replicas of the service share one database, so every check-then-write is a single statement
+// or a transaction (ON CONFLICT DO NOTHING for creates, UPDATE ... WHERE version = expected for optimistic
+// updates), and migrations run under a transaction-scoped advisory lock.
+// Concurrency: thread-safe. Calls run in parallel on a pool of up to pool_size connections; a caller that
+// finds every connection busy waits for one.
+// Limitations: a call that loses its connection fails with Unavailable and is not retried (the caller may
+// retry; the connection is re-established on its next use). A hung server makes callers wait (no statement
+// timeout yet).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "metadata/metadata_store.h"
+
+namespace analytics::metadata {
+
+struct PostgresMetadataOptions {
+  // libpq connection string, URI ("postgresql://user@host:5432/db") or key=value ("host=... dbname=...").
+  std::string dsn;
+  // Empty: tables live in the DSN's default search_path. Otherwise the schema (1-63 chars of a-z, 0-9 and _,
+  // not starting with a digit) is created when missing and is the only schema on search_path; tests use it
+  // to isolate themselves.
+  std::string schema;
+  // Connections kept open at most; opened on demand (Open opens the first).
+  int pool_size = 4;
+  // Per connection attempt; overrides any connect_timeout in the DSN (libpq treats 1 as 2; 0 waits forever).
+  int connect_timeout_seconds = 5;
+};
+
+// OK when libpq can parse `dsn`; InvalidArgument with libpq's message otherwise. Does not connect.
+// The config loader calls it so a typo fails at start-up with a clear message.
+common::Status ValidatePostgresDsn(std::string_view dsn);
+
+// Connects, creates options.schema when set, and applies pending migrations. InvalidArgument for bad options
+// (DSN, schema name, pool size); Unavailable when PostgreSQL cannot be reached (promptly when the port is
+// closed; after connect_timeout_seconds when nothing answers); FailedPrecondition when the schema is newer
+// than this build knows.
+common::Result<std::unique_ptr<MetadataStore>> OpenPostgresMetadataStore(const PostgresMetadataOptions& options);
+
+// Drops `schema` and everything in it (if it exists). For test teardown.
+common::Status DropPostgresSchemaForTest(std::string_view dsn, std::string_view schema);
+
+class PgConnectionPool;
+
+class PostgresMetadataStore final : public MetadataStore {
+ public:
+  // Takes a pool whose database is migrated. Use OpenPostgresMetadataStore.
+  explicit PostgresMetadataStore(std::unique_ptr<PgConnectionPool> pool);
+  ~PostgresMetadataStore() override;
+  PostgresMetadataStore(const PostgresMetadataStore&) = delete;
+  PostgresMetadataStore& operator=(const PostgresMetadataStore&) = delete;
+
+  std::string_view BackendName() const override { return "postgres"; }
+  common::Status Ping() override;
+  common::Result<int> SchemaVersion() override;
+  common::Status CreateMetricDefinition(const query::MetricDefinition& def) override;
+  common::Result<query::MetricDefinition> GetMetricDefinition(std::string_view name) override;
+  common::Result<std::vector<query::MetricDefinition>> ListMetricDefinitions(
+      const MetricDefinitionFilter& filter) override;
+  common::Status UpdateMetricDefinition(const query::MetricDefinition& def, int64_t expected_version) override;
+  common::Status DeleteMetricDefinition(std::string_view name) override;
+  common::Status AppendAudit(const AuditRecord& record) override;
+  common::Result<std::vector<AuditRecord>> ListAudit(int limit) override;
+
+  // Runs `sql` (one or more statements, results discarded) on one pooled connection. Tests use it to damage
+  // rows, fake a newer schema or kill connections.
+  common::Status ExecuteForTest(std::string_view sql);
+
+ private:
+  std::unique_ptr<PgConnectionPool> pool_;  // thread-safe
+};
+
+}  // namespace analytics::metadata

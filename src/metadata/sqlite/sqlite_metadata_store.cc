@@ -1,0 +1,439 @@
+// SqliteMetadataStore: statements, transactions and the mapping of SQLite result codes to Status.
+#include "metadata/sqlite/sqlite_metadata_store.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "common/time_util.h"
+#include "metadata/documents.h"
+#include "metadata/migrations/migrations.h"
+
+namespace analytics::metadata {
+
+using common::Result;
+using common::Status;
+
+namespace {
+
+// Maps an SQLite result code (extended codes on) to a Status; `what` says what was being done.
+Status SqliteError(sqlite3* db, int rc, std::string_view what) {
+  std::string message = std::string(what) + ": " + (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Status::Unavailable(std::move(message));
+    case SQLITE_CONSTRAINT:
+      if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+        return Status::AlreadyExists(std::move(message));
+      }
+      return Status::Internal(std::move(message));
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Status::Corruption(std::move(message));
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return Status::IOError(std::move(message));
+    case SQLITE_NOMEM:
+      return Status::ResourceExhausted(std::move(message));
+    case SQLITE_TOOBIG:
+      return Status::InvalidArgument(std::move(message));
+    default:
+      return Status::Internal(std::move(message));
+  }
+}
+
+// One prepared statement. Bind errors are remembered and reported by Step, so call sites stay linear.
+class Statement {
+ public:
+  static Result<Statement> Prepare(sqlite3* db, std::string_view sql) {
+    sqlite3_stmt* stmt = nullptr;
+    int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return SqliteError(db, rc, "cannot prepare statement");
+    }
+    return Statement(db, stmt);
+  }
+
+  Statement(Statement&& other) noexcept
+      : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)), bind_rc_(other.bind_rc_) {}
+  Statement& operator=(Statement&&) = delete;
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  // Parameters are 1-based, as in SQL (?1, ?2, ...).
+  void BindText(int param, std::string_view value) {
+    Check(sqlite3_bind_text64(stmt_, param, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+  void BindInt64(int param, int64_t value) { Check(sqlite3_bind_int64(stmt_, param, value)); }
+  void BindNull(int param) { Check(sqlite3_bind_null(stmt_, param)); }
+
+  // True for a row, false when done.
+  Result<bool> Step(std::string_view what) {
+    if (bind_rc_ != SQLITE_OK) return SqliteError(db_, bind_rc_, what);
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, rc, what);
+  }
+  // Steps a statement that returns no rows.
+  Status Run(std::string_view what) {
+    auto stepped = Step(what);
+    return stepped.status();
+  }
+  // Makes the statement ready to run again with new bindings.
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    bind_rc_ = SQLITE_OK;
+  }
+
+  int64_t ColumnInt64(int column) { return sqlite3_column_int64(stmt_, column); }
+  std::string_view ColumnText(int column) {
+    const unsigned char* text = sqlite3_column_text(stmt_, column);
+    int size = sqlite3_column_bytes(stmt_, column);
+    return text == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(text), size);
+  }
+
+ private:
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  void Check(int rc) {
+    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+Status Exec(sqlite3* db, const std::string& sql, std::string_view what) {
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return SqliteError(db, rc, what);
+  return Status::Ok();
+}
+
+// A write transaction: BEGIN IMMEDIATE takes the database write lock up front (waiting up to busy_timeout),
+// so a read-then-write sequence cannot fail half-way on a lock upgrade. Rolls back unless committed.
+class WriteTransaction {
+ public:
+  static Result<WriteTransaction> Begin(sqlite3* db) {
+    ANALYTICS_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE", "cannot begin transaction"));
+    return WriteTransaction(db);
+  }
+  WriteTransaction(WriteTransaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+  WriteTransaction& operator=(WriteTransaction&&) = delete;
+  ~WriteTransaction() {
+    if (db_ != nullptr) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Status Commit() {
+    Status status = Exec(db_, "COMMIT", "cannot commit transaction");
+    if (status.ok()) db_ = nullptr;
+    return status;
+  }
+
+ private:
+  explicit WriteTransaction(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+};
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+
+Status Configure(sqlite3* db, const SqliteMetadataOptions& options) {
+  int rc = sqlite3_extended_result_codes(db, 1);
+  if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, options.busy_timeout_ms);
+  if (rc != SQLITE_OK) return SqliteError(db, rc, "cannot configure metadata database");
+  // journal_mode answers with the mode now in effect; anything but "wal" means WAL was refused (e.g. the
+  // file system lacks shared memory) and concurrent readers would block writers.
+  ANALYTICS_ASSIGN_OR_RETURN(Statement journal, Statement::Prepare(db, "PRAGMA journal_mode = WAL"));
+  ANALYTICS_ASSIGN_OR_RETURN(bool has_row, journal.Step("cannot switch metadata database to WAL mode"));
+  const std::string mode = has_row ? std::string(journal.ColumnText(0)) : std::string();
+  if (mode != "wal" && !(options.path == ":memory:" && mode == "memory")) {
+    return Status::IOError("metadata database " + options.path + " cannot use WAL journal mode (got '" + mode +
+                           "')");
+  }
+  ANALYTICS_RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys = ON", "cannot enable foreign keys"));
+  // NORMAL in WAL mode: a power loss may drop the last commits but never corrupts the database; metadata
+  // writes are rare and retried by their callers.
+  ANALYTICS_RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous = NORMAL", "cannot set synchronous mode"));
+  return Status::Ok();
+}
+
+Result<int> ReadSchemaVersion(sqlite3* db) {
+  ANALYTICS_ASSIGN_OR_RETURN(Statement query,
+                             Statement::Prepare(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+  ANALYTICS_ASSIGN_OR_RETURN(bool has_row, query.Step("cannot read schema version"));
+  if (!has_row) return Status::Internal("cannot read schema version: no row");
+  return static_cast<int>(query.ColumnInt64(0));
+}
+
+// Applies pending migrations in one transaction (see migrations/migrations.h).
+Status Migrate(sqlite3* db) {
+  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db));
+  ANALYTICS_RETURN_IF_ERROR(Exec(db,
+                                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                 " version INTEGER NOT NULL PRIMARY KEY,"
+                                 " name TEXT NOT NULL,"
+                                 " applied_at TEXT NOT NULL)",
+                                 "cannot create schema_migrations"));
+  ANALYTICS_ASSIGN_OR_RETURN(int applied, ReadSchemaVersion(db));
+  ANALYTICS_ASSIGN_OR_RETURN(auto pending, PendingMigrations(SqliteMigrations(), applied, "sqlite"));
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement record,
+      Statement::Prepare(db, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)"));
+  for (const Migration& migration : pending) {
+    const std::string label =
+        "metadata migration " + std::to_string(migration.version) + " (" + std::string(migration.name) + ")";
+    ANALYTICS_RETURN_IF_ERROR(Exec(db, std::string(migration.sql), label + " failed"));
+    record.Reset();
+    record.BindInt64(1, migration.version);
+    record.BindText(2, migration.name);
+    record.BindText(3, common::FormatRfc3339Millis(common::NowMillis()));
+    ANALYTICS_RETURN_IF_ERROR(record.Run("cannot record " + label));
+  }
+  return txn.Commit();
+}
+
+Status RequireName(std::string_view name) {
+  if (name.empty()) return Status::InvalidArgument("metric definition name is empty", "name");
+  return Status::Ok();
+}
+
+// Binds the columns shared by INSERT and UPDATE: ?1 name, ?2 owner_service, ?3 is_realtime, ?4 version,
+// ?5 created_at_ms, ?6 updated_at_ms, ?7 builtin, ?8 document.
+void BindDefinitionRow(Statement& stmt, const query::MetricDefinition& def, const std::string& document) {
+  stmt.BindText(1, def.name);
+  stmt.BindText(2, def.owner_service);
+  stmt.BindInt64(3, def.is_realtime ? 1 : 0);
+  stmt.BindInt64(4, def.version);
+  stmt.BindInt64(5, def.created_at_ms);
+  stmt.BindInt64(6, def.updated_at_ms);
+  stmt.BindInt64(7, def.builtin ? 1 : 0);
+  stmt.BindText(8, document);
+}
+
+Status InsertTags(sqlite3* db, const query::MetricDefinition& def) {
+  if (def.tags.empty()) return Status::Ok();
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement insert,
+      Statement::Prepare(db, "INSERT OR IGNORE INTO metric_definition_tags (name, tag) VALUES (?1, ?2)"));
+  for (const std::string& tag : def.tags) {
+    insert.Reset();
+    insert.BindText(1, def.name);
+    insert.BindText(2, tag);
+    ANALYTICS_RETURN_IF_ERROR(insert.Run("cannot store tags of metric definition '" + def.name + "'"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MetadataStore>> OpenSqliteMetadataStore(const SqliteMetadataOptions& options) {
+  if (options.path.empty()) return Status::InvalidArgument("the metadata database path is empty", "path");
+  if (options.busy_timeout_ms < 0) {
+    return Status::InvalidArgument("must not be negative", "busy_timeout_ms");
+  }
+  if (options.path != ":memory:") {
+    const std::filesystem::path parent = std::filesystem::path(options.path).parent_path();
+    if (!parent.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(parent, ec);
+      if (ec) {
+        return Status::IOError("cannot create directory " + parent.string() + " for the metadata database: " +
+                               ec.message());
+      }
+    }
+  }
+  sqlite3* raw = nullptr;
+  // NOMUTEX: the store serializes every use of the connection with its own mutex.
+  int rc = sqlite3_open_v2(options.path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<sqlite3, DbCloser> db(raw);  // sqlite3_open_v2 may allocate a handle even when it fails
+  if (rc != SQLITE_OK) return SqliteError(raw, rc, "cannot open metadata database " + options.path);
+  ANALYTICS_RETURN_IF_ERROR(Configure(db.get(), options));
+  ANALYTICS_RETURN_IF_ERROR(Migrate(db.get()));
+  return std::unique_ptr<MetadataStore>(std::make_unique<SqliteMetadataStore>(db.release()));
+}
+
+SqliteMetadataStore::SqliteMetadataStore(sqlite3* db) : db_(db) {}
+
+SqliteMetadataStore::~SqliteMetadataStore() { sqlite3_close_v2(db_); }
+
+Status SqliteMetadataStore::Ping() {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement ping, Statement::Prepare(db_, "SELECT 1"));
+  return ping.Run("metadata database does not answer");
+}
+
+Result<int> SqliteMetadataStore::SchemaVersion() {
+  std::lock_guard lock(mu_);
+  return ReadSchemaVersion(db_);
+}
+
+Status SqliteMetadataStore::CreateMetricDefinition(const query::MetricDefinition& def) {
+  ANALYTICS_RETURN_IF_ERROR(RequireName(def.name));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string document, EncodeMetricDocument(def));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db_));
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement insert,
+      Statement::Prepare(db_,
+                         "INSERT INTO metric_definitions (name, owner_service, is_realtime, version, created_at_ms,"
+                         " updated_at_ms, builtin, document) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+  BindDefinitionRow(insert, def, document);
+  Status inserted = insert.Run("cannot store metric definition '" + def.name + "'");
+  if (inserted.code() == common::StatusCode::kAlreadyExists) {
+    return Status::AlreadyExists("metric definition '" + def.name + "' already exists");
+  }
+  ANALYTICS_RETURN_IF_ERROR(inserted);
+  ANALYTICS_RETURN_IF_ERROR(InsertTags(db_, def));
+  return txn.Commit();
+}
+
+Result<query::MetricDefinition> SqliteMetadataStore::GetMetricDefinition(std::string_view name) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db_, "SELECT document FROM metric_definitions WHERE name = ?1"));
+  select.BindText(1, name);
+  ANALYTICS_ASSIGN_OR_RETURN(bool found, select.Step("cannot read metric definition '" + std::string(name) + "'"));
+  if (!found) return Status::NotFound("metric definition '" + std::string(name) + "' not found");
+  return DecodeMetricDocument(name, select.ColumnText(0));
+}
+
+Result<std::vector<query::MetricDefinition>> SqliteMetadataStore::ListMetricDefinitions(
+    const MetricDefinitionFilter& filter) {
+  std::lock_guard lock(mu_);
+  // An unset filter binds NULL and its condition is true.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement select,
+      Statement::Prepare(db_,
+                         "SELECT d.name, d.document FROM metric_definitions AS d"
+                         " WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM metric_definition_tags AS t"
+                         "                              WHERE t.name = d.name AND t.tag = ?1))"
+                         "   AND (?2 IS NULL OR d.owner_service = ?2)"
+                         "   AND (?3 IS NULL OR d.is_realtime = ?3)"
+                         " ORDER BY d.name"));
+  if (filter.tag) {
+    select.BindText(1, *filter.tag);
+  } else {
+    select.BindNull(1);
+  }
+  if (filter.owner_service) {
+    select.BindText(2, *filter.owner_service);
+  } else {
+    select.BindNull(2);
+  }
+  if (filter.is_realtime) {
+    select.BindInt64(3, *filter.is_realtime ? 1 : 0);
+  } else {
+    select.BindNull(3);
+  }
+  std::vector<query::MetricDefinition> out;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, select.Step("cannot list metric definitions"));
+    if (!has_row) break;
+    ANALYTICS_ASSIGN_OR_RETURN(query::MetricDefinition def,
+                               DecodeMetricDocument(select.ColumnText(0), select.ColumnText(1)));
+    out.push_back(std::move(def));
+  }
+  return out;
+}
+
+Status SqliteMetadataStore::UpdateMetricDefinition(const query::MetricDefinition& def, int64_t expected_version) {
+  ANALYTICS_RETURN_IF_ERROR(RequireName(def.name));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string document, EncodeMetricDocument(def));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db_));
+  // The version check and the write are one statement inside the write lock: no lost updates.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement update,
+      Statement::Prepare(db_,
+                         "UPDATE metric_definitions SET owner_service = ?2, is_realtime = ?3, version = ?4,"
+                         " created_at_ms = ?5, updated_at_ms = ?6, builtin = ?7, document = ?8"
+                         " WHERE name = ?1 AND version = ?9"));
+  BindDefinitionRow(update, def, document);
+  update.BindInt64(9, expected_version);
+  ANALYTICS_RETURN_IF_ERROR(update.Run("cannot update metric definition '" + def.name + "'"));
+  if (sqlite3_changes(db_) == 0) {
+    ANALYTICS_ASSIGN_OR_RETURN(Statement current,
+                               Statement::Prepare(db_, "SELECT version FROM metric_definitions WHERE name = ?1"));
+    current.BindText(1, def.name);
+    ANALYTICS_ASSIGN_OR_RETURN(bool found, current.Step("cannot read metric definition '" + def.name + "'"));
+    if (!found) return Status::NotFound("metric definition '" + def.name + "' not found");
+    return Status::FailedPrecondition("metric definition '" + def.name + "' is at version " +
+                                      std::to_string(current.ColumnInt64(0)) + ", not " +
+                                      std::to_string(expected_version) + ": it was changed concurrently");
+  }
+  ANALYTICS_ASSIGN_OR_RETURN(Statement clear_tags,
+                             Statement::Prepare(db_, "DELETE FROM metric_definition_tags WHERE name = ?1"));
+  clear_tags.BindText(1, def.name);
+  ANALYTICS_RETURN_IF_ERROR(clear_tags.Run("cannot update tags of metric definition '" + def.name + "'"));
+  ANALYTICS_RETURN_IF_ERROR(InsertTags(db_, def));
+  return txn.Commit();
+}
+
+Status SqliteMetadataStore::DeleteMetricDefinition(std::string_view name) {
+  std::lock_guard lock(mu_);
+  // Tags go with the row (ON DELETE CASCADE; foreign keys are on for this connection).
+  ANALYTICS_ASSIGN_OR_RETURN(Statement remove,
+                             Statement::Prepare(db_, "DELETE FROM metric_definitions WHERE name = ?1"));
+  remove.BindText(1, name);
+  ANALYTICS_RETURN_IF_ERROR(remove.Run("cannot delete metric definition '" + std::string(name) + "'"));
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("metric definition '" + std::string(name) + "' not found");
+  return Status::Ok();
+}
+
+Status SqliteMetadataStore::AppendAudit(const AuditRecord& record) {
+  ANALYTICS_ASSIGN_OR_RETURN(std::string details, EncodeAuditDetails(record.details));
+  const int64_t at_ms = record.at_ms != 0 ? record.at_ms : common::NowMillis();
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement insert,
+      Statement::Prepare(db_,
+                         "INSERT INTO audit_log (at_ms, actor, action, resource, details)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5)"));
+  insert.BindInt64(1, at_ms);
+  insert.BindText(2, record.actor);
+  insert.BindText(3, record.action);
+  insert.BindText(4, record.resource);
+  insert.BindText(5, details);
+  return insert.Run("cannot append audit record");
+}
+
+Result<std::vector<AuditRecord>> SqliteMetadataStore::ListAudit(int limit) {
+  if (limit <= 0) return Status::InvalidArgument("must be positive", "limit");
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement select,
+      Statement::Prepare(db_,
+                         "SELECT id, at_ms, actor, action, resource, details FROM audit_log"
+                         " ORDER BY at_ms DESC, id DESC LIMIT ?1"));
+  select.BindInt64(1, limit);
+  std::vector<AuditRecord> out;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, select.Step("cannot list audit records"));
+    if (!has_row) break;
+    AuditRecord record;
+    record.id = select.ColumnInt64(0);
+    record.at_ms = select.ColumnInt64(1);
+    record.actor = select.ColumnText(2);
+    record.action = select.ColumnText(3);
+    record.resource = select.ColumnText(4);
+    ANALYTICS_ASSIGN_OR_RETURN(record.details, DecodeAuditDetails(record.id, select.ColumnText(5)));
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
+Status SqliteMetadataStore::ExecuteForTest(std::string_view sql) {
+  std::lock_guard lock(mu_);
+  return Exec(db_, std::string(sql), "test statement failed");
+}
+
+}  // namespace analytics::metadata

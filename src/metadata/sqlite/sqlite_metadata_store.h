@@ -1,0 +1,66 @@
+// SqliteMetadataStore: the MetadataStore adapter for the embedded mode (one SQLite file in the data dir).
+//
+// Rationale: metadata is small and written rarely, so one connection behind one mutex is simple and fast
+// enough; SQLite's WAL mode keeps readers of other processes (a second service instance, the sqlite3 CLI)
+// from blocking, and BEGIN IMMEDIATE plus busy_timeout serializes writers across processes.
+// Concurrency: thread-safe; every call holds mu_ for its whole duration, so calls run one at a time.
+// Limitations: no parallelism between calls; a writer in another process holding the lock longer than
+// busy_timeout_ms makes calls return Unavailable.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "metadata/metadata_store.h"
+
+struct sqlite3;
+
+namespace analytics::metadata {
+
+struct SqliteMetadataOptions {
+  // Database file. Its parent directory is created when missing. ":memory:" gives a private in-memory
+  // database (for tests; nothing is kept).
+  std::string path;
+  // How long a call waits for a lock held by another connection before it returns Unavailable.
+  int busy_timeout_ms = 5000;
+};
+
+// Opens (creating when missing) the database at options.path, switches it to WAL mode and applies pending
+// migrations. InvalidArgument for an empty path or negative timeout; IOError when the file or its directory
+// cannot be created or opened; Corruption when the file is not a SQLite database; FailedPrecondition when the
+// schema is newer than this build knows.
+common::Result<std::unique_ptr<MetadataStore>> OpenSqliteMetadataStore(const SqliteMetadataOptions& options);
+
+class SqliteMetadataStore final : public MetadataStore {
+ public:
+  // Takes ownership of an open, migrated connection. Use OpenSqliteMetadataStore.
+  explicit SqliteMetadataStore(sqlite3* db);
+  ~SqliteMetadataStore() override;
+  SqliteMetadataStore(const SqliteMetadataStore&) = delete;
+  SqliteMetadataStore& operator=(const SqliteMetadataStore&) = delete;
+
+  std::string_view BackendName() const override { return "sqlite"; }
+  common::Status Ping() override;
+  common::Result<int> SchemaVersion() override;
+  common::Status CreateMetricDefinition(const query::MetricDefinition& def) override;
+  common::Result<query::MetricDefinition> GetMetricDefinition(std::string_view name) override;
+  common::Result<std::vector<query::MetricDefinition>> ListMetricDefinitions(
+      const MetricDefinitionFilter& filter) override;
+  common::Status UpdateMetricDefinition(const query::MetricDefinition& def, int64_t expected_version) override;
+  common::Status DeleteMetricDefinition(std::string_view name) override;
+  common::Status AppendAudit(const AuditRecord& record) override;
+  common::Result<std::vector<AuditRecord>> ListAudit(int limit) override;
+
+  // Runs `sql` (one or more statements, results discarded) on the store's connection. Tests use it to
+  // damage rows or fake a newer schema.
+  common::Status ExecuteForTest(std::string_view sql);
+
+ private:
+  std::mutex mu_;
+  sqlite3* db_;  // GUARDED_BY(mu_); owned
+};
+
+}  // namespace analytics::metadata
