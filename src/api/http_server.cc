@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -65,6 +66,9 @@ class HttpServer::Impl {
   int open_sessions_ = 0;                       // guarded by mu_
   std::list<std::weak_ptr<Session>> sessions_;  // guarded by mu_; pruned as sessions end
   asio::io_context io_;
+  // Keeps io_.run() going while a request is on the handler pool and nothing else is pending (e.g. after the
+  // acceptor closed during shutdown), so its response can still be written.
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_guard_;
   tcp::acceptor acceptor_;
   asio::thread_pool handler_pool_;
   std::vector<std::thread> io_threads_;
@@ -236,6 +240,7 @@ common::Status HttpServer::Impl::Start() {
                                        ": " + ec.message());
   }
   bound_port_ = acceptor_.local_endpoint().port();
+  work_guard_.emplace(io_.get_executor());
   Accept();
   for (int thread_idx = 0; thread_idx < std::max(1, options_.io_threads); ++thread_idx) {
     io_threads_.emplace_back([this] { io_.run(); });
@@ -284,6 +289,7 @@ void HttpServer::Impl::Shutdown() {
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, std::chrono::seconds(options_.shutdown_grace_seconds), [this] { return open_sessions_ == 0; });
     lock.unlock();
+    work_guard_.reset();
     io_.stop();
     for (auto& thread : io_threads_) thread.join();
     io_threads_.clear();

@@ -180,6 +180,12 @@ Status Application::Start() {
   return Status::Ok();
 }
 
+std::vector<std::pair<std::string, std::string>> Application::Routes() const {
+  std::vector<std::pair<std::string, std::string>> routes;
+  for (const auto& route : state_->router.routes()) routes.emplace_back(route.method, route.path);
+  return routes;
+}
+
 int Application::port() const { return state_->server ? state_->server->port() : 0; }
 
 void Application::Stop() {

@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "config/config.h"
@@ -25,6 +27,8 @@ class Application {
   // Opens stores, applies migrations, seeds built-ins, starts listening. Errors are start-up failures.
   common::Status Start();
   int port() const;
+  // Every routed (method, path template), after Start (the OpenAPI coverage test checks them all).
+  std::vector<std::pair<std::string, std::string>> Routes() const;
   // Graceful stop (in-flight requests finish).
   void Stop();
 

@@ -12,16 +12,23 @@ using common::Status;
 
 namespace {
 
+// libpq messages span lines ("...failed: Connection refused\n\tIs the server running..."); one line reads
+// better in logs and error envelopes.
 std::string TrimmedMessage(const char* message) {
-  std::string text = message != nullptr ? message : "";
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  std::string text;
+  for (const char* c = message != nullptr ? message : ""; *c != '\0'; ++c) {
+    const bool space = *c == '\n' || *c == '\t' || *c == ' ';
+    if (space && (text.empty() || text.back() == ' ')) continue;
+    text += space ? ' ' : *c;
+  }
+  while (!text.empty() && text.back() == ' ') text.pop_back();
   return text.empty() ? "unknown libpq error" : text;
 }
 
 // Maps a failed result to a Status by its SQLSTATE class (PostgreSQL docs, appendix A).
 Status PgError(PGconn* conn, const PGresult* result, std::string_view what) {
-  const std::string message =
-      std::string(what) + ": " + TrimmedMessage(result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn));
+  const char* libpq_message = result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn);
+  const std::string message = std::string(what) + ": " + TrimmedMessage(libpq_message);
   if (PQstatus(conn) != CONNECTION_OK) return Status::Unavailable(message);
   const char* sqlstate_ptr = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   if (sqlstate_ptr == nullptr) return Status::Unavailable(message);  // no server answer: a client-side failure
@@ -141,6 +148,8 @@ Result<PGconn*> PgConnectionPool::Connect() const {
     PQfinish(conn);
     return status;
   }
+  // NOTICEs ("schema ... already exists, skipping") are expected and would go to stderr; drop them.
+  PQsetNoticeProcessor(conn, [](void* /*arg*/, const char* /*message*/) {}, nullptr);
   Status status = SetUpSession(conn);
   if (!status.ok()) {
     PQfinish(conn);

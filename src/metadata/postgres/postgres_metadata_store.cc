@@ -2,6 +2,8 @@
 #include "metadata/postgres/postgres_metadata_store.h"
 
 #include <charconv>
+#include <cstdint>
+#include <string>
 #include <utility>
 
 #include "common/time_util.h"
@@ -258,10 +260,11 @@ Status PostgresMetadataStore::UpdateMetricDefinition(const query::MetricDefiniti
 Status PostgresMetadataStore::DeleteMetricDefinition(std::string_view name) {
   ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
   // Tags go with the row (ON DELETE CASCADE).
+  const std::string name_text(name);
   ANALYTICS_ASSIGN_OR_RETURN(PgResult deleted,
-                             PgExec(lease.get(), "DELETE FROM metric_definitions WHERE name = $1::text",
-                                    {std::string(name)}, "cannot delete metric definition '" + std::string(name) + "'"));
-  if (PgAffectedRows(deleted) == 0) return Status::NotFound("metric definition '" + std::string(name) + "' not found");
+                             PgExec(lease.get(), "DELETE FROM metric_definitions WHERE name = $1::text", {name_text},
+                                    "cannot delete metric definition '" + name_text + "'"));
+  if (PgAffectedRows(deleted) == 0) return Status::NotFound("metric definition '" + name_text + "' not found");
   return Status::Ok();
 }
 

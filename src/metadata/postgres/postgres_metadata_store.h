@@ -32,7 +32,8 @@ struct PostgresMetadataOptions {
   int connect_timeout_seconds = 5;
 };
 
-// OK when libpq can parse `dsn`; InvalidArgument with libpq's message otherwise. Does not connect.
+// OK when libpq can parse `dsn`; InvalidArgument with libpq's message otherwise (syntax errors, unknown
+// options). Does not connect. An empty DSN is valid: libpq then uses its defaults (PGHOST etc.).
 // The config loader calls it so a typo fails at start-up with a clear message.
 common::Status ValidatePostgresDsn(std::string_view dsn);
 
