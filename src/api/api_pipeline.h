@@ -11,6 +11,7 @@
 #include "api/http_types.h"
 #include "api/router.h"
 #include "auth/jwt_verifier.h"
+#include "auth/token_cache.h"
 #include "obs/metrics.h"
 
 namespace analytics::api {
@@ -27,7 +28,7 @@ class ApiPipeline {
   HttpResponse Dispatch(HttpRequest& request);
 
   const Router& router_;
-  const auth::JwtVerifier& verifier_;
+  auth::CachingJwtVerifier verifier_;
   obs::HttpMetrics& metrics_;
 };
 

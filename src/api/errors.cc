@@ -40,7 +40,7 @@ HttpResponse StatusResponse(const common::Status& status, const ErrorCodes& code
     case StatusCode::kUnauthenticated:
       return ErrorResponse(401, error_code::kUnauthenticated, status.message(), details);
     case StatusCode::kResourceExhausted:
-      return ErrorResponse(429, "RESOURCE_EXHAUSTED", status.message(), details);
+      return ErrorResponse(429, error_code::kResourceExhausted, status.message(), details);
     case StatusCode::kUnavailable:
       return ErrorResponse(503, error_code::kServiceUnavailable, status.message(), details);
     case StatusCode::kCorruption:

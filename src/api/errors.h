@@ -28,6 +28,7 @@ inline constexpr std::string_view kUnauthenticated = "UNAUTHENTICATED";
 inline constexpr std::string_view kInvalidRequestBody = "INVALID_REQUEST_BODY";
 inline constexpr std::string_view kMetricDefinitionExists = "METRIC_DEFINITION_ALREADY_EXISTS";
 inline constexpr std::string_view kAlreadyExists = "ALREADY_EXISTS";
+inline constexpr std::string_view kResourceExhausted = "RESOURCE_EXHAUSTED";
 inline constexpr std::string_view kVersionConflict = "VERSION_CONFLICT";
 inline constexpr std::string_view kResourceInUse = "RESOURCE_IN_USE";
 inline constexpr std::string_view kNotFound = "NOT_FOUND";

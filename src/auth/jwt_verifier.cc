@@ -1,13 +1,14 @@
-// JWT verification (cpp-jwt + OpenSSL) and JWKS loading.
+// JWT verification (OpenSSL) and JWKS loading; token issuing (cpp-jwt).
 #include "auth/jwt_verifier.h"
 
 #include <jwt/jwt.hpp>
-#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/param_build.h>
-#include <openssl/pem.h>
 
 #include <nlohmann/json.hpp>
 
@@ -18,9 +19,6 @@ using common::Result;
 using common::Status;
 using nlohmann::json;
 
-struct BioFree {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
 struct PkeyFree {
   void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
 };
@@ -50,7 +48,9 @@ Result<std::string> Base64UrlDecode(std::string_view text) {
   }
 }
 
-Result<std::string> PemFromParams(const char* key_type, OSSL_PARAM_BLD* bld) {
+using KeyPtr = std::shared_ptr<EVP_PKEY>;
+
+Result<KeyPtr> KeyFromParams(const char* key_type, OSSL_PARAM_BLD* bld) {
   std::unique_ptr<OSSL_PARAM, ParamFree> params(OSSL_PARAM_BLD_to_param(bld));
   std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(EVP_PKEY_CTX_new_from_name(nullptr, key_type, nullptr));
   EVP_PKEY* raw_key = nullptr;
@@ -58,17 +58,56 @@ Result<std::string> PemFromParams(const char* key_type, OSSL_PARAM_BLD* bld) {
       EVP_PKEY_fromdata(ctx.get(), &raw_key, EVP_PKEY_PUBLIC_KEY, params.get()) <= 0) {
     return Status::InvalidArgument("OpenSSL rejected the key material");
   }
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(raw_key);
-  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_PUBKEY(bio.get(), key.get()) != 1) {
-    return Status::Internal("cannot serialize a public key");
-  }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(len));
+  return KeyPtr(raw_key, PkeyFree());
 }
 
-Result<std::string> RsaJwkToPem(const json& jwk) {
+// A JWK member that must be a string when present; `fallback` when absent.
+Result<std::string> JwkString(const json& jwk, const char* name, const std::string& fallback = {}) {
+  auto it = jwk.find(name);
+  if (it == jwk.end()) return fallback;
+  if (!it->is_string()) return Status::InvalidArgument(std::string("member ") + name + " must be a string");
+  return it->get<std::string>();
+}
+
+bool VerifyHs256(const std::string& secret, std::string_view signing_input, const std::string& signature) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac, &mac_len) ==
+      nullptr) {
+    return false;
+  }
+  return signature.size() == mac_len && CRYPTO_memcmp(mac, signature.data(), mac_len) == 0;
+}
+
+bool VerifyDigestSignature(EVP_PKEY* key, std::string_view signing_input, const unsigned char* signature,
+                           size_t signature_len) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) != 1) return false;
+  return EVP_DigestVerify(ctx.get(), signature, signature_len,
+                          reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size()) == 1;
+}
+
+// ES256 signatures are raw R||S (RFC 7518 3.4); OpenSSL wants DER.
+bool VerifyEs256(EVP_PKEY* key, std::string_view signing_input, const std::string& signature) {
+  if (signature.size() != 64) return false;
+  std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> sig(ECDSA_SIG_new(), ECDSA_SIG_free);
+  BIGNUM* r = BN_bin2bn(reinterpret_cast<const unsigned char*>(signature.data()), 32, nullptr);
+  BIGNUM* s = BN_bin2bn(reinterpret_cast<const unsigned char*>(signature.data()) + 32, 32, nullptr);
+  if (!sig || r == nullptr || s == nullptr || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
+    BN_free(r);
+    BN_free(s);
+    return false;
+  }
+  unsigned char* der = nullptr;
+  int der_len = i2d_ECDSA_SIG(sig.get(), &der);
+  if (der_len <= 0) return false;
+  bool ok = VerifyDigestSignature(key, signing_input, der, static_cast<size_t>(der_len));
+  OPENSSL_free(der);
+  return ok;
+}
+
+Result<KeyPtr> RsaJwkToKey(const json& jwk) {
   if (!jwk.contains("n") || !jwk["n"].is_string() || !jwk.contains("e") || !jwk["e"].is_string()) {
     return Status::InvalidArgument("an RSA key needs string members n and e");
   }
@@ -84,11 +123,12 @@ Result<std::string> RsaJwkToPem(const json& jwk) {
       !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get())) {
     return Status::InvalidArgument("bad RSA key material");
   }
-  return PemFromParams("RSA", bld.get());
+  return KeyFromParams("RSA", bld.get());
 }
 
-Result<std::string> EcJwkToPem(const json& jwk) {
-  if (jwk.value("crv", std::string()) != "P-256") return Status::InvalidArgument("only EC curve P-256 is supported");
+Result<KeyPtr> EcJwkToKey(const json& jwk) {
+  ANALYTICS_ASSIGN_OR_RETURN(std::string crv, JwkString(jwk, "crv"));
+  if (crv != "P-256") return Status::InvalidArgument("only EC curve P-256 is supported");
   if (!jwk.contains("x") || !jwk["x"].is_string() || !jwk.contains("y") || !jwk["y"].is_string()) {
     return Status::InvalidArgument("an EC key needs string members x and y");
   }
@@ -102,7 +142,7 @@ Result<std::string> EcJwkToPem(const json& jwk) {
       !OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size())) {
     return Status::InvalidArgument("bad EC key material");
   }
-  return PemFromParams("EC", bld.get());
+  return KeyFromParams("EC", bld.get());
 }
 
 Status Unauthenticated(std::string reason) { return Status::Unauthenticated(std::move(reason)); }
@@ -111,7 +151,15 @@ Status Unauthenticated(std::string reason) { return Status::Unauthenticated(std:
 bool ReadNumericDate(const json& payload, const char* name, int64_t& out) {
   auto it = payload.find(name);
   if (it == payload.end() || !it->is_number()) return false;
-  out = it->is_number_float() ? static_cast<int64_t>(it->get<double>()) : it->get<int64_t>();
+  if (it->is_number_float()) {
+    double value = it->get<double>();
+    if (!(value > -1e15 && value < 1e15)) return false;  // NaN, infinities and absurd dates
+    out = static_cast<int64_t>(value);
+  } else if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+    out = INT64_MAX;
+  } else {
+    out = it->get<int64_t>();
+  }
   return true;
 }
 
@@ -145,25 +193,31 @@ Result<std::unique_ptr<JwtVerifier>> JwtVerifier::Create(const JwtVerifierOption
     const json& jwk = jwks["keys"][key_idx];
     const std::string where = "JWKS key #" + std::to_string(key_idx);
     if (!jwk.is_object()) return Status::InvalidArgument(where + " is not an object");
-    std::string kid = jwk.value("kid", std::string());
-    std::string kty = jwk.value("kty", std::string());
-    std::string use = jwk.value("use", std::string("sig"));
-    if (use != "sig") continue;  // encryption keys are not for us
+    auto kid_member = JwkString(jwk, "kid");
+    auto kty_member = JwkString(jwk, "kty");
+    auto use_member = JwkString(jwk, "use", "sig");
+    for (const auto* member : {&kid_member, &kty_member, &use_member}) {
+      if (!member->ok()) return Status::InvalidArgument(where + ": " + member->status().message());
+    }
+    const std::string kid = *kid_member;
+    const std::string kty = *kty_member;
+    if (*use_member != "sig") continue;  // encryption keys are not for us
     PublicKey key;
-    Result<std::string> pem = Status::InvalidArgument("unsupported key type '" + kty + "'");
+    Result<KeyPtr> parsed = Status::InvalidArgument("unsupported key type '" + kty + "'");
     if (kty == "RSA") {
       key.alg = "RS256";
-      pem = RsaJwkToPem(jwk);
+      parsed = RsaJwkToKey(jwk);
     } else if (kty == "EC") {
       key.alg = "ES256";
-      pem = EcJwkToPem(jwk);
+      parsed = EcJwkToKey(jwk);
     }
-    if (!pem.ok()) return Status::InvalidArgument(where + " (kid '" + kid + "'): " + pem.status().message());
-    std::string declared_alg = jwk.value("alg", key.alg);
-    if (declared_alg != key.alg) {
-      return Status::InvalidArgument(where + " (kid '" + kid + "'): alg " + declared_alg + " does not fit kty " + kty);
+    if (!parsed.ok()) return Status::InvalidArgument(where + " (kid '" + kid + "'): " + parsed.status().message());
+    auto declared_alg = JwkString(jwk, "alg", key.alg);
+    if (!declared_alg.ok()) return Status::InvalidArgument(where + ": " + declared_alg.status().message());
+    if (*declared_alg != key.alg) {
+      return Status::InvalidArgument(where + " (kid '" + kid + "'): alg " + *declared_alg + " does not fit kty " + kty);
     }
-    key.pem = std::move(pem).value();
+    key.key = std::move(parsed).value();
     if (!verifier->public_keys_.emplace(kid, std::move(key)).second) {
       return Status::InvalidArgument(where + ": duplicate kid '" + kid + "'");
     }
@@ -185,62 +239,61 @@ Result<Principal> JwtVerifier::Verify(std::string_view token, int64_t now_second
   if (header.is_discarded() || !header.is_object() || !header.contains("alg") || !header["alg"].is_string()) {
     return Unauthenticated("malformed token header");
   }
+  if (header.contains("typ") && !header["typ"].is_string()) return Unauthenticated("malformed token header (typ)");
+  // RFC 7515 4.1.11: extensions we do not understand must not be ignored.
+  if (header.contains("crit")) return Unauthenticated("token header lists critical extensions we do not support");
   const std::string alg = header["alg"].get<std::string>();
   const std::string kid = header.contains("kid") && header["kid"].is_string() ? header["kid"].get<std::string>() : "";
   if (second_dot + 1 == token.size()) return Unauthenticated("unsigned tokens are not accepted");
 
-  std::string key;
+  const PublicKey* public_key = nullptr;
   if (alg == "HS256") {
     if (options_.hs256_secret.empty()) return Unauthenticated("HS256 tokens are not accepted by this deployment");
-    key = options_.hs256_secret;
   } else if (alg == "RS256" || alg == "ES256") {
-    const PublicKey* found = nullptr;
     if (auto it = public_keys_.find(kid); it != public_keys_.end()) {
-      found = &it->second;
+      public_key = &it->second;
     } else if (kid.empty()) {
       // No kid: usable only when exactly one key of this algorithm exists.
       for (const auto& [unused, candidate] : public_keys_) {
         if (candidate.alg == alg) {
-          if (found != nullptr) return Unauthenticated("token has no kid and several keys could match");
-          found = &candidate;
+          if (public_key != nullptr) return Unauthenticated("token has no kid and several keys could match");
+          public_key = &candidate;
         }
       }
     }
-    if (found == nullptr) return Unauthenticated("no key for this token (kid '" + kid + "')");
-    if (found->alg != alg) return Unauthenticated("token alg " + alg + " does not match key " + kid);
-    key = found->pem;
+    if (public_key == nullptr) return Unauthenticated("no key for this token (kid '" + kid + "')");
+    if (public_key->alg != alg) return Unauthenticated("token alg " + alg + " does not match key " + kid);
   } else {
     return Unauthenticated("unsupported token algorithm '" + alg + "'");
   }
 
-  std::error_code ec;
-  json payload;
-  try {
-    using namespace jwt::params;
-    // exp is checked below (with our own leeway arithmetic); cpp-jwt checks the algorithm and the signature.
-    auto decoded = jwt::decode(jwt::string_view(token.data(), token.size()), algorithms({alg}), ec, secret(key),
-                               verify(true), leeway(static_cast<uint32_t>(options_.leeway_seconds)));
-    if (ec) {
-      if (ec == jwt::VerificationErrc::TokenExpired) return Unauthenticated("token expired");
-      if (ec == jwt::VerificationErrc::ImmatureSignature) return Unauthenticated("token not yet valid (nbf)");
-      if (ec == jwt::VerificationErrc::InvalidSignature) return Unauthenticated("invalid token signature");
-      return Unauthenticated("invalid token: " + ec.message());
-    }
-    payload = decoded.payload().create_json_obj();
-  } catch (const std::exception& e) {
-    return Unauthenticated(std::string("invalid token: ") + e.what());
-  } catch (...) {
-    return Unauthenticated("invalid token");
+  const std::string_view signing_input = token.substr(0, second_dot);
+  auto signature = Base64UrlDecode(token.substr(second_dot + 1));
+  if (!signature.ok()) return Unauthenticated("malformed token signature");
+  bool valid = false;
+  if (alg == "HS256") {
+    valid = VerifyHs256(options_.hs256_secret, signing_input, *signature);
+  } else if (alg == "RS256") {
+    valid = VerifyDigestSignature(public_key->key.get(), signing_input,
+                                  reinterpret_cast<const unsigned char*>(signature->data()), signature->size());
+  } else {
+    valid = VerifyEs256(public_key->key.get(), signing_input, *signature);
   }
+  if (!valid) return Unauthenticated("invalid token signature");
+
+  auto payload_text = Base64UrlDecode(token.substr(first_dot + 1, second_dot - first_dot - 1));
+  if (!payload_text.ok()) return Unauthenticated("malformed token payload");
+  json payload = json::parse(*payload_text, nullptr, false);
   if (!payload.is_object()) return Unauthenticated("token payload is not a JSON object");
 
   Principal principal;
   if (!ReadNumericDate(payload, "exp", principal.expires_at)) return Unauthenticated("token has no numeric exp");
-  if (principal.expires_at + options_.leeway_seconds < now_seconds) return Unauthenticated("token expired");
+  // Overflow-safe: compare against now shifted by the (small) leeway, never exp + leeway.
+  if (principal.expires_at < now_seconds - options_.leeway_seconds) return Unauthenticated("token expired");
   int64_t not_before = 0;
   if (payload.contains("nbf")) {
     if (!ReadNumericDate(payload, "nbf", not_before)) return Unauthenticated("token nbf is not a number");
-    if (not_before - options_.leeway_seconds > now_seconds) return Unauthenticated("token not yet valid (nbf)");
+    if (not_before > now_seconds + options_.leeway_seconds) return Unauthenticated("token not yet valid (nbf)");
   }
   if (!options_.issuer.empty()) {
     if (!payload.contains("iss") || !payload["iss"].is_string() || payload["iss"].get<std::string>() != options_.issuer) {

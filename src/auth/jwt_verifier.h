@@ -4,7 +4,8 @@
 // Web Key Set. The key is chosen from the token's `alg`/`kid` *and* the key's own type, so an RS256 public
 // key can never be used as an HMAC secret (algorithm confusion) and `alg: none` is always refused. `exp` is
 // required; `nbf`, `iss` and `aud` (string or array) are checked when present/configured, with a leeway.
-// Signatures are verified with cpp-jwt (OpenSSL underneath).
+// Signatures are verified with OpenSSL directly (HMAC compared in constant time); every time check uses only
+// the `now_seconds` argument, with overflow-safe arithmetic. Tokens are issued with cpp-jwt.
 // Thread-safety: immutable after construction; Verify may be called from any thread.
 #pragma once
 
@@ -14,6 +15,8 @@
 #include <string_view>
 
 #include "auth/principal.h"
+
+struct evp_pkey_st;  // OpenSSL's EVP_PKEY
 #include "common/status.h"
 
 namespace analytics::auth {
@@ -36,11 +39,12 @@ class JwtVerifier {
   common::Result<Principal> Verify(std::string_view token, int64_t now_seconds) const;
 
   size_t jwks_key_count() const { return public_keys_.size(); }
+  int leeway_seconds() const { return options_.leeway_seconds; }
 
  private:
   struct PublicKey {
-    std::string alg;  // RS256 or ES256
-    std::string pem;  // SubjectPublicKeyInfo PEM
+    std::string alg;                   // RS256 or ES256
+    std::shared_ptr<evp_pkey_st> key;  // the parsed public key
   };
   explicit JwtVerifier(JwtVerifierOptions options) : options_(std::move(options)) {}
 

@@ -37,8 +37,12 @@ Status Flatten(const YAML::Node& root, std::string_view origin, std::map<std::st
         }
         out[key] = entry.second.IsNull() ? "" : entry.second.Scalar();
       }
-    } else if (value.IsScalar() || value.IsNull()) {
-      out[section_name] = value.IsNull() ? "" : value.Scalar();
+    } else if (value.IsNull()) {
+      // A section whose keys are all commented out: an empty mapping. Recorded with a trailing dot so the
+      // overlay can tell a known section (some default key starts with "name.") from an unknown one.
+      out[section_name + "."] = "";
+    } else if (value.IsScalar()) {
+      out[section_name] = value.Scalar();
     } else {
       return Status::InvalidArgument("expected a mapping", section_name);
     }
@@ -119,7 +123,8 @@ Status CheckBrokers(const std::string& brokers, const std::string& key) {
     auto colon = broker.rfind(':');
     int port = 0;
     if (colon == std::string::npos || colon == 0 ||
-        std::from_chars(broker.data() + colon + 1, broker.data() + broker.size(), port).ec != std::errc() ||
+        std::from_chars(broker.data() + colon + 1, broker.data() + broker.size(), port).ptr !=
+            broker.data() + broker.size() ||
         port < 1 || port > 65535) {
       return Status::InvalidArgument("expected a comma-separated list of host:port, got '" + brokers + "'", key);
     }
@@ -281,6 +286,13 @@ Result<Config> LoadConfigFromText(std::string_view defaults_yaml, const std::opt
     ANALYTICS_ASSIGN_OR_RETURN(YAML::Node user, ParseYaml(*user_yaml, "the config file"));
     ANALYTICS_RETURN_IF_ERROR(Flatten(user, "the config file", overrides));
     for (auto& [key, value] : overrides) {
+      if (!key.empty() && key.back() == '.') {
+        auto known = raw_defaults.lower_bound(key);
+        if (known == raw_defaults.end() || known->first.rfind(key, 0) != 0) {
+          return Status::InvalidArgument("unknown config section", key.substr(0, key.size() - 1));
+        }
+        continue;
+      }
       if (!raw_defaults.count(key)) return Status::InvalidArgument("unknown config key", key);
       values[key] = std::move(value);
     }

@@ -1,7 +1,10 @@
 // Metric definitions: application rules.
 #include "metrics/metric_catalog.h"
 
+#include <algorithm>
 #include <set>
+
+#include "common/time_util.h"
 
 #include "obs/logging.h"
 #include "query/builtin_metrics.h"
@@ -40,6 +43,7 @@ Result<int> MetricCatalog::SeedBuiltins(int64_t now_ms) {
       if (!status.ok() && status.code() != common::StatusCode::kAlreadyExists) return status;
       if (status.ok()) ++created;
     }
+    Invalidate();
     if (retry.size() == pending.size()) {
       return Status::Internal("built-in ratio metric '" + retry.front().name + "' has a missing operand");
     }
@@ -48,11 +52,62 @@ Result<int> MetricCatalog::SeedBuiltins(int64_t now_ms) {
   return created;
 }
 
-Result<std::vector<MetricDefinition>> MetricCatalog::List(const metadata::MetricDefinitionFilter& filter) {
-  return store_.ListMetricDefinitions(filter);
+const MetricSnapshot::Entry* MetricSnapshot::Find(std::string_view name) const {
+  auto it = by_name.find(name);
+  return it == by_name.end() ? nullptr : &entries[it->second];
 }
 
-Result<MetricDefinition> MetricCatalog::Get(const std::string& name) { return store_.GetMetricDefinition(name); }
+bool MetricSnapshot::Matches(const MetricDefinition& definition, const metadata::MetricDefinitionFilter& filter) {
+  if (filter.owner_service && definition.owner_service != *filter.owner_service) return false;
+  if (filter.is_realtime && definition.is_realtime != *filter.is_realtime) return false;
+  if (filter.tag && std::find(definition.tags.begin(), definition.tags.end(), *filter.tag) == definition.tags.end()) {
+    return false;
+  }
+  return true;
+}
+
+Result<std::shared_ptr<const MetricSnapshot>> MetricCatalog::Snapshot() {
+  const int64_t now_ms = common::NowMillis();
+  auto fresh = [&](const std::shared_ptr<const MetricSnapshot>& snapshot) {
+    return snapshot && now_ms - snapshot->loaded_at_ms < options_.cache_ttl_ms;
+  };
+  uint64_t generation;
+  {
+    std::lock_guard lock(mu_);
+    if (fresh(snapshot_)) return snapshot_;
+  }
+  std::lock_guard reload_lock(reload_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (fresh(snapshot_)) return snapshot_;  // another thread reloaded while we waited
+    generation = generation_;
+  }
+  ANALYTICS_ASSIGN_OR_RETURN(auto definitions, store_.ListMetricDefinitions({}));
+  auto snapshot = std::make_shared<MetricSnapshot>();
+  snapshot->loaded_at_ms = now_ms;
+  snapshot->entries.reserve(definitions.size());
+  for (auto& definition : definitions) {
+    std::string json = query::MetricDefinitionToJson(definition).dump();
+    snapshot->by_name.emplace(definition.name, snapshot->entries.size());
+    snapshot->entries.push_back({std::move(definition), std::move(json)});
+  }
+  std::lock_guard lock(mu_);
+  // A write that happened while loading may not be in what we read: serve it, but do not keep it.
+  if (generation == generation_) snapshot_ = snapshot;
+  return std::shared_ptr<const MetricSnapshot>(std::move(snapshot));
+}
+
+void MetricCatalog::Invalidate() {
+  std::lock_guard lock(mu_);
+  ++generation_;
+  snapshot_.reset();
+}
+
+Result<MetricDefinition> MetricCatalog::Get(const std::string& name) {
+  ANALYTICS_ASSIGN_OR_RETURN(auto snapshot, Snapshot());
+  if (const auto* entry = snapshot->Find(name)) return entry->definition;
+  return Status::NotFound("metric definition '" + name + "' not found");
+}
 
 Status MetricCatalog::CheckOperands(const MetricDefinition& definition) {
   if (definition.aggregation != Aggregation::kRatio) return Status::Ok();
@@ -106,6 +161,7 @@ Result<MetricDefinition> MetricCatalog::Create(MetricDefinition definition, cons
     return Status::AlreadyExists("metric definition '" + definition.name + "' already exists");
   }
   ANALYTICS_RETURN_IF_ERROR(status);
+  Invalidate();
   Audit(actor, "create", definition.name, now_ms);
   return definition;
 }
@@ -133,6 +189,7 @@ Result<MetricDefinition> MetricCatalog::Update(const std::string& name, MetricDe
     return Status::FailedPrecondition("metric definition '" + name + "' was changed concurrently; retry");
   }
   ANALYTICS_RETURN_IF_ERROR(status);
+  Invalidate();
   Audit(actor, "update", name, now_ms);
   return definition;
 }
@@ -146,6 +203,7 @@ Status MetricCatalog::Delete(const std::string& name, const std::string& actor, 
     }
   }
   ANALYTICS_RETURN_IF_ERROR(store_.DeleteMetricDefinition(name));
+  Invalidate();
   Audit(actor, "delete", name, now_ms);
   return Status::Ok();
 }

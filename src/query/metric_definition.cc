@@ -397,13 +397,13 @@ Result<MetricDefinition> ParseBody(const json& body, bool allow_server_fields) {
       if (!it->is_string()) return WrongType("created_by", "a string", *it);
       def.created_by = it->get<std::string>();
     }
-    if (auto it = body.find("created_at"); it != body.end() && it->is_string()) {
+    for (auto [field, target] : {std::pair{"created_at", &def.created_at_ms}, std::pair{"updated_at", &def.updated_at_ms}}) {
+      auto it = body.find(field);
+      if (it == body.end()) continue;
+      if (!it->is_string()) return WrongType(field, "an RFC 3339 string", *it);
       auto parsed = common::ParseRfc3339Millis(it->get<std::string>());
-      if (parsed.ok()) def.created_at_ms = *parsed;
-    }
-    if (auto it = body.find("updated_at"); it != body.end() && it->is_string()) {
-      auto parsed = common::ParseRfc3339Millis(it->get<std::string>());
-      if (parsed.ok()) def.updated_at_ms = *parsed;
+      if (!parsed.ok()) return Status::InvalidArgument(parsed.status().message(), field);
+      *target = *parsed;
     }
   }
   return def;

@@ -192,9 +192,8 @@ TEST(LoadConfigTest, EmptyEnvironmentValueFallsBackToTheDefault) {
 }
 
 TEST(LoadConfigTest, PostgresKeywordDsnIsAccepted) {
-  ASSERT_OK_AND_ASSIGN(Config config,
-                       LoadConfigFromText(DefaultConfigYaml(), std::nullopt,
-                                          EnvFrom({{"POSTGRES_DSN_METADATA", "host=pg port=5432 dbname='meta data'"}})));
+  auto env = EnvFrom({{"POSTGRES_DSN_METADATA", "host=pg port=5432 dbname='meta data'"}});
+  ASSERT_OK_AND_ASSIGN(Config config, LoadConfigFromText(DefaultConfigYaml(), std::nullopt, env));
   EXPECT_EQ(config.postgres_metadata.dsn, "host=pg port=5432 dbname='meta data'");
 }
 

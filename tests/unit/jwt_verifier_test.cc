@@ -209,19 +209,19 @@ constexpr char kSecret[] = "an-hs256-secret-of-at-least-32-bytes!!";
 
 class JwtVerifierTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    rsa_ = EVP_RSA_gen(2048);
-    rsa2_ = EVP_RSA_gen(2048);
-    ec_ = EVP_EC_gen("P-256");
-    ASSERT_NE(rsa_, nullptr);
-    ASSERT_NE(rsa2_, nullptr);
-    ASSERT_NE(ec_, nullptr);
+  // Keys are generated on first use (RSA-2048 generation is slow under the sanitizers) and live for the
+  // whole process.
+  static EVP_PKEY* Rsa() {
+    static const PkeyPtr key = Generated(EVP_RSA_gen(2048));
+    return key.get();
   }
-  static void TearDownTestSuite() {
-    EVP_PKEY_free(rsa_);
-    EVP_PKEY_free(rsa2_);
-    EVP_PKEY_free(ec_);
-    rsa_ = rsa2_ = ec_ = nullptr;
+  static EVP_PKEY* Rsa2() {
+    static const PkeyPtr key = Generated(EVP_RSA_gen(2048));
+    return key.get();
+  }
+  static EVP_PKEY* Ec() {
+    static const PkeyPtr key = Generated(EVP_EC_gen("P-256"));
+    return key.get();
   }
 
   // cpp-jwt (inside the verifier) also consults the wall clock, so "now" is the real time.
@@ -246,7 +246,7 @@ class JwtVerifierTest : public ::testing::Test {
   }
   static JwtVerifierOptions JwksOptions() {
     JwtVerifierOptions options;
-    options.jwks_json = Jwks({RsaJwk(rsa_, "rsa-1"), EcJwk(ec_, "ec-1")});
+    options.jwks_json = Jwks({RsaJwk(Rsa(), "rsa-1"), EcJwk(Ec(), "ec-1")});
     return options;
   }
 
@@ -258,10 +258,13 @@ class JwtVerifierTest : public ::testing::Test {
     EXPECT_FALSE(result.status().message().empty()) << what;
   }
 
-  static inline EVP_PKEY* rsa_ = nullptr;
-  static inline EVP_PKEY* rsa2_ = nullptr;
-  static inline EVP_PKEY* ec_ = nullptr;
   int64_t now_ = 0;
+
+ private:
+  static PkeyPtr Generated(EVP_PKEY* key) {
+    if (key == nullptr) throw std::runtime_error("test setup: key generation failed");
+    return PkeyPtr(key);
+  }
 };
 
 // --- Valid tokens -----------------------------------------------------------------------------------------
@@ -286,7 +289,7 @@ TEST_F(JwtVerifierTest, ValidRs256TokenYieldsPrincipal) {
   json claims = Claims();
   claims["roles"] = {"platform_admin", "marketing_manager"};
   claims["game_ids"] = json::array({7, "game-b"});
-  ASSERT_OK_AND_ASSIGN(Principal principal, verifier->Verify(SignRsa(Header("RS256", "rsa-1"), claims, rsa_), now_));
+  ASSERT_OK_AND_ASSIGN(Principal principal, verifier->Verify(SignRsa(Header("RS256", "rsa-1"), claims, Rsa()), now_));
   EXPECT_EQ(principal.subject, "user-42");
   EXPECT_EQ(principal.roles, (std::set<Role>{Role::kPlatformAdmin, Role::kMarketingManager}));
   EXPECT_EQ(principal.game_ids, (std::set<std::string>{"7", "game-b"}));
@@ -297,7 +300,7 @@ TEST_F(JwtVerifierTest, ValidEs256TokenYieldsPrincipal) {
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(JwksOptions()));
   json claims = Claims();
   claims["game_ids"] = json::array({"g-1", "g-2"});
-  ASSERT_OK_AND_ASSIGN(Principal principal, verifier->Verify(SignEcRaw(Header("ES256", "ec-1"), claims, ec_), now_));
+  ASSERT_OK_AND_ASSIGN(Principal principal, verifier->Verify(SignEcRaw(Header("ES256", "ec-1"), claims, Ec()), now_));
   EXPECT_EQ(principal.subject, "user-42");
   EXPECT_EQ(principal.roles, std::set<Role>{Role::kDeveloper});
   EXPECT_EQ(principal.game_ids, (std::set<std::string>{"g-1", "g-2"}));
@@ -390,9 +393,9 @@ TEST_F(JwtVerifierTest, MissingOrNonNumericExpIsRejected) {
   ExpectUnauthenticated(*verifier, SignHmac(HsHeader(), claims, kSecret), now_, "exp is null");
 }
 
-// BUG (src/auth/jwt_verifier.cc:221, inside cpp-jwt's jwt_object::verify called from there): the nbf check is done in
-// unsigned arithmetic (`nbf - leeway` as uint64_t), so any nbf smaller than the leeway (e.g. nbf = 0) wraps
-// around and the token is refused as "not yet valid".
+// BUG (src/auth/jwt_verifier.cc:221, in cpp-jwt's jwt_object::verify reached from there): the nbf check is
+// done in unsigned arithmetic (`nbf - leeway` as uint64_t), so any nbf smaller than the leeway (e.g. nbf = 0)
+// wraps around and the token is refused as "not yet valid".
 TEST_F(JwtVerifierTest, NotBeforeSmallerThanLeewayIsAccepted) {
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(HsOptions()));
   json claims = Claims();
@@ -454,8 +457,8 @@ TEST_F(JwtVerifierTest, WrongHsSecretIsRejected) {
 TEST_F(JwtVerifierTest, TamperedPayloadIsRejected) {
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(JwksOptions()));
   for (bool use_ec : {false, true}) {
-    std::string token = use_ec ? SignEcRaw(Header("ES256", "ec-1"), Claims(), ec_)
-                               : SignRsa(Header("RS256", "rsa-1"), Claims(), rsa_);
+    std::string token = use_ec ? SignEcRaw(Header("ES256", "ec-1"), Claims(), Ec())
+                               : SignRsa(Header("RS256", "rsa-1"), Claims(), Rsa());
     ASSERT_OK(verifier->Verify(token, now_));
     auto parts = SplitToken(token);
     json escalated = Claims();
@@ -473,7 +476,7 @@ TEST_F(JwtVerifierTest, TamperedPayloadIsRejected) {
 
 TEST_F(JwtVerifierTest, TamperedSignatureIsRejected) {
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(JwksOptions()));
-  std::string token = SignRsa(Header("RS256", "rsa-1"), Claims(), rsa_);
+  std::string token = SignRsa(Header("RS256", "rsa-1"), Claims(), Rsa());
   auto parts = SplitToken(token);
   std::string sig = B64UrlDecode(parts[2]);
   sig[10] = static_cast<char>(sig[10] ^ 0x01);
@@ -504,8 +507,8 @@ TEST_F(JwtVerifierTest, UnsupportedAlgorithmsAreRejected) {
   // Correctly signed, but with algorithms the verifier does not accept.
   ExpectUnauthenticated(*verifier, SignHmac(Header("HS512", ""), Claims(), kSecret, "SHA512"), now_, "HS512");
   ExpectUnauthenticated(*verifier, SignHmac(Header("HS384", ""), Claims(), kSecret, "SHA384"), now_, "HS384");
-  ExpectUnauthenticated(*verifier, SignRsa(Header("RS512", "rsa-1"), Claims(), rsa_, EVP_sha512()), now_, "RS512");
-  ExpectUnauthenticated(*verifier, SignRsa(Header("PS256", "rsa-1"), Claims(), rsa_), now_, "PS256");
+  ExpectUnauthenticated(*verifier, SignRsa(Header("RS512", "rsa-1"), Claims(), Rsa(), EVP_sha512()), now_, "RS512");
+  ExpectUnauthenticated(*verifier, SignRsa(Header("PS256", "rsa-1"), Claims(), Rsa()), now_, "PS256");
   ExpectUnauthenticated(*verifier, SignHmac(Header("hs256", ""), Claims(), kSecret), now_, "lower-case hs256");
 }
 
@@ -516,14 +519,14 @@ TEST_F(JwtVerifierTest, HsTokensAreRefusedWithoutASecret) {
 
 TEST_F(JwtVerifierTest, AsymmetricTokensAreRefusedWithoutAJwks) {
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(HsOptions()));
-  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "rsa-1"), Claims(), rsa_), now_, "RS256 without JWKS");
-  ExpectUnauthenticated(*verifier, SignEcRaw(Header("ES256", ""), Claims(), ec_), now_, "ES256 without JWKS");
+  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "rsa-1"), Claims(), Rsa()), now_, "RS256 without JWKS");
+  ExpectUnauthenticated(*verifier, SignEcRaw(Header("ES256", ""), Claims(), Ec()), now_, "ES256 without JWKS");
 }
 
 // The classic algorithm-confusion attack: the attacker HMACs the token with the RSA *public* key (PEM text,
 // exactly as the verifier serializes it) and claims HS256.
 TEST_F(JwtVerifierTest, AlgorithmConfusionWithRsaPublicKeyAsHmacSecretIsRejected) {
-  const std::string pem = PublicKeyPem(rsa_);
+  const std::string pem = PublicKeyPem(Rsa());
   ASSERT_NE(pem.find("BEGIN PUBLIC KEY"), std::string::npos);
   ASSERT_OK_AND_ASSIGN(auto jwks_only, JwtVerifier::Create(JwksOptions()));
   ExpectUnauthenticated(*jwks_only, SignHmac(Header("HS256", "rsa-1"), Claims(), pem), now_,
@@ -540,42 +543,42 @@ TEST_F(JwtVerifierTest, AlgorithmConfusionWithRsaPublicKeyAsHmacSecretIsRejected
 
 TEST_F(JwtVerifierTest, AlgorithmMustMatchTheKeyNamedByKid) {
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(JwksOptions()));
-  ExpectUnauthenticated(*verifier, SignEcRaw(Header("ES256", "rsa-1"), Claims(), ec_), now_, "ES256 with RSA kid");
-  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "ec-1"), Claims(), rsa_), now_, "RS256 with EC kid");
+  ExpectUnauthenticated(*verifier, SignEcRaw(Header("ES256", "rsa-1"), Claims(), Ec()), now_, "ES256 with RSA kid");
+  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "ec-1"), Claims(), Rsa()), now_, "RS256 with EC kid");
   // Right kid and alg, but signed with a different key of the right type.
-  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "rsa-1"), Claims(), rsa2_), now_, "RS256, other key");
+  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "rsa-1"), Claims(), Rsa2()), now_, "RS256, other key");
 }
 
 TEST_F(JwtVerifierTest, Es256SignatureMustBeRawNotDer) {
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(JwksOptions()));
-  ExpectUnauthenticated(*verifier, SignEcDer(Header("ES256", "ec-1"), Claims(), ec_), now_, "DER ECDSA signature");
+  ExpectUnauthenticated(*verifier, SignEcDer(Header("ES256", "ec-1"), Claims(), Ec()), now_, "DER ECDSA signature");
 }
 
 TEST_F(JwtVerifierTest, UnknownKidIsRejected) {
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(JwksOptions()));
-  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "rsa-404"), Claims(), rsa_), now_, "unknown kid");
+  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "rsa-404"), Claims(), Rsa()), now_, "unknown kid");
 }
 
 TEST_F(JwtVerifierTest, TokenWithoutKidUsesTheOnlyKeyOfItsAlgorithm) {
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(JwksOptions()));  // one RSA, one EC key
-  EXPECT_OK(verifier->Verify(SignRsa(Header("RS256", ""), Claims(), rsa_), now_));
-  EXPECT_OK(verifier->Verify(SignEcRaw(Header("ES256", ""), Claims(), ec_), now_));
+  EXPECT_OK(verifier->Verify(SignRsa(Header("RS256", ""), Claims(), Rsa()), now_));
+  EXPECT_OK(verifier->Verify(SignEcRaw(Header("ES256", ""), Claims(), Ec()), now_));
 }
 
 TEST_F(JwtVerifierTest, TokenWithoutKidIsRejectedWhenSeveralKeysMatch) {
   JwtVerifierOptions options;
-  options.jwks_json = Jwks({RsaJwk(rsa_, "rsa-1"), RsaJwk(rsa2_, "rsa-2")});
+  options.jwks_json = Jwks({RsaJwk(Rsa(), "rsa-1"), RsaJwk(Rsa2(), "rsa-2")});
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(options));
-  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", ""), Claims(), rsa_), now_, "no kid, two RSA keys");
-  EXPECT_OK(verifier->Verify(SignRsa(Header("RS256", "rsa-2"), Claims(), rsa2_), now_));
+  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", ""), Claims(), Rsa()), now_, "no kid, two RSA keys");
+  EXPECT_OK(verifier->Verify(SignRsa(Header("RS256", "rsa-2"), Claims(), Rsa2()), now_));
 }
 
 TEST_F(JwtVerifierTest, JwkWithoutKidMatchesTokenWithoutKid) {
   JwtVerifierOptions options;
-  options.jwks_json = Jwks({EcJwk(ec_, "")});
+  options.jwks_json = Jwks({EcJwk(Ec(), "")});
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(options));
   EXPECT_EQ(verifier->jwks_key_count(), 1u);
-  EXPECT_OK(verifier->Verify(SignEcRaw(Header("ES256", ""), Claims(), ec_), now_));
+  EXPECT_OK(verifier->Verify(SignEcRaw(Header("ES256", ""), Claims(), Ec()), now_));
 }
 
 // --- Issuer, audience, subject, claim types ---------------------------------------------------------------
@@ -708,19 +711,19 @@ TEST_F(JwtVerifierTest, EmptyOptionsCreateAVerifierThatRefusesEverything) {
 }
 
 TEST_F(JwtVerifierTest, EncryptionKeysInTheJwksAreSkipped) {
-  json enc = RsaJwk(rsa2_, "enc-1");
+  json enc = RsaJwk(Rsa2(), "enc-1");
   enc["use"] = "enc";
   JwtVerifierOptions options;
-  options.jwks_json = Jwks({RsaJwk(rsa_, "rsa-1"), enc});
+  options.jwks_json = Jwks({RsaJwk(Rsa(), "rsa-1"), enc});
   ASSERT_OK_AND_ASSIGN(auto verifier, JwtVerifier::Create(options));
   EXPECT_EQ(verifier->jwks_key_count(), 1u);
-  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "enc-1"), Claims(), rsa2_), now_, "encryption key");
+  ExpectUnauthenticated(*verifier, SignRsa(Header("RS256", "enc-1"), Claims(), Rsa2()), now_, "encryption key");
 }
 
 TEST_F(JwtVerifierTest, JwksWithMatchingDeclaredAlgIsAccepted) {
-  json rsa = RsaJwk(rsa_, "rsa-1");
+  json rsa = RsaJwk(Rsa(), "rsa-1");
   rsa["alg"] = "RS256";
-  json ec = EcJwk(ec_, "ec-1");
+  json ec = EcJwk(Ec(), "ec-1");
   ec["alg"] = "ES256";
   JwtVerifierOptions options;
   options.jwks_json = Jwks({rsa, ec});
@@ -732,20 +735,20 @@ TEST_F(JwtVerifierTest, BadJwksFailsCreate) {
   PkeyPtr small_rsa(EVP_RSA_gen(1024));
   PkeyPtr p384(EVP_EC_gen("P-384"));
   ASSERT_TRUE(small_rsa && p384);
-  json rsa_as_es = RsaJwk(rsa_, "k");
+  json rsa_as_es = RsaJwk(Rsa(), "k");
   rsa_as_es["alg"] = "ES256";
-  json ec_as_rs = EcJwk(ec_, "k");
+  json ec_as_rs = EcJwk(Ec(), "k");
   ec_as_rs["alg"] = "RS256";
-  json rsa_rs512 = RsaJwk(rsa_, "k");
+  json rsa_rs512 = RsaJwk(Rsa(), "k");
   rsa_rs512["alg"] = "RS512";
   json ec_p384_claimed_p256 = EcJwk(p384.get(), "k", "P-256");
-  json rsa_no_n = RsaJwk(rsa_, "k");
+  json rsa_no_n = RsaJwk(Rsa(), "k");
   rsa_no_n.erase("n");
-  json ec_bad_x = EcJwk(ec_, "k");
+  json ec_bad_x = EcJwk(Ec(), "k");
   ec_bad_x["x"] = "AAAA";
-  json ec_off_curve = EcJwk(ec_, "k");
+  json ec_off_curve = EcJwk(Ec(), "k");
   ec_off_curve["y"] = B64Url(std::string(32, '\x01'));
-  json rsa_bad_b64 = RsaJwk(rsa_, "k");
+  json rsa_bad_b64 = RsaJwk(Rsa(), "k");
   rsa_bad_b64["n"] = "***";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"not JSON", "{keys: ["},
@@ -756,8 +759,8 @@ TEST_F(JwtVerifierTest, BadJwksFailsCreate) {
       {"RSA 1024 bits", Jwks({RsaJwk(small_rsa.get(), "small")})},
       {"EC on P-384", Jwks({EcJwk(p384.get(), "p384", "P-384")})},
       {"P-384 coordinates claiming P-256", Jwks({ec_p384_claimed_p256})},
-      {"duplicate kid", Jwks({RsaJwk(rsa_, "same"), EcJwk(ec_, "same")})},
-      {"duplicate missing kid", Jwks({RsaJwk(rsa_, ""), RsaJwk(rsa2_, "")})},
+      {"duplicate kid", Jwks({RsaJwk(Rsa(), "same"), EcJwk(Ec(), "same")})},
+      {"duplicate missing kid", Jwks({RsaJwk(Rsa(), ""), RsaJwk(Rsa2(), "")})},
       {"RSA key declaring ES256", Jwks({rsa_as_es})},
       {"EC key declaring RS256", Jwks({ec_as_rs})},
       {"RSA key declaring RS512", Jwks({rsa_rs512})},
@@ -780,7 +783,7 @@ TEST_F(JwtVerifierTest, BadJwksFailsCreate) {
 TEST_F(JwtVerifierTest, BadKeyErrorNamesTheKid) {
   PkeyPtr small_rsa(EVP_RSA_gen(1024));
   JwtVerifierOptions options;
-  options.jwks_json = Jwks({RsaJwk(rsa_, "good"), RsaJwk(small_rsa.get(), "legacy-2019")});
+  options.jwks_json = Jwks({RsaJwk(Rsa(), "good"), RsaJwk(small_rsa.get(), "legacy-2019")});
   auto result = JwtVerifier::Create(options);
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.status().message().find("legacy-2019"), std::string::npos) << result.status().ToString();
@@ -793,7 +796,7 @@ TEST_F(JwtVerifierTest, BadKeyErrorNamesTheKid) {
 TEST_F(JwtVerifierTest, NonStringJwkMembersAreInvalidArgumentNotExceptions) {
   const char* members[] = {"kid", "kty", "use", "alg", "crv"};
   for (const char* member : members) {
-    json jwk = EcJwk(ec_, "ec-1");
+    json jwk = EcJwk(Ec(), "ec-1");
     jwk[member] = 5;
     JwtVerifierOptions options;
     options.jwks_json = Jwks({jwk});

@@ -36,24 +36,32 @@ HttpResponse List(metrics::MetricCatalog& catalog, HttpRequest& request) {
                             {.invalid = error_code::kInvalidQueryParameters});
     }
   }
-  auto definitions = catalog.List(filter);
-  if (!definitions.ok()) return StatusResponse(definitions.status(), kCodes);
-  nlohmann::json items = nlohmann::json::array();
-  for (const auto& definition : *definitions) items.push_back(query::MetricDefinitionToJson(definition));
-  return HttpResponse::Json(200, {{"items", std::move(items)}, {"total", definitions->size()}});
+  auto snapshot = catalog.Snapshot();
+  if (!snapshot.ok()) return StatusResponse(snapshot.status(), kCodes);
+  // The definitions' JSON is rendered once per snapshot; the list only concatenates it.
+  std::string body = "{\"items\":[";
+  size_t total = 0;
+  for (const auto& entry : (*snapshot)->entries) {
+    if (!metrics::MetricSnapshot::Matches(entry.definition, filter)) continue;
+    if (total++ > 0) body += ',';
+    body += entry.json;
+  }
+  body += "],\"total\":" + std::to_string(total) + "}";
+  return HttpResponse::Text(200, "application/json", std::move(body));
 }
 
 HttpResponse Get(metrics::MetricCatalog& catalog, HttpRequest& request) {
   const std::string& name = request.path_params["metric_name"];
-  auto definition = catalog.Get(name);
-  if (!definition.ok()) {
-    if (definition.status().code() == common::StatusCode::kNotFound) {
-      return ErrorResponse(404, error_code::kMetricDefinitionNotFound, "metric definition '" + name + "' not found",
-                           {{"metric_name", name}});
-    }
-    return StatusResponse(definition.status(), kCodes);
+  auto snapshot = catalog.Snapshot();
+  if (!snapshot.ok()) return StatusResponse(snapshot.status(), kCodes);
+  const auto* entry = (*snapshot)->Find(name);
+  if (entry == nullptr) {
+    return ErrorResponse(404, error_code::kMetricDefinitionNotFound, "metric definition '" + name + "' not found",
+                         {{"metric_name", name}});
   }
-  return DefinitionResponse(200, *definition);
+  HttpResponse response = HttpResponse::Text(200, "application/json", entry->json);
+  response.headers.emplace_back("ETag", "\"" + std::to_string(entry->definition.version) + "\"");
+  return response;
 }
 
 HttpResponse Create(metrics::MetricCatalog& catalog, HttpRequest& request) {
