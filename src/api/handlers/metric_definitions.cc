@@ -16,9 +16,17 @@ constexpr char kBase[] = "/api/v1/analytics/metrics/definitions";
 const ErrorCodes kCodes{error_code::kMetricDefinitionNotFound, error_code::kMetricDefinitionExists,
                         error_code::kInvalidRequestBody};
 
+// The ETag of a definition is its version, quoted.
+std::string VersionTag(int64_t version) {
+  std::string tag = std::to_string(version);
+  tag.insert(tag.begin(), '"');
+  tag.push_back('"');
+  return tag;
+}
+
 HttpResponse DefinitionResponse(int status, const query::MetricDefinition& definition) {
   HttpResponse response = HttpResponse::Json(status, query::MetricDefinitionToJson(definition));
-  response.headers.emplace_back("ETag", "\"" + std::to_string(definition.version) + "\"");
+  response.headers.emplace_back("ETag", VersionTag(definition.version));
   return response;
 }
 
@@ -60,7 +68,7 @@ HttpResponse Get(metrics::MetricCatalog& catalog, HttpRequest& request) {
                          {{"metric_name", name}});
   }
   HttpResponse response = HttpResponse::Text(200, "application/json", entry->json);
-  response.headers.emplace_back("ETag", "\"" + std::to_string(entry->definition.version) + "\"");
+  response.headers.emplace_back("ETag", VersionTag(entry->definition.version));
   return response;
 }
 
