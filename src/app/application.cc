@@ -8,15 +8,22 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "api/api_pipeline.h"
+#include "api/handlers/events.h"
 #include "api/handlers/metric_definitions.h"
 #include "api/handlers/system.h"
 #include "api/http_server.h"
 #include "api/router.h"
 #include "auth/jwt_verifier.h"
 #include "common/time_util.h"
+#include "events/normalizer.h"
+#include "events/pseudonymizer.h"
+#include "ingest/intake.h"
+#include "store/embedded/embedded_event_store.h"
 #include "metadata/postgres/postgres_metadata_store.h"
 #include "metadata/sqlite/sqlite_metadata_store.h"
 #include "metrics/metric_catalog.h"
@@ -45,12 +52,11 @@ Result<std::string> ReadFile(const std::string& path) {
 
 }  // namespace
 
-Result<std::string> ResolveJwtSecret(const config::Config& config) {
-  if (!config.auth.jwt_secret.empty()) return config.auth.jwt_secret;
+Result<std::string> LoadOrCreateSecretFile(const std::string& path) {
   std::error_code ec;
-  std::filesystem::create_directories(config.storage.data_dir, ec);
-  if (ec) return Status::IOError("cannot create data dir '" + config.storage.data_dir + "': " + ec.message());
-  const std::string path = (std::filesystem::path(config.storage.data_dir) / "jwt-secret").string();
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  if (ec) return Status::IOError("cannot create '" + parent.string() + "': " + ec.message());
   if (std::filesystem::exists(path)) {
     ANALYTICS_ASSIGN_OR_RETURN(std::string secret, ReadFile(path));
     while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
@@ -58,7 +64,7 @@ Result<std::string> ResolveJwtSecret(const config::Config& config) {
     return secret;
   }
   unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return Status::Internal("no randomness for the JWT secret");
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return Status::Internal("no randomness for a secret");
   static constexpr char kHex[] = "0123456789abcdef";
   std::string secret;
   for (unsigned char byte : bytes) {
@@ -77,11 +83,24 @@ Result<std::string> ResolveJwtSecret(const config::Config& config) {
   return secret;
 }
 
+Result<std::string> ResolveJwtSecret(const config::Config& config) {
+  if (!config.auth.jwt_secret.empty()) return config.auth.jwt_secret;
+  return LoadOrCreateSecretFile((std::filesystem::path(config.storage.data_dir) / "jwt-secret").string());
+}
+
 struct Application::State {
   obs::MetricsRegistry metrics;
   std::unique_ptr<obs::HttpMetrics> http_metrics;
   std::unique_ptr<metadata::MetadataStore> metadata;
   std::unique_ptr<metrics::MetricCatalog> catalog;
+  std::unique_ptr<events::Pseudonymizer> pseudonymizer;
+  std::unique_ptr<events::Normalizer> normalizer;
+  std::unique_ptr<store::EventStore> event_store;
+  std::unique_ptr<ingest::Intake> intake;
+  std::thread housekeeping;
+  std::mutex housekeeping_mu;
+  std::condition_variable housekeeping_cv;
+  bool stopping = false;
   std::unique_ptr<auth::JwtVerifier> verifier;
   api::Router router;
   std::unique_ptr<api::ApiPipeline> pipeline;
@@ -112,6 +131,44 @@ Status Application::Start() {
   s.catalog = std::make_unique<metrics::MetricCatalog>(*s.metadata);
   ANALYTICS_ASSIGN_OR_RETURN(int seeded, s.catalog->SeedBuiltins(common::NowMillis()));
 
+  // Privacy: the pseudonym key is held apart from the data dir.
+  {
+    ANALYTICS_ASSIGN_OR_RETURN(std::string key_text, LoadOrCreateSecretFile(config_.privacy.pseudonym_key_file));
+    auto key = events::DecodeSecretKey(key_text);
+    if (!key.ok()) return Status::InvalidArgument(key.status().message(), "privacy.pseudonym_key_file");
+    ANALYTICS_ASSIGN_OR_RETURN(s.pseudonymizer, events::Pseudonymizer::Create(*key));
+  }
+  events::NormalizerOptions normalizer_options;
+  normalizer_options.max_future_ms = config_.ingest.max_future_seconds * 1000;
+  normalizer_options.strict_types = config_.ingest.strict_types;
+  normalizer_options.max_event_bytes = config_.ingest.max_event_bytes;
+  s.normalizer = std::make_unique<events::Normalizer>(normalizer_options, *s.pseudonymizer);
+
+  // Events: the embedded store in the data dir.
+  {
+    store::EmbeddedEventStoreOptions options;
+    options.dir = (std::filesystem::path(config_.storage.data_dir) / "events").string();
+    options.sync = config_.event_store.sync;
+    options.memtable_max_events = config_.event_store.memtable_max_events;
+    options.flush_interval_ms = int64_t{config_.event_store.flush_interval_seconds} * 1000;
+    options.dedup_window_ms = int64_t{config_.ingest.dedup_window_days} * 86400000;
+    options.zstd_level = config_.event_store.zstd_level;
+    ANALYTICS_ASSIGN_OR_RETURN(auto embedded, store::EmbeddedEventStore::Open(options));
+    obs::LogInfo("event store recovered", embedded->recovery_report());
+    s.event_store = std::move(embedded);
+  }
+  ingest::IntakeOptions intake_options;
+  intake_options.dead_letter_retention_ms = int64_t{config_.ingest.dead_letter_retention_days} * 86400000;
+  s.intake = std::make_unique<ingest::Intake>(*s.normalizer, *s.event_store, *s.metadata, intake_options);
+  s.housekeeping = std::thread([&s] {
+    std::unique_lock lock(s.housekeeping_mu);
+    while (!s.stopping) {
+      auto purged = s.intake->PurgeExpiredDeadLetters(common::NowMillis());
+      if (!purged.ok()) obs::LogWarn("dead letter purge failed", {{"error", purged.status().ToString()}});
+      s.housekeeping_cv.wait_for(lock, std::chrono::minutes(10));
+    }
+  });
+
   // Auth.
   auth::JwtVerifierOptions auth_options;
   ANALYTICS_ASSIGN_OR_RETURN(auth_options.hs256_secret, ResolveJwtSecret(config_));
@@ -129,12 +186,12 @@ Status Application::Start() {
 
   // Routes.
   std::vector<api::ReadinessCheck> checks;
-  metadata::MetadataStore* store = s.metadata.get();
-  checks.push_back({"metadata", [store](nlohmann::json& details) {
-                      details["backend"] = store->BackendName();
-                      auto version = store->SchemaVersion();
+  metadata::MetadataStore* metadata_store = s.metadata.get();
+  checks.push_back({"metadata", [metadata_store](nlohmann::json& details) {
+                      details["backend"] = metadata_store->BackendName();
+                      auto version = metadata_store->SchemaVersion();
                       if (version.ok()) details["schema_version"] = *version;
-                      return store->Ping();
+                      return metadata_store->Ping();
                     }});
   const std::string data_dir = config_.storage.data_dir;
   checks.push_back({"data_dir", [data_dir](nlohmann::json& details) {
@@ -146,8 +203,17 @@ Status Application::Start() {
                       if (::access(data_dir.c_str(), W_OK) != 0) return Status::Unavailable("data dir not writable");
                       return Status::Ok();
                     }});
+  store::EventStore* event_store = s.event_store.get();
+  checks.push_back({"event_store", [event_store](nlohmann::json& details) {
+                      details["backend"] = "embedded";
+                      details["stats"] = event_store->Stats();
+                      return event_store->Ping();
+                    }});
   api::AddSystemRoutes(s.router, std::move(checks), s.metrics, kVersion);
   api::AddMetricDefinitionRoutes(s.router, *s.catalog);
+  api::EventRoutesOptions event_options;
+  event_options.max_decompressed_bytes = config_.ingest.max_decompressed_bytes;
+  api::AddEventRoutes(s.router, *s.intake, *s.event_store, *s.metadata, *s.pseudonymizer, event_options);
 
   s.http_metrics = std::make_unique<obs::HttpMetrics>(s.metrics);
   s.pipeline = std::make_unique<api::ApiPipeline>(s.router, *s.verifier, *s.http_metrics);
@@ -189,10 +255,23 @@ std::vector<std::pair<std::string, std::string>> Application::Routes() const {
 int Application::port() const { return state_->server ? state_->server->port() : 0; }
 
 void Application::Stop() {
-  if (state_ && state_->server) {
-    obs::LogInfo("stopping", {{"in_flight", state_->server->in_flight()}});
-    state_->server->Shutdown();
-    state_->server.reset();
+  if (!state_) return;
+  State& s = *state_;
+  if (s.server) {
+    obs::LogInfo("stopping", {{"in_flight", s.server->in_flight()}});
+    s.server->Shutdown();
+    s.server.reset();
+  }
+  if (s.housekeeping.joinable()) {
+    {
+      std::lock_guard lock(s.housekeeping_mu);
+      s.stopping = true;
+    }
+    s.housekeeping_cv.notify_all();
+    s.housekeeping.join();
+  }
+  if (s.event_store) {
+    s.event_store.reset();  // flushes the memtable to segments
     obs::LogInfo("stopped");
   }
 }

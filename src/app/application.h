@@ -16,6 +16,9 @@ namespace analytics::app {
 
 inline constexpr char kVersion[] = "0.1.0";
 
+// Reads a secret file, or creates it with 32 random bytes (hex, mode 0600) when missing.
+common::Result<std::string> LoadOrCreateSecretFile(const std::string& path);
+
 // The HS256 secret: the configured one, else <data_dir>/jwt-secret (created with 32 random bytes, mode 0600).
 common::Result<std::string> ResolveJwtSecret(const config::Config& config);
 

@@ -15,6 +15,7 @@
 #include "auth/jwt_verifier.h"
 #include "common/time_util.h"
 #include "config/config.h"
+#include "gen/generator.h"
 #include "obs/logging.h"
 
 namespace {
@@ -31,6 +32,8 @@ Usage:
                           [--config PATH]
       Print an HS256 JWT signed with the configured secret (auth.jwt_secret, or <data_dir>/jwt-secret).
       ROLE: platform_admin, developer, marketing_manager, service. DURATION: 90s, 15m, 1h (default), 7d.
+  analytics-service generate --users N --days D --seed S [--start YYYY-MM-DD] [--out FILE]
+      Write a realistic, deterministic platform event stream as NDJSON CloudEvents (docs/generator.md).
   analytics-service --help | --version
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
@@ -166,5 +169,6 @@ int main(int argc, char** argv) {
     return Serve(config_flag);
   }
   if (command == "token") return Token(rest);
+  if (command == "generate") return analytics::gen::RunGenerateCommand(rest);
   return UsageError("unknown command '" + command + "'");
 }

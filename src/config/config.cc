@@ -84,6 +84,19 @@ class Reader {
     return Status::Ok();
   }
 
+  Status Bool(const std::string& key, bool& out) {
+    std::string text;
+    ANALYTICS_RETURN_IF_ERROR(String(key, text));
+    if (text == "true") {
+      out = true;
+    } else if (text == "false") {
+      out = false;
+    } else {
+      return Status::InvalidArgument("expected true or false, got '" + text + "'", key);
+    }
+    return Status::Ok();
+  }
+
  private:
   const std::map<std::string, std::string>& values_;
 };
@@ -150,6 +163,27 @@ Result<Config> BuildConfig(const std::map<std::string, std::string>& values) {
 
   ANALYTICS_RETURN_IF_ERROR(reader.String("storage.data_dir", config.storage.data_dir));
   if (config.storage.data_dir.empty()) return Status::InvalidArgument("must not be empty", "storage.data_dir");
+
+  auto& ingest = config.ingest;
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("ingest.max_future_seconds", ingest.max_future_seconds, 0, 366 * 86400));
+  ANALYTICS_RETURN_IF_ERROR(reader.Bool("ingest.strict_types", ingest.strict_types));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("ingest.max_event_bytes", ingest.max_event_bytes, 1024, 64 << 20));
+  ANALYTICS_RETURN_IF_ERROR(
+      reader.Integer("ingest.max_decompressed_bytes", ingest.max_decompressed_bytes, 1024, int64_t{1} << 34));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("ingest.dedup_window_days", ingest.dedup_window_days, 0, 366));
+  ANALYTICS_RETURN_IF_ERROR(
+      reader.Integer("ingest.dead_letter_retention_days", ingest.dead_letter_retention_days, 1, 3650));
+  auto& event_store = config.event_store;
+  ANALYTICS_RETURN_IF_ERROR(reader.Bool("event_store.sync", event_store.sync));
+  ANALYTICS_RETURN_IF_ERROR(
+      reader.Integer("event_store.memtable_max_events", event_store.memtable_max_events, 1000, 100000000));
+  ANALYTICS_RETURN_IF_ERROR(
+      reader.Integer("event_store.flush_interval_seconds", event_store.flush_interval_seconds, 1, 86400));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.zstd_level", event_store.zstd_level, 1, 19));
+  ANALYTICS_RETURN_IF_ERROR(reader.String("privacy.pseudonym_key_file", config.privacy.pseudonym_key_file));
+  if (config.privacy.pseudonym_key_file.empty()) {
+    return Status::InvalidArgument("must not be empty", "privacy.pseudonym_key_file");
+  }
 
   auto& auth = config.auth;
   ANALYTICS_RETURN_IF_ERROR(reader.String("auth.jwt_secret", auth.jwt_secret));

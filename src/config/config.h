@@ -34,6 +34,26 @@ struct StorageConfig {
   std::string data_dir = "./data";
 };
 
+struct IngestConfig {
+  int64_t max_future_seconds = 3600;
+  bool strict_types = false;
+  uint64_t max_event_bytes = 262144;
+  uint64_t max_decompressed_bytes = 100 << 20;
+  int dedup_window_days = 7;
+  int dead_letter_retention_days = 7;
+};
+
+struct EventStoreConfig {
+  bool sync = true;
+  uint64_t memtable_max_events = 1000000;
+  int flush_interval_seconds = 10;
+  int zstd_level = 3;
+};
+
+struct PrivacyConfig {
+  std::string pseudonym_key_file;
+};
+
 struct AuthConfig {
   std::string jwt_secret;   // HS256; empty: generated into <data_dir>/jwt-secret
   std::string jwks_file;    // RS256/ES256 public keys
@@ -81,6 +101,9 @@ struct TracingConfig {
 struct Config {
   ApiServerConfig api_server;
   StorageConfig storage;
+  IngestConfig ingest;
+  EventStoreConfig event_store;
+  PrivacyConfig privacy;
   AuthConfig auth;
   PostgresMetadataConfig postgres_metadata;
   ClickhouseConfig clickhouse;

@@ -1,5 +1,6 @@
-// How the metadata adapters turn models into stored text and back. Internal to src/metadata/: the port
-// (metadata_store.h) speaks models, the adapters store JSON text produced here.
+// How the metadata adapters turn models into stored text and back, and what they require of stored text.
+// Internal to src/metadata/: the port (metadata_store.h) speaks models, the adapters store JSON text produced
+// here.
 //
 // Writing never throws: a value nlohmann cannot serialize (a string that is not UTF-8) is InvalidArgument.
 // Reading never throws: a stored value that does not read back is Corruption naming the row.
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "metadata/metadata_store.h"
 #include "query/metric_definition.h"
 
 namespace analytics::metadata {
@@ -29,5 +31,13 @@ common::Result<std::string> EncodeAuditDetails(const nlohmann::json& details);
 
 // Reads the details stored in audit record `id`. Corruption when the text is not JSON.
 common::Result<nlohmann::json> DecodeAuditDetails(int64_t id, std::string_view text);
+
+// What both adapters require of a dead letter before storing it, so they accept and refuse the same ones:
+// every string UTF-8 without NUL bytes (PostgreSQL TEXT holds nothing else), no negative counts or time.
+// InvalidArgument naming the field (e.g. "payload") otherwise.
+common::Status CheckDeadLetter(const DeadLetter& letter);
+
+// InvalidArgument (field "limit") when filter.limit is outside 1..1000.
+common::Status CheckDeadLetterPage(const DeadLetterFilter& filter);
 
 }  // namespace analytics::metadata

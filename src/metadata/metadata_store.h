@@ -1,4 +1,4 @@
-// MetadataStore: the port through which the service keeps its definitions and audit log.
+// MetadataStore: the port through which the service keeps its definitions, audit log and dead letters.
 //
 // Application code depends only on this interface; the composition root (src/app/) picks an adapter:
 // sqlite/ (embedded default, one file in the data dir) or postgres/ (scaled mode, shared by replicas). Both
@@ -36,6 +36,35 @@ struct AuditRecord {
   std::string action;  // what, e.g. "metric.create"
   std::string resource;  // on what, e.g. "metrics/dau"
   nlohmann::json details;  // free-form; stored and returned as is (null when empty)
+};
+
+// An event that intake rejected (not a valid CloudEvent), kept for a retention period so admins can see why
+// and replay it after a fix. Strings are stored and returned byte for byte; they must be UTF-8 without NUL
+// bytes (the caller has already applied the personal-data treatment to the payload).
+struct DeadLetter {
+  int64_t id = 0;              // assigned by the store (increasing in append order); ignored by AppendDeadLetters
+  int64_t received_at_ms = 0;  // Unix millis when intake rejected it; AppendDeadLetters stores "now" when 0
+  std::string source;          // CloudEvents source if readable, else ""
+  std::string event_id;        // CloudEvents id if readable, else ""
+  std::string event_type;      // CloudEvents type if readable, else ""
+  std::string code;            // rejection code, e.g. INVALID_FIELD
+  std::string field;           // e.g. data.amount
+  std::string message;         // human-readable reason
+  std::string payload;         // the event JSON after personal-data treatment ("" when it did not parse)
+  int64_t payload_bytes = 0;   // size of the original event (>= 0)
+  std::string channel;         // "http" or "kafka"
+  int replay_count = 0;        // times it was replayed and rejected again (>= 0)
+};
+
+// Which dead letters ListDeadLetters and CountDeadLetters see. Unset fields do not filter; set fields are
+// ANDed.
+struct DeadLetterFilter {
+  std::optional<std::string> code;        // exact match
+  std::optional<std::string> event_type;  // exact match
+  std::optional<int64_t> from_ms;         // received_at_ms >= from_ms
+  std::optional<int64_t> to_ms;           // received_at_ms < to_ms
+  std::optional<int64_t> after_id;        // paging: id > after_id (results ordered by id ascending)
+  int limit = 100;                        // page size, 1..1000 (ListDeadLetters only)
 };
 
 class MetadataStore {
@@ -82,6 +111,35 @@ class MetadataStore {
   // The newest `limit` audit records, newest first (by at_ms, then by append order).
   // InvalidArgument when limit <= 0.
   virtual common::Result<std::vector<AuditRecord>> ListAudit(int limit) = 0;
+
+  // Dead letters. Ids are assigned by the database, grow in append order and are never reused; to page, pass
+  // the last id of a page as the next filter's after_id. On PostgreSQL an id is taken before its append
+  // commits, so a batch committing while someone pages may land below an id they have already passed.
+
+  // Appends `letters` in one transaction (all or none) and, once committed, writes their ids (increasing in
+  // vector order) and received_at_ms (when it was 0) into the vector; on failure the vector is unchanged.
+  // Each letter's replay_count is stored as given. An empty vector is OK and does nothing. InvalidArgument
+  // (field "letters[i].x"; nothing stored) when a string is not UTF-8 or contains a NUL byte, or
+  // received_at_ms, payload_bytes or replay_count is negative.
+  virtual common::Status AppendDeadLetters(std::vector<DeadLetter>& letters) = 0;
+
+  // At most filter.limit dead letters matching every set field of `filter`, by id ascending. The filtering is
+  // done by the database. InvalidArgument when limit is outside 1..1000.
+  virtual common::Result<std::vector<DeadLetter>> ListDeadLetters(const DeadLetterFilter& filter) = 0;
+
+  // How many dead letters match `filter` (after_id and limit are ignored).
+  virtual common::Result<int64_t> CountDeadLetters(const DeadLetterFilter& filter) = 0;
+
+  // Removes the dead letters with these ids (after a successful replay), in one transaction. Unknown ids and
+  // duplicates are ignored; an empty list does nothing.
+  virtual common::Status DeleteDeadLetters(const std::vector<int64_t>& ids) = 0;
+
+  // Adds 1 to replay_count of the dead letters with these ids (replayed, but rejected again), in one
+  // transaction. Each listed row counts once however often its id is listed; unknown ids are ignored.
+  virtual common::Status MarkDeadLettersReplayed(const std::vector<int64_t>& ids) = 0;
+
+  // Retention: removes every dead letter with received_at_ms < received_before_ms; returns how many.
+  virtual common::Result<int64_t> PurgeDeadLettersBefore(int64_t received_before_ms) = 0;
 };
 
 }  // namespace analytics::metadata

@@ -3,8 +3,10 @@
 // ANALYTICS_TEST_POSTGRES_DSN, which scripts/servers/postgres starts). A missing DSN fails the PostgreSQL
 // tests; they are never skipped. Adapter-specific behaviour (unreachable server, lost connections, bad files)
 // follows the typed suite.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <latch>
@@ -564,6 +566,448 @@ TYPED_TEST(MetadataStoreContractTest, AuditDetailsRoundTripAndZeroTimeMeansNow) 
 TYPED_TEST(MetadataStoreContractTest, AuditLimitMustBePositive) {
   EXPECT_EQ(this->store().ListAudit(0).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(this->store().ListAudit(-1).status().code(), StatusCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dead letters
+
+constexpr int64_t kReceivedAt = 1700000000000;  // 2023-11-14T22:13:20Z
+
+DeadLetter Letter(int64_t received_at_ms, const std::string& code, const std::string& event_type,
+                  const std::string& event_id = "evt-1") {
+  return DeadLetter{.received_at_ms = received_at_ms,
+                    .source = "//store/checkout",
+                    .event_id = event_id,
+                    .event_type = event_type,
+                    .code = code,
+                    .field = "data.amount",
+                    .message = code + " at data.amount",
+                    .payload = R"({"specversion":"1.0","id":")" + event_id + R"(","data":{"amount":"x"}})",
+                    .payload_bytes = 512,
+                    .channel = "http"};
+}
+
+// Field-by-field, so a column the adapter forgets fails here.
+void ExpectSameDeadLetter(const DeadLetter& actual, const DeadLetter& expected) {
+  SCOPED_TRACE("dead letter " + std::to_string(expected.id));
+  EXPECT_EQ(actual.id, expected.id);
+  EXPECT_EQ(actual.received_at_ms, expected.received_at_ms);
+  EXPECT_EQ(actual.source, expected.source);
+  EXPECT_EQ(actual.event_id, expected.event_id);
+  EXPECT_EQ(actual.event_type, expected.event_type);
+  EXPECT_EQ(actual.code, expected.code);
+  EXPECT_EQ(actual.field, expected.field);
+  EXPECT_EQ(actual.message, expected.message);
+  EXPECT_EQ(actual.payload.size(), expected.payload.size());
+  EXPECT_TRUE(actual.payload == expected.payload);  // not EXPECT_EQ: a 100 KB diff helps nobody
+  EXPECT_EQ(actual.payload_bytes, expected.payload_bytes);
+  EXPECT_EQ(actual.channel, expected.channel);
+  EXPECT_EQ(actual.replay_count, expected.replay_count);
+}
+
+std::vector<int64_t> Ids(const std::vector<DeadLetter>& letters) {
+  std::vector<int64_t> ids;
+  for (const auto& letter : letters) ids.push_back(letter.id);
+  return ids;
+}
+
+// The ids of every dead letter matching `filter`, read page by page (filter.limit per page).
+Result<std::vector<int64_t>> PageThrough(MetadataStore& store, DeadLetterFilter filter) {
+  std::vector<int64_t> ids;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(std::vector<DeadLetter> page, store.ListDeadLetters(filter));
+    if (page.empty()) return ids;
+    if (page.size() > static_cast<size_t>(filter.limit)) return Status::Internal("page larger than the limit");
+    for (const auto& letter : page) ids.push_back(letter.id);
+    filter.after_id = page.back().id;
+  }
+}
+
+TYPED_TEST(MetadataStoreContractTest, AppendedDeadLettersGetIncreasingIdsAndReadBack) {
+  std::vector<DeadLetter> first = {Letter(kReceivedAt, "INVALID_FIELD", kPurchase, "a"),
+                                   Letter(kReceivedAt - 5, "MISSING_FIELD", kRefund, "b"),
+                                   Letter(kReceivedAt + 5, "INVALID_FIELD", kPurchase, "c")};
+  first[1].source = "";  // not readable from the event
+  first[1].event_id = "";
+  first[1].payload = "";  // did not parse
+  first[1].channel = "kafka";
+  first[2].replay_count = 2;
+  ASSERT_OK(this->store().AppendDeadLetters(first));
+  EXPECT_GT(first[0].id, 0);
+  EXPECT_GT(first[1].id, first[0].id);
+  EXPECT_GT(first[2].id, first[1].id);
+
+  std::vector<DeadLetter> second = {Letter(kReceivedAt - 100, "TOO_LARGE", kPurchase, "d")};
+  ASSERT_OK(this->store().AppendDeadLetters(second));
+  EXPECT_GT(second[0].id, first[2].id);  // later appends get larger ids, whatever their time
+
+  std::vector<DeadLetter> none;
+  ASSERT_OK(this->store().AppendDeadLetters(none));
+
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListDeadLetters({}));
+  ASSERT_EQ(listed.size(), 4u);
+  ExpectSameDeadLetter(listed[0], first[0]);
+  ExpectSameDeadLetter(listed[1], first[1]);
+  ExpectSameDeadLetter(listed[2], first[2]);
+  ExpectSameDeadLetter(listed[3], second[0]);
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeadLetterWithZeroTimeIsReceivedNow) {
+  std::vector<DeadLetter> letters = {Letter(0, "INVALID_FIELD", kPurchase)};
+  const int64_t before_ms = common::NowMillis();
+  ASSERT_OK(this->store().AppendDeadLetters(letters));
+  const int64_t after_ms = common::NowMillis();
+  EXPECT_GE(letters[0].received_at_ms, before_ms);
+  EXPECT_LE(letters[0].received_at_ms, after_ms);
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListDeadLetters({}));
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].received_at_ms, letters[0].received_at_ms);
+}
+
+// l0: INVALID_FIELD purchase t+0     l1: INVALID_FIELD refund  t+10    l2: MISSING_FIELD purchase t+20
+// l3: MISSING_FIELD refund  t+30     l4: INVALID_FIELD purchase t+40   l5: TOO_LARGE     ""       t+50
+class Rejections {
+ public:
+  static Result<std::vector<DeadLetter>> Fill(MetadataStore& store) {
+    std::vector<DeadLetter> letters = {
+        Letter(kReceivedAt + 0, "INVALID_FIELD", kPurchase, "l0"),
+        Letter(kReceivedAt + 10, "INVALID_FIELD", kRefund, "l1"),
+        Letter(kReceivedAt + 20, "MISSING_FIELD", kPurchase, "l2"),
+        Letter(kReceivedAt + 30, "MISSING_FIELD", kRefund, "l3"),
+        Letter(kReceivedAt + 40, "INVALID_FIELD", kPurchase, "l4"),
+        Letter(kReceivedAt + 50, "TOO_LARGE", "", "l5"),
+    };
+    ANALYTICS_RETURN_IF_ERROR(store.AppendDeadLetters(letters));
+    return letters;
+  }
+
+  // The event ids of `letters`, which Fill names l0..l5.
+  static std::vector<std::string> Names(const std::vector<DeadLetter>& letters) {
+    std::vector<std::string> names;
+    for (const auto& letter : letters) names.push_back(letter.event_id);
+    return names;
+  }
+};
+
+TYPED_TEST(MetadataStoreContractTest, DeadLetterFilterByCode) {
+  ASSERT_OK(Rejections::Fill(this->store()));
+  ASSERT_OK_AND_ASSIGN(auto invalid, this->store().ListDeadLetters({.code = "INVALID_FIELD"}));
+  EXPECT_EQ(Rejections::Names(invalid), (std::vector<std::string>{"l0", "l1", "l4"}));
+  ASSERT_OK_AND_ASSIGN(auto missing, this->store().ListDeadLetters({.code = "MISSING_FIELD"}));
+  EXPECT_EQ(Rejections::Names(missing), (std::vector<std::string>{"l2", "l3"}));
+  ASSERT_OK_AND_ASSIGN(auto prefix, this->store().ListDeadLetters({.code = "INVALID"}));
+  EXPECT_TRUE(prefix.empty());
+  ASSERT_OK_AND_ASSIGN(auto lower, this->store().ListDeadLetters({.code = "invalid_field"}));
+  EXPECT_TRUE(lower.empty());
+  // Values are parameters, never SQL.
+  ASSERT_OK_AND_ASSIGN(auto injected, this->store().ListDeadLetters({.code = "x' OR '1'='1"}));
+  EXPECT_TRUE(injected.empty());
+  ASSERT_OK_AND_ASSIGN(int64_t injected_count,
+                       this->store().CountDeadLetters({.code = "x'; DELETE FROM dead_letters; --"}));
+  EXPECT_EQ(injected_count, 0);
+  ASSERT_OK_AND_ASSIGN(int64_t all, this->store().CountDeadLetters({}));
+  EXPECT_EQ(all, 6);
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeadLetterFilterByEventType) {
+  ASSERT_OK(Rejections::Fill(this->store()));
+  ASSERT_OK_AND_ASSIGN(auto purchases, this->store().ListDeadLetters({.event_type = kPurchase}));
+  EXPECT_EQ(Rejections::Names(purchases), (std::vector<std::string>{"l0", "l2", "l4"}));
+  ASSERT_OK_AND_ASSIGN(auto refunds, this->store().ListDeadLetters({.event_type = kRefund}));
+  EXPECT_EQ(Rejections::Names(refunds), (std::vector<std::string>{"l1", "l3"}));
+  ASSERT_OK_AND_ASSIGN(auto unreadable, this->store().ListDeadLetters({.event_type = ""}));  // "" is a value
+  EXPECT_EQ(Rejections::Names(unreadable), (std::vector<std::string>{"l5"}));
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeadLetterFilterByTimeRangeIsHalfOpen) {
+  ASSERT_OK(Rejections::Fill(this->store()));
+  ASSERT_OK_AND_ASSIGN(auto from, this->store().ListDeadLetters({.from_ms = kReceivedAt + 30}));
+  EXPECT_EQ(Rejections::Names(from), (std::vector<std::string>{"l3", "l4", "l5"}));
+  ASSERT_OK_AND_ASSIGN(auto to, this->store().ListDeadLetters({.to_ms = kReceivedAt + 30}));
+  EXPECT_EQ(Rejections::Names(to), (std::vector<std::string>{"l0", "l1", "l2"}));
+  ASSERT_OK_AND_ASSIGN(auto between,
+                       this->store().ListDeadLetters({.from_ms = kReceivedAt + 10, .to_ms = kReceivedAt + 40}));
+  EXPECT_EQ(Rejections::Names(between), (std::vector<std::string>{"l1", "l2", "l3"}));
+  ASSERT_OK_AND_ASSIGN(auto empty_range,
+                       this->store().ListDeadLetters({.from_ms = kReceivedAt + 20, .to_ms = kReceivedAt + 20}));
+  EXPECT_TRUE(empty_range.empty());
+  ASSERT_OK_AND_ASSIGN(int64_t between_count,
+                       this->store().CountDeadLetters({.from_ms = kReceivedAt + 10, .to_ms = kReceivedAt + 40}));
+  EXPECT_EQ(between_count, 3);
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeadLetterFiltersCombineWithAnd) {
+  ASSERT_OK(Rejections::Fill(this->store()));
+  ASSERT_OK_AND_ASSIGN(auto invalid_purchases,
+                       this->store().ListDeadLetters({.code = "INVALID_FIELD", .event_type = kPurchase}));
+  EXPECT_EQ(Rejections::Names(invalid_purchases), (std::vector<std::string>{"l0", "l4"}));
+  ASSERT_OK_AND_ASSIGN(auto recent_invalid_purchases,
+                       this->store().ListDeadLetters(
+                           {.code = "INVALID_FIELD", .event_type = kPurchase, .from_ms = kReceivedAt + 1}));
+  EXPECT_EQ(Rejections::Names(recent_invalid_purchases), std::vector<std::string>{"l4"});
+  ASSERT_OK_AND_ASSIGN(auto missing_refunds_early,
+                       this->store().ListDeadLetters({.code = "MISSING_FIELD",
+                                                      .event_type = kRefund,
+                                                      .from_ms = kReceivedAt,
+                                                      .to_ms = kReceivedAt + 30}));
+  EXPECT_TRUE(missing_refunds_early.empty());
+  ASSERT_OK_AND_ASSIGN(auto missing_refunds,
+                       this->store().ListDeadLetters({.code = "MISSING_FIELD",
+                                                      .event_type = kRefund,
+                                                      .from_ms = kReceivedAt,
+                                                      .to_ms = kReceivedAt + 31}));
+  EXPECT_EQ(Rejections::Names(missing_refunds), std::vector<std::string>{"l3"});
+  ASSERT_OK_AND_ASSIGN(int64_t invalid_purchase_count,
+                       this->store().CountDeadLetters({.code = "INVALID_FIELD", .event_type = kPurchase}));
+  EXPECT_EQ(invalid_purchase_count, 2);
+  ASSERT_OK_AND_ASSIGN(auto none, this->store().ListDeadLetters({.code = "TOO_LARGE", .event_type = kPurchase}));
+  EXPECT_TRUE(none.empty());
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeadLetterPagesCoverEveryRowExactlyOnce) {
+  std::vector<DeadLetter> letters;
+  for (int letter_idx = 0; letter_idx < 250; ++letter_idx) {
+    letters.push_back(Letter(kReceivedAt + letter_idx % 17, letter_idx % 3 == 0 ? "INVALID_FIELD" : "MISSING_FIELD",
+                             kPurchase, "e" + std::to_string(letter_idx)));
+  }
+  ASSERT_OK(this->store().AppendDeadLetters(letters));
+  std::vector<int64_t> all_ids = Ids(letters);
+  std::vector<int64_t> invalid_ids;
+  for (const auto& letter : letters) {
+    if (letter.code == "INVALID_FIELD") invalid_ids.push_back(letter.id);
+  }
+
+  ASSERT_OK_AND_ASSIGN(auto paged_all, PageThrough(this->store(), {.limit = 7}));
+  EXPECT_EQ(paged_all, all_ids);  // ascending, each once
+  ASSERT_OK_AND_ASSIGN(auto paged_one_by_one, PageThrough(this->store(), {.limit = 1}));
+  EXPECT_EQ(paged_one_by_one, all_ids);
+  ASSERT_OK_AND_ASSIGN(auto paged_invalid, PageThrough(this->store(), {.code = "INVALID_FIELD", .limit = 5}));
+  EXPECT_EQ(paged_invalid, invalid_ids);
+
+  ASSERT_OK_AND_ASSIGN(auto first_page, this->store().ListDeadLetters({.limit = 100}));
+  EXPECT_EQ(first_page.size(), 100u);
+  ASSERT_OK_AND_ASSIGN(auto default_page, this->store().ListDeadLetters({}));
+  EXPECT_EQ(default_page.size(), 100u);  // the default limit
+  ASSERT_OK_AND_ASSIGN(auto whole, this->store().ListDeadLetters({.limit = 1000}));
+  EXPECT_EQ(Ids(whole), all_ids);
+  ASSERT_OK_AND_ASSIGN(auto after_last, this->store().ListDeadLetters({.after_id = all_ids.back()}));
+  EXPECT_TRUE(after_last.empty());
+  ASSERT_OK_AND_ASSIGN(auto after_middle, this->store().ListDeadLetters({.after_id = all_ids[99], .limit = 1000}));
+  EXPECT_EQ(Ids(after_middle), std::vector<int64_t>(all_ids.begin() + 100, all_ids.end()));
+
+  // Counting ignores paging.
+  ASSERT_OK_AND_ASSIGN(int64_t count, this->store().CountDeadLetters({.after_id = all_ids[99], .limit = 1}));
+  EXPECT_EQ(count, 250);
+  ASSERT_OK_AND_ASSIGN(int64_t invalid_count, this->store().CountDeadLetters({.code = "INVALID_FIELD"}));
+  EXPECT_EQ(invalid_count, static_cast<int64_t>(invalid_ids.size()));
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeadLetterLimitOutside1To1000IsInvalidArgument) {
+  for (int limit : {0, -1, 1001}) {
+    auto listed = this->store().ListDeadLetters({.limit = limit});
+    EXPECT_EQ(listed.status().code(), StatusCode::kInvalidArgument) << limit;
+    EXPECT_EQ(listed.status().field(), "limit") << limit;
+  }
+  ASSERT_OK(this->store().ListDeadLetters({.limit = 1}));
+  ASSERT_OK(this->store().ListDeadLetters({.limit = 1000}));
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeleteDeadLettersRemovesListedIdsAndIgnoresUnknownOnes) {
+  ASSERT_OK_AND_ASSIGN(auto letters, Rejections::Fill(this->store()));
+  ASSERT_OK(this->store().DeleteDeadLetters({letters[1].id, letters[5].id, letters[1].id, letters[5].id + 1000}));
+  ASSERT_OK_AND_ASSIGN(auto left, this->store().ListDeadLetters({}));
+  EXPECT_EQ(Rejections::Names(left), (std::vector<std::string>{"l0", "l2", "l3", "l4"}));
+  ASSERT_OK(this->store().DeleteDeadLetters({}));
+  ASSERT_OK(this->store().DeleteDeadLetters({letters[1].id}));  // already gone
+  ASSERT_OK_AND_ASSIGN(int64_t count, this->store().CountDeadLetters({}));
+  EXPECT_EQ(count, 4);
+
+  // The id of a deleted letter (even the newest) is never given out again.
+  std::vector<DeadLetter> next = {Letter(kReceivedAt, "INVALID_FIELD", kPurchase, "next")};
+  ASSERT_OK(this->store().AppendDeadLetters(next));
+  EXPECT_GT(next[0].id, letters[5].id);
+}
+
+TYPED_TEST(MetadataStoreContractTest, MarkDeadLettersReplayedCountsEachListedRowOnce) {
+  ASSERT_OK_AND_ASSIGN(auto letters, Rejections::Fill(this->store()));
+  ASSERT_OK(this->store().MarkDeadLettersReplayed({letters[0].id, letters[2].id, letters[2].id, -7}));
+  ASSERT_OK(this->store().MarkDeadLettersReplayed({letters[2].id}));
+  ASSERT_OK(this->store().MarkDeadLettersReplayed({}));
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListDeadLetters({}));
+  ASSERT_EQ(listed.size(), letters.size());
+  const std::vector<int> expected = {1, 0, 2, 0, 0, 0};
+  for (size_t letter_idx = 0; letter_idx < listed.size(); ++letter_idx) {
+    EXPECT_EQ(listed[letter_idx].replay_count, expected[letter_idx]) << listed[letter_idx].event_id;
+    letters[letter_idx].replay_count = expected[letter_idx];
+    ExpectSameDeadLetter(listed[letter_idx], letters[letter_idx]);  // nothing else changed
+  }
+}
+
+TYPED_TEST(MetadataStoreContractTest, PurgeRemovesDeadLettersReceivedBeforeTheCutoff) {
+  ASSERT_OK(Rejections::Fill(this->store()));
+  ASSERT_OK_AND_ASSIGN(int64_t nothing, this->store().PurgeDeadLettersBefore(kReceivedAt));
+  EXPECT_EQ(nothing, 0);
+  ASSERT_OK_AND_ASSIGN(int64_t purged, this->store().PurgeDeadLettersBefore(kReceivedAt + 20));  // l0, l1
+  EXPECT_EQ(purged, 2);
+  ASSERT_OK_AND_ASSIGN(auto left, this->store().ListDeadLetters({}));
+  EXPECT_EQ(Rejections::Names(left), (std::vector<std::string>{"l2", "l3", "l4", "l5"}));
+  ASSERT_OK_AND_ASSIGN(int64_t again, this->store().PurgeDeadLettersBefore(kReceivedAt + 20));
+  EXPECT_EQ(again, 0);
+  ASSERT_OK_AND_ASSIGN(int64_t rest, this->store().PurgeDeadLettersBefore(kReceivedAt + 1000));
+  EXPECT_EQ(rest, 4);
+  ASSERT_OK_AND_ASSIGN(int64_t count, this->store().CountDeadLetters({}));
+  EXPECT_EQ(count, 0);
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeadLetterTextRoundTripsByteForByte) {
+  // 100 KB of JSON mixing 1-, 2-, 3- and 4-byte characters, escapes and SQL-looking text.
+  std::string large = R"({"data":{"items":[)";
+  for (int item_idx = 0; large.size() < 100 * 1024; ++item_idx) {
+    if (item_idx != 0) large += ',';
+    large += R"({"n":)" + std::to_string(item_idx) +
+             R"(,"title":"Ведьмак 3 — 🎮 ゲーム ü\"q\" \\ '; DROP TABLE dead_letters; --","e":"\u0000"})";
+  }
+  large += "]}}";
+  ASSERT_GE(large.size(), 100u * 1024);
+
+  DeadLetter unicode = Letter(kReceivedAt, "INVALID_FIELD", "com.platform.store.покупка.v1", "ид-😀");
+  unicode.source = "//магазин/checkout";
+  unicode.field = "data.сумма";
+  unicode.message = "значение «abc» is not a number 👎\nsecond line\ttab";
+  unicode.payload = R"({"data":{"сумма":"abc","emoji":"🎉","cjk":"漢字","combining":"é"}})";
+  DeadLetter big = Letter(kReceivedAt, "TOO_LARGE", kPurchase, "big");
+  big.payload = large;
+  big.payload_bytes = static_cast<int64_t>(large.size()) + 7;
+  std::vector<DeadLetter> letters = {unicode, big};
+  ASSERT_OK(this->store().AppendDeadLetters(letters));
+
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListDeadLetters({}));
+  ASSERT_EQ(listed.size(), 2u);
+  ExpectSameDeadLetter(listed[0], letters[0]);
+  ExpectSameDeadLetter(listed[1], letters[1]);
+  ASSERT_OK_AND_ASSIGN(auto by_type,
+                       this->store().ListDeadLetters({.event_type = "com.platform.store.покупка.v1"}));
+  ASSERT_EQ(by_type.size(), 1u);
+  EXPECT_EQ(by_type[0].id, letters[0].id);
+}
+
+TYPED_TEST(MetadataStoreContractTest, ABatchOfAThousandDeadLettersIsOneAppend) {
+  std::vector<DeadLetter> letters;
+  const std::string payload(2048, 'p');
+  for (int letter_idx = 0; letter_idx < 1000; ++letter_idx) {
+    DeadLetter letter = Letter(kReceivedAt + letter_idx, "INVALID_FIELD", kPurchase, "b" + std::to_string(letter_idx));
+    letter.payload = payload;
+    letters.push_back(std::move(letter));
+  }
+  ASSERT_OK(this->store().AppendDeadLetters(letters));
+  for (size_t letter_idx = 1; letter_idx < letters.size(); ++letter_idx) {
+    ASSERT_GT(letters[letter_idx].id, letters[letter_idx - 1].id) << letter_idx;
+  }
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListDeadLetters({.limit = 1000}));
+  ASSERT_EQ(listed.size(), letters.size());
+  for (size_t letter_idx = 0; letter_idx < letters.size(); ++letter_idx) {
+    ASSERT_EQ(listed[letter_idx].id, letters[letter_idx].id);
+    ASSERT_EQ(listed[letter_idx].event_id, letters[letter_idx].event_id);  // ids were assigned in vector order
+    ASSERT_EQ(listed[letter_idx].received_at_ms, letters[letter_idx].received_at_ms);
+  }
+}
+
+TYPED_TEST(MetadataStoreContractTest, UnstorableDeadLetterIsInvalidArgumentAndNothingIsStored) {
+  struct Case {
+    const char* name;
+    void (*damage)(DeadLetter&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {"invalid UTF-8", [](DeadLetter& l) { l.payload = "{\"x\":\"\xff\xfe\"}"; }, "letters[1].payload"},
+      {"truncated UTF-8", [](DeadLetter& l) { l.message = "caf\xc3"; }, "letters[1].message"},
+      {"surrogate", [](DeadLetter& l) { l.source = "\xed\xa0\x80"; }, "letters[1].source"},
+      {"NUL byte", [](DeadLetter& l) { l.event_type = std::string("a\0b", 3); }, "letters[1].event_type"},
+      {"negative size", [](DeadLetter& l) { l.payload_bytes = -1; }, "letters[1].payload_bytes"},
+      {"negative replays", [](DeadLetter& l) { l.replay_count = -1; }, "letters[1].replay_count"},
+      {"negative time", [](DeadLetter& l) { l.received_at_ms = -1; }, "letters[1].received_at_ms"},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    std::vector<DeadLetter> letters = {Letter(kReceivedAt, "INVALID_FIELD", kPurchase, "ok"),
+                                       Letter(kReceivedAt, "INVALID_FIELD", kPurchase, "bad")};
+    test_case.damage(letters[1]);
+    Status status = this->store().AppendDeadLetters(letters);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_EQ(status.field(), test_case.field) << status.ToString();
+    EXPECT_EQ(letters[0].id, 0);  // the vector is untouched
+  }
+  ASSERT_OK_AND_ASSIGN(int64_t count, this->store().CountDeadLetters({}));
+  EXPECT_EQ(count, 0);
+}
+
+TYPED_TEST(MetadataStoreContractTest, ConcurrentDeadLetterAppendsKeepEveryRow) {
+  constexpr int kThreads = 8;
+  constexpr int kBatches = 10;
+  constexpr int kBatchSize = 15;
+  std::latch start(kThreads);
+  std::mutex mu;
+  std::vector<int64_t> ids;         // GUARDED_BY(mu)
+  std::vector<std::string> errors;  // GUARDED_BY(mu)
+  std::vector<std::thread> threads;
+  for (int thread_idx = 0; thread_idx < kThreads; ++thread_idx) {
+    threads.emplace_back([&, thread_idx] {
+      start.arrive_and_wait();
+      for (int batch_idx = 0; batch_idx < kBatches; ++batch_idx) {
+        std::vector<DeadLetter> batch;
+        for (int letter_idx = 0; letter_idx < kBatchSize; ++letter_idx) {
+          batch.push_back(Letter(kReceivedAt + thread_idx, "C" + std::to_string(thread_idx), kPurchase,
+                                 std::to_string(thread_idx) + "/" + std::to_string(batch_idx) + "/" +
+                                     std::to_string(letter_idx)));
+        }
+        Status status = this->store().AppendDeadLetters(batch);
+        std::lock_guard lock(mu);
+        if (!status.ok()) {
+          errors.push_back(status.ToString());
+          continue;
+        }
+        for (size_t letter_idx = 1; letter_idx < batch.size(); ++letter_idx) {
+          if (batch[letter_idx].id <= batch[letter_idx - 1].id) errors.push_back("ids out of order in a batch");
+        }
+        for (const auto& letter : batch) ids.push_back(letter.id);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+
+  constexpr int64_t kTotal = int64_t{kThreads} * kBatches * kBatchSize;
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "an id was given out twice";
+  ASSERT_OK_AND_ASSIGN(int64_t count, this->store().CountDeadLetters({}));
+  EXPECT_EQ(count, kTotal);
+  ASSERT_OK_AND_ASSIGN(auto paged, PageThrough(this->store(), {.limit = 1000}));
+  EXPECT_EQ(paged, ids);
+  for (int thread_idx = 0; thread_idx < kThreads; ++thread_idx) {
+    ASSERT_OK_AND_ASSIGN(int64_t per_thread,
+                         this->store().CountDeadLetters({.code = "C" + std::to_string(thread_idx)}));
+    EXPECT_EQ(per_thread, int64_t{kBatches} * kBatchSize) << thread_idx;
+  }
+}
+
+TYPED_TEST(MetadataStoreContractTest, DatabaseAtVersion2GainsDeadLettersAndKeepsItsData) {
+  ASSERT_OK(this->store().CreateMetricDefinition(CountMetric("purchases")));
+  // What a database written before dead letters existed looks like.
+  ASSERT_OK(TypeParam::Execute(this->store(),
+                               "DROP TABLE dead_letters; DELETE FROM schema_migrations WHERE version = 3"));
+  ASSERT_OK_AND_ASSIGN(int old_version, this->store().SchemaVersion());
+  EXPECT_EQ(old_version, 2);
+
+  this->store_.reset();
+  ASSERT_OK_AND_ASSIGN(this->store_, this->backend_.Open());
+  ASSERT_OK_AND_ASSIGN(int version, this->store().SchemaVersion());
+  EXPECT_EQ(version, LatestSchemaVersion());
+  ASSERT_OK(this->store().GetMetricDefinition("purchases"));
+  std::vector<DeadLetter> letters = {Letter(kReceivedAt, "INVALID_FIELD", kPurchase)};
+  ASSERT_OK(this->store().AppendDeadLetters(letters));
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListDeadLetters({}));
+  ASSERT_EQ(listed.size(), 1u);
+  ExpectSameDeadLetter(listed[0], letters[0]);
 }
 
 // ---------------------------------------------------------------------------------------------------------

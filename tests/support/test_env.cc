@@ -1,5 +1,6 @@
 #include "support/test_env.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "common/ids.h"
@@ -12,6 +13,10 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  if (std::getenv("ANALYTICS_KEEP_TEST_DIRS") != nullptr) {
+    std::fprintf(stderr, "kept test dir %s\n", path_.c_str());
+    return;
+  }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

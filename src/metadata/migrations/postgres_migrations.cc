@@ -40,6 +40,27 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_by_time ON audit_log (at_ms, id);
 )sql"},
+    // code and event_type are COLLATE "C" (byte equality; their indexes do not depend on the OS locale) and
+    // their indexes end in id, so a filtered page (ORDER BY id) is one index range.
+    {3, "dead_letters", R"sql(
+CREATE TABLE dead_letters (
+  id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  received_at_ms BIGINT  NOT NULL,
+  source         TEXT    NOT NULL,
+  event_id       TEXT    NOT NULL,
+  event_type     TEXT COLLATE "C" NOT NULL,
+  code           TEXT COLLATE "C" NOT NULL,
+  field          TEXT    NOT NULL,
+  message        TEXT    NOT NULL,
+  payload        TEXT    NOT NULL,
+  payload_bytes  BIGINT  NOT NULL CHECK (payload_bytes >= 0),
+  channel        TEXT    NOT NULL,
+  replay_count   INTEGER NOT NULL DEFAULT 0 CHECK (replay_count >= 0)
+);
+CREATE INDEX dead_letters_by_time ON dead_letters (received_at_ms);
+CREATE INDEX dead_letters_by_code ON dead_letters (code, id);
+CREATE INDEX dead_letters_by_event_type ON dead_letters (event_type, id);
+)sql"},
 };
 
 }  // namespace

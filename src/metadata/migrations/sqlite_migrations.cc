@@ -36,6 +36,26 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_by_time ON audit_log (at_ms, id);
 )sql"},
+    // The indexes on code and event_type end in the rowid (id), so a filtered page is one index range.
+    {3, "dead_letters", R"sql(
+CREATE TABLE dead_letters (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  received_at_ms INTEGER NOT NULL,
+  source         TEXT    NOT NULL,
+  event_id       TEXT    NOT NULL,
+  event_type     TEXT    NOT NULL,
+  code           TEXT    NOT NULL,
+  field          TEXT    NOT NULL,
+  message        TEXT    NOT NULL,
+  payload        TEXT    NOT NULL,
+  payload_bytes  INTEGER NOT NULL CHECK (payload_bytes >= 0),
+  channel        TEXT    NOT NULL,
+  replay_count   INTEGER NOT NULL DEFAULT 0 CHECK (replay_count >= 0)
+);
+CREATE INDEX dead_letters_by_time ON dead_letters (received_at_ms);
+CREATE INDEX dead_letters_by_code ON dead_letters (code);
+CREATE INDEX dead_letters_by_event_type ON dead_letters (event_type);
+)sql"},
 };
 
 }  // namespace

@@ -1,10 +1,14 @@
 // PostgresMetadataStore: SQL of the PostgreSQL adapter, migrations under an advisory lock.
 #include "metadata/postgres/postgres_metadata_store.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/time_util.h"
 #include "metadata/documents.h"
@@ -104,6 +108,96 @@ Status InsertTags(PGconn* conn, const query::MetricDefinition& def) {
                                     {def.name, tag}, "cannot store tags of metric definition '" + def.name + "'"));
   }
   return Status::Ok();
+}
+
+// Letters per INSERT statement: 11 parameters each stay far below PostgreSQL's 65535 per statement, and a
+// batch of 1,000 takes two round trips.
+constexpr size_t kDeadLettersPerInsert = 500;
+
+constexpr std::string_view kDeadLetterColumns =
+    "id, received_at_ms, source, event_id, event_type, code, field, message, payload, payload_bytes, channel,"
+    " replay_count";
+
+// The types of the parameters of one inserted dead letter, in AppendDeadLetterRow's order.
+constexpr const char* kDeadLetterParamTypes[] = {"bigint", "text", "text",   "text", "text",   "text",
+                                                 "text",   "text", "bigint", "text", "integer"};
+
+// "INSERT ... VALUES (...), (...) RETURNING id" for `rows` letters (parameters: see AppendDeadLetterRow).
+std::string DeadLetterInsert(size_t rows) {
+  std::string sql =
+      "INSERT INTO dead_letters (received_at_ms, source, event_id, event_type, code, field, message, payload,"
+      " payload_bytes, channel, replay_count) VALUES ";
+  size_t param = 1;
+  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+    sql += row_idx == 0 ? "(" : ", (";
+    for (size_t column_idx = 0; column_idx < std::size(kDeadLetterParamTypes); ++column_idx) {
+      if (column_idx != 0) sql += ", ";
+      sql += "$" + std::to_string(param++) + "::" + kDeadLetterParamTypes[column_idx];
+    }
+    sql += ")";
+  }
+  sql += " RETURNING id";
+  return sql;
+}
+
+void AppendDeadLetterRow(PgParams& params, const DeadLetter& letter, int64_t received_at_ms) {
+  params.emplace_back(Int(received_at_ms));
+  params.emplace_back(letter.source);
+  params.emplace_back(letter.event_id);
+  params.emplace_back(letter.event_type);
+  params.emplace_back(letter.code);
+  params.emplace_back(letter.field);
+  params.emplace_back(letter.message);
+  params.emplace_back(letter.payload);
+  params.emplace_back(Int(letter.payload_bytes));
+  params.emplace_back(letter.channel);
+  params.emplace_back(Int(letter.replay_count));
+}
+
+Result<DeadLetter> ReadDeadLetter(const PgResult& rows, int row) {
+  DeadLetter letter;
+  ANALYTICS_ASSIGN_OR_RETURN(letter.id, CellInt(rows, row, 0));
+  ANALYTICS_ASSIGN_OR_RETURN(letter.received_at_ms, CellInt(rows, row, 1));
+  letter.source = Cell(rows, row, 2);
+  letter.event_id = Cell(rows, row, 3);
+  letter.event_type = Cell(rows, row, 4);
+  letter.code = Cell(rows, row, 5);
+  letter.field = Cell(rows, row, 6);
+  letter.message = Cell(rows, row, 7);
+  letter.payload = Cell(rows, row, 8);
+  ANALYTICS_ASSIGN_OR_RETURN(letter.payload_bytes, CellInt(rows, row, 9));
+  letter.channel = Cell(rows, row, 10);
+  ANALYTICS_ASSIGN_OR_RETURN(int64_t replay_count, CellInt(rows, row, 11));
+  letter.replay_count = static_cast<int>(replay_count);
+  return letter;
+}
+
+// The conditions of a dead-letter filter on $1 code, $2 event_type, $3 from_ms, $4 to_ms; an unset filter is
+// NULL and its condition is true. PostgreSQL plans the statement with the bound values, so the conditions
+// of unset filters fold away and the indexes of set ones are used.
+constexpr std::string_view kDeadLetterConditions =
+    " WHERE ($1::text IS NULL OR code = $1::text)"
+    "   AND ($2::text IS NULL OR event_type = $2::text)"
+    "   AND ($3::bigint IS NULL OR received_at_ms >= $3::bigint)"
+    "   AND ($4::bigint IS NULL OR received_at_ms < $4::bigint)";
+
+std::optional<std::string> OptionalInt(const std::optional<int64_t>& value) {
+  return value ? std::optional<std::string>(Int(*value)) : std::nullopt;
+}
+
+PgParams DeadLetterFilterParams(const DeadLetterFilter& filter) {
+  return {filter.code, filter.event_type, OptionalInt(filter.from_ms), OptionalInt(filter.to_ms)};
+}
+
+// `ids` as a bigint[] literal, e.g. "{1,2,3}".
+std::string IdArray(const std::vector<int64_t>& ids) {
+  std::string text = "{";
+  for (size_t id_idx = 0; id_idx < ids.size(); ++id_idx) {
+    if (id_idx != 0) text += ',';
+    text += Int(ids[id_idx]);
+  }
+  text += '}';
+  return text;
 }
 
 }  // namespace
@@ -301,6 +395,106 @@ Result<std::vector<AuditRecord>> PostgresMetadataStore::ListAudit(int limit) {
     out.push_back(std::move(record));
   }
   return out;
+}
+
+Status PostgresMetadataStore::AppendDeadLetters(std::vector<DeadLetter>& letters) {
+  for (size_t letter_idx = 0; letter_idx < letters.size(); ++letter_idx) {
+    ANALYTICS_RETURN_IF_ERROR(
+        CheckDeadLetter(letters[letter_idx]).WithFieldPrefix("letters[" + std::to_string(letter_idx) + "]"));
+  }
+  if (letters.empty()) return Status::Ok();
+  const int64_t now_ms = common::NowMillis();
+  std::vector<int64_t> ids;
+  ids.reserve(letters.size());
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(PgTransaction txn, PgTransaction::Begin(lease.get()));
+  for (size_t first = 0; first < letters.size(); first += kDeadLettersPerInsert) {
+    const size_t rows = std::min(kDeadLettersPerInsert, letters.size() - first);
+    PgParams params;
+    params.reserve(rows * std::size(kDeadLetterParamTypes));
+    for (size_t letter_idx = first; letter_idx < first + rows; ++letter_idx) {
+      const DeadLetter& letter = letters[letter_idx];
+      AppendDeadLetterRow(params, letter, letter.received_at_ms != 0 ? letter.received_at_ms : now_ms);
+    }
+    ANALYTICS_ASSIGN_OR_RETURN(
+        PgResult inserted, PgExec(lease.get(), DeadLetterInsert(rows), params, "cannot append dead letters"));
+    const int returned = PQntuples(inserted.get());
+    if (returned != static_cast<int>(rows)) {
+      return Status::Internal("cannot append dead letters: " + std::to_string(rows) + " inserted, " +
+                              std::to_string(returned) + " ids returned");
+    }
+    // The identity is drawn row by row in VALUES order, so the ids ascending are the letters in order
+    // (RETURNING itself promises no order).
+    std::vector<int64_t> chunk_ids;
+    chunk_ids.reserve(rows);
+    for (int row_idx = 0; row_idx < returned; ++row_idx) {
+      ANALYTICS_ASSIGN_OR_RETURN(int64_t id, CellInt(inserted, row_idx, 0));
+      chunk_ids.push_back(id);
+    }
+    std::sort(chunk_ids.begin(), chunk_ids.end());
+    ids.insert(ids.end(), chunk_ids.begin(), chunk_ids.end());
+  }
+  ANALYTICS_RETURN_IF_ERROR(txn.Commit());
+  for (size_t letter_idx = 0; letter_idx < letters.size(); ++letter_idx) {
+    letters[letter_idx].id = ids[letter_idx];
+    if (letters[letter_idx].received_at_ms == 0) letters[letter_idx].received_at_ms = now_ms;
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<DeadLetter>> PostgresMetadataStore::ListDeadLetters(const DeadLetterFilter& filter) {
+  ANALYTICS_RETURN_IF_ERROR(CheckDeadLetterPage(filter));
+  PgParams params = DeadLetterFilterParams(filter);
+  params.push_back(OptionalInt(filter.after_id));
+  params.push_back(Int(filter.limit));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult rows,
+      PgExec(lease.get(),
+             "SELECT " + std::string(kDeadLetterColumns) + " FROM dead_letters" + std::string(kDeadLetterConditions) +
+                 "   AND ($5::bigint IS NULL OR id > $5::bigint) ORDER BY id LIMIT $6::integer",
+             params, "cannot list dead letters"));
+  std::vector<DeadLetter> out;
+  const int row_count = PQntuples(rows.get());
+  out.reserve(static_cast<size_t>(row_count));
+  for (int row_idx = 0; row_idx < row_count; ++row_idx) {
+    ANALYTICS_ASSIGN_OR_RETURN(DeadLetter letter, ReadDeadLetter(rows, row_idx));
+    out.push_back(std::move(letter));
+  }
+  return out;
+}
+
+Result<int64_t> PostgresMetadataStore::CountDeadLetters(const DeadLetterFilter& filter) {
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult count,
+      PgExec(lease.get(), "SELECT COUNT(*) FROM dead_letters" + std::string(kDeadLetterConditions),
+             DeadLetterFilterParams(filter), "cannot count dead letters"));
+  return CellInt(count, 0, 0);
+}
+
+Status PostgresMetadataStore::DeleteDeadLetters(const std::vector<int64_t>& ids) {
+  if (ids.empty()) return Status::Ok();
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // One statement: atomic on its own.
+  return PgRun(lease.get(), "DELETE FROM dead_letters WHERE id = ANY($1::bigint[])", {IdArray(ids)},
+               "cannot delete dead letters");
+}
+
+Status PostgresMetadataStore::MarkDeadLettersReplayed(const std::vector<int64_t>& ids) {
+  if (ids.empty()) return Status::Ok();
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // One statement; ANY matches each row once however often its id is listed.
+  return PgRun(lease.get(), "UPDATE dead_letters SET replay_count = replay_count + 1 WHERE id = ANY($1::bigint[])",
+               {IdArray(ids)}, "cannot mark dead letters replayed");
+}
+
+Result<int64_t> PostgresMetadataStore::PurgeDeadLettersBefore(int64_t received_before_ms) {
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult purged,
+                             PgExec(lease.get(), "DELETE FROM dead_letters WHERE received_at_ms < $1::bigint",
+                                    {Int(received_before_ms)}, "cannot purge dead letters"));
+  return PgAffectedRows(purged);
 }
 
 Status PostgresMetadataStore::ExecuteForTest(std::string_view sql) {

@@ -10,9 +10,11 @@
 // timeout yet).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "metadata/metadata_store.h"
@@ -67,6 +69,12 @@ class PostgresMetadataStore final : public MetadataStore {
   common::Status DeleteMetricDefinition(std::string_view name) override;
   common::Status AppendAudit(const AuditRecord& record) override;
   common::Result<std::vector<AuditRecord>> ListAudit(int limit) override;
+  common::Status AppendDeadLetters(std::vector<DeadLetter>& letters) override;
+  common::Result<std::vector<DeadLetter>> ListDeadLetters(const DeadLetterFilter& filter) override;
+  common::Result<int64_t> CountDeadLetters(const DeadLetterFilter& filter) override;
+  common::Status DeleteDeadLetters(const std::vector<int64_t>& ids) override;
+  common::Status MarkDeadLettersReplayed(const std::vector<int64_t>& ids) override;
+  common::Result<int64_t> PurgeDeadLettersBefore(int64_t received_before_ms) override;
 
   // Runs `sql` (one or more statements, results discarded) on one pooled connection. Tests use it to damage
   // rows, fake a newer schema or kill connections.

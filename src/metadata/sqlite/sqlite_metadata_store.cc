@@ -3,9 +3,12 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <string>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "common/time_util.h"
 #include "metadata/documents.h"
@@ -232,6 +235,65 @@ Status InsertTags(sqlite3* db, const query::MetricDefinition& def) {
   return Status::Ok();
 }
 
+// The dead-letter columns in SELECT order; ReadDeadLetter reads them.
+constexpr std::string_view kDeadLetterColumns =
+    "id, received_at_ms, source, event_id, event_type, code, field, message, payload, payload_bytes, channel,"
+    " replay_count";
+
+DeadLetter ReadDeadLetter(Statement& select) {
+  DeadLetter letter;
+  letter.id = select.ColumnInt64(0);
+  letter.received_at_ms = select.ColumnInt64(1);
+  letter.source = select.ColumnText(2);
+  letter.event_id = select.ColumnText(3);
+  letter.event_type = select.ColumnText(4);
+  letter.code = select.ColumnText(5);
+  letter.field = select.ColumnText(6);
+  letter.message = select.ColumnText(7);
+  letter.payload = select.ColumnText(8);
+  letter.payload_bytes = select.ColumnInt64(9);
+  letter.channel = select.ColumnText(10);
+  letter.replay_count = static_cast<int>(select.ColumnInt64(11));
+  return letter;
+}
+
+// The WHERE clause of a dead-letter filter: ?1 code, ?2 event_type, ?3 from_ms, ?4 to_ms and, when `paged`,
+// ?5 after_id. Only set fields become conditions: SQLite plans a statement before values are bound, so
+// "?1 IS NULL OR code = ?1" would keep it from using the indexes on code, event_type and received_at_ms.
+std::string DeadLetterWhere(const DeadLetterFilter& filter, bool paged) {
+  std::string where = " WHERE 1 = 1";
+  if (filter.code) where += " AND code = ?1";
+  if (filter.event_type) where += " AND event_type = ?2";
+  if (filter.from_ms) where += " AND received_at_ms >= ?3";
+  if (filter.to_ms) where += " AND received_at_ms < ?4";
+  if (paged && filter.after_id) where += " AND id > ?5";
+  return where;
+}
+
+// Binds the parameters of DeadLetterWhere(filter, paged).
+void BindDeadLetterFilter(Statement& stmt, const DeadLetterFilter& filter, bool paged) {
+  if (filter.code) stmt.BindText(1, *filter.code);
+  if (filter.event_type) stmt.BindText(2, *filter.event_type);
+  if (filter.from_ms) stmt.BindInt64(3, *filter.from_ms);
+  if (filter.to_ms) stmt.BindInt64(4, *filter.to_ms);
+  if (paged && filter.after_id) stmt.BindInt64(5, *filter.after_id);
+}
+
+// Runs `sql` (with the id as ?1) once per distinct id of `ids`, in one write transaction.
+Status ForEachDistinctId(sqlite3* db, const std::vector<int64_t>& ids, std::string_view sql, std::string_view what) {
+  std::vector<int64_t> distinct = ids;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db));
+  ANALYTICS_ASSIGN_OR_RETURN(Statement stmt, Statement::Prepare(db, sql));
+  for (int64_t id : distinct) {
+    stmt.Reset();
+    stmt.BindInt64(1, id);
+    ANALYTICS_RETURN_IF_ERROR(stmt.Run(what));
+  }
+  return txn.Commit();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MetadataStore>> OpenSqliteMetadataStore(const SqliteMetadataOptions& options) {
@@ -429,6 +491,99 @@ Result<std::vector<AuditRecord>> SqliteMetadataStore::ListAudit(int limit) {
     out.push_back(std::move(record));
   }
   return out;
+}
+
+Status SqliteMetadataStore::AppendDeadLetters(std::vector<DeadLetter>& letters) {
+  for (size_t letter_idx = 0; letter_idx < letters.size(); ++letter_idx) {
+    ANALYTICS_RETURN_IF_ERROR(
+        CheckDeadLetter(letters[letter_idx]).WithFieldPrefix("letters[" + std::to_string(letter_idx) + "]"));
+  }
+  if (letters.empty()) return Status::Ok();
+  const int64_t now_ms = common::NowMillis();
+  std::vector<int64_t> ids;
+  ids.reserve(letters.size());
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db_));
+  // One statement, prepared once and re-bound per letter, inside one transaction: one fsync per batch.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement insert,
+      Statement::Prepare(db_,
+                         "INSERT INTO dead_letters (received_at_ms, source, event_id, event_type, code, field, message,"
+                         " payload, payload_bytes, channel, replay_count)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
+  for (const DeadLetter& letter : letters) {
+    insert.Reset();
+    insert.BindInt64(1, letter.received_at_ms != 0 ? letter.received_at_ms : now_ms);
+    insert.BindText(2, letter.source);
+    insert.BindText(3, letter.event_id);
+    insert.BindText(4, letter.event_type);
+    insert.BindText(5, letter.code);
+    insert.BindText(6, letter.field);
+    insert.BindText(7, letter.message);
+    insert.BindText(8, letter.payload);
+    insert.BindInt64(9, letter.payload_bytes);
+    insert.BindText(10, letter.channel);
+    insert.BindInt64(11, letter.replay_count);
+    ANALYTICS_RETURN_IF_ERROR(insert.Run("cannot append dead letter"));
+    ids.push_back(sqlite3_last_insert_rowid(db_));
+  }
+  ANALYTICS_RETURN_IF_ERROR(txn.Commit());
+  for (size_t letter_idx = 0; letter_idx < letters.size(); ++letter_idx) {
+    letters[letter_idx].id = ids[letter_idx];
+    if (letters[letter_idx].received_at_ms == 0) letters[letter_idx].received_at_ms = now_ms;
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<DeadLetter>> SqliteMetadataStore::ListDeadLetters(const DeadLetterFilter& filter) {
+  ANALYTICS_RETURN_IF_ERROR(CheckDeadLetterPage(filter));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db_, "SELECT " + std::string(kDeadLetterColumns) +
+                                                         " FROM dead_letters" + DeadLetterWhere(filter, true) +
+                                                         " ORDER BY id LIMIT ?6"));
+  BindDeadLetterFilter(select, filter, true);
+  select.BindInt64(6, filter.limit);
+  std::vector<DeadLetter> out;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, select.Step("cannot list dead letters"));
+    if (!has_row) break;
+    out.push_back(ReadDeadLetter(select));
+  }
+  return out;
+}
+
+Result<int64_t> SqliteMetadataStore::CountDeadLetters(const DeadLetterFilter& filter) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement count,
+      Statement::Prepare(db_, "SELECT COUNT(*) FROM dead_letters" + DeadLetterWhere(filter, false)));
+  BindDeadLetterFilter(count, filter, false);
+  ANALYTICS_ASSIGN_OR_RETURN(bool has_row, count.Step("cannot count dead letters"));
+  if (!has_row) return Status::Internal("cannot count dead letters: no row");
+  return count.ColumnInt64(0);
+}
+
+Status SqliteMetadataStore::DeleteDeadLetters(const std::vector<int64_t>& ids) {
+  if (ids.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  return ForEachDistinctId(db_, ids, "DELETE FROM dead_letters WHERE id = ?1", "cannot delete dead letters");
+}
+
+Status SqliteMetadataStore::MarkDeadLettersReplayed(const std::vector<int64_t>& ids) {
+  if (ids.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  return ForEachDistinctId(db_, ids, "UPDATE dead_letters SET replay_count = replay_count + 1 WHERE id = ?1",
+                           "cannot mark dead letters replayed");
+}
+
+Result<int64_t> SqliteMetadataStore::PurgeDeadLettersBefore(int64_t received_before_ms) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement purge,
+                             Statement::Prepare(db_, "DELETE FROM dead_letters WHERE received_at_ms < ?1"));
+  purge.BindInt64(1, received_before_ms);
+  ANALYTICS_RETURN_IF_ERROR(purge.Run("cannot purge dead letters"));
+  return static_cast<int64_t>(sqlite3_changes64(db_));
 }
 
 Status SqliteMetadataStore::ExecuteForTest(std::string_view sql) {

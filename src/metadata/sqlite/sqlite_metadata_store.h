@@ -8,10 +8,12 @@
 // busy_timeout_ms makes calls return Unavailable.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "metadata/metadata_store.h"
@@ -53,6 +55,12 @@ class SqliteMetadataStore final : public MetadataStore {
   common::Status DeleteMetricDefinition(std::string_view name) override;
   common::Status AppendAudit(const AuditRecord& record) override;
   common::Result<std::vector<AuditRecord>> ListAudit(int limit) override;
+  common::Status AppendDeadLetters(std::vector<DeadLetter>& letters) override;
+  common::Result<std::vector<DeadLetter>> ListDeadLetters(const DeadLetterFilter& filter) override;
+  common::Result<int64_t> CountDeadLetters(const DeadLetterFilter& filter) override;
+  common::Status DeleteDeadLetters(const std::vector<int64_t>& ids) override;
+  common::Status MarkDeadLettersReplayed(const std::vector<int64_t>& ids) override;
+  common::Result<int64_t> PurgeDeadLettersBefore(int64_t received_before_ms) override;
 
   // Runs `sql` (one or more statements, results discarded) on the store's connection. Tests use it to
   // damage rows or fake a newer schema.

@@ -1,0 +1,158 @@
+// Intake normalization: split, parse, validate, treat; see normalizer.h.
+#include "events/normalizer.h"
+
+#include <simdjson.h>
+
+#include <string>
+
+#include "events/event_catalog.h"
+#include "events/event_validator.h"
+#include "events/json_text.h"
+#include "events/treated_json_writer.h"
+
+namespace analytics::events {
+namespace {
+
+// simdjson keeps its buffers between documents; one parser per thread keeps Process const and lock-free.
+simdjson::dom::parser& ThreadParser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
+// Output text is built here and copied out once per field.
+JsonBuffer& ThreadBuffer() {
+  thread_local JsonBuffer buffer;
+  return buffer;
+}
+
+Rejection MakeRejection(const RawEvent& raw, RejectionCode code, std::string field, std::string message) {
+  Rejection rejection;
+  rejection.index = raw.index;
+  rejection.byte_offset = raw.byte_offset;
+  rejection.event_bytes = raw.text.size();
+  rejection.code = code;
+  rejection.field = std::move(field);
+  rejection.message = std::move(message);
+  return rejection;
+}
+
+}  // namespace
+
+Normalizer::Normalizer(NormalizerOptions options, const Pseudonymizer& pseudonymizer)
+    : options_(options), pseudonymizer_(pseudonymizer) {}
+
+BatchResult Normalizer::Process(std::string_view body, BodyFormat format, int64_t now_ms) const {
+  return ProcessBody(body, format, now_ms, /*already_treated=*/false);
+}
+
+BatchResult Normalizer::ProcessTreated(std::string_view payload, int64_t now_ms) const {
+  return ProcessBody(payload, BodyFormat::kSingle, now_ms, /*already_treated=*/true);
+}
+
+BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, int64_t now_ms,
+                                    bool already_treated) const {
+  BatchResult result;
+  BodySplit split = SplitBody(body, format);
+  if (split.error) {
+    result.body_error = std::move(split.error);
+    return result;
+  }
+  result.events.reserve(split.events.size());
+  result.event_indexes.reserve(split.events.size());
+
+  simdjson::dom::parser& parser = ThreadParser();
+  JsonBuffer& buffer = ThreadBuffer();
+  const ValidatorOptions validator_options{options_.max_future_ms, options_.strict_types};
+  ValidatedEnvelope envelope;
+  TreatedJsonWriter writer(pseudonymizer_, TreatedJsonWriter::Mode::kStrict, already_treated);
+  TreatedJsonWriter lenient_writer(pseudonymizer_, TreatedJsonWriter::Mode::kLenient, already_treated);
+  const bool body_must_be_json = format != BodyFormat::kNdjson;
+
+  // A syntax error inside one element of a JSON body: the body is not JSON, refuse it whole. The offset comes
+  // from the whole body (exact even at its end); this runs once per request at most.
+  auto fail_body = [&](const RawEvent& raw, const BodyError& error) {
+    result = BatchResult();
+    std::optional<BodyError> whole = FindJsonSyntaxError(body);
+    result.body_error = whole ? std::move(*whole) : BodyError{raw.byte_offset + error.byte_offset, error.message};
+  };
+
+  for (const RawEvent& raw : split.events) {
+    // Too large: not parsed into a DOM (bounded memory); in a JSON body its syntax still decides the body.
+    if (raw.text.size() > options_.max_event_bytes) {
+      if (body_must_be_json) {
+        if (auto syntax = FindJsonSyntaxError(raw.text)) {
+          fail_body(raw, *syntax);
+          return result;
+        }
+      }
+      result.rejections.push_back(MakeRejection(raw, RejectionCode::kEventTooLarge, "",
+                                                "the event is " + std::to_string(raw.text.size()) +
+                                                    " bytes; the limit is " +
+                                                    std::to_string(options_.max_event_bytes)));
+      continue;
+    }
+
+    simdjson::dom::element root;
+    if (const simdjson::error_code error = parser.parse(raw.text.data(), raw.text.size()).get(root); error) {
+      std::optional<BodyError> syntax = FindJsonSyntaxError(raw.text);
+      if (syntax && body_must_be_json) {
+        fail_body(raw, *syntax);
+        return result;
+      }
+      // NDJSON line that is not JSON, or JSON simdjson cannot represent (integers beyond 64 bits).
+      std::string message = syntax ? syntax->message + " at byte " +
+                                         std::to_string(raw.byte_offset + syntax->byte_offset) + " of the body"
+                                   : std::string("unsupported JSON: ") + simdjson::error_message(error);
+      result.rejections.push_back(MakeRejection(raw, RejectionCode::kMalformedEvent, "", std::move(message)));
+      continue;
+    }
+
+    std::optional<Violation> violation = ValidateEvent(root, validator_options, now_ms, envelope);
+    buffer.Clear();
+    if (!violation && envelope.has_data) violation = writer.WriteData(envelope.data, envelope.schema, buffer);
+    if (violation) {
+      Rejection rejection = MakeRejection(raw, violation->code, std::move(violation->field),
+                                          std::move(violation->message));
+      ReadRejectionIdentity(root, rejection);
+      simdjson::dom::object object;
+      if (root.get_object().get(object) == simdjson::SUCCESS) {
+        std::string_view type;
+        const TypeSchema* schema =
+            object["type"].get_string().get(type) == simdjson::SUCCESS ? FindTypeSchema(type) : nullptr;
+        buffer.Clear();
+        lenient_writer.WriteEnvelope(object, schema, buffer);
+        rejection.payload = buffer.view();
+      }
+      result.rejections.push_back(std::move(rejection));
+      continue;
+    }
+
+    // Built in place: strings are constructed from views (cheaper than assigning into empty strings).
+    StoredEvent& event = result.events.emplace_back();
+    result.event_indexes.push_back(raw.index);
+    if (envelope.has_data) event.data = std::string(buffer.view());
+    if (!envelope.kept_attributes.empty()) {
+      buffer.Clear();
+      writer.WriteAttributes(envelope.kept_attributes, buffer);
+      event.extensions = std::string(buffer.view());
+    }
+    event.id = std::string(envelope.id);
+    event.source = std::string(envelope.source);
+    event.type = std::string(envelope.type);
+    event.time_ms = envelope.time_ms;
+    event.received_ms = now_ms;
+    event.time_defaulted = envelope.time_defaulted;
+    const std::optional<std::string_view> user = envelope.subject ? envelope.subject : envelope.data_user_id;
+    if (user) pseudonymizer_.Pseudonymize(*user, event.user);
+    event.user_in_subject = envelope.subject.has_value();
+    event.game_id = std::string(envelope.game_id);
+    event.session_id = std::string(envelope.session_id);
+    event.amount = envelope.amount;
+    event.currency = std::string(envelope.currency);
+    event.country = std::string(envelope.country);
+    event.platform = std::string(envelope.platform);
+  }
+  return result;
+}
+
+}  // namespace analytics::events

@@ -1,0 +1,169 @@
+// Value format checks; see value_formats.h.
+#include "events/value_formats.h"
+
+#include <array>
+
+#include "common/time_util.h"
+
+namespace analytics::events {
+namespace {
+
+constexpr bool IsLower(char c) { return c >= 'a' && c <= 'z'; }
+constexpr bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
+constexpr bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+constexpr bool IsAlpha(char c) { return IsLower(c) || IsUpper(c); }
+constexpr bool IsHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+constexpr std::array<bool, 256> MakeIdTable() {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 256; ++c) {
+    const char ch = static_cast<char>(c);
+    table[c] = IsAlpha(ch) || IsDigit(ch) || ch == '.' || ch == '_' || ch == ':' || ch == '-';
+  }
+  return table;
+}
+constexpr std::array<bool, 256> kIdChar = MakeIdTable();
+
+// RFC 3986 unreserved / gen-delims / sub-delims; '%' is handled separately.
+constexpr std::array<bool, 256> MakeUriTable() {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 256; ++c) {
+    const char ch = static_cast<char>(c);
+    table[c] = IsAlpha(ch) || IsDigit(ch) || std::string_view("-._~:/?#[]@!$&'()*+,;=").find(ch) !=
+                                                 std::string_view::npos;
+  }
+  return table;
+}
+constexpr std::array<bool, 256> kUriChar = MakeUriTable();
+
+// [a-z][a-z0-9_]* starting at `pos`, ending at the next '.'; advances `pos` past the dot.
+bool ConsumeSegment(std::string_view value, size_t& pos) {
+  if (pos >= value.size() || !IsLower(value[pos])) return false;
+  ++pos;
+  while (pos < value.size() && (IsLower(value[pos]) || IsDigit(value[pos]) || value[pos] == '_')) ++pos;
+  if (pos >= value.size() || value[pos] != '.') return false;
+  ++pos;
+  return true;
+}
+
+bool IsLeapYear(int year) { return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0; }
+
+char AsciiLower(char c) { return IsUpper(c) ? static_cast<char>(c - 'A' + 'a') : c; }
+
+}  // namespace
+
+bool IsIdString(std::string_view value, size_t max_chars) {
+  if (value.empty() || value.size() > max_chars) return false;
+  for (char c : value) {
+    if (!kIdChar[static_cast<unsigned char>(c)]) return false;
+  }
+  return true;
+}
+
+bool IsEventType(std::string_view value) {
+  constexpr std::string_view kPrefix = "com.platform.";
+  if (value.substr(0, kPrefix.size()) != kPrefix) return false;
+  size_t pos = kPrefix.size();
+  for (int segment_idx = 0; segment_idx < 3; ++segment_idx) {  // <service>.<entity>.<action>.
+    if (!ConsumeSegment(value, pos)) return false;
+  }
+  if (pos >= value.size() || value[pos] != 'v') return false;
+  ++pos;
+  if (pos >= value.size() || value[pos] < '1' || value[pos] > '9') return false;
+  for (++pos; pos < value.size(); ++pos) {
+    if (!IsDigit(value[pos])) return false;
+  }
+  return true;
+}
+
+bool IsExtensionName(std::string_view name) {
+  if (name.empty() || name.size() > 20) return false;
+  for (char c : name) {
+    if (!IsLower(c) && !IsDigit(c)) return false;
+  }
+  return true;
+}
+
+bool IsCurrencyCode(std::string_view value) {
+  return value.size() == 3 && IsUpper(value[0]) && IsUpper(value[1]) && IsUpper(value[2]);
+}
+
+bool IsCountryCode(std::string_view value) {
+  return value.size() == 2 && IsUpper(value[0]) && IsUpper(value[1]);
+}
+
+bool IsPlatform(std::string_view value) {
+  return value == "windows" || value == "macos" || value == "linux" || value == "steamdeck" ||
+         value == "android" || value == "ios";
+}
+
+bool IsDate(std::string_view value) {
+  if (value.size() != 10 || value[4] != '-' || value[7] != '-') return false;
+  for (size_t char_idx : {0, 1, 2, 3, 5, 6, 8, 9}) {
+    if (!IsDigit(value[char_idx])) return false;
+  }
+  const int year = (value[0] - '0') * 1000 + (value[1] - '0') * 100 + (value[2] - '0') * 10 + (value[3] - '0');
+  const int month = (value[5] - '0') * 10 + (value[6] - '0');
+  const int day = (value[8] - '0') * 10 + (value[9] - '0');
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month < 1 || month > 12 || day < 1) return false;
+  const int days_in_month = month == 2 && IsLeapYear(year) ? 29 : kDays[month - 1];
+  return day <= days_in_month;
+}
+
+bool IsTimestamp(std::string_view value) { return common::ParseRfc3339Millis(value).ok(); }
+
+bool IsUriReference(std::string_view value) {
+  for (size_t char_idx = 0; char_idx < value.size(); ++char_idx) {
+    const char c = value[char_idx];
+    if (c == '%') {
+      if (char_idx + 2 >= value.size() || !IsHex(value[char_idx + 1]) || !IsHex(value[char_idx + 2])) {
+        return false;
+      }
+      char_idx += 2;
+      continue;
+    }
+    if (!kUriChar[static_cast<unsigned char>(c)]) return false;
+  }
+  return true;
+}
+
+bool IsAbsoluteUri(std::string_view value) {
+  if (value.empty() || !IsAlpha(value[0])) return false;
+  size_t pos = 1;
+  while (pos < value.size() &&
+         (IsAlpha(value[pos]) || IsDigit(value[pos]) || value[pos] == '+' || value[pos] == '.' || value[pos] == '-')) {
+    ++pos;
+  }
+  if (pos >= value.size() || value[pos] != ':') return false;
+  return IsUriReference(value.substr(pos + 1));
+}
+
+bool IsJsonMediaType(std::string_view value) {
+  constexpr std::string_view kJson = "application/json";
+  if (value.size() < kJson.size()) return false;
+  for (size_t char_idx = 0; char_idx < kJson.size(); ++char_idx) {
+    if (AsciiLower(value[char_idx]) != kJson[char_idx]) return false;
+  }
+  std::string_view rest = value.substr(kJson.size());
+  while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) rest.remove_prefix(1);
+  return rest.empty() || rest.front() == ';';
+}
+
+bool IsFieldName(std::string_view value) {
+  if (value.empty() || value.size() > 64 || !IsLower(value[0])) return false;
+  for (char c : value.substr(1)) {
+    if (!IsLower(c) && !IsDigit(c) && c != '_') return false;
+  }
+  return true;
+}
+
+bool IsPlainName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!IsAlpha(c) && !IsDigit(c) && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+}  // namespace analytics::events

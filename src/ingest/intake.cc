@@ -1,0 +1,149 @@
+// The intake pipeline.
+#include "ingest/intake.h"
+
+#include "obs/logging.h"
+
+namespace analytics::ingest {
+
+using common::Result;
+using common::Status;
+
+namespace {
+
+constexpr char kAccountDeletedType[] = "com.platform.account.user.deleted.v1";
+
+metadata::DeadLetter ToDeadLetter(const events::Rejection& rejection, std::string_view channel, int64_t now_ms) {
+  metadata::DeadLetter letter;
+  letter.received_at_ms = now_ms;
+  letter.source = rejection.source;
+  letter.event_id = rejection.id;
+  letter.event_type = rejection.type;
+  letter.code = std::string(events::RejectionCodeName(rejection.code));
+  letter.field = rejection.field;
+  letter.message = rejection.message;
+  letter.payload = rejection.payload;
+  letter.payload_bytes = static_cast<int64_t>(rejection.event_bytes);
+  letter.channel = std::string(channel);
+  return letter;
+}
+
+}  // namespace
+
+nlohmann::json IntakeReport::ToJson() const {
+  nlohmann::json rejected_json = nlohmann::json::array();
+  for (const auto& rejection : rejected) {
+    rejected_json.push_back({{"index", rejection.index},
+                             {"id", rejection.id.empty() ? nlohmann::json(nullptr) : nlohmann::json(rejection.id)},
+                             {"code", rejection.code},
+                             {"field", rejection.field},
+                             {"message", rejection.message}});
+  }
+  return {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", std::move(rejected_json)}};
+}
+
+Intake::Intake(const events::Normalizer& normalizer, store::EventStore& store, metadata::MetadataStore& metadata,
+               IntakeOptions options)
+    : normalizer_(normalizer), store_(store), metadata_(metadata), options_(options) {}
+
+Result<IntakeReport> Intake::Ingest(std::string_view body, events::BodyFormat format, std::string_view channel,
+                                    int64_t now_ms) {
+  IntakeReport report;
+  events::BatchResult batch = normalizer_.Process(body, format, now_ms);
+  if (batch.body_error) {
+    report.body_error = batch.body_error;
+    return report;
+  }
+  std::vector<size_t> indexes(batch.event_indexes.begin(), batch.event_indexes.end());
+  std::vector<std::string> deleted_users;
+  for (auto& event : batch.events) {
+    if (event.type == kAccountDeletedType && !event.user.empty()) {
+      // The deletion itself is kept, without its user, so deletions stay countable (docs/events.md 6).
+      deleted_users.push_back(event.user);
+      event.user.clear();
+      event.user_in_subject = false;
+      auto data = nlohmann::json::parse(event.data, nullptr, false);
+      if (data.is_object() && data.erase("user_id") > 0) event.data = data.dump();
+    }
+  }
+  std::vector<std::string> ids;
+  ids.reserve(batch.events.size());
+  for (const auto& event : batch.events) ids.push_back(event.id);
+  if (!batch.events.empty()) {
+    ANALYTICS_ASSIGN_OR_RETURN(store::AppendResult appended, store_.Append(std::move(batch.events)));
+    report.accepted = appended.stored;
+    report.duplicates = appended.duplicates;
+    for (size_t event_idx = 0; event_idx < appended.outcomes.size(); ++event_idx) {
+      if (appended.outcomes[event_idx] != store::AppendOutcome::kUserErased) continue;
+      report.rejected.push_back({indexes[event_idx], ids[event_idx], "USER_ERASED", "subject",
+                                 "the user's data was erased; events are refused until the user registers again"});
+    }
+  }
+  for (const auto& user : deleted_users) {
+    auto erased = store_.EraseUser(user);
+    if (!erased.ok()) return erased.status();
+    ++report.users_erased;
+  }
+  if (!batch.rejections.empty()) {
+    std::vector<metadata::DeadLetter> letters;
+    letters.reserve(batch.rejections.size());
+    for (const auto& rejection : batch.rejections) {
+      report.rejected.push_back({rejection.index, rejection.id, std::string(events::RejectionCodeName(rejection.code)),
+                                 rejection.field, rejection.message});
+      letters.push_back(ToDeadLetter(rejection, channel, now_ms));
+    }
+    Status status = metadata_.AppendDeadLetters(letters);
+    if (!status.ok()) {
+      // The producer is told exactly what was rejected either way; losing the copy is logged loudly.
+      obs::LogError("dead letters not written", {{"error", status.ToString()}, {"count", letters.size()}});
+    }
+  }
+  std::sort(report.rejected.begin(), report.rejected.end(),
+            [](const RejectedEvent& a, const RejectedEvent& b) { return a.index < b.index; });
+  return report;
+}
+
+Result<ReplayReport> Intake::Replay(metadata::DeadLetterFilter filter, uint64_t max_letters, int64_t now_ms) {
+  ReplayReport report;
+  filter.limit = 500;
+  while (report.replayed < max_letters) {
+    ANALYTICS_ASSIGN_OR_RETURN(auto letters, metadata_.ListDeadLetters(filter));
+    if (letters.empty()) break;
+    filter.after_id = letters.back().id;
+    std::vector<int64_t> done;
+    std::vector<int64_t> still_bad;
+    for (const auto& letter : letters) {
+      if (report.replayed >= max_letters) break;
+      ++report.replayed;
+      if (letter.payload.empty()) {
+        still_bad.push_back(letter.id);
+        ++report.rejected_again;
+        continue;
+      }
+      // The payload was treated on the way in: pseudonyms and hashes are kept as they are.
+      events::BatchResult batch = normalizer_.ProcessTreated(letter.payload, now_ms);
+      if (batch.body_error || batch.events.empty()) {
+        still_bad.push_back(letter.id);
+        ++report.rejected_again;
+        continue;
+      }
+      ANALYTICS_ASSIGN_OR_RETURN(store::AppendResult appended, store_.Append(std::move(batch.events)));
+      report.accepted += appended.stored;
+      report.duplicates += appended.duplicates;
+      if (appended.erased > 0) {
+        still_bad.push_back(letter.id);
+        ++report.rejected_again;
+      } else {
+        done.push_back(letter.id);
+      }
+    }
+    if (!done.empty()) ANALYTICS_RETURN_IF_ERROR(metadata_.DeleteDeadLetters(done));
+    if (!still_bad.empty()) ANALYTICS_RETURN_IF_ERROR(metadata_.MarkDeadLettersReplayed(still_bad));
+  }
+  return report;
+}
+
+Result<int64_t> Intake::PurgeExpiredDeadLetters(int64_t now_ms) {
+  return metadata_.PurgeDeadLettersBefore(now_ms - options_.dead_letter_retention_ms);
+}
+
+}  // namespace analytics::ingest

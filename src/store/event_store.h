@@ -1,0 +1,73 @@
+// EventStore: the port through which the service stores events and reads them back.
+//
+// Adapters: embedded/ (the default: WAL + in-memory part + immutable columnar segments in the data dir) and,
+// in a later release, clickhouse/. Application code depends only on this interface; src/app picks one.
+// Contract shared by every adapter (one contract suite runs against each):
+//  - Append is atomic per event and durable on return: an event it reports as accepted survives kill -9.
+//  - Deduplication on (source, id) over the configured window, surviving restarts: a repeat is reported as a
+//    duplicate and not stored again.
+//  - Events of an erased user are never returned again; new events of an erased user are refused until
+//    AllowUser (the user registered again).
+// Thread-safety: every method may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "events/event.h"
+
+namespace analytics::store {
+
+enum class AppendOutcome : uint8_t { kStored, kDuplicate, kUserErased };
+
+struct AppendResult {
+  std::vector<AppendOutcome> outcomes;  // one per input event, in order
+  uint64_t stored = 0;
+  uint64_t duplicates = 0;
+  uint64_t erased = 0;
+};
+
+// Raw read-back (debugging and tests). Results are ordered by (time, id); the cursor continues after the last
+// returned event.
+struct ScanQuery {
+  std::optional<std::string> type;
+  std::optional<std::string> user;   // pseudonym
+  int64_t from_ms = INT64_MIN;       // inclusive
+  int64_t to_ms = INT64_MAX;         // exclusive
+  size_t limit = 100;
+  std::string cursor;                // opaque; empty = from the start
+};
+
+struct ScanResult {
+  std::vector<events::StoredEvent> events;
+  std::string next_cursor;  // empty when there is nothing more
+};
+
+class EventStore {
+ public:
+  virtual ~EventStore() = default;
+
+  // Stores `batch` durably (see the contract above). IOError when the data cannot be made durable; then no
+  // event of the batch was acknowledged and the store refuses further appends until restarted.
+  virtual common::Result<AppendResult> Append(std::vector<events::StoredEvent> batch) = 0;
+
+  // InvalidArgument for a malformed cursor.
+  virtual common::Result<ScanResult> Scan(const ScanQuery& query) = 0;
+
+  // Removes every event of `user` (pseudonym) from every part of the store and refuses new ones until
+  // AllowUser. Returns how many events were removed.
+  virtual common::Result<uint64_t> EraseUser(const std::string& user) = 0;
+  // Lifts the refusal of EraseUser (the user registered again).
+  virtual common::Status AllowUser(const std::string& user) = 0;
+
+  // Component readiness and numbers for /readyz and /metrics.
+  virtual common::Status Ping() = 0;
+  virtual nlohmann::json Stats() = 0;
+};
+
+}  // namespace analytics::store
