@@ -14,6 +14,7 @@
 
 #include "common/time_util.h"
 #include "store/embedded/codec.h"
+#include "store/embedded/file_util.h"
 #include "store/embedded/wal/wal.h"
 
 namespace analytics::store {
@@ -56,40 +57,6 @@ uint64_t Mix(uint64_t x) {
   x *= 0xc4ceb9fe1a85ec53ULL;
   x ^= x >> 33;
   return x;
-}
-
-Status FsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::IOError("cannot open dir " + dir + ": " + std::strerror(errno));
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Status::IOError("cannot fsync dir " + dir + ": " + std::strerror(errno));
-  return Status::Ok();
-}
-
-Status WriteFileAtomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError("cannot create " + tmp + ": " + std::strerror(errno));
-  size_t written = 0;
-  while (written < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return Status::IOError("cannot write " + tmp + ": " + std::strerror(err));
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fdatasync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Status::IOError("cannot sync " + tmp + ": " + std::strerror(err));
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError("cannot rename " + tmp);
-  return FsyncDir(fs::path(path).parent_path().string());
 }
 
 // Cursor "<time_ms>:<id>" — opaque to clients.
@@ -273,7 +240,7 @@ Status EmbeddedEventStore::WriteManifest() {
     std::lock_guard lock(dedup_mu_);
     manifest["erased_users"] = erased_users_;
   }
-  return WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1));
+  return embedded::WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1));
 }
 
 Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) {
@@ -401,7 +368,7 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
     char name[48];
     std::snprintf(name, sizeof(name), "seg-%020llu.col", static_cast<unsigned long long>(++segment_counter_));
     auto info = embedded::WriteSegment((dir / name).string(), std::move(events), options_.zstd_level);
-    Status status = info.ok() ? FsyncDir(dir.string()) : info.status();
+    Status status = info.status();
     if (!status.ok()) {
       // Put the events back: nothing is lost, the WAL still has them; a later flush retries.
       std::lock_guard lock(mem_mu_);

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "store/embedded/codec.h"
+#include "store/embedded/file_util.h"
 
 namespace analytics::store::embedded {
 namespace {
@@ -99,33 +100,6 @@ Result<std::string> ReadWholeFile(const std::string& path) {
   std::stringstream buffer;
   buffer << file.rdbuf();
   return buffer.str();
-}
-
-Status WriteFileDurably(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError("cannot create " + tmp + ": " + std::strerror(errno));
-  size_t written = 0;
-  while (written < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Status::IOError("cannot write " + tmp + ": " + std::strerror(err));
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fdatasync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Status::IOError("cannot sync " + tmp + ": " + std::strerror(err));
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Status::IOError("cannot rename " + tmp + ": " + std::strerror(errno));
-  }
-  return Status::Ok();
 }
 
 struct ParsedFile {
@@ -267,7 +241,7 @@ Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<StoredEven
   file.append(reinterpret_cast<const char*>(&footer_len), 4);
   file.append(reinterpret_cast<const char*>(&footer_crc), 4);
   file.append(kEndMagic, sizeof(kEndMagic));
-  ANALYTICS_RETURN_IF_ERROR(WriteFileDurably(path, file));
+  ANALYTICS_RETURN_IF_ERROR(WriteFileAtomically(path, file));
   return InfoFromFooter(footer, path, file.size());
 }
 
