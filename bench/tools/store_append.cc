@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   size_t batch_size = 1000;
   int threads_count = 4;
   bool sync = true;
+  int zstd_level = 3;
   for (int arg_idx = 1; arg_idx + 1 < argc; arg_idx += 2) {
     std::string flag = argv[arg_idx], value = argv[arg_idx + 1];
     if (flag == "--file") file = value;
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     else if (flag == "--batch") batch_size = std::stoul(value);
     else if (flag == "--threads") threads_count = std::stoi(value);
     else if (flag == "--sync") sync = value == "true";
+    else if (flag == "--zstd") zstd_level = std::stoi(value);
   }
   std::ifstream input(file);
   if (!input || dir.empty()) {
@@ -56,6 +58,7 @@ int main(int argc, char** argv) {
   analytics::store::EmbeddedEventStoreOptions options;
   options.dir = dir;
   options.sync = sync;
+  options.zstd_level = zstd_level;
   auto store = analytics::store::EmbeddedEventStore::Open(options);
   if (!store.ok()) {
     std::cerr << store.status().ToString() << "\n";

@@ -295,6 +295,32 @@ TEST_F(EmbeddedEventStoreTest, ConcurrentAppendsAndFlushesLoseNothing) {
   EXPECT_EQ(ScanAll(*Open()).size(), 4000u);
 }
 
+TEST_F(EmbeddedEventStoreTest, SegmentRoundTripKeepsEveryFieldForUuidAndOtherIds) {
+  // Canonical UUIDs are packed to 16 bytes; anything else (upper case, braces, short) stays text.
+  std::vector<StoredEvent> events = {
+      MakeEvent("0f8e2f4e-6a6b-4c5e-9a57-3b1f1c2d7e01", "u_1", kJan1),
+      MakeEvent("0F8E2F4E-6A6B-4C5E-9A57-3B1F1C2D7E01", "u_1", kJan1 + 1),
+      MakeEvent("{0f8e2f4e-6a6b-4c5e-9a57-3b1f1c2d7e01}", "u_2", kJan1 + 2),
+      MakeEvent("0f8e2f4e-6a6b-4c5e-9a57-3b1f1c2d7e0g", "u_2", kJan1 + 3),
+      MakeEvent("", "", kJan1 + 4),
+      MakeEvent("plain-id", "u_3", kJan1 + 5)};
+  events[2].time_defaulted = true;
+  events[3].received_ms = kJan1 + 40 * kDay;  // a late event: received long after its time
+  events[4].user_in_subject = false;
+  events[5].extensions = R"({"traceparent":"00-abc-def-01"})";
+  const auto path = (dir_.path() / "round.col").string();
+  ASSERT_OK(store::embedded::WriteSegment(path, events));
+  std::vector<StoredEvent> read;
+  ASSERT_OK(store::embedded::ReadSegmentEvents(path, read));
+  ASSERT_EQ(read.size(), events.size());
+  for (const auto& expected : events) {
+    auto it = std::find_if(read.begin(), read.end(), [&](const StoredEvent& e) { return e.time_ms == expected.time_ms; });
+    ASSERT_NE(it, read.end());
+    EXPECT_TRUE(SameEvent(*it, expected)) << expected.id;
+    EXPECT_EQ(it->extensions, expected.extensions);
+  }
+}
+
 TEST_F(EmbeddedEventStoreTest, MalformedCursorIsInvalidArgument) {
   auto store = Open();
   store::ScanQuery query;

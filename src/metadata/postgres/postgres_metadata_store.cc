@@ -132,7 +132,10 @@ std::string DeadLetterInsert(size_t rows) {
     sql += row_idx == 0 ? "(" : ", (";
     for (size_t column_idx = 0; column_idx < std::size(kDeadLetterParamTypes); ++column_idx) {
       if (column_idx != 0) sql += ", ";
-      sql += "$" + std::to_string(param++) + "::" + kDeadLetterParamTypes[column_idx];
+      sql += '$';
+      sql += std::to_string(param++);
+      sql += "::";
+      sql += kDeadLetterParamTypes[column_idx];
     }
     sql += ")";
   }

@@ -72,6 +72,13 @@ bool Reader::GetFixed64(uint64_t& value) {
   return true;
 }
 
+bool Reader::GetRaw(size_t length, std::string_view& bytes) {
+  if (data_.size() - pos_ < length) return false;
+  bytes = data_.substr(pos_, length);
+  pos_ += length;
+  return true;
+}
+
 bool Reader::GetByte(uint8_t& value) {
   if (pos_ >= data_.size()) return false;
   value = static_cast<uint8_t>(data_[pos_++]);

@@ -28,6 +28,7 @@ class Reader {
   bool GetBytes(std::string_view& bytes);
   bool GetFixed64(uint64_t& value);
   bool GetByte(uint8_t& value);
+  bool GetRaw(size_t length, std::string_view& bytes);  // exactly `length` bytes
   bool done() const { return pos_ == data_.size(); }
   size_t position() const { return pos_; }
 

@@ -24,7 +24,7 @@ using common::Result;
 using common::Status;
 using events::StoredEvent;
 
-constexpr char kMagic[8] = {'A', 'S', 'E', 'G', 'v', '0', '0', '1'};
+constexpr char kMagic[8] = {'A', 'S', 'E', 'G', 'v', '0', '0', '2'};
 constexpr char kEndMagic[8] = {'A', 'S', 'E', 'G', 'E', 'N', 'D', '1'};
 
 // Column names in file order.
@@ -58,6 +58,47 @@ std::string EncodeStrings(const std::vector<StoredEvent>& rows, std::string Stor
   std::string out;
   for (const auto& row : rows) PutBytes(out, row.*field);
   return out;
+}
+
+constexpr uint8_t kFlagTimeDefaulted = 1;
+constexpr uint8_t kFlagUserInSubject = 2;
+constexpr uint8_t kFlagHasAmount = 4;
+constexpr uint8_t kFlagUuidId = 8;  // the id is a canonical lower-case UUID, stored as 16 bytes
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// Canonical lower-case UUID text → 16 bytes; false for anything else (kept as text).
+bool PackUuid(std::string_view text, char out[16]) {
+  if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return false;
+  int byte_idx = 0;
+  for (size_t char_idx = 0; char_idx < 36;) {
+    if (text[char_idx] == '-') {
+      ++char_idx;
+      continue;
+    }
+    int high = HexDigit(text[char_idx]), low = HexDigit(text[char_idx + 1]);
+    if (high < 0 || low < 0) return false;
+    out[byte_idx++] = static_cast<char>(high * 16 + low);
+    char_idx += 2;
+  }
+  return byte_idx == 16;
+}
+
+std::string UnpackUuid(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(36);
+  for (size_t byte_idx = 0; byte_idx < 16; ++byte_idx) {
+    if (byte_idx == 4 || byte_idx == 6 || byte_idx == 8 || byte_idx == 10) text.push_back('-');
+    const auto byte = static_cast<unsigned char>(bytes[byte_idx]);
+    text.push_back(kHex[byte >> 4]);
+    text.push_back(kHex[byte & 15]);
+  }
+  return text;
 }
 
 Status Corrupt(const std::string& path, const std::string& what) {
@@ -185,15 +226,32 @@ Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<StoredEven
   int64_t previous = 0;
   int64_t min_time = INT64_MAX, max_time = INT64_MIN, max_received = INT64_MIN;
   std::map<std::string, uint64_t> type_counts;
+  // Receive times repeat (one per intake batch): a dictionary of distinct values, then a code per row.
+  std::unordered_map<int64_t, uint64_t> received_codes;
+  std::string received_values, received_rows;
+  int64_t previous_received = 0;
   for (const auto& row : rows) {
     PutZigzag(columns[kTime], row.time_ms - previous);
     previous = row.time_ms;
-    PutZigzag(columns[kReceived], row.received_ms - row.time_ms);
+    auto [code, inserted] = received_codes.emplace(row.received_ms, received_codes.size());
+    if (inserted) {
+      PutZigzag(received_values, row.received_ms - previous_received);
+      previous_received = row.received_ms;
+    }
+    PutVarint(received_rows, code->second);
     min_time = std::min(min_time, row.time_ms);
     max_time = std::max(max_time, row.time_ms);
     max_received = std::max(max_received, row.received_ms);
     ++type_counts[row.type];
-    uint8_t flags = (row.time_defaulted ? 1 : 0) | (row.user_in_subject ? 2 : 0) | (row.amount ? 4 : 0);
+    char uuid[16];
+    const bool packed = PackUuid(row.id, uuid);
+    if (packed) {
+      columns[kId].append(uuid, 16);
+    } else {
+      PutBytes(columns[kId], row.id);
+    }
+    uint8_t flags = (row.time_defaulted ? kFlagTimeDefaulted : 0) | (row.user_in_subject ? kFlagUserInSubject : 0) |
+                    (row.amount ? kFlagHasAmount : 0) | (packed ? kFlagUuidId : 0);
     columns[kFlags].push_back(static_cast<char>(flags));
     if (row.amount) {
       uint64_t bits;
@@ -201,9 +259,11 @@ Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<StoredEven
       PutFixed64(columns[kAmount], bits);
     }
   }
+  PutVarint(columns[kReceived], received_codes.size());
+  columns[kReceived] += received_values;
+  columns[kReceived] += received_rows;
   columns[kType] = EncodeDictionary(rows, &StoredEvent::type);
   columns[kSource] = EncodeDictionary(rows, &StoredEvent::source);
-  columns[kId] = EncodeStrings(rows, &StoredEvent::id);
   columns[kGame] = EncodeDictionary(rows, &StoredEvent::game_id);
   columns[kSession] = EncodeStrings(rows, &StoredEvent::session_id);
   columns[kCurrency] = EncodeDictionary(rows, &StoredEvent::currency);
@@ -266,7 +326,6 @@ Status ReadSegmentEvents(const std::string& path, std::vector<StoredEvent>& out)
   ANALYTICS_RETURN_IF_ERROR(DecodeDictionary(column_data[kUser], rows, &StoredEvent::user, path, "user"));
   ANALYTICS_RETURN_IF_ERROR(DecodeDictionary(column_data[kType], rows, &StoredEvent::type, path, "type"));
   ANALYTICS_RETURN_IF_ERROR(DecodeDictionary(column_data[kSource], rows, &StoredEvent::source, path, "source"));
-  ANALYTICS_RETURN_IF_ERROR(DecodeStrings(column_data[kId], rows, &StoredEvent::id, path, "id"));
   ANALYTICS_RETURN_IF_ERROR(DecodeDictionary(column_data[kGame], rows, &StoredEvent::game_id, path, "game_id"));
   ANALYTICS_RETURN_IF_ERROR(DecodeStrings(column_data[kSession], rows, &StoredEvent::session_id, path, "session_id"));
   ANALYTICS_RETURN_IF_ERROR(DecodeDictionary(column_data[kCurrency], rows, &StoredEvent::currency, path, "currency"));
@@ -278,20 +337,44 @@ Status ReadSegmentEvents(const std::string& path, std::vector<StoredEvent>& out)
   Reader time_reader(column_data[kTime]);
   Reader received_reader(column_data[kReceived]);
   Reader amount_reader(column_data[kAmount]);
+  Reader id_reader(column_data[kId]);
+  uint64_t received_count = 0;
+  if (!received_reader.GetVarint(received_count) || received_count > rows_count) {
+    return Corrupt(path, "bad received dictionary");
+  }
+  std::vector<int64_t> received_values(received_count);
+  int64_t previous_received = 0;
+  for (auto& value : received_values) {
+    int64_t delta;
+    if (!received_reader.GetZigzag(delta)) return Corrupt(path, "truncated received dictionary");
+    value = previous_received + delta;
+    previous_received = value;
+  }
   int64_t previous = 0;
   for (uint64_t row_idx = 0; row_idx < rows_count; ++row_idx) {
     auto& row = rows[row_idx];
-    int64_t delta, received_delta;
-    if (!time_reader.GetZigzag(delta) || !received_reader.GetZigzag(received_delta)) {
+    int64_t delta;
+    uint64_t received_code;
+    if (!time_reader.GetZigzag(delta) || !received_reader.GetVarint(received_code) ||
+        received_code >= received_count) {
       return Corrupt(path, "truncated time columns");
     }
     row.time_ms = previous + delta;
     previous = row.time_ms;
-    row.received_ms = row.time_ms + received_delta;
+    row.received_ms = received_values[received_code];
     uint8_t flags = static_cast<uint8_t>(column_data[kFlags][row_idx]);
-    row.time_defaulted = flags & 1;
-    row.user_in_subject = flags & 2;
-    if (flags & 4) {
+    row.time_defaulted = flags & kFlagTimeDefaulted;
+    row.user_in_subject = flags & kFlagUserInSubject;
+    if (flags & kFlagUuidId) {
+      std::string_view bytes;
+      if (!id_reader.GetRaw(16, bytes)) return Corrupt(path, "truncated id column");
+      row.id = UnpackUuid(bytes);
+    } else {
+      std::string_view id;
+      if (!id_reader.GetBytes(id)) return Corrupt(path, "truncated id column");
+      row.id = id;
+    }
+    if (flags & kFlagHasAmount) {
       uint64_t bits;
       if (!amount_reader.GetFixed64(bits)) return Corrupt(path, "truncated amount column");
       double amount;
@@ -299,8 +382,8 @@ Status ReadSegmentEvents(const std::string& path, std::vector<StoredEvent>& out)
       row.amount = amount;
     }
   }
-  if (!time_reader.done() || !received_reader.done() || !amount_reader.done()) {
-    return Corrupt(path, "trailing bytes in numeric columns");
+  if (!time_reader.done() || !received_reader.done() || !amount_reader.done() || !id_reader.done()) {
+    return Corrupt(path, "trailing bytes in row columns");
   }
   out.insert(out.end(), std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
   return Status::Ok();
