@@ -1267,17 +1267,13 @@ class Simulation {
   }
   void GameId(JsonWriter& w, uint32_t g) { NumId(w, "game_", 1000 + static_cast<uint64_t>(g)); }
   void SessionId(JsonWriter& w, uint64_t session) { HexId(w, "s-", Mix64(session ^ keys_[4]), 16); }
-  void Time(JsonWriter& w, int64_t t) {
-    const int64_t day = (t - start_ms_) / kDayMs;
-    int64_t ms = t - start_ms_ - day * kDayMs;
-    w.Raw(day_prefix_[static_cast<size_t>(day)]);
+  // "hh:mm:ss.mmmZ" for a time of day in milliseconds (0 <= ms_of_day < one day).
+  static void WriteTimeOfDay(JsonWriter& w, int64_t ms_of_day) {
     char buf[13];
-    const int hh = static_cast<int>(ms / kHourMs);
-    ms -= hh * kHourMs;
-    const int mm = static_cast<int>(ms / kMinuteMs);
-    ms -= mm * kMinuteMs;
-    const int ss = static_cast<int>(ms / kSecondMs);
-    const int milli = static_cast<int>(ms - ss * kSecondMs);
+    const int hh = static_cast<int>(ms_of_day / kHourMs);
+    const int mm = static_cast<int>(ms_of_day / kMinuteMs % 60);
+    const int ss = static_cast<int>(ms_of_day / kSecondMs % 60);
+    const int milli = static_cast<int>(ms_of_day % kSecondMs);
     buf[0] = static_cast<char>('0' + hh / 10);
     buf[1] = static_cast<char>('0' + hh % 10);
     buf[2] = ':';
@@ -1293,6 +1289,11 @@ class Simulation {
     buf[12] = 'Z';
     w.Raw(std::string_view(buf, 13));
   }
+  void Time(JsonWriter& w, int64_t t) {
+    const int64_t day = (t - start_ms_) / kDayMs;
+    w.Raw(day_prefix_[static_cast<size_t>(day)]);
+    WriteTimeOfDay(w, t - start_ms_ - day * kDayMs);
+  }
   // Timestamps outside the window (requested_at of a deletion) use the generic civil conversion.
   void AnyTime(JsonWriter& w, int64_t t) {
     if (t >= start_ms_ && t < end_ms_) {
@@ -1304,26 +1305,7 @@ class Simulation {
     FormatDate(CivilFromDays(days), buf);
     buf[10] = 'T';
     w.Raw(std::string_view(buf, 11));
-    const int64_t ms = t - days * kDayMs;
-    char rest[13];
-    const int hh = static_cast<int>(ms / kHourMs);
-    const int mm = static_cast<int>(ms / kMinuteMs % 60);
-    const int ss = static_cast<int>(ms / kSecondMs % 60);
-    const int milli = static_cast<int>(ms % 1000);
-    rest[0] = static_cast<char>('0' + hh / 10);
-    rest[1] = static_cast<char>('0' + hh % 10);
-    rest[2] = ':';
-    rest[3] = static_cast<char>('0' + mm / 10);
-    rest[4] = static_cast<char>('0' + mm % 10);
-    rest[5] = ':';
-    rest[6] = static_cast<char>('0' + ss / 10);
-    rest[7] = static_cast<char>('0' + ss % 10);
-    rest[8] = '.';
-    rest[9] = static_cast<char>('0' + milli / 100);
-    rest[10] = static_cast<char>('0' + milli / 10 % 10);
-    rest[11] = static_cast<char>('0' + milli % 10);
-    rest[12] = 'Z';
-    w.Raw(std::string_view(rest, 13));
+    WriteTimeOfDay(w, t - days * kDayMs);
   }
   void Date(JsonWriter& w, int64_t days) {
     char buf[16];
