@@ -1541,17 +1541,7 @@ class Simulation {
         break;
       case kProfileUpdated: {
         w.Key("changed_fields");
-        w.Char('[');
-        bool first = true;
-        for (int i = 0; i < 7; ++i) {
-          if (!(rec.e1 & (1u << i))) continue;
-          if (!first) w.Char(',');
-          first = false;
-          w.Char('"');
-          w.Raw(kProfileFields[i]);
-          w.Char('"');
-        }
-        w.Char(']');
+        w.NameArray(kProfileFields, rec.e1 & 0x7Fu);
         if (rec.e1 & (1u << 4)) CountryPlatform(w, rec, true, false);
         if (rec.e1 & (1u << 2)) Enum(w, "locale", kCountries[rec.country].locale_b);
         if (rec.flags & 1) {
@@ -1599,17 +1589,7 @@ class Simulation {
           Enum(w, "currency", "RUB");
         }
         w.Key("platforms");
-        w.Char('[');
-        bool first = true;
-        for (int p = 0; p < 4; ++p) {
-          if (!(game.platforms & (1u << p))) continue;
-          if (!first) w.Char(',');
-          first = false;
-          w.Char('"');
-          w.Raw(kPlatforms[p]);
-          w.Char('"');
-        }
-        w.Char(']');
+        w.NameArray(kPlatforms, game.platforms & 0xFu);  // games ship on the first four (desktop) platforms
         break;
       }
       case kPriceChanged:

@@ -111,6 +111,22 @@ class JsonWriter {
     pos_ += static_cast<size_t>(digits);
   }
 
+  // A JSON array of the names[i] whose bit i is set in `mask` (names are plain identifiers, not escaped).
+  template <size_t N>
+  void NameArray(const std::string_view (&names)[N], uint32_t mask) {
+    Char('[');
+    bool first = true;
+    for (size_t name_idx = 0; name_idx < N; ++name_idx) {
+      if (!(mask & (1u << name_idx))) continue;
+      if (!first) Char(',');
+      first = false;
+      Char('"');
+      Raw(names[name_idx]);
+      Char('"');
+    }
+    Char(']');
+  }
+
   // Object members: Key() writes the separating comma when needed and `"name":`.
   void BeginObject() {
     Char('{');

@@ -121,4 +121,11 @@ Status CheckDeadLetterPage(const DeadLetterFilter& filter) {
   return Status::Ok();
 }
 
+void AssignDeadLetterIds(std::vector<DeadLetter>& letters, const std::vector<int64_t>& ids, int64_t now_ms) {
+  for (size_t letter_idx = 0; letter_idx < letters.size(); ++letter_idx) {
+    letters[letter_idx].id = ids[letter_idx];
+    if (letters[letter_idx].received_at_ms == 0) letters[letter_idx].received_at_ms = now_ms;
+  }
+}
+
 }  // namespace analytics::metadata

@@ -7,6 +7,8 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <vector>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -39,5 +41,8 @@ common::Status CheckDeadLetter(const DeadLetter& letter);
 
 // InvalidArgument (field "limit") when filter.limit is outside 1..1000.
 common::Status CheckDeadLetterPage(const DeadLetterFilter& filter);
+
+// After a committed append: gives letters[i] the id ids[i], and `now_ms` where received_at_ms was 0.
+void AssignDeadLetterIds(std::vector<DeadLetter>& letters, const std::vector<int64_t>& ids, int64_t now_ms);
 
 }  // namespace analytics::metadata

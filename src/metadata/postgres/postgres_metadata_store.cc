@@ -438,10 +438,7 @@ Status PostgresMetadataStore::AppendDeadLetters(std::vector<DeadLetter>& letters
     ids.insert(ids.end(), chunk_ids.begin(), chunk_ids.end());
   }
   ANALYTICS_RETURN_IF_ERROR(txn.Commit());
-  for (size_t letter_idx = 0; letter_idx < letters.size(); ++letter_idx) {
-    letters[letter_idx].id = ids[letter_idx];
-    if (letters[letter_idx].received_at_ms == 0) letters[letter_idx].received_at_ms = now_ms;
-  }
+  AssignDeadLetterIds(letters, ids, now_ms);
   return Status::Ok();
 }
 
