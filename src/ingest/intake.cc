@@ -65,16 +65,14 @@ Result<IntakeReport> Intake::Ingest(std::string_view body, events::BodyFormat fo
       if (data.is_object() && data.erase("user_id") > 0) event.data = data.dump();
     }
   }
-  std::vector<std::string> ids;
-  ids.reserve(batch.events.size());
-  for (const auto& event : batch.events) ids.push_back(event.id);
   if (!batch.events.empty()) {
     ANALYTICS_ASSIGN_OR_RETURN(store::AppendResult appended, store_.Append(std::move(batch.events)));
     report.accepted = appended.stored;
     report.duplicates = appended.duplicates;
+    size_t erased_idx = 0;
     for (size_t event_idx = 0; event_idx < appended.outcomes.size(); ++event_idx) {
       if (appended.outcomes[event_idx] != store::AppendOutcome::kUserErased) continue;
-      report.rejected.push_back({indexes[event_idx], ids[event_idx], "USER_ERASED", "subject",
+      report.rejected.push_back({indexes[event_idx], appended.erased_ids[erased_idx++], "USER_ERASED", "subject",
                                  "the user's data was erased; events are refused until the user registers again"});
     }
   }

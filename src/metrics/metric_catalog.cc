@@ -103,12 +103,6 @@ void MetricCatalog::Invalidate() {
   snapshot_.reset();
 }
 
-Result<MetricDefinition> MetricCatalog::Get(const std::string& name) {
-  ANALYTICS_ASSIGN_OR_RETURN(auto snapshot, Snapshot());
-  if (const auto* entry = snapshot->Find(name)) return entry->definition;
-  return Status::NotFound("metric definition '" + name + "' not found");
-}
-
 Status MetricCatalog::CheckOperands(const MetricDefinition& definition) {
   if (definition.aggregation != Aggregation::kRatio) return Status::Ok();
   // Walk the operand graph: every operand must exist and none may lead back to this definition.

@@ -52,8 +52,6 @@ class MetricCatalog {
   // Returns how many were created.
   common::Result<int> SeedBuiltins(int64_t now_ms);
 
-  // NotFound.
-  common::Result<query::MetricDefinition> Get(const std::string& name);
   // Sets version 1, timestamps and created_by. InvalidArgument (field numerator/denominator) when a ratio
   // operand does not exist; AlreadyExists.
   common::Result<query::MetricDefinition> Create(query::MetricDefinition definition, const std::string& actor,

@@ -27,6 +27,7 @@ enum class AppendOutcome : uint8_t { kStored, kDuplicate, kUserErased };
 
 struct AppendResult {
   std::vector<AppendOutcome> outcomes;  // one per input event, in order
+  std::vector<std::string> erased_ids;  // the ids of the kUserErased events, in order
   uint64_t stored = 0;
   uint64_t duplicates = 0;
   uint64_t erased = 0;

@@ -260,6 +260,7 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
       if (!event.user.empty() && erased_users_.count(event.user)) {
         if (event.type != kRegisteredType) {
           result.outcomes[event_idx] = AppendOutcome::kUserErased;
+          result.erased_ids.push_back(std::move(event.id));
           ++result.erased;
           continue;
         }
