@@ -153,6 +153,13 @@ Status Application::Start() {
     options.flush_interval_ms = int64_t{config_.event_store.flush_interval_seconds} * 1000;
     options.dedup_window_ms = int64_t{config_.ingest.dedup_window_days} * 86400000;
     options.zstd_level = config_.event_store.zstd_level;
+    options.memtable_max_bytes = config_.event_store.memtable_max_mb << 20;
+    options.append_wait_ms = int64_t{config_.event_store.append_wait_seconds} * 1000;
+    options.retention_days = config_.event_store.retention_days;
+    options.dedup_max_bytes = config_.event_store.dedup_max_mb << 20;
+    options.compaction.min_segments = config_.event_store.compaction_min_segments;
+    options.compaction.max_rows = config_.event_store.compaction_max_rows;
+    options.maintenance_interval_ms = int64_t{config_.event_store.maintenance_interval_seconds} * 1000;
     ANALYTICS_ASSIGN_OR_RETURN(auto embedded, store::EmbeddedEventStore::Open(options));
     obs::LogInfo("event store recovered", embedded->recovery_report());
     s.event_store = std::move(embedded);

@@ -180,6 +180,17 @@ Result<Config> BuildConfig(const std::map<std::string, std::string>& values) {
   ANALYTICS_RETURN_IF_ERROR(
       reader.Integer("event_store.flush_interval_seconds", event_store.flush_interval_seconds, 1, 86400));
   ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.zstd_level", event_store.zstd_level, 1, 19));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.memtable_max_mb", event_store.memtable_max_mb, 1, 1 << 20));
+  ANALYTICS_RETURN_IF_ERROR(
+      reader.Integer("event_store.append_wait_seconds", event_store.append_wait_seconds, 1, 3600));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.retention_days", event_store.retention_days, 0, 36500));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.dedup_max_mb", event_store.dedup_max_mb, 1, 1 << 20));
+  ANALYTICS_RETURN_IF_ERROR(
+      reader.Integer("event_store.compaction_min_segments", event_store.compaction_min_segments, 2, 1000));
+  ANALYTICS_RETURN_IF_ERROR(
+      reader.Integer("event_store.compaction_max_rows", event_store.compaction_max_rows, 1000, 1000000000));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.maintenance_interval_seconds",
+                                           event_store.maintenance_interval_seconds, 1, 86400));
   ANALYTICS_RETURN_IF_ERROR(reader.String("privacy.pseudonym_key_file", config.privacy.pseudonym_key_file));
   if (config.privacy.pseudonym_key_file.empty()) {
     return Status::InvalidArgument("must not be empty", "privacy.pseudonym_key_file");

@@ -46,8 +46,15 @@ struct IngestConfig {
 struct EventStoreConfig {
   bool sync = true;
   uint64_t memtable_max_events = 1000000;
+  uint64_t memtable_max_mb = 256;
   int flush_interval_seconds = 10;
+  int append_wait_seconds = 30;
   int zstd_level = 3;
+  int retention_days = 0;  // 0: keep forever
+  uint64_t dedup_max_mb = 512;
+  uint64_t compaction_min_segments = 4;
+  uint64_t compaction_max_rows = 1000000;
+  int maintenance_interval_seconds = 30;
 };
 
 struct PrivacyConfig {

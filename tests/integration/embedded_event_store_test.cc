@@ -1,12 +1,15 @@
 // The embedded event store: durability, dedup, erasure, recovery, read-back. Real files in a temp dir.
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 
 #include "store/embedded/embedded_event_store.h"
 #include "store/embedded/segment.h"
+#include "common/time_util.h"
 #include "support/test_env.h"
 
 namespace analytics::testing {
@@ -49,10 +52,12 @@ class EmbeddedEventStoreTest : public ::testing::Test {
     options.dir = dir_.path().string();
     options.flush_interval_ms = 3600000;  // flushes only when a test asks
     options.dedup_window_ms = 3650LL * kDay;
+    options.maintenance_interval_ms = 3600000;  // compaction and retention run only when a test asks
     return options;
   }
-  std::unique_ptr<EmbeddedEventStore> Open() {
-    auto store = EmbeddedEventStore::Open(Options());
+  std::unique_ptr<EmbeddedEventStore> Open() { return Open(Options()); }
+  std::unique_ptr<EmbeddedEventStore> Open(const EmbeddedEventStoreOptions& options) {
+    auto store = EmbeddedEventStore::Open(options);
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     return store.ok() ? std::move(store).value() : nullptr;
   }
@@ -326,6 +331,216 @@ TEST_F(EmbeddedEventStoreTest, MalformedCursorIsInvalidArgument) {
   store::ScanQuery query;
   query.cursor = "garbage";
   EXPECT_EQ(store->Scan(query).status().code(), common::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace analytics::testing
+
+namespace analytics::testing {
+namespace {
+
+std::set<std::string> Ids(const std::vector<StoredEvent>& events) {
+  std::set<std::string> ids;
+  for (const auto& event : events) ids.insert(event.id);
+  return ids;
+}
+
+std::vector<fs::path> SegmentFiles(const fs::path& dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::recursive_directory_iterator(dir / "segments")) {
+    if (entry.path().extension() == ".col") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<StoredEvent> Batch(const std::string& prefix, int count, int64_t start_ms, int users = 17) {
+  std::vector<StoredEvent> batch;
+  for (int event_idx = 0; event_idx < count; ++event_idx) {
+    batch.push_back(MakeEvent(prefix + std::to_string(event_idx), "u_" + std::to_string(event_idx % users),
+                              start_ms + event_idx * 997));
+  }
+  return batch;
+}
+
+TEST_F(EmbeddedEventStoreTest, CompactionMergesTheSmallSegmentsOfADayAndKeepsEveryEvent) {
+  auto store = Open();
+  for (int flush_idx = 0; flush_idx < 6; ++flush_idx) {
+    ASSERT_OK(store->Append(Batch("k" + std::to_string(flush_idx) + "-", 200, kJan1 + flush_idx * 3600000)));
+    ASSERT_OK(store->Flush());
+  }
+  ASSERT_EQ(SegmentFiles(dir_.path()).size(), 6u);
+  const std::vector<StoredEvent> before = ScanAll(*store);
+  ASSERT_EQ(before.size(), 1200u);
+  const std::vector<fs::path> old_files = SegmentFiles(dir_.path());
+
+  ASSERT_OK(store->RunMaintenance());
+  const std::vector<fs::path> files = SegmentFiles(dir_.path());
+  ASSERT_EQ(files.size(), 1u);
+  for (const auto& old_file : old_files) EXPECT_FALSE(fs::exists(old_file)) << old_file;
+  auto stats = store->Stats();
+  EXPECT_EQ(stats["compactions"], 1);
+  EXPECT_EQ(stats["compacted_segments"], 6);
+  EXPECT_EQ(stats["segment_events"], 1200);
+  const std::vector<StoredEvent> after = ScanAll(*store);
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t event_idx = 0; event_idx < after.size(); ++event_idx) {
+    EXPECT_TRUE(SameEvent(after[event_idx], before[event_idx])) << event_idx;
+  }
+  // The merged segment is sorted by (user, time) like any other.
+  std::vector<StoredEvent> rows;
+  ASSERT_OK(store::embedded::ReadSegmentEvents(files[0].string(), rows));
+  for (size_t row_idx = 1; row_idx < rows.size(); ++row_idx) {
+    const auto& a = rows[row_idx - 1];
+    const auto& b = rows[row_idx];
+    EXPECT_TRUE(a.user < b.user || (a.user == b.user && a.time_ms <= b.time_ms)) << row_idx;
+  }
+  // A restart sees the merged segment only, and dedup still knows every id.
+  store.reset();
+  store = Open();
+  EXPECT_EQ(ScanAll(*store).size(), 1200u);
+  EXPECT_EQ(store->Append(Batch("k0-", 200, kJan1))->duplicates, 200u);
+}
+
+TEST_F(EmbeddedEventStoreTest, CompactionNeverWritesASegmentOverMaxRowsAndWaitsForEnoughSegments) {
+  EmbeddedEventStoreOptions options = Options();
+  options.compaction.max_rows = 1000;
+  options.compaction.min_segments = 3;
+  auto store = Open(options);
+  const int64_t today = common::NowMillis() / kDay * kDay;  // an open day: merged only at min_segments
+  for (int flush_idx = 0; flush_idx < 2; ++flush_idx) {
+    auto batch = Batch("m" + std::to_string(flush_idx) + "-", 300, today + flush_idx * 1000);
+    for (auto& event : batch) event.received_ms = common::NowMillis();
+    ASSERT_OK(store->Append(batch));
+    ASSERT_OK(store->Flush());
+  }
+  ASSERT_OK(store->RunMaintenance());
+  EXPECT_EQ(SegmentFiles(dir_.path()).size(), 2u);  // two small segments of an open day: not yet
+  for (int flush_idx = 2; flush_idx < 7; ++flush_idx) {
+    auto batch = Batch("m" + std::to_string(flush_idx) + "-", 300, today + flush_idx * 1000);
+    for (auto& event : batch) event.received_ms = common::NowMillis();
+    ASSERT_OK(store->Append(batch));
+    ASSERT_OK(store->Flush());
+  }
+  ASSERT_OK(store->RunMaintenance());
+  uint64_t total = 0;
+  for (const auto& file : SegmentFiles(dir_.path())) {
+    auto info = store::embedded::ReadSegmentInfo(file.string());
+    ASSERT_OK(info);
+    EXPECT_LE(info->rows, 1000u) << file;
+    total += info->rows;
+  }
+  EXPECT_EQ(total, 2100u);
+  EXPECT_LT(SegmentFiles(dir_.path()).size(), 7u);
+  EXPECT_EQ(ScanAll(*store).size(), 2100u);
+}
+
+TEST_F(EmbeddedEventStoreTest, ReadersDuringCompactionAndErasureSeeEveryEventExactlyOnce) {
+  auto store = Open();
+  size_t others_expected = 0;
+  for (int flush_idx = 0; flush_idx < 8; ++flush_idx) {
+    auto batch = Batch("r" + std::to_string(flush_idx) + "-", 250, kJan1 + flush_idx * 60000);
+    for (const auto& event : batch) others_expected += event.user != "u_16";
+    ASSERT_OK(store->Append(batch));
+    ASSERT_OK(store->Flush());
+  }
+  std::atomic<bool> done{false};
+  std::atomic<int> scans{0};
+  std::thread reader([&] {
+    while (!done) {
+      auto all = ScanAll(*store, {}, 700);
+      // u_16's events may vanish (erasure below) but nobody else's; never a repeat.
+      size_t others = 0;
+      for (const auto& event : all) others += event.user != "u_16";
+      EXPECT_GE(others, others_expected);
+      EXPECT_LE(others, others_expected + 300);
+      EXPECT_EQ(Ids(all).size(), all.size());
+      ++scans;
+    }
+  });
+  ASSERT_OK(store->RunMaintenance());
+  ASSERT_OK(store->EraseUser("u_16"));
+  ASSERT_OK(store->Append(Batch("late-", 300, kJan1 + 5000, 16)));
+  ASSERT_OK(store->Flush());
+  ASSERT_OK(store->RunMaintenance());
+  while (scans < 3) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  done = true;
+  reader.join();
+  EXPECT_EQ(ScanAll(*store).size(), others_expected + 300u);
+}
+
+TEST_F(EmbeddedEventStoreTest, RetentionDropsOldDayPartitionsAndExpiredEventsEverywhere) {
+  EmbeddedEventStoreOptions options = Options();
+  options.retention_days = 3;  // today and the two days before
+  auto store = Open(options);
+  const int64_t today = common::NowMillis() / kDay * kDay;
+  ASSERT_OK(store->Append(Batch("old-", 50, today - 5 * kDay)));
+  ASSERT_OK(store->Append(Batch("edge-", 50, today - 2 * kDay)));
+  ASSERT_OK(store->Append(Batch("new-", 50, today)));
+  // Not yet flushed: queries already leave the expired day out.
+  EXPECT_EQ(ScanAll(*store).size(), 100u);
+  ASSERT_OK(store->Flush());  // expired memtable events are not written
+  EXPECT_EQ(store->Stats()["expired_events"], 50);
+  EXPECT_FALSE(fs::exists(dir_.path() / "segments" / common::FormatRfc3339Millis(today - 5 * kDay).substr(0, 10)));
+  store.reset();
+
+  // Segments written while retention was longer expire with their whole partition.
+  options.retention_days = 0;
+  store = Open(options);
+  ASSERT_OK(store->Append(Batch("old2-", 40, today - 4 * kDay)));
+  ASSERT_OK(store->Flush());
+  EXPECT_EQ(ScanAll(*store).size(), 140u);
+  store.reset();
+  options.retention_days = 3;
+  store = Open(options);
+  EXPECT_EQ(ScanAll(*store).size(), 100u);
+  ASSERT_OK(store->RunMaintenance());
+  const fs::path old_dir = dir_.path() / "segments" / common::FormatRfc3339Millis(today - 4 * kDay).substr(0, 10);
+  EXPECT_FALSE(fs::exists(old_dir));
+  EXPECT_EQ(store->Stats()["expired_events"], 40);
+  store.reset();
+  options.retention_days = 0;  // nothing comes back when retention is lifted
+  EXPECT_EQ(ScanAll(*Open(options)).size(), 100u);
+}
+
+TEST_F(EmbeddedEventStoreTest, ErasureLeavesNoByteOfTheUserInTheWal) {
+  auto store = Open();
+  ASSERT_OK(store->Append({MakeEvent("e1", "u_erase_me_7f3a", kJan1), MakeEvent("e2", "u_keep", kJan1)}));
+  ASSERT_OK(store->EraseUser("u_erase_me_7f3a"));
+  ASSERT_OK(store->Append({MakeEvent("e3", "u_keep", kJan1 + 1)}));
+  for (const auto& entry : fs::recursive_directory_iterator(dir_.path() / "wal")) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream file(entry.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find("u_erase_me_7f3a"), std::string::npos) << entry.path();
+    EXPECT_EQ(bytes.find("e1"), std::string::npos) << entry.path();
+  }
+  store.reset();
+  auto all = ScanAll(*Open());
+  EXPECT_EQ(Ids(all), (std::set<std::string>{"e2", "e3"}));
+}
+
+TEST_F(EmbeddedEventStoreTest, AppendsWaitForTheFlushAndFailCleanlyWhenItCannotCatchUp) {
+  EmbeddedEventStoreOptions options = Options();
+  options.memtable_max_events = 1000;
+  options.append_wait_ms = 300;
+  auto store = Open(options);
+  // Segments cannot be written (their folder is a file): the flush fails, the memtable fills up.
+  fs::remove_all(dir_.path() / "segments");
+  { std::ofstream blocker(dir_.path() / "segments"); }
+  ASSERT_OK(store->Append(Batch("b0-", 1000, kJan1)));
+  ASSERT_OK(store->Append(Batch("b1-", 1000, kJan1)));
+  auto refused = store->Append(Batch("b2-", 10, kJan1));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), common::StatusCode::kUnavailable) << refused.status().ToString();
+  EXPECT_GE(store->Stats()["backpressure_waits"], 1);
+  // Once segments can be written again, the flush frees the memtable and appends go on.
+  fs::remove(dir_.path() / "segments");
+  fs::create_directories(dir_.path() / "segments");
+  ASSERT_OK(store->Flush());
+  ASSERT_OK(store->Append(Batch("b2-", 10, kJan1)));
+  EXPECT_EQ(ScanAll(*store).size(), 2010u);
+  EXPECT_LE(store->Stats()["memtable_bytes"].get<uint64_t>(), 4u << 20);
 }
 
 }  // namespace

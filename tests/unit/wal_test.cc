@@ -718,6 +718,47 @@ TEST_F(WalTest, TruncateKeepsTheActiveFileOfANewWriter) {
   EXPECT_EQ(WalFiles(WalDir()).size(), 1u);
 }
 
+TEST_F(WalTest, RollLetsTruncateDeleteEveryFlushedRecord) {
+  ASSERT_OK_AND_ASSIGN(auto writer, WalWriter::Open(Options(WalDir()), 1));
+  (void)AppendAll(*writer, Payloads(10));
+  ASSERT_OK(writer->Truncate(10));
+  ASSERT_EQ(WalFiles(WalDir()).size(), 1u);  // the active file keeps the flushed records
+  ASSERT_OK(writer->Roll());
+  ASSERT_OK(writer->Roll());  // the new file holds no record yet: no second roll
+  ASSERT_EQ(WalFiles(WalDir()).size(), 2u);
+  ASSERT_OK(writer->Truncate(10));
+  std::vector<fs::path> files = WalFiles(WalDir());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].filename(), WalFileName(11));
+  // Appends go on in the new file; replay and reopen see them.
+  ASSERT_OK_AND_ASSIGN(uint64_t sequence, writer->Append("after roll"));
+  EXPECT_EQ(sequence, 11u);
+  writer.reset();
+  ASSERT_OK_AND_ASSIGN(Replayed replayed, Replay(WalDir(), 10));
+  ASSERT_EQ(replayed.records.size(), 1u);
+  EXPECT_EQ(replayed.records[0], std::make_pair(uint64_t{11}, std::string("after roll")));
+}
+
+TEST_F(WalTest, RollBetweenConcurrentAppendsKeepsEveryRecord) {
+  ASSERT_OK_AND_ASSIGN(auto writer, WalWriter::Open(Options(WalDir()), 1));
+  std::vector<std::thread> threads;
+  for (int thread_idx = 0; thread_idx < 4; ++thread_idx) {
+    threads.emplace_back([&, thread_idx] {
+      for (int record_idx = 0; record_idx < 50; ++record_idx) {
+        EXPECT_OK(writer->Append(MakePayload(static_cast<uint64_t>(thread_idx * 1000 + record_idx), 64)));
+        if (record_idx % 10 == 0) EXPECT_OK(writer->Roll());
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  writer.reset();
+  ASSERT_OK_AND_ASSIGN(Replayed replayed, Replay(WalDir()));
+  ASSERT_EQ(replayed.records.size(), 200u);
+  for (size_t record_idx = 0; record_idx < replayed.records.size(); ++record_idx) {
+    EXPECT_EQ(replayed.records[record_idx].first, record_idx + 1);
+  }
+}
+
 TEST_F(WalTest, ReopenAfterReplayContinuesSequences) {
   const std::vector<std::string> payloads = Payloads(10);
   {

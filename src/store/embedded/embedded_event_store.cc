@@ -41,22 +41,12 @@ std::string DayName(int64_t day) {
   return common::FormatRfc3339Millis(day * kDayMs).substr(0, 10);  // YYYY-MM-DD
 }
 
-uint64_t Fnv1a(std::string_view data, uint64_t seed) {
-  uint64_t hash = 0xcbf29ce484222325ULL ^ seed;
-  for (unsigned char c : data) {
-    hash ^= c;
-    hash *= 0x100000001b3ULL;
-  }
-  return hash;
-}
-
-uint64_t Mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
+// Estimated memory of one memtable entry: the struct plus heap-allocated string bytes.
+uint64_t EntryBytes(const StoredEvent& event) {
+  auto heap = [](const std::string& text) { return text.size() > 15 ? text.capacity() + 1 : 0; };
+  return 64 + sizeof(StoredEvent) + heap(event.id) + heap(event.source) + heap(event.type) + heap(event.user) +
+         heap(event.game_id) + heap(event.session_id) + heap(event.currency) + heap(event.country) +
+         heap(event.platform) + heap(event.data) + heap(event.extensions);
 }
 
 // Cursor "<time_ms>:<id>" — opaque to clients.
@@ -84,23 +74,39 @@ bool EventOrder(const StoredEvent& a, const StoredEvent& b) {
 
 }  // namespace
 
-EmbeddedEventStore::EmbeddedEventStore(EmbeddedEventStoreOptions options) : options_(std::move(options)) {}
+EmbeddedEventStore::EmbeddedEventStore(EmbeddedEventStoreOptions options)
+    : options_(std::move(options)), dedup_(options_.dedup_max_bytes) {}
 
-EmbeddedEventStore::DedupKey EmbeddedEventStore::KeyOf(const StoredEvent& event) {
-  uint64_t source_hash = Fnv1a(event.source, 0x51);
-  return {Mix(Fnv1a(event.id, source_hash)), Mix(Fnv1a(event.id, source_hash ^ 0x9E3779B97F4A7C15ULL) + 1)};
-}
-
-void EmbeddedEventStore::RememberKeyLocked(const DedupKey& key, int64_t received_ms) {
-  if (dedup_.insert(key).second) dedup_by_day_[DayOf(received_ms)].push_back(key);
-}
-
-void EmbeddedEventStore::ExpireDedupLocked(int64_t now_ms) {
-  const int64_t oldest_day = DayOf(now_ms - options_.dedup_window_ms);
-  while (!dedup_by_day_.empty() && dedup_by_day_.begin()->first < oldest_day) {
-    for (const auto& key : dedup_by_day_.begin()->second) dedup_.erase(key);
-    dedup_by_day_.erase(dedup_by_day_.begin());
+EmbeddedEventStore::LiveSegment::~LiveSegment() {
+  if (obsolete) {
+    std::error_code ec;
+    fs::remove(info.path, ec);
   }
+}
+
+embedded::DedupKey EmbeddedEventStore::KeyOf(const StoredEvent& event) {
+  return embedded::DedupIndex::KeyOf(event.source, event.id);
+}
+
+void EmbeddedEventStore::ExpireDedupLocked(int64_t now_ms) { dedup_.ExpireBefore(DayOf(now_ms - options_.dedup_window_ms)); }
+
+int64_t EmbeddedEventStore::FirstRetainedDay() const {
+  if (options_.retention_days <= 0) return INT64_MIN;
+  return DayOf(common::NowMillis()) - options_.retention_days + 1;
+}
+
+std::string EmbeddedEventStore::NextSegmentPath(int64_t day) {
+  const fs::path dir = fs::path(options_.dir) / "segments" / DayName(day);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  char name[48];
+  std::snprintf(name, sizeof(name), "seg-%020llu.col", static_cast<unsigned long long>(++segment_counter_));
+  return (dir / name).string();
+}
+
+std::vector<EmbeddedEventStore::SegmentRef> EmbeddedEventStore::SegmentsSnapshot() {
+  std::lock_guard lock(segments_mu_);
+  return segments_;
 }
 
 Result<std::unique_ptr<EmbeddedEventStore>> EmbeddedEventStore::Open(const EmbeddedEventStoreOptions& options) {
@@ -117,6 +123,7 @@ Result<std::unique_ptr<EmbeddedEventStore>> EmbeddedEventStore::Open(const Embed
                                            store->flushed_sequence_) + 1;
   ANALYTICS_ASSIGN_OR_RETURN(store->wal_, wal::WalWriter::Open(wal_options, next));
   store->flusher_ = std::thread([raw = store.get()] { raw->FlushLoop(); });
+  store->maintainer_ = std::thread([raw = store.get()] { raw->MaintenanceLoop(); });
   return store;
 }
 
@@ -127,6 +134,7 @@ EmbeddedEventStore::~EmbeddedEventStore() {
   }
   loop_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
+  if (maintainer_.joinable()) maintainer_.join();
   if (wal_ && !failed_) {
     // A clean shutdown leaves no WAL to replay.
     Status status = Flush();
@@ -189,10 +197,13 @@ Status EmbeddedEventStore::Recover() {
         continue;
       }
       for (const auto& event : events) {
-        if (event.received_ms >= now_ms - options_.dedup_window_ms) RememberKeyLocked(KeyOf(event), event.received_ms);
+        if (event.received_ms >= now_ms - options_.dedup_window_ms) dedup_.Insert(KeyOf(event), DayOf(event.received_ms));
       }
     }
-    segments_.push_back(std::move(info).value());
+    auto live = std::make_shared<LiveSegment>();
+    live->day = DayOf(info->min_time_ms);
+    live->info = std::move(info).value();
+    segments_.push_back(std::move(live));
   }
   // WAL after the flushed sequence.
   uint64_t replayed_events = 0;
@@ -202,7 +213,8 @@ Status EmbeddedEventStore::Recover() {
         ANALYTICS_RETURN_IF_ERROR(embedded::DecodeEventBatch(payload, batch));
         for (auto& event : batch) {
           if (erased_users_.count(event.user)) continue;
-          RememberKeyLocked(KeyOf(event), event.received_ms);
+          dedup_.Insert(KeyOf(event), DayOf(event.received_ms));
+          memtable_bytes_ += EntryBytes(event);
           memtable_.push_back({sequence, std::move(event)});
           ++replayed_events;
         }
@@ -227,12 +239,13 @@ Status EmbeddedEventStore::Recover() {
 }
 
 Status EmbeddedEventStore::WriteManifest() {
-  nlohmann::json manifest = {{"format", 1}, {"flushed_sequence", flushed_sequence_}, {"segment_counter", segment_counter_}};
+  nlohmann::json manifest = {
+      {"format", 1}, {"flushed_sequence", flushed_sequence_}, {"segment_counter", segment_counter_.load()}};
   nlohmann::json segments = nlohmann::json::array();
   {
     std::lock_guard lock(segments_mu_);
     for (const auto& segment : segments_) {
-      segments.push_back(fs::relative(segment.path, fs::path(options_.dir) / "segments").string());
+      segments.push_back(fs::relative(segment->info.path, fs::path(options_.dir) / "segments").string());
     }
   }
   manifest["segments"] = std::move(segments);
@@ -243,13 +256,29 @@ Status EmbeddedEventStore::WriteManifest() {
   return embedded::WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1));
 }
 
+Status EmbeddedEventStore::WaitForMemtableRoom() {
+  std::unique_lock lock(mem_mu_);
+  auto full = [&] {
+    return memtable_.size() + (flushing_ ? flushing_->size() : 0) >= 2 * options_.memtable_max_events ||
+           memtable_bytes_ + flushing_bytes_ >= 2 * options_.memtable_max_bytes;
+  };
+  if (!full()) return Status::Ok();
+  ++backpressure_waits_;
+  loop_cv_.notify_all();
+  if (!mem_cv_.wait_for(lock, std::chrono::milliseconds(options_.append_wait_ms), [&] { return !full() || failed_; })) {
+    return Status::Unavailable("the event store is overloaded: flushing to segments cannot keep up; retry later");
+  }
+  return Status::Ok();
+}
+
 Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) {
   if (failed_) return Status::Unavailable("event store failed earlier: " + failure_);
+  ANALYTICS_RETURN_IF_ERROR(WaitForMemtableRoom());
   AppendResult result;
   result.outcomes.resize(batch.size(), AppendOutcome::kStored);
   std::shared_lock gate(flush_gate_);
   std::vector<StoredEvent> accepted;
-  std::vector<DedupKey> claimed;
+  std::vector<embedded::DedupKey> claimed;
   accepted.reserve(batch.size());
   claimed.reserve(batch.size());
   std::vector<std::string> allowed_again;
@@ -267,8 +296,8 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
         erased_users_.erase(event.user);  // the user registered again
         allowed_again.push_back(event.user);
       }
-      DedupKey key = KeyOf(event);
-      if (!dedup_.insert(key).second) {
+      const embedded::DedupKey key = KeyOf(event);
+      if (!dedup_.Insert(key, DayOf(event.received_ms))) {
         result.outcomes[event_idx] = AppendOutcome::kDuplicate;
         ++result.duplicates;
         continue;
@@ -281,19 +310,17 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
     auto sequence = wal_->Append(embedded::EncodeEventBatch(accepted));
     if (!sequence.ok()) {
       std::lock_guard lock(dedup_mu_);
-      for (const auto& key : claimed) dedup_.erase(key);
+      for (const auto& key : claimed) dedup_.Erase(key);
       if (!failed_.exchange(true)) failure_ = sequence.status().message();
+      mem_cv_.notify_all();
       return Status::IOError("events were not stored: " + sequence.status().message());
     }
-    {
-      std::lock_guard lock(dedup_mu_);
-      for (size_t event_idx = 0; event_idx < accepted.size(); ++event_idx) {
-        dedup_by_day_[DayOf(accepted[event_idx].received_ms)].push_back(claimed[event_idx]);
-      }
-    }
+    uint64_t bytes = 0;
+    for (const auto& event : accepted) bytes += EntryBytes(event);
     std::lock_guard lock(mem_mu_);
     if (memtable_.empty()) memtable_oldest_ms_ = SteadyMillis();
     for (auto& event : accepted) memtable_.push_back({*sequence, std::move(event)});
+    memtable_bytes_ += bytes;
     result.stored = accepted.size();
   }
   gate.unlock();
@@ -307,7 +334,7 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
   bool flush_now;
   {
     std::lock_guard lock(mem_mu_);
-    flush_now = memtable_.size() >= options_.memtable_max_events;
+    flush_now = memtable_.size() >= options_.memtable_max_events || memtable_bytes_ >= options_.memtable_max_bytes;
   }
   if (flush_now) loop_cv_.notify_all();
   return result;
@@ -322,6 +349,7 @@ void EmbeddedEventStore::FlushLoop() {
     {
       std::lock_guard mem_lock(mem_mu_);
       due = !memtable_.empty() && (memtable_.size() >= options_.memtable_max_events ||
+                                   memtable_bytes_ >= options_.memtable_max_bytes ||
                                    SteadyMillis() - memtable_oldest_ms_ >= options_.flush_interval_ms);
     }
     {
@@ -333,6 +361,25 @@ void EmbeddedEventStore::FlushLoop() {
     Status status = Flush();
     (void)status;  // a failed flush leaves the data in the WAL and memtable; the next attempt retries
     lock.lock();
+    if (status.ok()) maintenance_due_ = true;
+  }
+}
+
+void EmbeddedEventStore::MaintenanceLoop() {
+  std::unique_lock lock(loop_mu_);
+  while (!stopping_) {
+    loop_cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(50, options_.maintenance_interval_ms)),
+                      [&] { return stopping_ || maintenance_due_; });
+    if (stopping_) break;
+    maintenance_due_ = false;
+    if (failed_) continue;
+    lock.unlock();
+    Status status = RunMaintenance();
+    if (!status.ok()) {
+      std::lock_guard segments_lock(segments_mu_);
+      last_maintenance_error_ = status.ToString();
+    }
+    lock.lock();
   }
 }
 
@@ -343,6 +390,7 @@ Status EmbeddedEventStore::Flush() {
 
 Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
   std::shared_ptr<const std::vector<MemtableEntry>> swapped;
+  uint64_t swapped_bytes = 0;
   {
     std::unique_lock gate(flush_gate_);  // waits for in-flight appends: everything in the WAL is in memtable_
     std::lock_guard lock(mem_mu_);
@@ -350,35 +398,44 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
     swapped = std::make_shared<const std::vector<MemtableEntry>>(std::move(memtable_));
     memtable_.clear();
     flushing_ = swapped;
+    swapped_bytes = memtable_bytes_;
+    flushing_bytes_ = memtable_bytes_;
+    memtable_bytes_ = 0;
   }
   uint64_t max_sequence = 0;
+  uint64_t expired = 0;
+  const int64_t first_day = FirstRetainedDay();
   std::map<int64_t, std::vector<StoredEvent>> by_day;
   {
     std::lock_guard lock(dedup_mu_);
     for (const auto& entry : *swapped) {
       max_sequence = std::max(max_sequence, entry.sequence);
       if (erased_users_.count(entry.event.user)) continue;
-      by_day[DayOf(entry.event.time_ms)].push_back(entry.event);
+      const int64_t day = DayOf(entry.event.time_ms);
+      if (day < first_day) {
+        ++expired;
+        continue;
+      }
+      by_day[day].push_back(entry.event);
     }
   }
-  std::vector<embedded::SegmentInfo> written;
+  std::vector<SegmentRef> written;
   for (auto& [day, events] : by_day) {
-    const fs::path dir = fs::path(options_.dir) / "segments" / DayName(day);
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    char name[48];
-    std::snprintf(name, sizeof(name), "seg-%020llu.col", static_cast<unsigned long long>(++segment_counter_));
-    auto info = embedded::WriteSegment((dir / name).string(), std::move(events), options_.zstd_level);
-    Status status = info.status();
-    if (!status.ok()) {
+    auto info = embedded::WriteSegment(NextSegmentPath(day), std::move(events), options_.zstd_level);
+    if (!info.ok()) {
       // Put the events back: nothing is lost, the WAL still has them; a later flush retries.
+      for (const auto& segment : written) segment->obsolete = true;
       std::lock_guard lock(mem_mu_);
       memtable_.insert(memtable_.begin(), swapped->begin(), swapped->end());
+      memtable_bytes_ += swapped_bytes;
       flushing_.reset();
-      for (const auto& segment : written) fs::remove(segment.path, ec);
-      return status;
+      flushing_bytes_ = 0;
+      return info.status();
     }
-    written.push_back(std::move(info).value());
+    auto live = std::make_shared<LiveSegment>();
+    live->day = day;
+    live->info = std::move(info).value();
+    written.push_back(std::move(live));
   }
   {
     std::lock_guard lock(segments_mu_);
@@ -387,48 +444,51 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
   flushed_sequence_ = std::max(flushed_sequence_, max_sequence);
   Status status = WriteManifest();
   if (!status.ok()) return status;  // the new segments are unlisted; recovery removes them and replays the WAL
+  expired_events_ += expired;
   {
     std::lock_guard lock(mem_mu_);
     flushing_.reset();
+    flushing_bytes_ = 0;
   }
+  mem_cv_.notify_all();
   return wal_->Truncate(flushed_sequence_);
 }
 
 Status EmbeddedEventStore::RewriteSegmentsWithout(const std::string& user, uint64_t& removed) {
-  std::vector<embedded::SegmentInfo> segments;
-  {
-    std::lock_guard lock(segments_mu_);
-    segments = segments_;
-  }
-  std::vector<std::pair<std::string, std::optional<embedded::SegmentInfo>>> replacements;
-  for (const auto& segment : segments) {
+  std::vector<std::pair<SegmentRef, SegmentRef>> replacements;  // old → new (null: nothing left)
+  for (const auto& segment : SegmentsSnapshot()) {
     std::vector<StoredEvent> events;
-    ANALYTICS_RETURN_IF_ERROR(embedded::ReadSegmentEvents(segment.path, events));
+    ANALYTICS_RETURN_IF_ERROR(embedded::ReadSegmentEvents(segment->info.path, events));
     const size_t before = events.size();
     std::erase_if(events, [&](const StoredEvent& event) { return event.user == user; });
     if (events.size() == before) continue;
     removed += before - events.size();
     if (events.empty()) {
-      replacements.emplace_back(segment.path, std::nullopt);
+      replacements.emplace_back(segment, nullptr);
       continue;
     }
-    char name[48];
-    std::snprintf(name, sizeof(name), "seg-%020llu.col", static_cast<unsigned long long>(++segment_counter_));
-    const fs::path path = fs::path(segment.path).parent_path() / name;
-    ANALYTICS_ASSIGN_OR_RETURN(auto info, embedded::WriteSegment(path.string(), std::move(events), options_.zstd_level));
-    replacements.emplace_back(segment.path, std::move(info));
+    auto info = embedded::WriteSegment(NextSegmentPath(segment->day), std::move(events), options_.zstd_level);
+    if (!info.ok()) {
+      for (auto& [old_segment, new_segment] : replacements) {
+        if (new_segment) new_segment->obsolete = true;
+      }
+      return info.status();
+    }
+    auto live = std::make_shared<LiveSegment>();
+    live->day = segment->day;
+    live->info = std::move(info).value();
+    replacements.emplace_back(segment, std::move(live));
   }
   if (replacements.empty()) return Status::Ok();
   {
     std::lock_guard lock(segments_mu_);
-    for (auto& [old_path, info] : replacements) {
-      std::erase_if(segments_, [&](const embedded::SegmentInfo& s) { return s.path == old_path; });
-      if (info) segments_.push_back(*info);
+    for (auto& [old_segment, new_segment] : replacements) {
+      std::erase(segments_, old_segment);
+      if (new_segment) segments_.push_back(new_segment);
     }
   }
   ANALYTICS_RETURN_IF_ERROR(WriteManifest());
-  std::error_code ec;
-  for (auto& [old_path, info] : replacements) fs::remove(old_path, ec);
+  for (auto& [old_segment, new_segment] : replacements) old_segment->obsolete = true;
   return Status::Ok();
 }
 
@@ -438,21 +498,145 @@ Result<uint64_t> EmbeddedEventStore::EraseUser(const std::string& user) {
   {
     std::lock_guard lock(dedup_mu_);
     erased_users_.insert(user);
+    ++erasure_generation_;
   }
   // Durable first: from here on recovery filters the user out of the WAL, and appends refuse them.
   ANALYTICS_RETURN_IF_ERROR(WriteManifest());
   uint64_t removed = 0;
   {
     std::unique_lock gate(flush_gate_);
-    std::lock_guard lock(mem_mu_);
-    const size_t before = memtable_.size();
-    std::erase_if(memtable_, [&](const MemtableEntry& entry) { return entry.event.user == user; });
-    removed += before - memtable_.size();
+    {
+      std::lock_guard lock(mem_mu_);
+      const size_t before = memtable_.size();
+      std::erase_if(memtable_, [&](const MemtableEntry& entry) { return entry.event.user == user; });
+      removed += before - memtable_.size();
+    }
+    // No append is running (the gate): every WAL record holding the user's events is in the files before
+    // the new one, which the flush below covers and Truncate then deletes.
+    ANALYTICS_RETURN_IF_ERROR(wal_->Roll());
   }
   ANALYTICS_RETURN_IF_ERROR(RewriteSegmentsWithout(user, removed));
-  // Flush what remains so the WAL files that held the user's events can be deleted.
   ANALYTICS_RETURN_IF_ERROR(FlushLocked(flush_lock));
+  ANALYTICS_RETURN_IF_ERROR(wal_->Truncate(flushed_sequence_));
   return removed;
+}
+
+Status EmbeddedEventStore::ApplyRetention() {
+  const int64_t first_day = FirstRetainedDay();
+  if (first_day == INT64_MIN) return Status::Ok();
+  std::lock_guard flush_lock(flush_mu_);
+  std::vector<SegmentRef> expired;
+  {
+    std::lock_guard lock(segments_mu_);
+    for (const auto& segment : segments_) {
+      if (segment->day < first_day) expired.push_back(segment);
+    }
+    if (expired.empty()) return Status::Ok();
+    std::erase_if(segments_, [&](const SegmentRef& segment) { return segment->day < first_day; });
+  }
+  Status status = WriteManifest();
+  if (!status.ok()) {
+    std::lock_guard lock(segments_mu_);
+    segments_.insert(segments_.end(), expired.begin(), expired.end());
+    return status;
+  }
+  uint64_t rows = 0;
+  std::set<std::string> dirs;
+  for (const auto& segment : expired) {
+    rows += segment->info.rows;
+    segment->obsolete = true;
+    dirs.insert(fs::path(segment->info.path).parent_path().string());
+  }
+  expired_events_ += rows;
+  expired.clear();  // deletes the files no reader holds
+  std::error_code ec;
+  for (const auto& dir : dirs) fs::remove(dir, ec);  // only when empty
+  return Status::Ok();
+}
+
+Status EmbeddedEventStore::Compact(const std::vector<SegmentRef>& inputs) {
+  uint64_t generation;
+  std::set<std::string, std::less<>> erased;
+  {
+    std::lock_guard lock(dedup_mu_);
+    generation = erasure_generation_;
+    erased = erased_users_;
+  }
+  std::vector<StoredEvent> events;
+  for (const auto& input : inputs) {
+    std::vector<StoredEvent> part;
+    ANALYTICS_RETURN_IF_ERROR(embedded::ReadSegmentEvents(input->info.path, part));
+    events.insert(events.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
+  std::erase_if(events, [&](const StoredEvent& event) { return erased.count(event.user) > 0; });
+  SegmentRef output;
+  if (!events.empty()) {
+    ANALYTICS_ASSIGN_OR_RETURN(auto info,
+                               embedded::WriteSegment(NextSegmentPath(inputs.front()->day), std::move(events),
+                                                      options_.zstd_level));
+    output = std::make_shared<LiveSegment>();
+    output->day = inputs.front()->day;
+    output->info = std::move(info);
+  }
+  std::lock_guard flush_lock(flush_mu_);
+  bool current;
+  {
+    std::lock_guard lock(dedup_mu_);
+    current = generation == erasure_generation_;
+  }
+  {
+    std::lock_guard lock(segments_mu_);
+    for (const auto& input : inputs) {
+      if (std::find(segments_.begin(), segments_.end(), input) == segments_.end()) current = false;
+    }
+    if (current) {
+      for (const auto& input : inputs) std::erase(segments_, input);
+      if (output) segments_.push_back(output);
+    }
+  }
+  if (!current) {  // an erasure or retention got there first; the next round plans again
+    if (output) output->obsolete = true;
+    return Status::Ok();
+  }
+  Status status = WriteManifest();
+  if (!status.ok()) {
+    std::lock_guard lock(segments_mu_);
+    if (output) std::erase(segments_, output);
+    segments_.insert(segments_.end(), inputs.begin(), inputs.end());
+    if (output) output->obsolete = true;
+    return status;
+  }
+  for (const auto& input : inputs) input->obsolete = true;
+  ++compactions_;
+  compacted_segments_ += inputs.size();
+  return Status::Ok();
+}
+
+Status EmbeddedEventStore::RunMaintenance() {
+  ANALYTICS_RETURN_IF_ERROR(ApplyRetention());
+  const int64_t today = DayOf(common::NowMillis());
+  for (int round = 0; round < 64; ++round) {
+    std::map<int64_t, std::vector<SegmentRef>> by_day;
+    for (auto& segment : SegmentsSnapshot()) by_day[segment->day].push_back(std::move(segment));
+    bool merged = false;
+    for (const auto& [day, segments] : by_day) {
+      {
+        std::lock_guard lock(loop_mu_);
+        if (stopping_) return Status::Ok();
+      }
+      std::vector<uint64_t> rows;
+      for (const auto& segment : segments) rows.push_back(segment->info.rows);
+      // A day is closed once it is over by more than a day (late events still trickle in before that).
+      const std::vector<size_t> group = embedded::PlanCompaction(rows, day < today - 1, options_.compaction);
+      if (group.empty()) continue;
+      std::vector<SegmentRef> inputs;
+      for (size_t segment_idx : group) inputs.push_back(segments[segment_idx]);
+      ANALYTICS_RETURN_IF_ERROR(Compact(inputs));
+      merged = true;
+    }
+    if (!merged) break;
+  }
+  return Status::Ok();
 }
 
 Status EmbeddedEventStore::AllowUser(const std::string& user) {
@@ -470,8 +654,10 @@ Result<ScanResult> EmbeddedEventStore::Scan(const ScanQuery& query) {
   if (!query.cursor.empty() && !DecodeCursor(query.cursor, cursor_time, cursor_id)) {
     return Status::InvalidArgument("malformed cursor", "cursor");
   }
+  const int64_t first_day = FirstRetainedDay();
   auto matches = [&](const StoredEvent& event) {
     if (event.time_ms < query.from_ms || event.time_ms >= query.to_ms) return false;
+    if (first_day != INT64_MIN && DayOf(event.time_ms) < first_day) return false;
     if (query.type && event.type != *query.type) return false;
     if (query.user && event.user != *query.user) return false;
     if (!query.cursor.empty() &&
@@ -494,21 +680,15 @@ Result<ScanResult> EmbeddedEventStore::Scan(const ScanQuery& query) {
       }
     }
   }
-  std::vector<embedded::SegmentInfo> segments;
-  {
-    std::lock_guard lock(segments_mu_);
-    segments = segments_;
-  }
-  for (const auto& segment : segments) {
+  // The snapshot holds its segments' files: a concurrent compaction or erasure deletes them only after.
+  for (const auto& live : SegmentsSnapshot()) {
+    const embedded::SegmentInfo& segment = live->info;
     if (segment.max_time_ms < query.from_ms || segment.min_time_ms >= query.to_ms) continue;
     if (segment.max_time_ms < cursor_time) continue;
+    if (live->day < first_day) continue;
     if (query.type && !segment.type_counts.count(*query.type)) continue;
     std::vector<StoredEvent> events;
-    Status status = embedded::ReadSegmentEvents(segment.path, events);
-    if (!status.ok()) {
-      if (!fs::exists(segment.path)) continue;  // replaced by an erasure rewrite meanwhile
-      return status;
-    }
+    ANALYTICS_RETURN_IF_ERROR(embedded::ReadSegmentEvents(segment.path, events));
     for (auto& event : events) {
       if (matches(event)) found.push_back(std::move(event));
     }
@@ -545,24 +725,38 @@ nlohmann::json EmbeddedEventStore::Stats() {
     stats["memtable_events"] = memtable_.size() + (flushing_ ? flushing_->size() : 0);
   }
   uint64_t rows = 0, bytes = 0;
+  std::set<int64_t> days;
   {
     std::lock_guard lock(segments_mu_);
     for (const auto& segment : segments_) {
-      rows += segment.rows;
-      bytes += segment.file_bytes;
+      rows += segment->info.rows;
+      bytes += segment->info.file_bytes;
+      days.insert(segment->day);
     }
     stats["segments"] = segments_.size();
     stats["corrupt_segments"] = corrupt_segments_;
+    if (!last_maintenance_error_.empty()) stats["last_maintenance_error"] = last_maintenance_error_;
   }
+  stats["partitions"] = days.size();
   stats["segment_events"] = rows;
   stats["segment_bytes"] = bytes;
   {
+    std::lock_guard lock(mem_mu_);
+    stats["memtable_bytes"] = memtable_bytes_ + flushing_bytes_;
+  }
+  {
     std::lock_guard lock(dedup_mu_);
     stats["dedup_keys"] = dedup_.size();
+    stats["dedup_bytes"] = dedup_.memory_bytes();
+    stats["dedup_evicted_days"] = dedup_.evicted_days();
     stats["erased_users"] = erased_users_.size();
   }
   stats["appended_events"] = appended_events_.load();
   stats["duplicate_events"] = duplicate_events_.load();
+  stats["expired_events"] = expired_events_.load();
+  stats["compactions"] = compactions_.load();
+  stats["compacted_segments"] = compacted_segments_.load();
+  stats["backpressure_waits"] = backpressure_waits_.load();
   if (wal_) stats["wal_bytes_written"] = wal_->bytes_written();
   return stats;
 }

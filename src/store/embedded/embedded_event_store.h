@@ -10,10 +10,16 @@
 // then records the flushed sequence in the MANIFEST and deletes covered WAL files. Recovery reads the
 // MANIFEST, drops segment files it does not list (an interrupted flush), replays the WAL after the flushed
 // sequence, and rebuilds the dedup window from recent segments and the replayed events.
+// Background work (one maintenance thread): compaction merges the small segments of a day partition
+// (compaction.h) and purges erased users; retention drops day partitions older than `retention_days`.
+// Segment files are reference-counted: a replaced segment is deleted when the last reader lets go of it.
+// Memory is bounded by options: the memtable by events and bytes (appends wait for the flush when twice the
+// limit is buffered: backpressure), the dedup index by `dedup_max_bytes` (dedup_index.h), a merge by
+// `compaction.max_rows`.
 // Concurrency: appenders hold `flush_gate_` shared from dedup claim to memtable insert; the flusher takes it
 // exclusively only to swap the memtable, so every WAL record up to the swap is in the swapped memtable.
-// Limitations: the dedup index keeps every (source, id) of the window in memory (about 60 bytes each);
-// Scan decodes whole segments (it is a debugging read-back, not an analytics path).
+// Lock order: flush_mu_ → flush_gate_ → dedup_mu_ → mem_mu_ → segments_mu_.
+// Limitations: Scan decodes whole segments (it is a debugging read-back, not an analytics path).
 #pragma once
 
 #include <atomic>
@@ -25,9 +31,10 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
+#include "store/embedded/compaction.h"
+#include "store/embedded/dedup_index.h"
 #include "store/embedded/segment.h"
 #include "store/event_store.h"
 
@@ -41,8 +48,14 @@ struct EmbeddedEventStoreOptions {
   bool sync = true;                         // fdatasync the WAL before acknowledging (off only in benchmarks)
   uint64_t wal_max_file_bytes = 64 << 20;
   uint64_t memtable_max_events = 1000000;   // flush when the memtable holds this many events
+  uint64_t memtable_max_bytes = 256 << 20;  // ... or this many bytes (estimated); appends wait at twice
   int64_t flush_interval_ms = 10000;        // ... or when its oldest event is this old
+  int64_t append_wait_ms = 30000;           // an append waiting for the flush gives up (Unavailable) after this
   int64_t dedup_window_ms = 7LL * 86400000; // (source, id) repeats within this window are duplicates
+  uint64_t dedup_max_bytes = 512 << 20;     // memory of the dedup index; the window shrinks beyond it
+  int64_t retention_days = 0;               // keep events of the last N days (by event time); 0 = forever
+  embedded::CompactionOptions compaction;
+  int64_t maintenance_interval_ms = 30000;  // compaction and retention run this often (and after flushes)
   int zstd_level = 3;
 };
 
@@ -63,31 +76,44 @@ class EmbeddedEventStore final : public EventStore {
 
   // Writes the memtable to segments now (also used at shutdown).
   common::Status Flush();
+  // One round of background work now: retention, then compaction of every partition that needs it.
+  common::Status RunMaintenance();
   // What recovery found at Open (for logs and the crash-safety tests).
   const nlohmann::json& recovery_report() const { return recovery_report_; }
 
  private:
-  struct DedupKey {
-    uint64_t a, b;
-    bool operator==(const DedupKey& other) const { return a == other.a && b == other.b; }
-  };
-  struct DedupKeyHash {
-    size_t operator()(const DedupKey& key) const { return key.a ^ (key.b * 0x9E3779B97F4A7C15ULL); }
-  };
   struct MemtableEntry {
     uint64_t sequence;
     events::StoredEvent event;
   };
+  // A live segment file; deleted from disk when it is obsolete (replaced or expired) and the last reader
+  // holding it lets go.
+  struct LiveSegment {
+    embedded::SegmentInfo info;
+    int64_t day = 0;
+    std::atomic<bool> obsolete{false};
+    ~LiveSegment();
+  };
+  using SegmentRef = std::shared_ptr<LiveSegment>;
 
   explicit EmbeddedEventStore(EmbeddedEventStoreOptions options);
   common::Status Recover();
   common::Status WriteManifest();
-  static DedupKey KeyOf(const events::StoredEvent& event);
-  void RememberKeyLocked(const DedupKey& key, int64_t received_ms);
+  static embedded::DedupKey KeyOf(const events::StoredEvent& event);
   void ExpireDedupLocked(int64_t now_ms);
   void FlushLoop();
+  void MaintenanceLoop();
   common::Status FlushLocked(std::unique_lock<std::mutex>& flush_lock);
   common::Status RewriteSegmentsWithout(const std::string& user, uint64_t& removed);
+  // Waits until the memtable has room (backpressure); Unavailable after append_wait_ms.
+  common::Status WaitForMemtableRoom();
+  // The first day (days since the epoch) retention keeps; INT64_MIN when retention is off.
+  int64_t FirstRetainedDay() const;
+  std::string NextSegmentPath(int64_t day);
+  common::Status ApplyRetention();
+  // Merges one group of segments; Ok without change when an erasure or another rewrite got there first.
+  common::Status Compact(const std::vector<SegmentRef>& inputs);
+  std::vector<SegmentRef> SegmentsSnapshot();
 
   const EmbeddedEventStoreOptions options_;
   std::unique_ptr<wal::WalWriter> wal_;
@@ -98,30 +124,40 @@ class EmbeddedEventStore final : public EventStore {
   std::mutex flush_mu_;  // one flush, erasure rewrite or manifest write at a time
 
   std::mutex dedup_mu_;
-  std::unordered_set<DedupKey, DedupKeyHash> dedup_;                  // guarded by dedup_mu_
-  std::map<int64_t, std::vector<DedupKey>> dedup_by_day_;             // guarded by dedup_mu_; day → keys
+  embedded::DedupIndex dedup_;                                        // guarded by dedup_mu_
   std::set<std::string, std::less<>> erased_users_;                   // guarded by dedup_mu_
+  uint64_t erasure_generation_ = 0;                                   // guarded by dedup_mu_; +1 per erasure
 
   mutable std::mutex mem_mu_;
   std::vector<MemtableEntry> memtable_;                               // guarded by mem_mu_
   std::shared_ptr<const std::vector<MemtableEntry>> flushing_;        // guarded by mem_mu_; being written
   int64_t memtable_oldest_ms_ = 0;                                    // guarded by mem_mu_ (steady clock)
+  uint64_t memtable_bytes_ = 0;                                       // guarded by mem_mu_ (estimate)
+  uint64_t flushing_bytes_ = 0;                                       // guarded by mem_mu_
+  std::condition_variable mem_cv_;                                    // room in the memtable (with mem_mu_)
 
   std::mutex segments_mu_;
-  std::vector<embedded::SegmentInfo> segments_;                       // guarded by segments_mu_
+  std::vector<SegmentRef> segments_;                                  // guarded by segments_mu_
   std::vector<std::string> corrupt_segments_;                         // guarded by segments_mu_
+  std::string last_maintenance_error_;                                // guarded by segments_mu_
   uint64_t flushed_sequence_ = 0;                                     // guarded by flush_mu_
-  uint64_t segment_counter_ = 0;                                      // guarded by flush_mu_
+  std::atomic<uint64_t> segment_counter_{0};                          // names new segment files
 
   std::atomic<bool> failed_{false};
   std::string failure_;  // set once before failed_ becomes true
   std::atomic<uint64_t> appended_events_{0};
   std::atomic<uint64_t> duplicate_events_{0};
+  std::atomic<uint64_t> expired_events_{0};       // dropped by retention (at flush or with their partition)
+  std::atomic<uint64_t> compactions_{0};
+  std::atomic<uint64_t> compacted_segments_{0};   // inputs merged away
+  std::atomic<uint64_t> backpressure_waits_{0};   // appends that waited for the flush
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;
   bool stopping_ = false;  // guarded by loop_mu_
+  bool maintenance_due_ = false;  // guarded by loop_mu_; a flush wrote segments
   std::thread flusher_;
+  std::thread maintainer_;
 };
 
 }  // namespace analytics::store

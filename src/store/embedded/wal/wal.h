@@ -72,6 +72,10 @@ class WalWriter {
   // fails; from then on every Append returns IOError (see Limitations).
   common::Result<uint64_t> Append(std::string_view payload);
 
+  // Closes the active file and starts a new one (named after the next sequence) unless the active file holds
+  // no record yet, so that a following Truncate can delete every flushed record (erasure uses it: no byte of
+  // an erased user's events may stay in the WAL). Waits for the appends queued before it. IOError as Append.
+  common::Status Roll();
   // Deletes the WAL files whose records all have sequence <= `sequence` (call it once the store has
   // flushed those records to segments durably). Never deletes the active file, nor the last file in the
   // directory. Ok when there is nothing to delete; IOError when listing, removing or syncing fails.

@@ -34,6 +34,7 @@ struct WalWriter::PendingAppend {
   std::string_view payload;
   uint32_t payload_crc = 0;
   uint64_t sequence = 0;  // assigned by the leader that takes it
+  bool roll_only = false;  // a Roll() request: no record, starts a new file when it reaches the front
   Status status;
   bool done = false;  // GUARDED_BY(mu_)
   std::condition_variable cv;
@@ -135,6 +136,7 @@ Result<uint64_t> WalWriter::Append(std::string_view payload) {
   bool roll = false;
   uint64_t batch_bytes = 0;
   for (PendingAppend* pending : queue_) {
+    if (pending->roll_only) break;  // a Roll() request leads on its own once it is the front
     uint64_t record_bytes = kRecordHeaderSize + pending->payload.size();
     if (batch.empty()) {
       roll = active_bytes_ > kFileHeaderSize && active_bytes_ + record_bytes > options_.max_file_bytes;
@@ -199,6 +201,39 @@ Status WalWriter::WriteBatch(const std::vector<PendingAppend*>& batch, bool roll
   ANALYTICS_RETURN_IF_ERROR(active_file_->Append(slices_));
   bytes_written_.fetch_add(bytes, std::memory_order_relaxed);
   if (options_.sync) ANALYTICS_RETURN_IF_ERROR(active_file_->Sync());
+  return Status::Ok();
+}
+
+Status WalWriter::Roll() {
+  PendingAppend self;
+  self.roll_only = true;
+  std::unique_lock lock(mu_);
+  if (!failure_.ok()) return Status::IOError("WAL refuses appends after an earlier failure: " + failure_.message());
+  queue_.push_back(&self);
+  // Batches never take a roll request: it leads unless a failure ends it first.
+  while (!self.done && queue_.front() != &self) self.cv.wait(lock);
+  if (self.done) return self.status;
+  Status status;
+  if (active_bytes_ > kFileHeaderSize) {
+    const uint64_t first_sequence = next_sequence_;
+    active_first_sequence_ = first_sequence;
+    active_bytes_ = kFileHeaderSize;
+    lock.unlock();
+    status = StartFile(first_sequence);
+    lock.lock();
+    if (!status.ok()) failure_ = status;
+  }
+  queue_.pop_front();
+  if (!status.ok()) {
+    for (PendingAppend* pending : queue_) {
+      pending->status = Status::IOError("WAL refuses appends after an earlier failure: " + status.message());
+      pending->done = true;
+      pending->cv.notify_one();
+    }
+    queue_.clear();
+    return status;
+  }
+  if (!queue_.empty()) queue_.front()->cv.notify_one();
   return Status::Ok();
 }
 
