@@ -223,6 +223,8 @@ Status Application::Start() {
   api::AddEventRoutes(s.router, *s.intake, *s.event_store, *s.metadata, *s.pseudonymizer, event_options);
 
   s.http_metrics = std::make_unique<obs::HttpMetrics>(s.metrics);
+  obs::ExportStatsAsGauges(s.metrics, "analytics_event_store", "Embedded event store",
+                           [store = s.event_store.get()] { return store->Stats(); });
   s.pipeline = std::make_unique<api::ApiPipeline>(s.router, *s.verifier, *s.http_metrics);
 
   api::HttpServerOptions server_options;

@@ -8,7 +8,42 @@ namespace analytics::obs {
 MetricsRegistry::MetricsRegistry() : registry_(std::make_shared<prometheus::Registry>()) {}
 
 std::string MetricsRegistry::RenderText() const {
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard lock(hooks_mu_);
+    hooks = hooks_;
+  }
+  for (const auto& hook : hooks) hook();
   return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+void MetricsRegistry::AddCollectHook(std::function<void()> hook) {
+  std::lock_guard lock(hooks_mu_);
+  hooks_.push_back(std::move(hook));
+}
+
+void ExportStatsAsGauges(MetricsRegistry& metrics, const std::string& prefix, const std::string& help,
+                         std::function<nlohmann::json()> stats) {
+  struct State {
+    std::mutex mu;
+    std::map<std::string, prometheus::Gauge*> gauges;  // guarded by mu
+  };
+  auto state = std::make_shared<State>();
+  prometheus::Registry& registry = metrics.registry();
+  metrics.AddCollectHook([state, &registry, prefix, help, stats = std::move(stats)] {
+    const nlohmann::json values = stats();
+    if (!values.is_object()) return;
+    std::lock_guard lock(state->mu);
+    for (const auto& [name, value] : values.items()) {
+      if (!value.is_number()) continue;
+      auto it = state->gauges.find(name);
+      if (it == state->gauges.end()) {
+        auto& family = prometheus::BuildGauge().Name(prefix + "_" + name).Help(help + ": " + name).Register(registry);
+        it = state->gauges.emplace(name, &family.Add({})).first;
+      }
+      it->second->Set(value.get<double>());
+    }
+  });
 }
 
 HttpMetrics::HttpMetrics(MetricsRegistry& metrics)

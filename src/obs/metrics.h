@@ -9,11 +9,15 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace analytics::obs {
 
@@ -21,12 +25,22 @@ class MetricsRegistry {
  public:
   MetricsRegistry();
   prometheus::Registry& registry() { return *registry_; }
-  // The Prometheus text format (version 0.0.4) of every registered metric.
+  // The Prometheus text format (version 0.0.4) of every registered metric. Runs the collect hooks first.
   std::string RenderText() const;
+  // `hook` runs before every rendering, to refresh gauges that mirror another component's numbers (it must
+  // be cheap and thread-safe; it must outlive the registry's use).
+  void AddCollectHook(std::function<void()> hook);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
+  mutable std::mutex hooks_mu_;
+  std::vector<std::function<void()>> hooks_;  // guarded by hooks_mu_
 };
+
+// Mirrors the numeric members of a component's stats JSON (e.g. EventStore::Stats) as gauges named
+// `<prefix>_<member>`, refreshed at every scrape. Members that are not numbers are skipped.
+void ExportStatsAsGauges(MetricsRegistry& metrics, const std::string& prefix, const std::string& help,
+                         std::function<nlohmann::json()> stats);
 
 // Request counters and latency histograms per route, method and status.
 class HttpMetrics {

@@ -259,6 +259,11 @@ TEST_F(ServiceE2eTest, RequestIdsAreEchoedOrGeneratedAndRoutesAreCounted) {
             std::string::npos)
       << metrics.body;
   EXPECT_NE(metrics.body.find("analytics_http_request_duration_seconds_bucket"), std::string::npos);
+  // The event store's memory and work are visible to Prometheus.
+  for (const char* gauge : {"analytics_event_store_memtable_bytes ", "analytics_event_store_dedup_bytes ",
+                            "analytics_event_store_segment_events ", "analytics_event_store_compactions "}) {
+    EXPECT_NE(metrics.body.find(gauge), std::string::npos) << gauge;
+  }
 
   // One JSON log line per request, with method, route, status, latency, request id and subject.
   bool logged = false;
