@@ -20,6 +20,7 @@
 
 #include "common/status.h"
 #include "events/event.h"
+#include "query/aggregate.h"
 
 namespace analytics::store {
 
@@ -59,6 +60,15 @@ class EventStore {
 
   // InvalidArgument for a malformed cursor.
   virtual common::Result<ScanResult> Scan(const ScanQuery& query) = 0;
+
+  // The cells of `query` over every stored event, memory and disk (query/aggregate.h, docs/metrics.md).
+  // Events past retention and erased users' events are never read.
+  virtual common::Result<query::AggregateResult> Aggregate(const query::AggregateQuery& query) = 0;
+  // The rows `query` reads (its bounds as the time range), with the text of `properties` (query/aggregate.h).
+  virtual common::Result<query::RowSet> SelectRows(const query::AggregateQuery& query,
+                                                   const std::vector<std::string>& properties) = 0;
+  // The event time of the newest stored event (Unix ms), INT64_MIN when there is none.
+  virtual int64_t NewestEventMs() = 0;
 
   // Removes every event of `user` (pseudonym) from every part of the store and refuses new ones until
   // AllowUser. Returns how many events were removed.

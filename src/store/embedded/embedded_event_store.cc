@@ -15,6 +15,8 @@
 #include "common/time_util.h"
 #include "store/embedded/codec.h"
 #include "store/embedded/file_util.h"
+#include "query/aggregator.h"
+#include "store/embedded/segment_reader.h"
 #include "store/embedded/wal/wal.h"
 
 namespace analytics::store {
@@ -75,7 +77,7 @@ bool EventOrder(const StoredEvent& a, const StoredEvent& b) {
 }  // namespace
 
 EmbeddedEventStore::EmbeddedEventStore(EmbeddedEventStoreOptions options)
-    : options_(std::move(options)), dedup_(options_.dedup_max_bytes) {}
+    : options_(std::move(options)), dedup_(options_.dedup_max_bytes), partial_cache_(options_.query_cache_bytes) {}
 
 EmbeddedEventStore::LiveSegment::~LiveSegment() {
   if (obsolete) {
@@ -189,20 +191,26 @@ Status EmbeddedEventStore::Recover() {
       continue;
     }
     if (info->max_received_ms >= now_ms - options_.dedup_window_ms) {
-      std::vector<StoredEvent> events;
-      Status status = embedded::ReadSegmentEvents(path, events);
-      if (!status.ok()) {
-        corrupt_segments_.push_back(path + ": " + status.message());
+      // Only the three columns the dedup window needs are decoded.
+      embedded::SegmentColumnRequest request;
+      request.source = request.id = request.received = true;
+      auto columns = embedded::ReadSegmentColumns(path, request);
+      if (!columns.ok()) {
+        corrupt_segments_.push_back(path + ": " + columns.status().message());
         fs::rename(path, path + ".corrupt", ec);
         continue;
       }
-      for (const auto& event : events) {
-        if (event.received_ms >= now_ms - options_.dedup_window_ms) dedup_.Insert(KeyOf(event), DayOf(event.received_ms));
+      for (size_t row = 0; row < columns->rows; ++row) {
+        const int64_t received_ms = columns->received_ms[row];
+        if (received_ms < now_ms - options_.dedup_window_ms) continue;
+        const std::string& source = columns->source.dictionary[columns->source.codes[row]];
+        dedup_.Insert(embedded::DedupIndex::KeyOf(source, columns->id[row]), DayOf(received_ms));
       }
     }
     auto live = std::make_shared<LiveSegment>();
     live->day = DayOf(info->min_time_ms);
     live->info = std::move(info).value();
+    newest_event_ms_ = std::max(newest_event_ms_.load(), live->info.max_time_ms);
     segments_.push_back(std::move(live));
   }
   // WAL after the flushed sequence.
@@ -215,6 +223,7 @@ Status EmbeddedEventStore::Recover() {
           if (erased_users_.count(event.user)) continue;
           dedup_.Insert(KeyOf(event), DayOf(event.received_ms));
           memtable_bytes_ += EntryBytes(event);
+          newest_event_ms_ = std::max(newest_event_ms_.load(), event.time_ms);
           memtable_.push_back({sequence, std::move(event)});
           ++replayed_events;
         }
@@ -316,7 +325,13 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
       return Status::IOError("events were not stored: " + sequence.status().message());
     }
     uint64_t bytes = 0;
-    for (const auto& event : accepted) bytes += EntryBytes(event);
+    int64_t newest = INT64_MIN;
+    for (const auto& event : accepted) {
+      bytes += EntryBytes(event);
+      newest = std::max(newest, event.time_ms);
+    }
+    for (int64_t seen = newest_event_ms_.load(); newest > seen && !newest_event_ms_.compare_exchange_weak(seen, newest);) {
+    }
     std::lock_guard lock(mem_mu_);
     if (memtable_.empty()) memtable_oldest_ms_ = SteadyMillis();
     for (auto& event : accepted) memtable_.push_back({*sequence, std::move(event)});
@@ -438,19 +453,18 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
     written.push_back(std::move(live));
   }
   {
+    // One step for readers: the events leave `flushing_` as their segments appear (no double counting).
+    std::lock_guard mem_lock(mem_mu_);
     std::lock_guard lock(segments_mu_);
     segments_.insert(segments_.end(), written.begin(), written.end());
-  }
-  flushed_sequence_ = std::max(flushed_sequence_, max_sequence);
-  Status status = WriteManifest();
-  if (!status.ok()) return status;  // the new segments are unlisted; recovery removes them and replays the WAL
-  expired_events_ += expired;
-  {
-    std::lock_guard lock(mem_mu_);
     flushing_.reset();
     flushing_bytes_ = 0;
   }
   mem_cv_.notify_all();
+  flushed_sequence_ = std::max(flushed_sequence_, max_sequence);
+  // On failure the new segments are unlisted: a restart removes them and replays the WAL.
+  ANALYTICS_RETURN_IF_ERROR(WriteManifest());
+  expired_events_ += expired;
   return wal_->Truncate(flushed_sequence_);
 }
 
@@ -711,6 +725,167 @@ Result<ScanResult> EmbeddedEventStore::Scan(const ScanQuery& query) {
   return result;
 }
 
+namespace {
+
+std::vector<std::string> PathsOf(const query::AggregateQuery& query, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> paths = query.group_by;
+  query.filter.CollectProperties(paths);
+  if (!query.value_property.empty()) paths.push_back(query.value_property);
+  paths.insert(paths.end(), extra.begin(), extra.end());
+  std::sort(paths.begin(), paths.end());
+  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+  return paths;
+}
+
+}  // namespace
+
+void EmbeddedEventStore::QueryView(const query::AggregateQuery& query, std::vector<StoredEvent>& memory_rows,
+                                   std::vector<SegmentRef>& segments) {
+  const std::vector<int64_t>& bounds = query.bounds;
+  const int64_t first_day = FirstRetainedDay();
+  auto type_read = [&](const std::string& type) {
+    return query.event_types.empty() ||
+           std::find(query.event_types.begin(), query.event_types.end(), type) != query.event_types.end();
+  };
+  auto row_read = [&](const StoredEvent& event) {
+    return event.time_ms >= bounds.front() && event.time_ms < bounds.back() && type_read(event.type) &&
+           (first_day == INT64_MIN || DayOf(event.time_ms) >= first_day);
+  };
+  std::vector<SegmentRef> all;
+  {
+    // A flush moves events from flushing_ to segments_ under both locks.
+    std::lock_guard mem_lock(mem_mu_);
+    std::lock_guard lock(segments_mu_);
+    for (const auto& entry : memtable_) {
+      if (row_read(entry.event)) memory_rows.push_back(entry.event);
+    }
+    if (flushing_) {
+      for (const auto& entry : *flushing_) {
+        if (row_read(entry.event)) memory_rows.push_back(entry.event);
+      }
+    }
+    all = segments_;
+  }
+  {
+    std::lock_guard lock(dedup_mu_);
+    if (!erased_users_.empty()) {
+      std::erase_if(memory_rows, [&](const StoredEvent& event) { return erased_users_.count(event.user) > 0; });
+    }
+  }
+  for (auto& segment : all) {
+    const embedded::SegmentInfo& info = segment->info;
+    if (segment->day < first_day) continue;
+    if (info.max_time_ms < bounds.front() || info.min_time_ms >= bounds.back()) continue;
+    if (!query.event_types.empty() &&
+        std::none_of(query.event_types.begin(), query.event_types.end(),
+                     [&](const std::string& type) { return info.type_counts.count(type) > 0; })) {
+      continue;
+    }
+    segments.push_back(std::move(segment));
+  }
+}
+
+Result<query::RowSet> EmbeddedEventStore::SelectRows(const query::AggregateQuery& query,
+                                                     const std::vector<std::string>& properties) {
+  query::RowSet rows;
+  if (query.bounds.size() < 2) return rows;
+  const std::vector<std::string> paths = PathsOf(query, properties);
+  std::vector<StoredEvent> memory_rows;
+  std::vector<SegmentRef> segments;
+  QueryView(query, memory_rows, segments);
+  const embedded::SegmentColumnRequest request = embedded::ColumnsFor(paths);
+  for (const auto& segment : segments) {
+    ANALYTICS_ASSIGN_OR_RETURN(auto columns, embedded::ReadSegmentColumns(segment->info.path, request));
+    query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
+    query::SelectRows(query, batch, properties, rows);
+  }
+  if (!memory_rows.empty()) {
+    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory_rows, request);
+    query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
+    query::SelectRows(query, batch, properties, rows);
+  }
+  return rows;
+}
+
+Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::AggregateQuery& query) {
+  query::AggregateResult result;
+  if (query.bounds.size() < 2) return result;
+  const std::vector<int64_t>& bounds = query.bounds;
+  const size_t buckets = bounds.size() - 1;
+  const std::vector<std::string> paths = PathsOf(query);
+  std::vector<StoredEvent> memory_rows;
+  std::vector<SegmentRef> segments;
+  QueryView(query, memory_rows, segments);
+
+  // Segments: each contributes the partial aggregate of the bucket slice it overlaps, cached.
+  struct Task {
+    SegmentRef segment;
+    size_t offset = 0;
+    query::AggregateQuery slice;
+    std::string key;
+    std::shared_ptr<const query::AggregateResult> partial;
+    Status status;
+  };
+  std::vector<Task> tasks;
+  const std::string fingerprint = query.Fingerprint();
+  for (auto& segment : segments) {
+    const embedded::SegmentInfo& info = segment->info;
+    const auto first = std::upper_bound(bounds.begin(), bounds.end(), std::max(info.min_time_ms, bounds.front())) - 1;
+    const auto last = std::upper_bound(bounds.begin(), bounds.end(), std::min(info.max_time_ms, bounds.back() - 1));
+    Task task;
+    task.segment = segment;
+    task.offset = static_cast<size_t>(first - bounds.begin());
+    task.slice = query;
+    task.slice.bounds.assign(first, last + 1);
+    task.key = info.path + "|" + fingerprint + "|";
+    for (int64_t bound : task.slice.bounds) task.key += std::to_string(bound) + ",";
+    task.partial = partial_cache_.Get(task.key);
+    tasks.push_back(std::move(task));
+  }
+  std::vector<Task*> pending;
+  for (auto& task : tasks) {
+    if (!task.partial) pending.push_back(&task);
+  }
+  const embedded::SegmentColumnRequest request = embedded::ColumnsFor(paths);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t task_idx = next++; task_idx < pending.size(); task_idx = next++) {
+      Task& task = *pending[task_idx];
+      auto columns = embedded::ReadSegmentColumns(task.segment->info.path, request);
+      if (!columns.ok()) {
+        task.status = columns.status();
+        continue;
+      }
+      query::EventBatch batch = embedded::BatchFromColumns(*columns, paths, user_directory_);
+      auto partial = std::make_shared<query::AggregateResult>();
+      query::Aggregate(task.slice, batch, *partial);
+      task.partial = partial;
+      partial_cache_.Put(task.key, task.partial);
+    }
+  };
+  const size_t hardware = std::max(1u, std::thread::hardware_concurrency());
+  const size_t threads = std::min(pending.size(), options_.query_threads > 0 ? size_t(options_.query_threads) : hardware);
+  std::vector<std::thread> workers;
+  for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) workers.emplace_back(work);
+  work();
+  for (auto& worker : workers) worker.join();
+  for (auto& task : tasks) {
+    ANALYTICS_RETURN_IF_ERROR(task.status);
+    result.Merge(*task.partial, task.offset, buckets);
+  }
+
+  if (!memory_rows.empty()) {
+    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory_rows, request);
+    query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
+    query::AggregateResult memory;
+    query::Aggregate(query, batch, memory);
+    result.Merge(memory, 0, buckets);
+  }
+  return result;
+}
+
+int64_t EmbeddedEventStore::NewestEventMs() { return newest_event_ms_.load(); }
+
 Status EmbeddedEventStore::Ping() {
   if (failed_) return Status::Unavailable("event store failed: " + failure_);
   std::lock_guard lock(segments_mu_);
@@ -757,6 +932,10 @@ nlohmann::json EmbeddedEventStore::Stats() {
   stats["compactions"] = compactions_.load();
   stats["compacted_segments"] = compacted_segments_.load();
   stats["backpressure_waits"] = backpressure_waits_.load();
+  stats["query_cache_bytes"] = partial_cache_.bytes();
+  stats["query_cache_hits"] = partial_cache_.hits();
+  stats["query_cache_misses"] = partial_cache_.misses();
+  stats["query_users"] = user_directory_.size();
   if (wal_) stats["wal_bytes_written"] = wal_->bytes_written();
   return stats;
 }

@@ -35,6 +35,7 @@
 
 #include "store/embedded/compaction.h"
 #include "store/embedded/dedup_index.h"
+#include "store/embedded/query_exec.h"
 #include "store/embedded/segment.h"
 #include "store/event_store.h"
 
@@ -56,6 +57,8 @@ struct EmbeddedEventStoreOptions {
   int64_t retention_days = 0;               // keep events of the last N days (by event time); 0 = forever
   embedded::CompactionOptions compaction;
   int64_t maintenance_interval_ms = 30000;  // compaction and retention run this often (and after flushes)
+  uint64_t query_cache_bytes = 256 << 20;   // partial aggregates of segments kept for repeated queries
+  int query_threads = 0;                    // segments decoded in parallel; 0 = hardware threads
   int zstd_level = 3;
 };
 
@@ -69,6 +72,10 @@ class EmbeddedEventStore final : public EventStore {
 
   common::Result<AppendResult> Append(std::vector<events::StoredEvent> batch) override;
   common::Result<ScanResult> Scan(const ScanQuery& query) override;
+  common::Result<query::AggregateResult> Aggregate(const query::AggregateQuery& query) override;
+  int64_t NewestEventMs() override;
+  common::Result<query::RowSet> SelectRows(const query::AggregateQuery& query,
+                                           const std::vector<std::string>& properties) override;
   common::Result<uint64_t> EraseUser(const std::string& user) override;
   common::Status AllowUser(const std::string& user) override;
   common::Status Ping() override;
@@ -114,6 +121,10 @@ class EmbeddedEventStore final : public EventStore {
   // Merges one group of segments; Ok without change when an erasure or another rewrite got there first.
   common::Status Compact(const std::vector<SegmentRef>& inputs);
   std::vector<SegmentRef> SegmentsSnapshot();
+  // What a query reads: the matching memtable rows and the segments that may hold matching rows, as one
+  // consistent view (a flush cannot make an event appear in both or neither).
+  void QueryView(const query::AggregateQuery& query, std::vector<events::StoredEvent>& memory_rows,
+                 std::vector<SegmentRef>& segments);
 
   const EmbeddedEventStoreOptions options_;
   std::unique_ptr<wal::WalWriter> wal_;
@@ -147,10 +158,14 @@ class EmbeddedEventStore final : public EventStore {
   std::string failure_;  // set once before failed_ becomes true
   std::atomic<uint64_t> appended_events_{0};
   std::atomic<uint64_t> duplicate_events_{0};
+  std::atomic<int64_t> newest_event_ms_{INT64_MIN};  // event time of the newest appended or recovered event
   std::atomic<uint64_t> expired_events_{0};       // dropped by retention (at flush or with their partition)
   std::atomic<uint64_t> compactions_{0};
   std::atomic<uint64_t> compacted_segments_{0};   // inputs merged away
   std::atomic<uint64_t> backpressure_waits_{0};   // appends that waited for the flush
+
+  embedded::UserDirectory user_directory_;
+  embedded::PartialCache partial_cache_;
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;

@@ -73,9 +73,10 @@ struct StringColumn {
 enum class ValueKind : uint8_t { kAbsent, kNull, kBool, kInt, kDouble, kString, kJson };
 
 // One `data` property over all rows. Numbers are kInt when the literal is an int64 (1, -7), else kDouble
-// (1.5, 1e300, 1.50, -0, integers beyond int64 as their nearest double); kJson is an array or an object (or a
-// number beyond the double range) with its exact text. A row whose data is not an object, or that has no
-// such property, is kAbsent; JSON null is kNull.
+// (1.5, 1e300, 1.50, -0, integers beyond int64 as their nearest double); kJson is an array or an object with
+// its exact text (also any text that is no valid scalar: a number beyond the double range, a string with a bad
+// escape, a malformed token). A row whose data is not an object, or that has no such property, is kAbsent;
+// JSON null is kNull.
 struct PropertyColumn {
   std::string name;
   std::vector<ValueKind> kinds;      // per row

@@ -1,0 +1,455 @@
+// Value encodings of segment format 3; see column_codec.h.
+#include "store/embedded/column_codec.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+namespace analytics::store::embedded {
+namespace {
+
+constexpr uint8_t kIntDelta = 1;      // each value minus the previous one
+constexpr uint8_t kIntBitPacked = 2;  // PutBitPacked instead of varints
+constexpr uint8_t kScaleBits = 0xFF;  // a double kept as its 8 IEEE bytes
+constexpr uint32_t kBoolMask = (1u << kTagFalse) | (1u << kTagTrue);
+
+size_t VarintSize(uint64_t value) {
+  size_t size = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++size;
+  }
+  return size;
+}
+
+uint64_t Zigzag(int64_t value) {
+  return (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63);
+}
+
+// The difference in two's complement (wraps instead of overflowing).
+int64_t WrappingDelta(int64_t value, int64_t previous) {
+  return static_cast<int64_t>(static_cast<uint64_t>(value) - static_cast<uint64_t>(previous));
+}
+
+// Lower-case hex of even length: kept as bytes (half the size, and no chance matches of hex text for zstd).
+bool IsPackableHex(std::string_view text) {
+  if (text.size() < 2 || text.size() % 2 != 0) return false;
+  for (char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+int HexNibble(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
+}  // namespace
+
+void StringDictWriter::Add(std::string_view value) {
+  const auto next = static_cast<uint32_t>(distinct_.size());
+  auto it = index_.find(value);  // find first: emplace would build a node for every repeated value
+  if (it == index_.end()) {
+    index_.emplace(value, next);
+    distinct_.push_back(value);
+    PutVarint(codes_, 0);
+  } else {
+    PutVarint(codes_, next - it->second);
+  }
+  ++values_;
+}
+
+void PutStringList(std::string& out, const std::vector<std::string_view>& values) {
+  const size_t count = values.size();
+  std::vector<uint64_t> shared(count, 0);
+  uint64_t shared_total = 0, total = 0;
+  for (size_t value_idx = 1; value_idx < count; ++value_idx) {
+    const std::string_view value = values[value_idx], previous = values[value_idx - 1];
+    const size_t limit = std::min(previous.size(), value.size());
+    size_t common = 0;
+    while (common < limit && previous[common] == value[common]) ++common;
+    shared[value_idx] = common;
+    shared_total += common;
+  }
+  // Sharing makes the rest lengths vary: worth it when strings share a byte or more on average.
+  if (shared_total < count) std::fill(shared.begin(), shared.end(), 0);
+  std::vector<uint8_t> hex(count, 0);
+  uint64_t encoded = VarintSize(count);
+  for (size_t value_idx = 0; value_idx < count; ++value_idx) {
+    // A shared prefix that ends inside a hex run would leave an odd-length rest: share one byte less.
+    if (shared[value_idx] > 0 && !IsPackableHex(values[value_idx].substr(shared[value_idx])) &&
+        IsPackableHex(values[value_idx].substr(shared[value_idx] - 1))) {
+      --shared[value_idx];
+    }
+    const std::string_view rest = values[value_idx].substr(shared[value_idx]);
+    hex[value_idx] = IsPackableHex(rest);
+    const uint64_t stored = hex[value_idx] ? rest.size() / 2 : rest.size();
+    encoded += VarintSize(shared[value_idx]) + VarintSize(stored << 1) + stored;
+    total += values[value_idx].size();
+  }
+  if (total > kMaxFrontCodingExpansion * encoded + kFrontCodingSlack) {  // then every string is stored whole
+    std::fill(shared.begin(), shared.end(), 0);
+    std::fill(hex.begin(), hex.end(), 0);
+  }
+  PutVarint(out, count);
+  for (uint64_t length : shared) PutVarint(out, length);
+  for (size_t value_idx = 0; value_idx < count; ++value_idx) {
+    const uint64_t rest = values[value_idx].size() - shared[value_idx];
+    PutVarint(out, hex[value_idx] ? (rest / 2) << 1 | 1 : rest << 1);
+  }
+  for (size_t value_idx = 0; value_idx < count; ++value_idx) {
+    const std::string_view rest = values[value_idx].substr(shared[value_idx]);
+    if (!hex[value_idx]) {
+      out.append(rest);
+      continue;
+    }
+    for (size_t char_idx = 0; char_idx < rest.size(); char_idx += 2) {
+      out.push_back(static_cast<char>(HexNibble(rest[char_idx]) << 4 | HexNibble(rest[char_idx + 1])));
+    }
+  }
+}
+
+bool ReadStringList(ColumnReader& reader, uint64_t max_count, std::string& storage,
+                    std::vector<std::string_view>& values) {
+  const size_t start = reader.position();
+  uint64_t count = 0;
+  // Each string costs at least two length bytes: the count cannot exceed the remaining bytes.
+  if (!reader.GetVarint(count) || count > reader.remaining() || count > max_count) return false;
+  std::vector<uint64_t> shared(count), stored(count);
+  uint64_t total = 0, stored_total = 0, previous_size = 0;
+  for (auto& length : shared) {
+    if (!reader.GetVarint(length)) return false;
+  }
+  for (uint64_t value_idx = 0; value_idx < count; ++value_idx) {
+    if (!reader.GetVarint(stored[value_idx]) || (stored[value_idx] >> 1) > reader.remaining() ||
+        shared[value_idx] > previous_size) {
+      return false;
+    }
+    const uint64_t bytes = stored[value_idx] >> 1;
+    stored_total += bytes;
+    if (stored_total > reader.remaining()) return false;
+    previous_size = shared[value_idx] + (stored[value_idx] & 1 ? 2 * bytes : bytes);
+    total += previous_size;
+  }
+  const uint64_t encoded = reader.position() - start + stored_total;
+  if (total > kMaxFrontCodingExpansion * encoded + kFrontCodingSlack) return false;
+  storage.clear();
+  storage.reserve(std::max<uint64_t>(total, 32));  // on the heap: views survive moving `storage`
+  std::vector<uint64_t> offsets(count + 1);
+  size_t previous_offset = 0;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (uint64_t value_idx = 0; value_idx < count; ++value_idx) {
+    std::string_view rest;
+    if (!reader.GetRaw(stored[value_idx] >> 1, rest)) return false;
+    offsets[value_idx] = storage.size();
+    storage.append(storage, previous_offset, shared[value_idx]);
+    if (stored[value_idx] & 1) {
+      for (char byte : rest) {
+        storage.push_back(kHex[static_cast<uint8_t>(byte) >> 4]);
+        storage.push_back(kHex[static_cast<uint8_t>(byte) & 15]);
+      }
+    } else {
+      storage.append(rest);
+    }
+    previous_offset = offsets[value_idx];
+  }
+  offsets[count] = storage.size();
+  values.resize(count);
+  for (uint64_t value_idx = 0; value_idx < count; ++value_idx) {
+    values[value_idx] =
+        std::string_view(storage).substr(offsets[value_idx], offsets[value_idx + 1] - offsets[value_idx]);
+  }
+  return true;
+}
+
+void StringDictWriter::Finish(std::string& out) const {
+  PutStringList(out, distinct_);
+  out.append(codes_);
+}
+
+bool ReadStringDict(ColumnReader& reader, uint64_t count, std::string& storage,
+                    std::vector<std::string_view>& dictionary, std::vector<uint32_t>& codes) {
+  if (!ReadStringList(reader, count, storage, dictionary)) return false;
+  const uint64_t size = dictionary.size();
+  if (count > reader.remaining()) return false;
+  codes.resize(count);
+  uint64_t seen = 0;  // distinct values met so far
+  for (auto& code : codes) {
+    uint64_t back = 0;
+    if (!reader.GetVarint(back)) return false;
+    if (back == 0) {
+      if (seen == size) return false;
+      code = static_cast<uint32_t>(seen++);
+    } else {
+      if (back > seen) return false;
+      code = static_cast<uint32_t>(seen - back);
+    }
+  }
+  return seen == size;  // every entry is used (the writer never stores an unused one)
+}
+
+void PutBitPacked(std::string& out, const std::vector<uint64_t>& values) {
+  for (uint64_t value : values) out.push_back(static_cast<char>(std::bit_width(value)));
+  uint64_t pending = 0;  // bits not yet written, LSB first
+  int pending_bits = 0;
+  auto put = [&](uint64_t bits, int count) {  // count <= 32
+    pending |= bits << pending_bits;
+    pending_bits += count;
+    while (pending_bits >= 8) {
+      out.push_back(static_cast<char>(pending & 0xFF));
+      pending >>= 8;
+      pending_bits -= 8;
+    }
+  };
+  for (uint64_t value : values) {
+    const int width = std::bit_width(value);
+    if (width < 2) continue;
+    uint64_t low = value & ((uint64_t{1} << (width - 1)) - 1);  // the top bit is implied by the width
+    int count = width - 1;
+    while (count > 0) {
+      const int piece = std::min(count, 32);
+      put(low & ((uint64_t{1} << piece) - 1), piece);
+      low >>= piece;
+      count -= piece;
+    }
+  }
+  if (pending_bits > 0) out.push_back(static_cast<char>(pending & 0xFF));
+}
+
+bool ReadBitPacked(ColumnReader& reader, uint64_t count, std::vector<uint64_t>& values) {
+  std::string_view widths;
+  if (!reader.GetRaw(count, widths)) return false;
+  uint64_t total_bits = 0;
+  for (char width : widths) {
+    if (static_cast<uint8_t>(width) > 64) return false;
+    total_bits += std::max(static_cast<uint8_t>(width), uint8_t{1}) - 1;
+  }
+  std::string_view bits;
+  if (!reader.GetRaw((total_bits + 7) / 8, bits)) return false;
+  values.resize(count);
+  uint64_t bit_pos = 0;
+  for (uint64_t value_idx = 0; value_idx < count; ++value_idx) {
+    const int width = static_cast<uint8_t>(widths[value_idx]);
+    if (width < 2) {
+      values[value_idx] = static_cast<uint64_t>(width);
+      continue;
+    }
+    uint64_t value = 0;
+    for (int bit_idx = 0; bit_idx < width - 1;) {
+      // Up to 8 bits from the current byte.
+      const uint64_t byte = static_cast<uint8_t>(bits[bit_pos / 8]);
+      const int offset = static_cast<int>(bit_pos % 8);
+      const int take = std::min(8 - offset, width - 1 - bit_idx);
+      value |= ((byte >> offset) & ((1u << take) - 1)) << bit_idx;
+      bit_idx += take;
+      bit_pos += static_cast<uint64_t>(take);
+    }
+    values[value_idx] = value | (uint64_t{1} << (width - 1));
+  }
+  return true;
+}
+
+void PutUintValues(std::string& out, const std::vector<uint64_t>& values, bool bit_packed) {
+  if (bit_packed) {
+    PutBitPacked(out, values);
+  } else {
+    for (uint64_t value : values) PutVarint(out, value);
+  }
+}
+
+bool ReadUintValues(ColumnReader& reader, uint64_t count, bool bit_packed, std::vector<uint64_t>& values) {
+  if (bit_packed) return ReadBitPacked(reader, count, values);
+  if (count > reader.remaining()) return false;  // a byte per varint at least
+  values.resize(count);
+  for (auto& value : values) {
+    if (!reader.GetVarint(value)) return false;
+  }
+  return true;
+}
+
+void PutIntStream(std::string& out, const std::vector<int64_t>& values, const CompressedSize& compressed_size) {
+  std::vector<uint64_t> plain(values.size()), delta(values.size());
+  int64_t previous = 0;
+  for (size_t value_idx = 0; value_idx < values.size(); ++value_idx) {
+    plain[value_idx] = Zigzag(values[value_idx]);
+    delta[value_idx] = Zigzag(WrappingDelta(values[value_idx], previous));
+    previous = values[value_idx];
+  }
+  std::string best;
+  size_t best_size = SIZE_MAX;
+  for (uint8_t mode = 0; mode <= (kIntDelta | kIntBitPacked); ++mode) {
+    std::string candidate(1, static_cast<char>(mode));
+    PutUintValues(candidate, mode & kIntDelta ? delta : plain, mode & kIntBitPacked);
+    const size_t size = compressed_size ? compressed_size(candidate) : candidate.size();
+    if (size < best_size) {
+      best_size = size;
+      best = std::move(candidate);
+    }
+  }
+  out += best;
+}
+
+bool ReadIntStream(ColumnReader& reader, uint64_t count, std::vector<int64_t>& values) {
+  uint8_t mode = 0;
+  std::vector<uint64_t> stored;
+  if (!reader.GetByte(mode) || mode > (kIntDelta | kIntBitPacked) ||
+      !ReadUintValues(reader, count, mode & kIntBitPacked, stored)) {
+    return false;
+  }
+  values.resize(count);
+  uint64_t previous = 0;
+  for (size_t value_idx = 0; value_idx < count; ++value_idx) {
+    const uint64_t zigzag = stored[value_idx];
+    const uint64_t value = (zigzag >> 1) ^ (~(zigzag & 1) + 1);
+    previous = (mode & kIntDelta ? previous : 0) + value;
+    values[value_idx] = static_cast<int64_t>(previous);
+  }
+  return true;
+}
+
+void PropertyColumnWriter::AddNumber(const CanonicalNumber& number, std::string_view text) {
+  tags_.push_back(kTagNumber);
+  numbers_.push_back(Number{number, text});
+}
+
+void PropertyColumnWriter::AddString(std::string_view value) {
+  tags_.push_back(kTagString);
+  strings_.push_back(value);
+}
+
+void PropertyColumnWriter::AddRaw(std::string_view text) {
+  tags_.push_back(kTagRaw);
+  raws_.push_back(text);
+}
+
+void PropertyColumnWriter::Finish(std::string& out, const CompressedSize& compressed_size) {
+  // Numbers: one int column when every number is an int64 literal, else doubles (ints that are also
+  // canonical doubles, such as 499, join them); what is left stays int.
+  bool all_int = true;
+  for (const Number& number : numbers_) all_int = all_int && number.value.is_int;
+  std::vector<int64_t> ints;
+  std::string scales, mantissas, bits;
+  size_t number_idx = 0;
+  uint32_t mask = 0;
+  for (uint8_t& tag : tags_) {
+    if (tag == kTagNumber) {
+      const Number& number = numbers_[number_idx++];
+      if (all_int || !number.value.is_double) {
+        tag = kTagInt;
+        ints.push_back(number.value.int_value);
+      } else {
+        tag = kTagDouble;
+        int64_t mantissa = 0;
+        int exponent = 0;
+        if (DoubleToDecimal(number.value.double_value, number.text, mantissa, exponent)) {
+          scales.push_back(static_cast<char>(exponent + kMaxDecimalExponent));
+          PutZigzag(mantissas, mantissa);
+        } else {
+          scales.push_back(static_cast<char>(kScaleBits));
+          uint64_t raw_bits;
+          std::memcpy(&raw_bits, &number.value.double_value, sizeof(raw_bits));
+          PutFixed64(bits, raw_bits);
+        }
+      }
+    }
+    mask |= 1u << tag;
+  }
+  PutVarint(out, mask);
+  if (std::popcount(mask) > 1) {
+    if (mask == kBoolMask) {
+      std::string bitmap((tags_.size() + 7) / 8, '\0');
+      for (size_t value_idx = 0; value_idx < tags_.size(); ++value_idx) {
+        if (tags_[value_idx] == kTagTrue) bitmap[value_idx / 8] |= static_cast<char>(1 << (value_idx % 8));
+      }
+      out += bitmap;
+    } else {
+      out.append(reinterpret_cast<const char*>(tags_.data()), tags_.size());
+    }
+  }
+  if (mask & (1u << kTagInt)) PutIntStream(out, ints, compressed_size);
+  if (mask & (1u << kTagDouble)) {
+    out += scales;
+    out += mantissas;
+    out += bits;
+  }
+  if (mask & (1u << kTagString)) {
+    StringDictWriter dict;
+    for (std::string_view value : strings_) dict.Add(value);
+    dict.Finish(out);
+  }
+  if (mask & (1u << kTagRaw)) {
+    StringDictWriter dict;
+    for (std::string_view value : raws_) dict.Add(value);
+    dict.Finish(out);
+  }
+  if (mask & (1u << kTagUserRef)) PutIntStream(out, user_refs_, compressed_size);
+}
+
+bool DecodePropertyValues(std::string_view block, uint64_t count, PropertyValues& out) {
+  ColumnReader reader(block);
+  uint64_t mask = 0;
+  if (!reader.GetVarint(mask) || mask >= (1u << kTagCount) || (mask == 0) != (count == 0)) return false;
+  out.tags.resize(count);
+  if (std::popcount(mask) == 1) {
+    std::fill(out.tags.begin(), out.tags.end(), static_cast<uint8_t>(std::countr_zero(mask)));
+  } else if (mask == kBoolMask) {
+    std::string_view bitmap;
+    if (!reader.GetRaw((count + 7) / 8, bitmap)) return false;
+    for (uint64_t value_idx = 0; value_idx < count; ++value_idx) {
+      out.tags[value_idx] = (bitmap[value_idx / 8] >> (value_idx % 8)) & 1 ? kTagTrue : kTagFalse;
+    }
+  } else {
+    std::string_view tags;
+    if (!reader.GetRaw(count, tags)) return false;
+    for (uint64_t value_idx = 0; value_idx < count; ++value_idx) {
+      const auto tag = static_cast<uint8_t>(tags[value_idx]);
+      if (tag >= kTagCount || !(mask & (1u << tag))) return false;
+      out.tags[value_idx] = tag;
+    }
+  }
+  uint64_t per_tag[kTagCount] = {};
+  for (uint8_t tag : out.tags) ++per_tag[tag];
+  out.slots.assign(count, 0);
+  if ((mask & (1u << kTagInt)) && !ReadIntStream(reader, per_tag[kTagInt], out.ints)) return false;
+  if (mask & (1u << kTagDouble)) {
+    std::string_view scales;
+    if (!reader.GetRaw(per_tag[kTagDouble], scales)) return false;
+    out.doubles.resize(per_tag[kTagDouble]);
+    for (size_t double_idx = 0; double_idx < scales.size(); ++double_idx) {
+      const auto scale = static_cast<uint8_t>(scales[double_idx]);
+      if (scale == kScaleBits) continue;
+      int64_t mantissa = 0;
+      if (scale > 2 * kMaxDecimalExponent || !reader.GetZigzag(mantissa)) return false;
+      out.doubles[double_idx] = DecimalToDouble(mantissa, static_cast<int>(scale) - kMaxDecimalExponent);
+    }
+    for (size_t double_idx = 0; double_idx < scales.size(); ++double_idx) {
+      if (static_cast<uint8_t>(scales[double_idx]) != kScaleBits) continue;
+      uint64_t raw_bits = 0;
+      if (!reader.GetFixed64(raw_bits)) return false;
+      std::memcpy(&out.doubles[double_idx], &raw_bits, sizeof(raw_bits));
+    }
+  }
+  std::vector<uint32_t> string_codes, raw_codes;
+  if ((mask & (1u << kTagString)) &&
+      !ReadStringDict(reader, per_tag[kTagString], out.string_storage, out.strings, string_codes)) {
+    return false;
+  }
+  if ((mask & (1u << kTagRaw)) && !ReadStringDict(reader, per_tag[kTagRaw], out.raw_storage, out.raws, raw_codes)) {
+    return false;
+  }
+  if ((mask & (1u << kTagUserRef)) && !ReadIntStream(reader, per_tag[kTagUserRef], out.user_refs)) return false;
+  if (!reader.done()) return false;
+  size_t next[kTagCount] = {};
+  for (uint64_t value_idx = 0; value_idx < count; ++value_idx) {
+    const uint8_t tag = out.tags[value_idx];
+    const size_t slot = next[tag]++;
+    if (tag == kTagString) {
+      out.slots[value_idx] = string_codes[slot];
+    } else if (tag == kTagRaw) {
+      out.slots[value_idx] = raw_codes[slot];
+    } else {
+      out.slots[value_idx] = static_cast<uint32_t>(slot);
+    }
+  }
+  return true;
+}
+
+}  // namespace analytics::store::embedded

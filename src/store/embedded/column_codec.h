@@ -1,0 +1,147 @@
+// Value encodings of segment format 3 (docs/formats/segment.md): string dictionaries with back-reference
+// codes, and the typed value columns that `data` properties are shredded into. Writers build the
+// uncompressed bytes of one column block; readers decode them with bounds checks and return false on any
+// malformed input (the caller turns that into Corruption naming the file and the column). Decoded strings are
+// views into the block or into a storage string next to them, which must outlive them.
+// Thread-safety: plain values, one per thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "store/embedded/codec.h"
+#include "store/embedded/column_json.h"
+
+namespace analytics::store::embedded {
+
+// Reader that also knows how many bytes are left (to cap counts read from the data before allocating).
+class ColumnReader : public Reader {
+ public:
+  explicit ColumnReader(std::string_view data) : Reader(data), size_(data.size()) {}
+  size_t remaining() const { return size_ - position(); }
+
+ private:
+  size_t size_;
+};
+
+// A list of strings, front-coded: varint n; n varints, each the length of the prefix shared with the previous
+// string; n varints, each (stored bytes of the rest << 1 | hex); then the rests' bytes. Sorted or similar
+// strings ("u_...", "s-...", "ord_1000..") do not repeat their common start; a rest that is lower-case hex of
+// even length (hashes, "s-<hex>" session ids) is stored as its bytes (hex flag 1). The decoded size is capped
+// at kMaxFrontCodingExpansion times the encoded size plus kFrontCodingSlack (the writer falls back to no
+// sharing past that), so a hostile prefix length cannot blow up memory.
+inline constexpr uint64_t kMaxFrontCodingExpansion = 16;
+inline constexpr uint64_t kFrontCodingSlack = 65536;
+void PutStringList(std::string& out, const std::vector<std::string_view>& values);
+// At most `max_count` strings; they are decoded into `storage` (reallocated) and `values` points into it.
+bool ReadStringList(ColumnReader& reader, uint64_t max_count, std::string& storage,
+                    std::vector<std::string_view>& values);
+
+// A dictionary of distinct strings in first-seen order plus one code per value. The code of a value seen
+// before is (number of distinct values so far) - (its index), a new value is 0: new ids cost nothing, and a
+// value repeated soon after (a session id in the same user run) gets a small code.
+class StringDictWriter {
+ public:
+  void Add(std::string_view value);  // `value` must stay valid until Finish
+  size_t values() const { return values_; }
+  // Appends the distinct strings (PutStringList), then one varint code per added value.
+  void Finish(std::string& out) const;
+
+ private:
+  std::unordered_map<std::string_view, uint32_t> index_;
+  std::vector<std::string_view> distinct_;
+  std::string codes_;
+  size_t values_ = 0;
+};
+
+// Reads what StringDictWriter::Finish wrote, with `count` values: `dictionary` (pointing into `storage`)
+// and per value its index.
+bool ReadStringDict(ColumnReader& reader, uint64_t count, std::string& storage,
+                    std::vector<std::string_view>& dictionary, std::vector<uint32_t>& codes);
+
+// Per-value type tags of a property column.
+enum ValueTag : uint8_t {
+  kTagNull = 0,
+  kTagFalse = 1,
+  kTagTrue = 2,
+  kTagInt = 3,      // canonical int64 literal
+  kTagDouble = 4,   // canonical double literal (shortest to_chars form)
+  kTagString = 5,   // string whose literal is the canonical escaping of its value
+  kTagRaw = 6,      // anything else, kept as its exact JSON text (arrays, objects, "1.50", "\u00e9", ...)
+  kTagUser = 7,     // the string equal to the row's user (data.user_id)
+  kTagUserRef = 8,  // a string equal to another user of the segment (friend_user_id): its user list index
+  kTagCount = 9,
+};
+
+// How many bytes `raw` takes once compressed (lets writers pick the encoding that compresses best).
+using CompressedSize = std::function<size_t(std::string_view raw)>;
+
+// Collects the values of one property (rows where it is present, in row order) and encodes the column.
+class PropertyColumnWriter {
+ public:
+  void AddNull() { tags_.push_back(kTagNull); }
+  void AddBool(bool value) { tags_.push_back(value ? kTagTrue : kTagFalse); }
+  // `number` must be canonical as int or as double; `text` is its literal (kept until Finish).
+  void AddNumber(const CanonicalNumber& number, std::string_view text);
+  void AddString(std::string_view value);  // unescaped value, kept until Finish
+  void AddRaw(std::string_view text);      // exact JSON text, kept until Finish
+  void AddUser() { tags_.push_back(kTagUser); }
+  void AddUserRef(uint32_t user_idx) {
+    tags_.push_back(kTagUserRef);
+    user_refs_.push_back(user_idx);
+  }
+  size_t values() const { return tags_.size(); }
+  // Appends the column's bytes (layout in docs/formats/segment.md).
+  void Finish(std::string& out, const CompressedSize& compressed_size);
+
+ private:
+  static constexpr uint8_t kTagNumber = kTagCount;  // decided in Finish: int or double for the whole column
+  struct Number {
+    CanonicalNumber value;
+    std::string_view text;
+  };
+  std::vector<uint8_t> tags_;
+  std::vector<Number> numbers_;
+  std::vector<std::string_view> strings_;
+  std::vector<std::string_view> raws_;
+  std::vector<int64_t> user_refs_;
+};
+
+// A decoded property column: per value its tag and a slot (index into `ints` / `doubles` / `user_refs`, or
+// the dictionary index into `strings` / `raws`). User indexes are not checked against the user list here.
+struct PropertyValues {
+  std::vector<uint8_t> tags;
+  std::vector<uint32_t> slots;
+  std::vector<int64_t> ints;
+  std::vector<double> doubles;
+  std::vector<int64_t> user_refs;
+  std::vector<std::string_view> strings;  // unescaped values
+  std::vector<std::string_view> raws;     // exact JSON texts
+  std::string string_storage, raw_storage;  // what `strings` and `raws` point into
+};
+
+// Decodes a property column of `count` values; false on malformed or trailing bytes. `out` must not be moved
+// afterwards (its views point into its own storage).
+bool DecodePropertyValues(std::string_view block, uint64_t count, PropertyValues& out);
+
+// Unsigned integers as one byte per value (its bit width) followed by the values' bits below their top bit,
+// packed LSB first: the widths compress well (zstd entropy-codes them) and the low bits, which are noise, cost
+// exactly their number.
+void PutBitPacked(std::string& out, const std::vector<uint64_t>& values);
+bool ReadBitPacked(ColumnReader& reader, uint64_t count, std::vector<uint64_t>& values);
+
+// Unsigned values as varints, or bit-packed.
+void PutUintValues(std::string& out, const std::vector<uint64_t>& values, bool bit_packed);
+bool ReadUintValues(ColumnReader& reader, uint64_t count, bool bit_packed, std::vector<uint64_t>& values);
+
+// Integers: a mode byte (bit 1: each value minus the previous one; bit 2: bit-packed instead of varints), then
+// the zigzag-coded values. The writer tries the four modes and keeps the one `compressed_size` finds smallest
+// (the raw size when it is empty).
+void PutIntStream(std::string& out, const std::vector<int64_t>& values, const CompressedSize& compressed_size);
+bool ReadIntStream(ColumnReader& reader, uint64_t count, std::vector<int64_t>& values);
+
+}  // namespace analytics::store::embedded

@@ -1,0 +1,923 @@
+// Segment format 3 reader; see segment_reader.h. Every column is decoded with bounds checks against the
+// counts the layout column implies (rows, values per property, rows per field mode), so a damaged file
+// gives Corruption naming the column, never a crash or an allocation beyond what the file's bytes allow.
+#include "store/embedded/segment_reader.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <system_error>
+#include <unordered_map>
+
+#include "store/embedded/codec.h"
+#include "store/embedded/column_codec.h"
+#include "store/embedded/column_json.h"
+
+namespace analytics::store::embedded {
+namespace {
+
+using common::Result;
+using common::Status;
+using events::StoredEvent;
+
+constexpr uint32_t kNone = UINT32_MAX;
+
+// ---- Values as queries see them (segment.h, PropertyColumn). ----
+
+// Lets a map keyed by std::string be searched with a std::string_view.
+struct TransparentHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view text) const { return std::hash<std::string_view>()(text); }
+};
+
+class PropertyColumnBuilder {
+ public:
+  PropertyColumnBuilder(PropertyColumn& column, uint64_t rows) : column_(column) {
+    column_.kinds.assign(rows, ValueKind::kAbsent);
+    column_.ints.assign(rows, 0);
+    column_.doubles.assign(rows, 0);
+  }
+  // Typed values: the dictionary of a string column is copied up front (its indexes stay the slots).
+  void UseDictionary(const std::vector<std::string_view>& dictionary) {
+    dictionary_size_ = static_cast<uint32_t>(dictionary.size());
+    column_.strings.assign(dictionary.begin(), dictionary.end());
+  }
+  void SetNull(size_t row) { column_.kinds[row] = ValueKind::kNull; }
+  void SetBool(size_t row, bool value) {
+    column_.kinds[row] = ValueKind::kBool;
+    column_.ints[row] = value ? 1 : 0;
+  }
+  void SetInt(size_t row, int64_t value) {
+    column_.kinds[row] = ValueKind::kInt;
+    column_.ints[row] = value;
+    column_.doubles[row] = static_cast<double>(value);
+  }
+  void SetDouble(size_t row, double value) {
+    column_.kinds[row] = ValueKind::kDouble;
+    column_.doubles[row] = value;
+  }
+  // A double read from a typed column: kInt when its text is an int64 literal, as SetText would decide.
+  void SetTypedDouble(size_t row, double value) {
+    if (std::isfinite(value) && std::trunc(value) == value && std::fabs(value) < 1e19) {
+      scratch_.clear();
+      AppendDoubleText(scratch_, value);
+      const CanonicalNumber number = ClassifyNumber(scratch_);
+      if (number.is_int) return SetInt(row, number.int_value);
+    }
+    SetDouble(row, value);
+  }
+  void SetDictionaryString(size_t row, uint32_t slot) {
+    column_.kinds[row] = ValueKind::kString;
+    column_.ints[row] = slot;
+  }
+  void SetString(size_t row, std::string_view value, ValueKind kind) {
+    column_.kinds[row] = kind;
+    column_.ints[row] = Intern(value);
+  }
+  // Any JSON value text (a raw value, or a member of a raw `data`).
+  void SetText(size_t row, std::string_view text) {
+    if (text == "null") return SetNull(row);
+    if (text == "true" || text == "false") return SetBool(row, text == "true");
+    if (text.size() >= 2 && text.front() == '"' && text.back() == '"') {
+      if (UnescapeJsonString(text.substr(1, text.size() - 2), unescaped_)) {
+        return SetString(row, unescaped_, ValueKind::kString);
+      }
+      return SetString(row, text, ValueKind::kJson);
+    }
+    if (!text.empty() && (text.front() == '-' || (text.front() >= '0' && text.front() <= '9'))) {
+      const CanonicalNumber number = ClassifyNumber(text);
+      if (number.is_int) return SetInt(row, number.int_value);
+      double value = 0;
+      const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ptr == text.data() + text.size()) {
+        if (ec == std::errc()) return SetDouble(row, value);
+        // Out of range: below the smallest double it is (signed) zero, as JSON parsers read it; above the
+        // largest it stays text.
+        if (ec == std::errc::result_out_of_range) {
+          scratch_.assign(text);
+          value = std::strtod(scratch_.c_str(), nullptr);
+          if (std::isfinite(value)) return SetDouble(row, value);
+        }
+      }
+    }
+    SetString(row, text, ValueKind::kJson);
+  }
+
+ private:
+  uint32_t Intern(std::string_view value) {
+    if (index_.empty()) {
+      for (uint32_t slot = 0; slot < dictionary_size_; ++slot) index_.emplace(column_.strings[slot], slot);
+    }
+    auto it = index_.find(value);
+    if (it != index_.end()) return it->second;
+    const auto slot = static_cast<uint32_t>(column_.strings.size());
+    index_.emplace(std::string(value), slot);
+    column_.strings.emplace_back(value);
+    return slot;
+  }
+
+  PropertyColumn& column_;
+  uint32_t dictionary_size_ = 0;
+  std::unordered_map<std::string, uint32_t, TransparentHash, std::equal_to<>> index_;
+  std::string scratch_, unescaped_;
+};
+
+// The requested properties of a read: one builder each (a name may be requested twice), and the matching
+// of a `data` text's members against them (for rows kept as text, and for format 2 files).
+class RequestedProperties {
+ public:
+  RequestedProperties(const std::vector<std::string>& names, uint64_t rows, std::vector<PropertyColumn>& columns)
+      : last_row_(names.size(), UINT64_MAX) {
+    columns.resize(names.size());
+    builders_.reserve(names.size());
+    for (size_t request_idx = 0; request_idx < names.size(); ++request_idx) {
+      columns[request_idx].name = names[request_idx];
+      builders_.emplace_back(columns[request_idx], rows);
+      by_name_[names[request_idx]].push_back(request_idx);
+    }
+  }
+  PropertyColumnBuilder& builder(size_t request_idx) { return builders_[request_idx]; }
+
+  // Sets row `row_idx` of every requested property from the members of `data` (lenient about whitespace; the
+  // first member of a repeated name wins). Nothing when `data` is not an object.
+  void FillFromText(uint64_t row_idx, std::string_view data) {
+    if (!SplitJsonObject(data, /*allow_whitespace=*/true, members_)) return;
+    for (const JsonMember& member : members_) {
+      std::string_view name = member.key;
+      if (!IsPlainJsonString(name)) {
+        if (!UnescapeJsonString(name, scratch_)) continue;
+        name = scratch_;
+      }
+      auto it = by_name_.find(name);
+      if (it == by_name_.end()) continue;
+      for (size_t request_idx : it->second) {
+        if (last_row_[request_idx] == row_idx) continue;
+        last_row_[request_idx] = row_idx;
+        builders_[request_idx].SetText(row_idx, member.value);
+      }
+    }
+  }
+
+ private:
+  std::vector<PropertyColumnBuilder> builders_;
+  std::unordered_map<std::string_view, std::vector<size_t>> by_name_;  // views into the request
+  std::vector<uint64_t> last_row_;
+  std::vector<JsonMember> members_;
+  std::string scratch_;
+};
+
+}  // namespace
+
+namespace v3 {
+namespace {
+
+// The typed string fields by WellKnownField (amount has none).
+std::string StoredEvent::*const kStringFields[kWellKnownCount] = {
+    &StoredEvent::game_id, &StoredEvent::session_id, nullptr, &StoredEvent::currency, &StoredEvent::country,
+    &StoredEvent::platform};
+
+struct Shape {
+  uint64_t kind = kShapeNoData;
+  uint32_t first = 0;  // into Decoder::shape_properties_
+  uint32_t count = 0;
+};
+
+struct Layout {
+  uint32_t type = 0, source = 0, shape = 0, flags = 0;
+};
+
+// Decodes columns of one file on demand; views point into blocks_.
+class Decoder {
+ public:
+  explicit Decoder(const SegmentFile& file)
+      : file_(file), rows_(file.footer().rows), blocks_(file.footer().columns.size()) {}
+
+  Status DecodeLayout();
+  Status DecodeRuns();
+  Status DecodeUsers();     // and the runs
+  Status DecodeTimes();     // needs DecodeRuns
+  Status DecodeReceived();  // needs DecodeTimes
+  Status DecodeIds();
+  Status DecodeExplicit(int field);
+  Status DecodeExtensions();
+  Status DecodeDataRaw();
+  Status DecodeProperty(uint32_t property_idx);
+  Status BuildEvents(std::vector<StoredEvent>& out);
+
+  uint64_t rows() const { return rows_; }
+  const Layout& LayoutOf(size_t row_idx) const { return layouts_[row_layout_[row_idx]]; }
+  const Shape& ShapeOf(size_t row_idx) const { return shapes_[LayoutOf(row_idx).shape]; }
+  bool ShapeHas(const Shape& shape, uint32_t property_idx) const {
+    if (shape.kind != kShapeObject || shape.count == 0) return false;
+    const auto begin = shape_properties_.begin() + shape.first;
+    return std::find(begin, begin + shape.count, property_idx) != begin + shape.count;
+  }
+  // Per shape: 1 when it has the property.
+  std::vector<uint8_t> ShapesWith(uint32_t property_idx) const {
+    std::vector<uint8_t> has(shapes_.size(), 0);
+    for (size_t shape_idx = 0; shape_idx < shapes_.size(); ++shape_idx) {
+      has[shape_idx] = ShapeHas(shapes_[shape_idx], property_idx);
+    }
+    return has;
+  }
+  uint32_t PropertyNamed(std::string_view name) const {
+    auto it = property_by_name_.find(name);
+    return it == property_by_name_.end() ? kNone : it->second;
+  }
+  bool AnyLayoutWithMode(int field, uint32_t mode) const {
+    return std::any_of(layouts_.begin(), layouts_.end(),
+                       [&](const Layout& layout) { return FieldModeOf(layout.flags, field) == mode; });
+  }
+  uint32_t field_property(int field) const { return field_property_[field]; }
+
+  // Decoded columns, filled by the Decode* methods (read directly by the functions below).
+  std::vector<std::string_view> types_, sources_;
+  std::vector<std::string_view> users_;
+  std::vector<uint32_t> user_runs_;
+  std::vector<uint8_t> run_start_;
+  std::vector<int64_t> times_, received_;
+  std::vector<std::string> ids_;
+  std::string explicit_storage_[kWellKnownCount], extensions_storage_, users_storage_;
+  std::vector<std::string_view> explicit_dictionary_[kWellKnownCount];
+  std::vector<uint32_t> explicit_codes_[kWellKnownCount];
+  std::vector<double> explicit_amounts_;
+  std::vector<std::string_view> extensions_dictionary_;
+  std::vector<uint32_t> extensions_codes_;
+  std::vector<std::string_view> data_raw_;
+  std::vector<PropertyValues> properties_;
+  std::vector<uint8_t> property_decoded_;
+
+ private:
+  Result<std::string_view> Load(size_t column_idx) {
+    if (blocks_[column_idx].empty()) {
+      ANALYTICS_ASSIGN_OR_RETURN(blocks_[column_idx], file_.Column(column_idx));
+    }
+    return std::string_view(blocks_[column_idx]);
+  }
+  Status Corrupt(size_t column_idx, const std::string& what) const { return file_.ColumnCorrupt(column_idx, what); }
+
+  const SegmentFile& file_;
+  const uint64_t rows_;
+  std::vector<std::string> blocks_;
+  std::unordered_map<std::string_view, uint32_t> property_by_name_;
+  uint32_t field_property_[kWellKnownCount] = {};
+  std::vector<Shape> shapes_;
+  std::vector<uint32_t> shape_properties_;
+  std::vector<Layout> layouts_;
+  std::vector<uint32_t> row_layout_;
+  std::vector<uint64_t> property_values_;  // rows whose shape has the property
+  uint64_t explicit_rows_[kWellKnownCount] = {};
+  uint64_t raw_rows_ = 0;
+  bool users_decoded_ = false, runs_decoded_ = false;
+};
+
+Status Decoder::DecodeLayout() {
+  const size_t property_count = file_.property_count();
+  for (uint32_t property_idx = 0; property_idx < property_count; ++property_idx) {
+    property_by_name_.emplace(file_.property_name(property_idx), property_idx);
+  }
+  for (int field = 0; field < kWellKnownCount; ++field) field_property_[field] = PropertyNamed(kWellKnownNames[field]);
+  properties_.resize(property_count);
+  property_decoded_.assign(property_count, 0);
+
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kLayout));
+  ColumnReader reader(block);
+  auto bad = [&](const char* what) { return Corrupt(kLayout, what); };
+  uint64_t count = 0;
+  for (auto* names : {&types_, &sources_}) {
+    if (!reader.GetVarint(count) || count > reader.remaining()) return bad("bad dictionary");
+    names->resize(count);
+    for (auto& name : *names) {
+      if (!reader.GetBytes(name)) return bad("bad dictionary");
+    }
+  }
+  if (!reader.GetVarint(count) || count > reader.remaining()) return bad("bad shape count");
+  shapes_.resize(count);
+  std::vector<uint32_t> seen(property_count, 0);  // shape_idx + 1 of the last shape using the property
+  for (uint32_t shape_idx = 0; shape_idx < shapes_.size(); ++shape_idx) {
+    Shape& shape = shapes_[shape_idx];
+    uint64_t kind = 0;
+    if (!reader.GetVarint(kind)) return bad("truncated shape");
+    shape.kind = std::min(kind, kShapeObject);
+    shape.first = static_cast<uint32_t>(shape_properties_.size());
+    if (kind < kShapeObject) continue;
+    const uint64_t members = kind - kShapeObject;
+    if (members > reader.remaining() || members > property_count) return bad("bad shape");
+    shape.count = static_cast<uint32_t>(members);
+    for (uint64_t member_idx = 0; member_idx < members; ++member_idx) {
+      uint64_t property_idx = 0;
+      if (!reader.GetVarint(property_idx) || property_idx >= property_count || seen[property_idx] == shape_idx + 1) {
+        return bad("bad shape member");
+      }
+      seen[property_idx] = shape_idx + 1;
+      shape_properties_.push_back(static_cast<uint32_t>(property_idx));
+    }
+  }
+  if (!reader.GetVarint(count) || count > reader.remaining()) return bad("bad layout count");
+  layouts_.resize(count);
+  for (Layout& layout : layouts_) {
+    uint64_t type = 0, source = 0, shape = 0, flags = 0;
+    if (!reader.GetVarint(type) || !reader.GetVarint(source) || !reader.GetVarint(shape) || !reader.GetVarint(flags) ||
+        type >= types_.size() || source >= sources_.size() || shape >= shapes_.size() ||
+        (flags & ~uint64_t{kKnownFlags})) {
+      return bad("bad layout");
+    }
+    layout = Layout{static_cast<uint32_t>(type), static_cast<uint32_t>(source), static_cast<uint32_t>(shape),
+                    static_cast<uint32_t>(flags)};
+    for (int field = 0; field < kWellKnownCount; ++field) {
+      const uint32_t mode = FieldModeOf(layout.flags, field);
+      if (mode > kModeExplicit) return bad("bad field mode");
+      if (mode == kModeFromData &&
+          (field_property_[field] == kNone || !ShapeHas(shapes_[layout.shape], field_property_[field]))) {
+        return bad("typed field refers to a missing data member");
+      }
+    }
+  }
+  if (rows_ > reader.remaining()) return bad("fewer layout codes than rows");
+  row_layout_.resize(rows_);
+  std::vector<uint64_t> layout_rows(layouts_.size(), 0);
+  for (auto& code : row_layout_) {
+    uint64_t value = 0;
+    if (!reader.GetVarint(value) || value >= layouts_.size()) return bad("bad layout code");
+    code = static_cast<uint32_t>(value);
+    ++layout_rows[value];
+  }
+  if (!reader.done()) return bad("trailing bytes");
+  property_values_.assign(property_count, 0);
+  for (size_t layout_idx = 0; layout_idx < layouts_.size(); ++layout_idx) {
+    const Layout& layout = layouts_[layout_idx];
+    const Shape& shape = shapes_[layout.shape];
+    if (shape.kind == kShapeRaw) raw_rows_ += layout_rows[layout_idx];
+    for (uint32_t member_idx = 0; member_idx < shape.count; ++member_idx) {
+      property_values_[shape_properties_[shape.first + member_idx]] += layout_rows[layout_idx];
+    }
+    for (int field = 0; field < kWellKnownCount; ++field) {
+      if (FieldModeOf(layout.flags, field) == kModeExplicit) explicit_rows_[field] += layout_rows[layout_idx];
+    }
+  }
+  return Status::Ok();
+}
+
+Status Decoder::DecodeUsers() {
+  if (users_decoded_) return Status::Ok();
+  ANALYTICS_RETURN_IF_ERROR(DecodeRuns());
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kUser));
+  ColumnReader reader(block);
+  if (!ReadStringList(reader, rows_, users_storage_, users_) || users_.size() != user_runs_.size() || !reader.done()) {
+    return Corrupt(kUser, "bad user list");
+  }
+  users_decoded_ = true;
+  return Status::Ok();
+}
+
+Status Decoder::DecodeRuns() {
+  if (runs_decoded_) return Status::Ok();
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kUserRuns));
+  ColumnReader reader(block);
+  auto bad = [&](const char* what) { return Corrupt(kUserRuns, what); };
+  run_start_.assign(rows_, 0);
+  uint64_t row_idx = 0;
+  while (row_idx < rows_) {
+    uint64_t length = 0;
+    if (!reader.GetVarint(length) || length == 0 || length > rows_ - row_idx) return bad("bad run length");
+    run_start_[row_idx] = 1;
+    user_runs_.push_back(static_cast<uint32_t>(length));
+    row_idx += length;
+  }
+  if (!reader.done()) return bad("trailing bytes");
+  runs_decoded_ = true;
+  return Status::Ok();
+}
+
+Status Decoder::DecodeTimes() {
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kTime));
+  ColumnReader reader(block);
+  std::vector<uint64_t> deltas;
+  uint8_t form = 0;
+  if (!reader.GetByte(form) || (form != 0 && form != 2) || !ReadUintValues(reader, rows_, form == 2, deltas)) {
+    return Corrupt(kTime, "truncated");
+  }
+  times_.resize(rows_);
+  const auto min_time = static_cast<uint64_t>(file_.footer().min_time_ms);
+  uint64_t previous = 0;
+  for (size_t row_idx = 0; row_idx < rows_; ++row_idx) {
+    previous = (run_start_[row_idx] ? min_time : previous) + deltas[row_idx];
+    times_[row_idx] = static_cast<int64_t>(previous);
+  }
+  if (!reader.done()) return Corrupt(kTime, "trailing bytes");
+  return Status::Ok();
+}
+
+Status Decoder::DecodeReceived() {
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kReceived));
+  ColumnReader reader(block);
+  auto bad = [&](const char* what) { return Corrupt(kReceived, what); };
+  uint8_t mode = 0;
+  if (!reader.GetByte(mode) || mode > 2 || rows_ > reader.remaining()) return bad("bad header");
+  received_.resize(rows_);
+  if (mode == 1) {
+    for (size_t row_idx = 0; row_idx < rows_; ++row_idx) {
+      int64_t lag = 0;
+      if (!reader.GetZigzag(lag)) return bad("truncated");
+      received_[row_idx] = static_cast<int64_t>(static_cast<uint64_t>(times_[row_idx]) + static_cast<uint64_t>(lag));
+    }
+  } else if (mode == 2) {
+    uint64_t count = 0;
+    // Each entry takes at least two bytes.
+    if (!reader.GetVarint(count) || count > reader.remaining() || (count == 0) != (rows_ == 0)) {
+      return bad("bad dictionary");
+    }
+    std::vector<int64_t> values(count), earliest(count);
+    uint64_t value = 0, time = 0;
+    for (size_t entry_idx = 0; entry_idx < count; ++entry_idx) {
+      int64_t value_delta = 0;
+      uint64_t time_delta = 0;
+      if (entry_idx == 0) {
+        int64_t first_time = 0;
+        if (!reader.GetZigzag(value_delta) || !reader.GetZigzag(first_time)) return bad("truncated dictionary");
+        time = static_cast<uint64_t>(first_time);
+      } else {
+        if (!reader.GetZigzag(value_delta) || !reader.GetVarint(time_delta)) return bad("truncated dictionary");
+        time += time_delta;
+      }
+      value += static_cast<uint64_t>(value_delta);
+      values[entry_idx] = static_cast<int64_t>(value);
+      earliest[entry_idx] = static_cast<int64_t>(time);
+      if (entry_idx > 0 && earliest[entry_idx] < earliest[entry_idx - 1]) return bad("times out of order");
+    }
+    for (size_t row_idx = 0; row_idx < rows_; ++row_idx) {
+      int64_t delta = 0;
+      if (!reader.GetZigzag(delta)) return bad("truncated");
+      const auto after = std::upper_bound(earliest.begin(), earliest.end(), times_[row_idx]);
+      const int64_t predicted = std::max<int64_t>(0, (after - earliest.begin()) - 1);
+      const uint64_t code = static_cast<uint64_t>(predicted) + static_cast<uint64_t>(delta);
+      if (code >= count) return bad("bad code");
+      received_[row_idx] = values[code];
+    }
+  } else {
+    uint64_t count = 0;
+    if (!reader.GetVarint(count) || count > reader.remaining() || (count == 0) != (rows_ == 0)) {
+      return bad("bad dictionary");
+    }
+    std::vector<int64_t> values(count);
+    uint64_t previous = 0;
+    for (size_t value_idx = 0; value_idx < count; ++value_idx) {
+      if (value_idx == 0) {
+        int64_t first = 0;
+        if (!reader.GetZigzag(first)) return bad("truncated dictionary");
+        previous = static_cast<uint64_t>(first);
+      } else {
+        uint64_t delta = 0;
+        if (!reader.GetVarint(delta)) return bad("truncated dictionary");
+        previous += delta;
+      }
+      values[value_idx] = static_cast<int64_t>(previous);
+    }
+    uint64_t code = 0;
+    for (size_t row_idx = 0; row_idx < rows_; ++row_idx) {
+      if (run_start_[row_idx]) {
+        if (!reader.GetVarint(code)) return bad("truncated");
+      } else {
+        int64_t delta = 0;
+        if (!reader.GetZigzag(delta)) return bad("truncated");
+        code += static_cast<uint64_t>(delta);
+      }
+      if (code >= count) return bad("bad code");
+      received_[row_idx] = values[code];
+    }
+  }
+  if (!reader.done()) return bad("trailing bytes");
+  return Status::Ok();
+}
+
+Status Decoder::DecodeIds() {
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kId));
+  ColumnReader reader(block);
+  if (rows_ > reader.remaining()) return Corrupt(kId, "truncated");
+  ids_.resize(rows_);
+  for (size_t row_idx = 0; row_idx < rows_; ++row_idx) {
+    std::string_view bytes;
+    if (LayoutOf(row_idx).flags & kFlagUuidId) {
+      if (!reader.GetRaw(16, bytes)) return Corrupt(kId, "truncated");
+      ids_[row_idx] = UnpackUuid(bytes);
+    } else {
+      if (!reader.GetBytes(bytes)) return Corrupt(kId, "truncated");
+      ids_[row_idx] = bytes;
+    }
+  }
+  if (!reader.done()) return Corrupt(kId, "trailing bytes");
+  return Status::Ok();
+}
+
+Status Decoder::DecodeExplicit(int field) {
+  const CoreColumn column = kWellKnownColumns[field];
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(column));
+  ColumnReader reader(block);
+  if (field == kFieldAmount) {
+    if (block.size() != explicit_rows_[field] * 8) return Corrupt(column, "size mismatch");
+    explicit_amounts_.resize(explicit_rows_[field]);
+    for (double& amount : explicit_amounts_) {
+      uint64_t bits = 0;
+      if (!reader.GetFixed64(bits)) return Corrupt(column, "truncated");
+      std::memcpy(&amount, &bits, sizeof(amount));
+    }
+    return Status::Ok();
+  }
+  if (!ReadStringDict(reader, explicit_rows_[field], explicit_storage_[field], explicit_dictionary_[field],
+                      explicit_codes_[field]) ||
+      !reader.done()) {
+    return Corrupt(column, "bad dictionary or codes");
+  }
+  return Status::Ok();
+}
+
+Status Decoder::DecodeExtensions() {
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kExtensions));
+  ColumnReader reader(block);
+  if (!ReadStringDict(reader, rows_, extensions_storage_, extensions_dictionary_, extensions_codes_) ||
+      !reader.done()) {
+    return Corrupt(kExtensions, "bad dictionary or codes");
+  }
+  return Status::Ok();
+}
+
+Status Decoder::DecodeDataRaw() {
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kDataRaw));
+  ColumnReader reader(block);
+  if (raw_rows_ > reader.remaining()) return Corrupt(kDataRaw, "truncated");
+  data_raw_.resize(raw_rows_);
+  for (auto& data : data_raw_) {
+    if (!reader.GetBytes(data)) return Corrupt(kDataRaw, "truncated");
+  }
+  if (!reader.done()) return Corrupt(kDataRaw, "trailing bytes");
+  return Status::Ok();
+}
+
+Status Decoder::DecodeProperty(uint32_t property_idx) {
+  if (property_decoded_[property_idx]) return Status::Ok();
+  const size_t column = kCoreColumnCount + property_idx;
+  ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(column));
+  if (!DecodePropertyValues(block, property_values_[property_idx], properties_[property_idx])) {
+    return Corrupt(column, "bad values");
+  }
+  property_decoded_[property_idx] = 1;
+  return Status::Ok();
+}
+
+Status Decoder::BuildEvents(std::vector<StoredEvent>& out) {
+  const size_t property_count = properties_.size();
+  // Text pieces rendered once: member prefixes ("name":) and quoted dictionary strings.
+  std::vector<std::string> member_prefix(property_count);
+  std::vector<std::vector<std::string>> quoted(property_count);
+  std::vector<int> field_of(property_count, -1);
+  for (uint32_t property_idx = 0; property_idx < property_count; ++property_idx) {
+    std::string& prefix = member_prefix[property_idx];
+    prefix.push_back('"');
+    AppendJsonEscaped(prefix, file_.property_name(property_idx));
+    prefix += "\":";
+    for (std::string_view value : properties_[property_idx].strings) {
+      std::string& text = quoted[property_idx].emplace_back(1, '"');
+      AppendJsonEscaped(text, value);
+      text.push_back('"');
+    }
+  }
+  for (int field = 0; field < kWellKnownCount; ++field) {
+    if (field_property_[field] != kNone) field_of[field_property_[field]] = field;
+  }
+  std::vector<uint32_t> cursor(property_count, 0);
+  size_t explicit_cursor[kWellKnownCount] = {};
+  size_t raw_cursor = 0, user_idx = 0;
+  std::string quoted_user;
+  std::vector<std::string> quoted_users;  // built when a user reference is met
+  std::vector<StoredEvent> rows(rows_);
+  for (size_t row_idx = 0; row_idx < rows_; ++row_idx) {
+    StoredEvent& row = rows[row_idx];
+    const Layout& layout = LayoutOf(row_idx);
+    if (run_start_[row_idx]) {
+      if (row_idx > 0) ++user_idx;
+      quoted_user.assign(1, '"');
+      AppendJsonEscaped(quoted_user, users_[user_idx]);
+      quoted_user.push_back('"');
+    }
+    row.user = users_[user_idx];
+    row.id = std::move(ids_[row_idx]);
+    row.type = types_[layout.type];
+    row.source = sources_[layout.source];
+    row.time_ms = times_[row_idx];
+    row.received_ms = received_[row_idx];
+    row.time_defaulted = layout.flags & kFlagTimeDefaulted;
+    row.user_in_subject = layout.flags & kFlagUserInSubject;
+    row.extensions = extensions_dictionary_[extensions_codes_[row_idx]];
+    const Shape& shape = shapes_[layout.shape];
+    if (shape.kind == kShapeRaw) {
+      row.data = data_raw_[raw_cursor++];
+    } else if (shape.kind == kShapeObject) {
+      std::string& data = row.data;
+      data.push_back('{');
+      for (uint32_t member_idx = 0; member_idx < shape.count; ++member_idx) {
+        const uint32_t property_idx = shape_properties_[shape.first + member_idx];
+        const PropertyValues& values = properties_[property_idx];
+        const uint32_t value_idx = cursor[property_idx]++;
+        const uint8_t tag = values.tags[value_idx];
+        const uint32_t slot = values.slots[value_idx];
+        if (member_idx > 0) data.push_back(',');
+        data += member_prefix[property_idx];
+        switch (tag) {
+          case kTagNull: data += "null"; break;
+          case kTagFalse: data += "false"; break;
+          case kTagTrue: data += "true"; break;
+          case kTagInt: AppendInt64Text(data, values.ints[slot]); break;
+          case kTagDouble: AppendDoubleText(data, values.doubles[slot]); break;
+          case kTagString: data += quoted[property_idx][slot]; break;
+          case kTagRaw: data += values.raws[slot]; break;
+          case kTagUser: data += quoted_user; break;
+          case kTagUserRef: {
+            const auto ref = static_cast<uint64_t>(values.user_refs[slot]);
+            if (ref >= users_.size()) return Corrupt(kCoreColumnCount + property_idx, "bad user reference");
+            if (quoted_users.empty()) {
+              for (std::string_view user : users_) {
+                std::string& text = quoted_users.emplace_back(1, '"');
+                AppendJsonEscaped(text, user);
+                text.push_back('"');
+              }
+            }
+            data += quoted_users[ref];
+            break;
+          }
+          default: break;
+        }
+        const int field = field_of[property_idx];
+        if (field < 0 || FieldModeOf(layout.flags, field) != kModeFromData) continue;
+        if (field == kFieldAmount) {
+          if (tag == kTagInt) {
+            row.amount = static_cast<double>(values.ints[slot]);
+          } else if (tag == kTagDouble) {
+            row.amount = values.doubles[slot];
+          } else {
+            return Corrupt(kLayout, "amount refers to a data member that is not a number");
+          }
+        } else if (tag == kTagString) {
+          row.*kStringFields[field] = values.strings[slot];
+        } else {
+          return Corrupt(kLayout,
+                         std::string(kWellKnownNames[field]) + " refers to a data member that is not a string");
+        }
+      }
+      data.push_back('}');
+    }
+    for (int field = 0; field < kWellKnownCount; ++field) {
+      if (FieldModeOf(layout.flags, field) != kModeExplicit) continue;
+      const size_t explicit_idx = explicit_cursor[field]++;
+      if (field == kFieldAmount) {
+        row.amount = explicit_amounts_[explicit_idx];
+      } else {
+        row.*kStringFields[field] = explicit_dictionary_[field][explicit_codes_[field][explicit_idx]];
+      }
+    }
+  }
+  out.insert(out.end(), std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
+  return Status::Ok();
+}
+
+// A typed field (game_id, ...) of every row: from the data member, its own column, or empty.
+Status TypedStringField(const SegmentFile& file, Decoder& decoder, int field, StringColumn& out) {
+  ANALYTICS_RETURN_IF_ERROR(decoder.DecodeExplicit(field));
+  const uint32_t property_idx = decoder.field_property(field);
+  const bool from_data = decoder.AnyLayoutWithMode(field, kModeFromData);
+  if (from_data) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeProperty(property_idx));
+  std::unordered_map<std::string_view, uint32_t> index;
+  auto intern = [&](std::string_view value) {
+    auto it = index.find(value);
+    if (it != index.end()) return it->second;
+    index.emplace(value, static_cast<uint32_t>(out.dictionary.size()));
+    out.dictionary.emplace_back(value);
+    return static_cast<uint32_t>(out.dictionary.size() - 1);
+  };
+  out.codes.resize(decoder.rows());
+  uint32_t value_idx = 0;
+  size_t explicit_idx = 0;
+  for (size_t row_idx = 0; row_idx < decoder.rows(); ++row_idx) {
+    const Layout& layout = decoder.LayoutOf(row_idx);
+    const bool has_member = from_data && decoder.ShapeHas(decoder.ShapeOf(row_idx), property_idx);
+    const uint32_t this_value = has_member ? value_idx++ : 0;
+    switch (FieldModeOf(layout.flags, field)) {
+      case kModeFromData: {
+        const PropertyValues& values = decoder.properties_[property_idx];
+        if (values.tags[this_value] != kTagString) {
+          return file.ColumnCorrupt(kWellKnownColumns[field], "refers to a data member that is not a string");
+        }
+        out.codes[row_idx] = intern(values.strings[values.slots[this_value]]);
+        break;
+      }
+      case kModeExplicit:
+        out.codes[row_idx] =
+            intern(decoder.explicit_dictionary_[field][decoder.explicit_codes_[field][explicit_idx++]]);
+        break;
+      default:
+        out.codes[row_idx] = intern("");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ReadEvents(const SegmentFile& file, std::vector<StoredEvent>& out) {
+  Decoder decoder(file);
+  ANALYTICS_RETURN_IF_ERROR(decoder.DecodeLayout());
+  ANALYTICS_RETURN_IF_ERROR(decoder.DecodeUsers());
+  ANALYTICS_RETURN_IF_ERROR(decoder.DecodeTimes());
+  ANALYTICS_RETURN_IF_ERROR(decoder.DecodeReceived());
+  ANALYTICS_RETURN_IF_ERROR(decoder.DecodeIds());
+  for (int field = 0; field < kWellKnownCount; ++field) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeExplicit(field));
+  ANALYTICS_RETURN_IF_ERROR(decoder.DecodeExtensions());
+  ANALYTICS_RETURN_IF_ERROR(decoder.DecodeDataRaw());
+  for (uint32_t property_idx = 0; property_idx < file.property_count(); ++property_idx) {
+    ANALYTICS_RETURN_IF_ERROR(decoder.DecodeProperty(property_idx));
+  }
+  return decoder.BuildEvents(out);
+}
+
+Result<SegmentColumns> ReadColumns(const SegmentFile& file, const SegmentColumnRequest& request) {
+  Decoder decoder(file);
+  ANALYTICS_RETURN_IF_ERROR(decoder.DecodeLayout());
+  SegmentColumns out;
+  const uint64_t rows = decoder.rows();
+  out.rows = rows;
+  if (request.user) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeUsers());
+  if (request.time || request.received) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeRuns());
+  if (request.user) {
+    out.users.assign(decoder.users_.begin(), decoder.users_.end());
+    out.user_runs = decoder.user_runs_;
+    out.user_codes.reserve(rows);
+    for (uint32_t user_idx = 0; user_idx < out.user_runs.size(); ++user_idx) {
+      out.user_codes.insert(out.user_codes.end(), out.user_runs[user_idx], user_idx);
+    }
+  }
+  if (request.time || request.received) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeTimes());
+  if (request.received) {
+    ANALYTICS_RETURN_IF_ERROR(decoder.DecodeReceived());
+    out.received_ms = std::move(decoder.received_);
+  }
+  if (request.time) out.time_ms = std::move(decoder.times_);
+  if (request.type || request.source) {
+    if (request.type) out.type.dictionary.assign(decoder.types_.begin(), decoder.types_.end());
+    if (request.source) out.source.dictionary.assign(decoder.sources_.begin(), decoder.sources_.end());
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      if (request.type) out.type.codes.push_back(decoder.LayoutOf(row_idx).type);
+      if (request.source) out.source.codes.push_back(decoder.LayoutOf(row_idx).source);
+    }
+  }
+  if (request.id) {
+    ANALYTICS_RETURN_IF_ERROR(decoder.DecodeIds());
+    out.id = std::move(decoder.ids_);
+  }
+  if (request.flags) {
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      out.time_defaulted.push_back(decoder.LayoutOf(row_idx).flags & kFlagTimeDefaulted ? 1 : 0);
+      out.user_in_subject.push_back(decoder.LayoutOf(row_idx).flags & kFlagUserInSubject ? 1 : 0);
+    }
+  }
+  const std::pair<bool, StringColumn*> string_fields[] = {
+      {request.game_id, &out.game_id},   {request.session_id, &out.session_id}, {false, nullptr},
+      {request.currency, &out.currency}, {request.country, &out.country},       {request.platform, &out.platform}};
+  for (int field = 0; field < kWellKnownCount; ++field) {
+    if (field == kFieldAmount || !string_fields[field].first) continue;
+    ANALYTICS_RETURN_IF_ERROR(TypedStringField(file, decoder, field, *string_fields[field].second));
+  }
+  if (request.amount) {
+    ANALYTICS_RETURN_IF_ERROR(decoder.DecodeExplicit(kFieldAmount));
+    const uint32_t property_idx = decoder.field_property(kFieldAmount);
+    const bool from_data = decoder.AnyLayoutWithMode(kFieldAmount, kModeFromData);
+    if (from_data) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeProperty(property_idx));
+    out.amount.resize(rows);
+    uint32_t value_idx = 0;
+    size_t explicit_idx = 0;
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      const bool has_member = from_data && decoder.ShapeHas(decoder.ShapeOf(row_idx), property_idx);
+      const uint32_t this_value = has_member ? value_idx++ : 0;
+      const uint32_t mode = FieldModeOf(decoder.LayoutOf(row_idx).flags, kFieldAmount);
+      if (mode == kModeExplicit) {
+        out.amount[row_idx] = decoder.explicit_amounts_[explicit_idx++];
+      } else if (mode == kModeFromData) {
+        const PropertyValues& values = decoder.properties_[property_idx];
+        const uint32_t slot = values.slots[this_value];
+        if (values.tags[this_value] == kTagInt) {
+          out.amount[row_idx] = static_cast<double>(values.ints[slot]);
+        } else if (values.tags[this_value] == kTagDouble) {
+          out.amount[row_idx] = values.doubles[slot];
+        } else {
+          return file.ColumnCorrupt(kAmount, "refers to a data member that is not a number");
+        }
+      }
+    }
+  }
+  if (!request.properties.empty()) {
+    RequestedProperties requested(request.properties, rows, out.properties);
+    std::vector<size_t> raw_rows;
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      if (decoder.ShapeOf(row_idx).kind == kShapeRaw) raw_rows.push_back(row_idx);
+    }
+    for (size_t request_idx = 0; request_idx < request.properties.size(); ++request_idx) {
+      const uint32_t property_idx = decoder.PropertyNamed(request.properties[request_idx]);
+      if (property_idx == kNone) continue;
+      ANALYTICS_RETURN_IF_ERROR(decoder.DecodeProperty(property_idx));
+      const PropertyValues& values = decoder.properties_[property_idx];
+      PropertyColumnBuilder& builder = requested.builder(request_idx);
+      builder.UseDictionary(values.strings);
+      // Users are stored as references: to the row's user (data.user_id) or into the user list.
+      const bool has_user_values =
+          std::find(values.tags.begin(), values.tags.end(), kTagUser) != values.tags.end() || !values.user_refs.empty();
+      if (has_user_values) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeUsers());
+      const std::vector<uint8_t> shape_has = decoder.ShapesWith(property_idx);
+      uint32_t value_idx = 0;
+      size_t user_idx = 0;
+      for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+        if (has_user_values && row_idx > 0 && decoder.run_start_[row_idx]) ++user_idx;
+        if (!shape_has[decoder.LayoutOf(row_idx).shape]) continue;
+        const uint32_t this_value = value_idx++;
+        const uint32_t slot = values.slots[this_value];
+        switch (values.tags[this_value]) {
+          case kTagNull: builder.SetNull(row_idx); break;
+          case kTagFalse: builder.SetBool(row_idx, false); break;
+          case kTagTrue: builder.SetBool(row_idx, true); break;
+          case kTagInt: builder.SetInt(row_idx, values.ints[slot]); break;
+          case kTagDouble: builder.SetTypedDouble(row_idx, values.doubles[slot]); break;
+          case kTagString: builder.SetDictionaryString(row_idx, slot); break;
+          case kTagRaw: builder.SetText(row_idx, values.raws[slot]); break;
+          case kTagUser: builder.SetString(row_idx, decoder.users_[user_idx], ValueKind::kString); break;
+          case kTagUserRef: {
+            const auto ref = static_cast<uint64_t>(values.user_refs[slot]);
+            if (ref >= decoder.users_.size()) {
+              return file.ColumnCorrupt(kCoreColumnCount + property_idx, "bad user reference");
+            }
+            builder.SetString(row_idx, decoder.users_[ref], ValueKind::kString);
+            break;
+          }
+          default: break;
+        }
+      }
+    }
+    // Rows whose data is kept whole: each parsed once, its members matched against the requested names.
+    if (!raw_rows.empty()) {
+      ANALYTICS_RETURN_IF_ERROR(decoder.DecodeDataRaw());
+      for (size_t raw_idx = 0; raw_idx < raw_rows.size(); ++raw_idx) {
+        requested.FillFromText(raw_rows[raw_idx], decoder.data_raw_[raw_idx]);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace v3
+
+SegmentColumns ColumnsFromEvents(const std::vector<StoredEvent>& rows, const SegmentColumnRequest& request) {
+  SegmentColumns out;
+  out.rows = rows.size();
+  auto string_column = [&](std::string StoredEvent::*field, StringColumn& column) {
+    std::unordered_map<std::string_view, uint32_t> index;
+    for (const auto& row : rows) {
+      auto it = index.find(row.*field);
+      if (it == index.end()) {
+        it = index.emplace(row.*field, static_cast<uint32_t>(column.dictionary.size())).first;
+        column.dictionary.push_back(row.*field);
+      }
+      column.codes.push_back(it->second);
+    }
+  };
+  for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
+    const StoredEvent& row = rows[row_idx];
+    if (request.user) {
+      if (row_idx == 0 || row.user != rows[row_idx - 1].user) {
+        out.users.push_back(row.user);
+        out.user_runs.push_back(0);
+      }
+      ++out.user_runs.back();
+      out.user_codes.push_back(static_cast<uint32_t>(out.users.size() - 1));
+    }
+    if (request.time) out.time_ms.push_back(row.time_ms);
+    if (request.received) out.received_ms.push_back(row.received_ms);
+    if (request.id) out.id.push_back(row.id);
+    if (request.amount) out.amount.push_back(row.amount);
+    if (request.flags) {
+      out.time_defaulted.push_back(row.time_defaulted ? 1 : 0);
+      out.user_in_subject.push_back(row.user_in_subject ? 1 : 0);
+    }
+  }
+  if (request.type) string_column(&StoredEvent::type, out.type);
+  if (request.source) string_column(&StoredEvent::source, out.source);
+  if (request.game_id) string_column(&StoredEvent::game_id, out.game_id);
+  if (request.session_id) string_column(&StoredEvent::session_id, out.session_id);
+  if (request.currency) string_column(&StoredEvent::currency, out.currency);
+  if (request.country) string_column(&StoredEvent::country, out.country);
+  if (request.platform) string_column(&StoredEvent::platform, out.platform);
+  if (!request.properties.empty()) {
+    RequestedProperties requested(request.properties, rows.size(), out.properties);
+    for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) requested.FillFromText(row_idx, rows[row_idx].data);
+  }
+  return out;
+}
+
+}  // namespace analytics::store::embedded
