@@ -3,9 +3,11 @@
 #include "events/event_catalog.h"
 
 #include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <iterator>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace analytics::events {
@@ -354,13 +356,50 @@ const TypeSchema kCatalog[] = {
     {"com.platform.experiments.exposure.recorded.v1", kRequired, kExposureRecorded},
 };
 
-const std::unordered_map<std::string_view, const TypeSchema*>& CatalogIndex() {
-  static const auto* index = [] {
-    auto* map = new std::unordered_map<std::string_view, const TypeSchema*>();
-    for (const TypeSchema& schema : kCatalog) map->emplace(schema.type, &schema);
-    return map;
-  }();
-  return *index;
+// Type name -> schema: open addressing, hashed 8 bytes at a time (a type name is ~40 bytes; std::hash and an
+// unordered_map bucket walk cost several times more, once per event).
+class TypeIndex {
+ public:
+  TypeIndex() {
+    static_assert(std::size(kCatalog) * 2 < kSlots);
+    slots_.fill(nullptr);
+    for (const TypeSchema& schema : kCatalog) {
+      size_t slot = Hash(schema.type);
+      while (slots_[slot] != nullptr) slot = (slot + 1) & (kSlots - 1);
+      slots_[slot] = &schema;
+    }
+  }
+
+  const TypeSchema* Find(std::string_view type) const {
+    for (size_t slot = Hash(type);; slot = (slot + 1) & (kSlots - 1)) {
+      const TypeSchema* schema = slots_[slot];
+      if (schema == nullptr || schema->type == type) return schema;
+    }
+  }
+
+ private:
+  static constexpr size_t kSlots = 256;
+
+  static size_t Hash(std::string_view text) {
+    constexpr uint64_t kMul = 0x9E3779B97F4A7C15ULL;
+    uint64_t hash = text.size() * kMul;
+    size_t pos = 0;
+    for (; pos + 8 <= text.size(); pos += 8) {
+      uint64_t word;
+      std::memcpy(&word, text.data() + pos, 8);
+      hash = (hash ^ word) * kMul;
+      hash ^= hash >> 29;
+    }
+    for (; pos < text.size(); ++pos) hash = (hash ^ static_cast<unsigned char>(text[pos])) * kMul;
+    return static_cast<size_t>(hash >> 56);  // the top byte: kSlots = 256
+  }
+
+  std::array<const TypeSchema*, kSlots> slots_;
+};
+
+const TypeIndex& CatalogIndex() {
+  static const TypeIndex index;
+  return index;
 }
 
 WellKnownColumn ColumnForName(std::string_view name) {
@@ -374,58 +413,16 @@ WellKnownColumn ColumnForName(std::string_view name) {
   return WellKnownColumn::kNone;
 }
 
-// Open-addressing table from field name to field index, one per catalogued type plus one for generic types.
-class FieldTable {
- public:
-  static constexpr size_t kSlots = 128;  // > 2x the largest field count: short probe sequences
-
-  explicit FieldTable(const TypeSchema* schema) : schema_(schema) {
-    slots_.fill(-1);
-    columns_.fill(WellKnownColumn::kNone);
-    for (size_t field_idx = 0; field_idx < FieldCount(schema); ++field_idx) {
-      const std::string_view name = FieldAt(schema, static_cast<int>(field_idx)).name;
-      size_t slot = Hash(name);
-      while (slots_[slot] >= 0) slot = (slot + 1) % kSlots;
-      slots_[slot] = static_cast<int8_t>(field_idx);
-      columns_[field_idx] = ColumnForName(name);
-    }
-  }
-
-  int Find(std::string_view name) const {
-    if (name.empty()) return -1;
-    for (size_t slot = Hash(name);; slot = (slot + 1) % kSlots) {
-      const int field_idx = slots_[slot];
-      if (field_idx < 0) return -1;
-      if (FieldAt(schema_, field_idx).name == name) return field_idx;
-    }
-  }
-
-  WellKnownColumn column(int field_idx) const { return columns_[static_cast<size_t>(field_idx)]; }
-
- private:
-  // Length and three characters: cheap, and enough to spread the few dozen field names of a type.
-  static size_t Hash(std::string_view name) {
-    if (name.empty()) return 0;
-    const auto first = static_cast<unsigned char>(name.front());
-    const auto middle = static_cast<unsigned char>(name[name.size() / 2]);
-    const auto last = static_cast<unsigned char>(name.back());
-    return (name.size() * 131 + first * 31 + middle * 7 + last) % kSlots;
-  }
-
-  const TypeSchema* schema_;
-  std::array<int8_t, kSlots> slots_;
-  std::array<WellKnownColumn, 64> columns_;
-};
-
-// Tables in catalog order; the last one is for generic types (schema nullptr).
-const std::vector<FieldTable>& FieldTables() {
-  static const auto* tables = [] {
-    auto* built = new std::vector<FieldTable>();
+// Lookups in catalog order; the last one is for generic types (schema nullptr).
+const std::vector<FieldLookup>& FieldLookups() {
+  static const auto* lookups = [] {
+    auto* built = new std::vector<FieldLookup>();
+    built->reserve(std::size(kCatalog) + 1);
     for (const TypeSchema& schema : kCatalog) built->emplace_back(&schema);
     built->emplace_back(nullptr);
     return built;
   }();
-  return *tables;
+  return *lookups;
 }
 
 }  // namespace
@@ -437,25 +434,37 @@ bool TypeSchema::data_required() const {
   return false;
 }
 
-const TypeSchema* FindTypeSchema(std::string_view type) {
-  const auto& index = CatalogIndex();
-  auto it = index.find(type);
-  return it == index.end() ? nullptr : it->second;
+FieldLookup::FieldLookup(const TypeSchema* schema) {
+  slots_.fill(-1);
+  count_ = FieldCount(schema);
+  if (count_ > kMaxFields) {  // static tables: a catalog edit broke the 64-field bound (validator bitmaps)
+    std::fprintf(stderr, "analytics events: a catalog type has more than 64 fields\n");
+    std::abort();
+  }
+  for (size_t field_idx = 0; field_idx < count_; ++field_idx) {
+    const FieldSpec& spec = FieldAt(schema, static_cast<int>(field_idx));
+    specs_[field_idx] = &spec;
+    columns_[field_idx] = ColumnForName(spec.name);
+    size_t slot = Hash(spec.name);
+    while (slots_[slot] >= 0) slot = (slot + 1) & (kSlots - 1);
+    slots_[slot] = static_cast<int8_t>(field_idx);
+  }
 }
+
+const FieldLookup& FieldLookupOf(const TypeSchema* schema) {
+  const std::vector<FieldLookup>& lookups = FieldLookups();
+  return schema != nullptr ? lookups[static_cast<size_t>(schema - kCatalog)] : lookups.back();
+}
+
+const TypeSchema* FindTypeSchema(std::string_view type) { return CatalogIndex().Find(type); }
 
 std::span<const TypeSchema> AllTypeSchemas() { return kCatalog; }
 
 std::span<const FieldSpec> CommonFields() { return kCommonFields; }
 
-int FindFieldIndex(const TypeSchema* schema, std::string_view name) {
-  const std::vector<FieldTable>& tables = FieldTables();
-  return schema != nullptr ? tables[static_cast<size_t>(schema - kCatalog)].Find(name) : tables.back().Find(name);
-}
+int FindFieldIndex(const TypeSchema* schema, std::string_view name) { return FieldLookupOf(schema).Find(name); }
 
-WellKnownColumn ColumnOf(const TypeSchema* schema, int field_idx) {
-  const std::vector<FieldTable>& tables = FieldTables();
-  return (schema != nullptr ? tables[static_cast<size_t>(schema - kCatalog)] : tables.back()).column(field_idx);
-}
+WellKnownColumn ColumnOf(const TypeSchema* schema, int field_idx) { return FieldLookupOf(schema).Column(field_idx); }
 
 const FieldSpec& FieldAt(const TypeSchema* schema, int field_idx) {
   const size_t own = schema != nullptr ? schema->fields.size() : 0;

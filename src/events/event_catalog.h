@@ -5,6 +5,7 @@
 // Thread-safety: immutable static data.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -111,5 +112,45 @@ size_t FieldCount(const TypeSchema* schema);
 // The typed column a top-level `data` field feeds (docs/events.md section 4), by name.
 enum class WellKnownColumn : uint8_t { kNone, kUserId, kGameId, kSessionId, kAmount, kCurrency, kCountry, kPlatform };
 WellKnownColumn ColumnOf(const TypeSchema* schema, int field_idx);
+
+// The field lookups of one schema (FindFieldIndex, FieldAt, ColumnOf) in one object, fetched once per event
+// with FieldLookupOf: the validator looks up every `data` member of every event, and the free functions
+// above find the schema's table again on each call. Open addressing over a small power-of-two table; the
+// hash reads the length and three characters, enough to spread the few dozen names of one type.
+class FieldLookup {
+ public:
+  explicit FieldLookup(const TypeSchema* schema);
+
+  // Same results as FindFieldIndex(schema, name).
+  int Find(std::string_view name) const {
+    if (name.empty()) return -1;
+    for (size_t slot = Hash(name);; slot = (slot + 1) & (kSlots - 1)) {
+      const int field_idx = slots_[slot];
+      if (field_idx < 0) return -1;
+      if (specs_[static_cast<size_t>(field_idx)]->name == name) return field_idx;
+    }
+  }
+  const FieldSpec& At(int field_idx) const { return *specs_[static_cast<size_t>(field_idx)]; }
+  WellKnownColumn Column(int field_idx) const { return columns_[static_cast<size_t>(field_idx)]; }
+  size_t size() const { return count_; }
+
+ private:
+  static constexpr size_t kSlots = 128;  // > 2x the largest field count: short probe sequences
+  static constexpr size_t kMaxFields = 64;
+  static size_t Hash(std::string_view name) {
+    const auto first = static_cast<unsigned char>(name.front());
+    const auto middle = static_cast<unsigned char>(name[name.size() / 2]);
+    const auto last = static_cast<unsigned char>(name.back());
+    return (name.size() * 131 + first * 31 + middle * 7 + last) & (kSlots - 1);
+  }
+
+  std::array<int8_t, kSlots> slots_;
+  std::array<const FieldSpec*, kMaxFields> specs_{};
+  std::array<WellKnownColumn, kMaxFields> columns_{};
+  size_t count_ = 0;
+};
+
+// The lookup of `schema` (nullable: the common fields of generic types). Built once, immutable.
+const FieldLookup& FieldLookupOf(const TypeSchema* schema);
 
 }  // namespace analytics::events

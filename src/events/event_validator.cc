@@ -404,14 +404,15 @@ std::optional<Violation> ValidateEvent(element root, const ValidatorOptions& opt
   // ---- data fields. ----
   const std::span<const FieldSpec> type_fields =
       out.schema != nullptr ? out.schema->fields : std::span<const FieldSpec>();
-  assert(FieldCount(out.schema) <= 64);
+  const FieldLookup& lookup = FieldLookupOf(out.schema);  // resolved once: used for every data member
+  assert(lookup.size() <= 64);
   uint64_t seen_fields = 0;     // member names met (null included): duplicate detection
   uint64_t present_fields = 0;  // members with a non-null value
   if (out.has_data) {
     for (auto [key, value] : out.data) {
-      const int field_idx = FindFieldIndex(out.schema, key);
+      const int field_idx = lookup.Find(key);
       if (field_idx < 0) continue;  // other properties: kept, global rules applied by the writer
-      const FieldSpec& spec = FieldAt(out.schema, field_idx);
+      const FieldSpec& spec = lookup.At(field_idx);
       if (spec.kind == FieldKind::kDropped || spec.kind == FieldKind::kIpAddress) continue;
       const uint64_t bit = uint64_t{1} << field_idx;
       if (seen_fields & bit) {
@@ -425,7 +426,7 @@ std::optional<Violation> ValidateEvent(element root, const ValidatorOptions& opt
       }
       present_fields |= bit;
       // Well-known columns (formats already checked).
-      switch (ColumnOf(out.schema, field_idx)) {
+      switch (lookup.Column(field_idx)) {
         case WellKnownColumn::kNone: break;
         case WellKnownColumn::kUserId: out.data_user_id = value.get_string().value_unsafe(); break;
         case WellKnownColumn::kGameId: out.game_id = value.get_string().value_unsafe(); break;
@@ -439,7 +440,7 @@ std::optional<Violation> ValidateEvent(element root, const ValidatorOptions& opt
   }
   // Conditions are rare: values are looked up again instead of being kept for every field.
   auto is_present = [&](std::string_view name, element* value = nullptr) {
-    const int field_idx = FindFieldIndex(out.schema, name);
+    const int field_idx = lookup.Find(name);
     if (field_idx < 0 || !(present_fields & (uint64_t{1} << field_idx))) return false;
     if (value != nullptr) *value = out.data.at_key(name).value_unsafe();
     return true;

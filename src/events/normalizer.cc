@@ -67,6 +67,7 @@ BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, in
   TreatedJsonWriter writer(pseudonymizer_, TreatedJsonWriter::Mode::kStrict, already_treated);
   TreatedJsonWriter lenient_writer(pseudonymizer_, TreatedJsonWriter::Mode::kLenient, already_treated);
   const bool body_must_be_json = format != BodyFormat::kNdjson;
+  const char* const body_end = body.data() + body.size();
 
   // A syntax error inside one element of a JSON body: the body is not JSON, refuse it whole. The offset comes
   // from the whole body (exact even at its end); this runs once per request at most.
@@ -92,8 +93,15 @@ BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, in
       continue;
     }
 
+    // simdjson reads up to SIMDJSON_PADDING bytes past the end of its input. Every event but the last is
+    // followed by that much of the body, which then serves as padding: it is parsed where it lies instead
+    // of being copied into the parser's own padded buffer first.
+    const bool padded_in_body = static_cast<size_t>(body_end - (raw.text.data() + raw.text.size())) >=
+                                simdjson::SIMDJSON_PADDING;
     simdjson::dom::element root;
-    if (const simdjson::error_code error = parser.parse(raw.text.data(), raw.text.size()).get(root); error) {
+    if (const simdjson::error_code error =
+            parser.parse(raw.text.data(), raw.text.size(), /*realloc_if_needed=*/!padded_in_body).get(root);
+        error) {
       std::optional<BodyError> syntax = FindJsonSyntaxError(raw.text);
       if (syntax && body_must_be_json) {
         fail_body(raw, *syntax);

@@ -3,7 +3,9 @@
 // plus one Rejection per refused event (ready for dead letters).
 //
 // Rationale: parsing, validation and treatment run in one pass per event over one simdjson DOM, so an event
-// is read once; the budget is about 1 us per typical 300-byte event on one core.
+// is read once; the budget is about 1 us per typical 300-byte event on one core. Events are parsed where they
+// lie in the body (the bytes that follow an event serve as simdjson's padding); only the last event of a
+// body is copied into the parser's padded buffer.
 // Concurrency: Process is const and thread-safe (HTTP handler threads share one Normalizer); each thread
 // keeps its own simdjson parser. The Pseudonymizer must outlive the Normalizer.
 // Limitations: deduplication by (source, id) and the erasure of deleted users happen later in the intake

@@ -10,7 +10,7 @@ using common::Status;
 
 namespace {
 
-constexpr char kAccountDeletedType[] = "com.platform.account.user.deleted.v1";
+constexpr std::string_view kAccountDeletedType = "com.platform.account.user.deleted.v1";
 
 metadata::DeadLetter ToDeadLetter(const events::Rejection& rejection, std::string_view channel, int64_t now_ms) {
   metadata::DeadLetter letter;
@@ -53,7 +53,7 @@ Result<IntakeReport> Intake::Ingest(std::string_view body, events::BodyFormat fo
     report.body_error = batch.body_error;
     return report;
   }
-  std::vector<size_t> indexes(batch.event_indexes.begin(), batch.event_indexes.end());
+  const std::vector<uint32_t> indexes = std::move(batch.event_indexes);  // still needed after the events move
   std::vector<std::string> deleted_users;
   for (auto& event : batch.events) {
     if (event.type == kAccountDeletedType && !event.user.empty()) {

@@ -1,0 +1,184 @@
+// The intake's fast paths give the same answers as the plain ones: JSON string escaping done a word at a
+// time, events parsed in place inside the request body, and the catalog's per-schema field lookup and type
+// index.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "events/event_catalog.h"
+#include "events/json_text.h"
+#include "events/normalizer.h"
+#include "events/pseudonymizer.h"
+#include "support/test_env.h"
+
+namespace analytics::events {
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kNow = 1748736000000;  // 2025-06-01T00:00:00Z
+
+std::unique_ptr<Pseudonymizer> Make(char key_fill, PseudonymizerOptions options = {}) {
+  auto created = Pseudonymizer::Create(std::string(32, key_fill), options);
+  EXPECT_TRUE(created.ok()) << created.status().ToString();
+  return created.ok() ? std::move(created).value() : nullptr;
+}
+
+// ---- JSON string escaping ----
+
+// Escaping written the obvious way, independently of JsonBuffer.
+std::string ReferenceJsonString(std::string_view value) {
+  std::string out = "\"";
+  for (unsigned char c : value) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xF];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+TEST(JsonBufferTest, StringsOfEveryLengthEscapeLikeTheReference) {
+  std::mt19937 random(7);
+  // Mostly plain text with, now and then, a byte that needs escaping, and UTF-8 (bytes >= 0x80) in between.
+  const std::string alphabet = "abcXYZ019 _-./:\xC3\xA9\xE2\x82\xAC\x7F\x20\x21\x23\x5B\x5D";
+  const std::string specials = std::string("\"\\\n\r\t\b\f\x01\x1F", 9) + std::string(1, '\0');
+  for (size_t length = 0; length <= 70; ++length) {
+    for (int sample = 0; sample < 40; ++sample) {
+      std::string value;
+      for (size_t char_idx = 0; char_idx < length; ++char_idx) {
+        const bool special = random() % 9 == 0;
+        value += special ? specials[random() % specials.size()] : alphabet[random() % alphabet.size()];
+      }
+      JsonBuffer buffer;
+      buffer.Append("x");
+      buffer.AppendString(value);
+      ASSERT_EQ(buffer.view(), "x" + ReferenceJsonString(value)) << "length " << length;
+    }
+  }
+}
+
+// ---- Events parsed in place inside the body ----
+
+std::string EventLine(int event_idx, const std::string& data) {
+  return R"({"specversion":"1.0","id":"e-)" + std::to_string(event_idx) +
+         R"(","source":"/services/store","type":"com.platform.store.page.viewed.v1","subject":"user-)" +
+         std::to_string(event_idx % 5) + R"(","time":"2025-05-01T00:00:00Z","data":)" + data + "}";
+}
+
+void ExpectSameEvents(const BatchResult& together, const std::vector<BatchResult>& one_by_one) {
+  std::vector<const StoredEvent*> events;
+  std::vector<const Rejection*> rejections;
+  for (const BatchResult& single : one_by_one) {
+    for (const StoredEvent& event : single.events) events.push_back(&event);
+    for (const Rejection& rejection : single.rejections) rejections.push_back(&rejection);
+  }
+  ASSERT_EQ(together.events.size(), events.size());
+  ASSERT_EQ(together.rejections.size(), rejections.size());
+  for (size_t event_idx = 0; event_idx < events.size(); ++event_idx) {
+    EXPECT_EQ(together.events[event_idx].id, events[event_idx]->id);
+    EXPECT_EQ(together.events[event_idx].user, events[event_idx]->user);
+    EXPECT_EQ(together.events[event_idx].data, events[event_idx]->data);
+    EXPECT_EQ(together.events[event_idx].session_id, events[event_idx]->session_id);
+  }
+  for (size_t rejection_idx = 0; rejection_idx < rejections.size(); ++rejection_idx) {
+    EXPECT_EQ(together.rejections[rejection_idx].code, rejections[rejection_idx]->code);
+    EXPECT_EQ(together.rejections[rejection_idx].field, rejections[rejection_idx]->field);
+  }
+}
+
+TEST(NormalizerInPlaceTest, NdjsonEventsGiveWhatTheyGiveAlone) {
+  auto pseudonymizer = Make('f');
+  Normalizer normalizer({}, *pseudonymizer);
+  const std::vector<std::string> lines = {
+      EventLine(0, R"({"page_type":"home","page_path":"/?q=1","platform":"windows","session_id":"s-1"})"),
+      EventLine(1, R"({"page_type":"game","page_path":"/g/1","game_id":"game_1","amount":10.50})"),  // no currency
+      R"({"specversion":"1.0","id":"e-2","source":"/services/store","type":"com.platform.store.page.viewed.v1",)"
+      R"("data":{"page_type":"home","page_path":"/)",  // cut short: not JSON
+      EventLine(3, R"({"page_type":"home","page_path":"/","count":12345678901234567890123})"),  // number too big
+      EventLine(4, R"({"page_type":"home","page_path":"/","nested":{"friend_user_id":"user-9","ip":"1.2.3.4"}})"),
+      "123",
+      EventLine(6, R"({"page_type":"home","page_path":"/a\"b\\c"})"),
+  };
+  std::string body;
+  for (const std::string& line : lines) body += line + "\n";
+  const BatchResult together = normalizer.Process(body, BodyFormat::kNdjson, kNow);
+  std::vector<BatchResult> one_by_one;
+  for (const std::string& line : lines) {
+    // Each line alone in a string of its own size: parsed through simdjson's padded copy.
+    one_by_one.push_back(normalizer.Process(std::string(line), BodyFormat::kNdjson, kNow));
+  }
+  ExpectSameEvents(together, one_by_one);
+  EXPECT_EQ(together.events.size(), 3u);
+  EXPECT_EQ(together.rejections.size(), 4u);
+}
+
+TEST(NormalizerInPlaceTest, JsonArrayBodiesAreStillCheckedWhole) {
+  auto pseudonymizer = Make('g');
+  Normalizer normalizer({}, *pseudonymizer);
+  const std::string good = EventLine(0, R"({"page_type":"home","page_path":"/"})");
+  const BatchResult ok = normalizer.Process("[" + good + ",\n " + good + "]", BodyFormat::kBatch, kNow);
+  EXPECT_FALSE(ok.body_error.has_value());
+  EXPECT_EQ(ok.events.size() + ok.rejections.size(), 2u);
+  // A broken element fails the body with the same offset whether or not padding follows it.
+  const std::string broken = R"({"specversion":"1.0","id":)";
+  const std::string body = "[" + good + "," + broken + "}," + good + "]";
+  const BatchResult failed = normalizer.Process(body, BodyFormat::kBatch, kNow);
+  ASSERT_TRUE(failed.body_error.has_value());
+  const std::optional<BodyError> expected = FindJsonSyntaxError(body);
+  ASSERT_TRUE(expected.has_value());
+  EXPECT_EQ(failed.body_error->byte_offset, expected->byte_offset);
+}
+
+// ---- Catalog lookups ----
+
+TEST(CatalogLookupTest, FieldLookupAgreesWithTheFreeFunctions) {
+  std::vector<const TypeSchema*> schemas = {nullptr};
+  for (const TypeSchema& schema : AllTypeSchemas()) schemas.push_back(&schema);
+  for (const TypeSchema* schema : schemas) {
+    const FieldLookup& lookup = FieldLookupOf(schema);
+    ASSERT_EQ(lookup.size(), FieldCount(schema));
+    for (size_t field_idx = 0; field_idx < lookup.size(); ++field_idx) {
+      const FieldSpec& spec = FieldAt(schema, static_cast<int>(field_idx));
+      EXPECT_EQ(&lookup.At(static_cast<int>(field_idx)), &spec);
+      EXPECT_EQ(lookup.Find(spec.name), FindFieldIndex(schema, spec.name));
+      EXPECT_EQ(lookup.Column(static_cast<int>(field_idx)), ColumnOf(schema, static_cast<int>(field_idx)));
+    }
+    EXPECT_EQ(lookup.Find(""), -1);
+    EXPECT_EQ(lookup.Find("no_such_field"), -1);
+    EXPECT_EQ(lookup.Find("user_idx"), -1);
+  }
+}
+
+TEST(CatalogLookupTest, TypeIndexFindsExactlyTheCatalogTypes) {
+  for (const TypeSchema& schema : AllTypeSchemas()) {
+    EXPECT_EQ(FindTypeSchema(schema.type), &schema);
+    EXPECT_EQ(FindTypeSchema(std::string(schema.type) + "x"), nullptr);
+    EXPECT_EQ(FindTypeSchema(schema.type.substr(0, schema.type.size() - 1)), nullptr);
+  }
+  EXPECT_EQ(FindTypeSchema(""), nullptr);
+  EXPECT_EQ(FindTypeSchema("com.platform.store.page.viewed.v2"), nullptr);
+  EXPECT_EQ(FindTypeSchema("x"), nullptr);
+}
+
+}  // namespace
+}  // namespace analytics::events
