@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 TEST_BUILD_DIR ?= build-test
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-build clean
+.PHONY: all deps build run test test-build bench clean
 
 all: build
 
@@ -18,7 +18,7 @@ build: deps
 
 # Starts the service with the embedded defaults (port 8081, data in ./data).
 run: build
-	./$(BUILD_DIR)/analytics-service serve
+	ANALYTICS_DEMO_EVENTS=$${ANALYTICS_DEMO_EVENTS:-1000000} ./$(BUILD_DIR)/analytics-service serve
 
 # Debug build with ASan/UBSan, real servers started and stopped by scripts/run-tests, every suite through ctest.
 test-build: deps
@@ -27,6 +27,12 @@ test-build: deps
 
 test: test-build
 	@scripts/run-tests $(TEST_BUILD_DIR)
+
+# Our API against DuckDB and ClickHouse on the same ~10M generated events (bench/README.md); builds what it
+# needs (Release, in build-bench), installs the peers, writes bench/results/<date>.json.
+# Options: make bench BENCH_ARGS="--events 2000000 --runs 3".
+bench:
+	@bench/compare/run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR)

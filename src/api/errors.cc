@@ -34,7 +34,7 @@ HttpResponse StatusResponse(const common::Status& status, const ErrorCodes& code
     case StatusCode::kAlreadyExists:
       return ErrorResponse(409, codes.already_exists, status.message(), details);
     case StatusCode::kFailedPrecondition:
-      return ErrorResponse(409, error_code::kVersionConflict, status.message(), details);
+      return ErrorResponse(409, codes.failed_precondition, status.message(), details);
     case StatusCode::kPermissionDenied:
       return ErrorResponse(403, error_code::kAccessDenied, status.message(), details);
     case StatusCode::kUnauthenticated:

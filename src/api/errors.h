@@ -51,6 +51,7 @@ struct ErrorCodes {
   std::string_view not_found = error_code::kNotFound;
   std::string_view already_exists = error_code::kAlreadyExists;
   std::string_view invalid = error_code::kInvalidRequestBody;  // or kInvalidQueryParameters
+  std::string_view failed_precondition = error_code::kVersionConflict;  // 409
 };
 
 // Maps a Status to an error response with the given codes. A Status field becomes details.field (or

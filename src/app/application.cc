@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "api/api_pipeline.h"
 #include "api/handlers/events.h"
 #include "api/handlers/metric_definitions.h"
+#include "api/handlers/metric_values.h"
 #include "api/handlers/system.h"
 #include "api/http_server.h"
 #include "api/router.h"
@@ -27,6 +29,8 @@
 #include "metadata/postgres/postgres_metadata_store.h"
 #include "metadata/sqlite/sqlite_metadata_store.h"
 #include "metrics/metric_catalog.h"
+#include "metrics/metric_values.h"
+#include "gen/generator.h"
 #include "obs/logging.h"
 #include "obs/metrics.h"
 
@@ -48,6 +52,59 @@ Result<std::string> ReadFile(const std::string& path) {
   std::stringstream buffer;
   buffer << file.rdbuf();
   return buffer.str();
+}
+
+// Demo data (`storage.demo_events`, set by `make run`): generated platform events ending today, ingested once
+// through intake (validation, pseudonymization) into an empty store, with a progress line per tenth.
+Status LoadDemoData(const config::Config& config, store::EventStore& store, ingest::Intake& intake) {
+  const int64_t wanted = config.storage.demo_events;
+  const std::filesystem::path marker = std::filesystem::path(config.storage.data_dir) / "demo-loaded";
+  if (wanted <= 0 || std::filesystem::exists(marker) || store.NewestEventMs() != INT64_MIN) return Status::Ok();
+  const auto started = std::chrono::steady_clock::now();
+  gen::GeneratorOptions options;
+  options.days = 28;
+  options.users = std::max<int64_t>(100, wanted / 56);  // about 2 events per user and day
+  options.seed = 42;
+  const int64_t now_ms = common::NowMillis();
+  options.start_date = common::FormatRfc3339Millis(now_ms - int64_t{options.days - 1} * 86400000).substr(0, 10);
+  obs::LogInfo("loading demo data", {{"events_wanted", wanted}, {"users", options.users}, {"days", options.days},
+                                     {"start_date", options.start_date}});
+  std::string body;
+  uint64_t lines = 0, accepted = 0, next_report = static_cast<uint64_t>(wanted) / 10;
+  Status failure;
+  auto flush = [&] {
+    if (body.empty() || !failure.ok()) return;
+    auto report = intake.Ingest(body, events::BodyFormat::kNdjson, "demo", common::NowMillis());
+    if (!report.ok()) {
+      failure = report.status();
+    } else {
+      accepted += report->accepted;
+    }
+    body.clear();
+  };
+  gen::Generate(options, [&](std::string_view line) {
+    // Events timed after now (the rest of today) would be refused as future events: skip them.
+    if (const size_t at = line.find("\"time\":\""); at != std::string_view::npos) {
+      const size_t begin = at + 8;
+      const size_t end = line.find('"', begin);
+      auto time = common::ParseRfc3339Millis(line.substr(begin, end == std::string_view::npos ? 0 : end - begin));
+      if (time.ok() && *time > now_ms) return;
+    }
+    body.append(line);
+    body.push_back('\n');
+    if (++lines % 5000 == 0) flush();
+    if (lines >= next_report) {
+      obs::LogInfo("demo data progress", {{"events", lines}});
+      next_report += static_cast<uint64_t>(wanted) / 10;
+    }
+  });
+  flush();
+  ANALYTICS_RETURN_IF_ERROR(failure);
+  std::ofstream(marker) << "generated demo events loaded: " << accepted << "\n";
+  obs::LogInfo("demo data loaded",
+               {{"events", accepted}, {"generated", lines},
+                {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}});
+  return Status::Ok();
 }
 
 }  // namespace
@@ -93,6 +150,7 @@ struct Application::State {
   std::unique_ptr<obs::HttpMetrics> http_metrics;
   std::unique_ptr<metadata::MetadataStore> metadata;
   std::unique_ptr<metrics::MetricCatalog> catalog;
+  std::unique_ptr<metrics::MetricValues> metric_values;
   std::unique_ptr<events::Pseudonymizer> pseudonymizer;
   std::unique_ptr<events::Normalizer> normalizer;
   std::unique_ptr<store::EventStore> event_store;
@@ -160,6 +218,7 @@ Status Application::Start() {
     options.compaction.min_segments = config_.event_store.compaction_min_segments;
     options.compaction.max_rows = config_.event_store.compaction_max_rows;
     options.maintenance_interval_ms = int64_t{config_.event_store.maintenance_interval_seconds} * 1000;
+    options.query_cache_bytes = config_.event_store.query_cache_mb << 20;
     ANALYTICS_ASSIGN_OR_RETURN(auto embedded, store::EmbeddedEventStore::Open(options));
     obs::LogInfo("event store recovered", embedded->recovery_report());
     s.event_store = std::move(embedded);
@@ -167,6 +226,7 @@ Status Application::Start() {
   ingest::IntakeOptions intake_options;
   intake_options.dead_letter_retention_ms = int64_t{config_.ingest.dead_letter_retention_days} * 86400000;
   s.intake = std::make_unique<ingest::Intake>(*s.normalizer, *s.event_store, *s.metadata, intake_options);
+  ANALYTICS_RETURN_IF_ERROR(LoadDemoData(config_, *s.event_store, *s.intake));
   s.housekeeping = std::thread([&s] {
     std::unique_lock lock(s.housekeeping_mu);
     while (!s.stopping) {
@@ -218,6 +278,10 @@ Status Application::Start() {
                     }});
   api::AddSystemRoutes(s.router, std::move(checks), s.metrics, kVersion);
   api::AddMetricDefinitionRoutes(s.router, *s.catalog);
+  metrics::MetricValuesOptions values_options;
+  values_options.k_anonymity = config_.privacy.k_anonymity;
+  s.metric_values = std::make_unique<metrics::MetricValues>(*s.catalog, *s.event_store, values_options);
+  api::AddMetricValuesRoutes(s.router, *s.metric_values);
   api::EventRoutesOptions event_options;
   event_options.max_decompressed_bytes = config_.ingest.max_decompressed_bytes;
   api::AddEventRoutes(s.router, *s.intake, *s.event_store, *s.metadata, *s.pseudonymizer, event_options);

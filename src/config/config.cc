@@ -163,6 +163,7 @@ Result<Config> BuildConfig(const std::map<std::string, std::string>& values) {
 
   ANALYTICS_RETURN_IF_ERROR(reader.String("storage.data_dir", config.storage.data_dir));
   if (config.storage.data_dir.empty()) return Status::InvalidArgument("must not be empty", "storage.data_dir");
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("storage.demo_events", config.storage.demo_events, 0, 100000000));
 
   auto& ingest = config.ingest;
   ANALYTICS_RETURN_IF_ERROR(reader.Integer("ingest.max_future_seconds", ingest.max_future_seconds, 0, 366 * 86400));
@@ -192,6 +193,8 @@ Result<Config> BuildConfig(const std::map<std::string, std::string>& values) {
   ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.maintenance_interval_seconds",
                                            event_store.maintenance_interval_seconds, 1, 86400));
   ANALYTICS_RETURN_IF_ERROR(reader.String("privacy.pseudonym_key_file", config.privacy.pseudonym_key_file));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("privacy.k_anonymity", config.privacy.k_anonymity, 1, 1000));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.query_cache_mb", config.event_store.query_cache_mb, 0, 1 << 20));
   if (config.privacy.pseudonym_key_file.empty()) {
     return Status::InvalidArgument("must not be empty", "privacy.pseudonym_key_file");
   }

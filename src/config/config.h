@@ -32,6 +32,7 @@ struct ApiServerConfig {
 
 struct StorageConfig {
   std::string data_dir = "./data";
+  int64_t demo_events = 0;  // generated events loaded once into an empty store (make run)
 };
 
 struct IngestConfig {
@@ -55,10 +56,12 @@ struct EventStoreConfig {
   uint64_t compaction_min_segments = 4;
   uint64_t compaction_max_rows = 1000000;
   int maintenance_interval_seconds = 30;
+  uint64_t query_cache_mb = 256;
 };
 
 struct PrivacyConfig {
   std::string pseudonym_key_file;
+  int k_anonymity = 5;  // developers see only groups of at least k users
 };
 
 struct AuthConfig {

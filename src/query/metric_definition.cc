@@ -411,6 +411,10 @@ Result<MetricDefinition> ParseBody(const json& body, bool allow_server_fields) {
 
 }  // namespace
 
+Status ParsePropertyFilter(const json& item, const std::string& field, PropertyFilter& out) {
+  return ParseFilter(item, field, out);
+}
+
 std::string_view AggregationName(Aggregation aggregation) {
   for (const auto& entry : kAggregations) {
     if (entry.aggregation == aggregation) return entry.name;

@@ -94,6 +94,10 @@ nlohmann::json MetricDefinitionToJson(const MetricDefinition& definition);
 // stored document does not parse.
 common::Result<MetricDefinition> MetricDefinitionFromStored(const nlohmann::json& stored);
 
+// Parses one filter object {"property", "op", "value"} (docs/metrics.md "Filters"); InvalidArgument naming
+// `field` + ".op" etc.
+common::Status ParsePropertyFilter(const nlohmann::json& item, const std::string& field, PropertyFilter& out);
+
 // True when `path` is a valid property path: identifiers joined by dots.
 bool IsValidPropertyPath(std::string_view path);
 

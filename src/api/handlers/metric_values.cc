@@ -1,0 +1,48 @@
+// Metric values endpoint: parameters in, values document out; developers are scoped to their games.
+#include "api/handlers/metric_values.h"
+
+#include "api/errors.h"
+
+namespace analytics::api {
+namespace {
+
+using auth::Role;
+
+const ErrorCodes kCodes{error_code::kMetricDefinitionNotFound, error_code::kAlreadyExists,
+                        error_code::kInvalidQueryParameters, error_code::kDataNotYetAvailable};
+
+HttpResponse Values(metrics::MetricValues& values, HttpRequest& request) {
+  const std::string& name = request.path_params["metric_name"];
+  metrics::MetricValuesRequest parameters;
+  parameters.period_start = request.QueryParam("period_start");
+  parameters.period_end = request.QueryParam("period_end");
+  parameters.granularity = request.QueryParam("granularity");
+  parameters.dimensions = request.QueryParam("dimensions");
+  parameters.filters = request.QueryParam("filters");
+  parameters.timezone = request.QueryParam("timezone");
+  parameters.limit = request.QueryParam("limit");
+  metrics::Viewer viewer;
+  if (request.principal && !request.principal->SeesAllGames()) {
+    viewer.all_games = false;
+    viewer.game_ids = request.principal->game_ids;
+  }
+  auto document = values.Compute(name, parameters, viewer);
+  if (!document.ok()) {
+    if (document.status().code() == common::StatusCode::kNotFound) {
+      return ErrorResponse(404, error_code::kMetricDefinitionNotFound, document.status().message(),
+                           {{"metric_name", name}});
+    }
+    return StatusResponse(document.status(), kCodes);
+  }
+  return HttpResponse::Json(200, *document);
+}
+
+}  // namespace
+
+void AddMetricValuesRoutes(Router& router, metrics::MetricValues& values) {
+  const std::vector<Role> readers = {Role::kPlatformAdmin, Role::kDeveloper, Role::kMarketingManager};
+  router.Add({"GET", "/api/v1/analytics/metrics/values/{metric_name}", true, readers, "Compute a metric's values",
+              [&values](HttpRequest& request) { return Values(values, request); }});
+}
+
+}  // namespace analytics::api

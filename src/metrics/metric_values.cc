@@ -1,0 +1,643 @@
+// MetricValues: request parsing, cells → values, top-N + other, k-anonymity, the response document.
+#include "metrics/metric_values.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+
+#include <absl/time/civil_time.h>
+
+#include "common/time_util.h"
+#include "query/aggregator.h"
+#include "query/filter_expr.h"
+#include "query/time_grid.h"
+
+namespace analytics::metrics {
+
+namespace {
+
+using common::Result;
+using common::Status;
+using json = nlohmann::json;
+using query::Aggregation;
+using query::AggregateCell;
+using query::AggregateQuery;
+using query::AggregateResult;
+using query::FilterExpr;
+using query::GroupKey;
+using query::Granularity;
+using query::MetricDefinition;
+using query::TimeGrid;
+using query::TimeZone;
+
+constexpr int64_t kDayMs = 86400000;
+
+struct Plan {
+  TimeZone zone = TimeZone::Utc();
+  Granularity granularity = Granularity::kDay;
+  int64_t start_ms = 0;
+  int64_t end_ms = 0;  // exclusive
+  std::string period_start_text, period_end_text;
+  TimeGrid grid;
+  std::vector<std::string> dimensions;
+  FilterExpr filter;        // request filters and the viewer's scope
+  std::optional<size_t> limit;
+  bool k_anonymity = false;
+};
+
+bool IsDate(const std::string& text) {
+  return text.size() == 10 && text[4] == '-' && text[7] == '-';
+}
+
+Result<int64_t> ParseBound(const std::string& text, bool is_end, const TimeZone& zone, const char* parameter) {
+  if (IsDate(text)) {
+    absl::CivilDay day;
+    if (!absl::ParseCivilTime(text, &day)) {
+      return Status::InvalidArgument("not a date (YYYY-MM-DD) or RFC 3339 time: '" + text + "'", parameter);
+    }
+    if (is_end) day += 1;
+    return zone.StartOfDay(day.year(), day.month(), day.day());
+  }
+  auto time = common::ParseRfc3339Millis(text);
+  if (!time.ok()) return Status::InvalidArgument("not a date (YYYY-MM-DD) or RFC 3339 time: '" + text + "'", parameter);
+  return is_end ? *time + 1 : *time;  // both ends included
+}
+
+Result<Plan> MakePlan(const MetricDefinition& definition, const MetricValuesRequest& request, const Viewer& viewer,
+                      const MetricValuesOptions& options) {
+  Plan plan;
+  if (request.timezone && !request.timezone->empty()) {
+    ANALYTICS_ASSIGN_OR_RETURN(plan.zone, TimeZone::Load(*request.timezone));
+  }
+  if (request.granularity && !request.granularity->empty()) {
+    auto granularity = query::GranularityFromName(*request.granularity);
+    if (!granularity) {
+      return Status::InvalidArgument("must be one of minute, hour, day, week, month", "granularity");
+    }
+    plan.granularity = *granularity;
+  }
+  if (!request.period_start || request.period_start->empty()) {
+    return Status::InvalidArgument("is required (a date YYYY-MM-DD or an RFC 3339 time)", "period_start");
+  }
+  if (!request.period_end || request.period_end->empty()) {
+    return Status::InvalidArgument("is required (a date YYYY-MM-DD or an RFC 3339 time)", "period_end");
+  }
+  plan.period_start_text = *request.period_start;
+  plan.period_end_text = *request.period_end;
+  ANALYTICS_ASSIGN_OR_RETURN(plan.start_ms, ParseBound(*request.period_start, false, plan.zone, "period_start"));
+  ANALYTICS_ASSIGN_OR_RETURN(plan.end_ms, ParseBound(*request.period_end, true, plan.zone, "period_end"));
+  if (plan.end_ms <= plan.start_ms) {
+    return Status::InvalidArgument("must not be before period_start", "period_end");
+  }
+  auto grid = TimeGrid::Make(plan.start_ms, plan.end_ms, plan.granularity, plan.zone, options.max_buckets);
+  if (!grid.ok()) return grid.status();
+  plan.grid = std::move(grid).value();
+  if (request.dimensions && !request.dimensions->empty()) {
+    json dimensions = json::parse(*request.dimensions, nullptr, false);
+    if (dimensions.is_discarded() || !dimensions.is_array()) {
+      return Status::InvalidArgument("must be a JSON array of property names, e.g. [\"game_id\"]", "dimensions");
+    }
+    for (const auto& dimension : dimensions) {
+      if (!dimension.is_string()) return Status::InvalidArgument("must hold only strings", "dimensions");
+      const std::string name = dimension.get<std::string>();
+      if (std::find(definition.dimensions.begin(), definition.dimensions.end(), name) == definition.dimensions.end()) {
+        std::string allowed;
+        for (const auto& item : definition.dimensions) allowed += (allowed.empty() ? "" : ", ") + item;
+        return Status::InvalidArgument("'" + name + "' is not a dimension of metric " + definition.name +
+                                           " (allowed: " + (allowed.empty() ? "none" : allowed) + ")",
+                                       "dimensions");
+      }
+      if (std::find(plan.dimensions.begin(), plan.dimensions.end(), name) != plan.dimensions.end()) {
+        return Status::InvalidArgument("'" + name + "' is listed twice", "dimensions");
+      }
+      plan.dimensions.push_back(name);
+    }
+  }
+  std::vector<FilterExpr> filters;
+  if (request.filters && !request.filters->empty()) {
+    json filters_json = json::parse(*request.filters, nullptr, false);
+    if (filters_json.is_discarded()) return Status::InvalidArgument("is not valid JSON", "filters");
+    auto parsed = query::ParseFilterExpr(filters_json, "filters");
+    if (!parsed.ok()) {
+      // Keep the parameter name for the error envelope, the path inside it in the message.
+      return Status::InvalidArgument(parsed.status().field() + ": " + parsed.status().message(), "filters");
+    }
+    filters.push_back(std::move(parsed).value());
+  }
+  if (!viewer.all_games) {
+    query::PropertyFilter scope;
+    scope.property = "game_id";
+    scope.op = query::FilterOp::kIn;
+    scope.value = json::array();
+    for (const auto& game : viewer.game_ids) scope.value.push_back(game);
+    filters.push_back(FilterExpr::Condition(std::move(scope)));
+    plan.k_anonymity = options.k_anonymity > 1;
+  }
+  plan.filter = FilterExpr::And(std::move(filters));
+  if (request.limit && !request.limit->empty()) {
+    size_t limit = 0;
+    const std::string& text = *request.limit;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), limit);
+    if (ec != std::errc() || ptr != text.data() + text.size() || limit < 1 || limit > 1000) {
+      return Status::InvalidArgument("must be an integer from 1 to 1000", "limit");
+    }
+    if (plan.dimensions.empty()) return Status::InvalidArgument("needs dimensions to rank groups by", "limit");
+    plan.limit = limit;
+  }
+  return plan;
+}
+
+bool Additive(Aggregation aggregation) {
+  return aggregation == Aggregation::kCount || aggregation == Aggregation::kSum ||
+         aggregation == Aggregation::kUniqueUsers || aggregation == Aggregation::kPeakConcurrent;
+}
+
+std::optional<double> Evaluate(const MetricDefinition& definition, const AggregateCell& cell) {
+  switch (definition.aggregation) {
+    case Aggregation::kCount:
+      return cell.weighted_count;
+    case Aggregation::kUniqueUsers:
+      return static_cast<double>(cell.users.cardinality());
+    case Aggregation::kSum:
+      return cell.weighted_sum;
+    case Aggregation::kAvg:
+      if (cell.value_count == 0) return std::nullopt;
+      return cell.value_sum / static_cast<double>(cell.value_count);
+    case Aggregation::kMin:
+      if (cell.value_count == 0) return std::nullopt;
+      return cell.min;
+    case Aggregation::kMax:
+      if (cell.value_count == 0) return std::nullopt;
+      return cell.max;
+    case Aggregation::kPercentile: {
+      std::vector<double> values = cell.values;
+      return query::Percentile(values, definition.percentile.value_or(50));
+    }
+    case Aggregation::kRatio:
+    case Aggregation::kPeakConcurrent:
+      break;
+  }
+  return std::nullopt;
+}
+
+// One metric's data over the plan: per group, values per output bucket and over the whole period.
+class Series {
+ public:
+  virtual ~Series() = default;
+  virtual std::vector<GroupKey> Keys() const = 0;
+  // Values of the groups `keys` taken together (one group, or the "other" groups merged).
+  virtual std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const = 0;
+  virtual std::optional<double> Total(const std::vector<GroupKey>& keys) const = 0;
+  // Distinct users behind the groups (k-anonymity).
+  virtual Roaring Users(const std::vector<GroupKey>& keys) const = 0;
+  virtual int64_t Newest() const = 0;
+};
+
+// count, sum, avg, min, max, percentile, unique_users without a window: cells on the output grid.
+class CellSeries : public Series {
+ public:
+  CellSeries(const MetricDefinition& definition, AggregateResult result, size_t buckets)
+      : definition_(definition), result_(std::move(result)), buckets_(buckets) {}
+
+  std::vector<GroupKey> Keys() const override {
+    std::vector<GroupKey> keys;
+    for (const auto& [key, cells] : result_.groups) keys.push_back(key);
+    return keys;
+  }
+  std::vector<AggregateCell> Merged(const std::vector<GroupKey>& keys) const {
+    std::vector<AggregateCell> merged(buckets_);
+    for (const auto& key : keys) {
+      auto it = result_.groups.find(key);
+      if (it == result_.groups.end()) continue;
+      for (size_t bucket = 0; bucket < buckets_ && bucket < it->second.size(); ++bucket) {
+        merged[bucket].Merge(it->second[bucket]);
+      }
+    }
+    return merged;
+  }
+  std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
+    std::vector<std::optional<double>> values;
+    for (const auto& cell : Merged(keys)) values.push_back(Evaluate(definition_, cell));
+    return values;
+  }
+  std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
+    AggregateCell total;
+    for (const auto& cell : Merged(keys)) total.Merge(cell);
+    return Evaluate(definition_, total);
+  }
+  Roaring Users(const std::vector<GroupKey>& keys) const override {
+    Roaring users;
+    for (const auto& cell : Merged(keys)) users |= cell.users;
+    return users;
+  }
+  int64_t Newest() const override { return result_.newest_event_ms; }
+
+ private:
+  const MetricDefinition& definition_;
+  AggregateResult result_;
+  size_t buckets_;
+};
+
+// unique_users with window_days: cells on a fine grid (days, or hours at hour/minute granularity); the value
+// of an output bucket is the union of the fine cells in [bucket_end - N days, bucket_end).
+class WindowSeries : public Series {
+ public:
+  WindowSeries(AggregateResult result, std::vector<int64_t> fine_bounds, std::vector<std::pair<size_t, size_t>> windows,
+               std::pair<size_t, size_t> period)
+      : result_(std::move(result)), fine_bounds_(std::move(fine_bounds)), windows_(std::move(windows)), period_(period) {}
+
+  std::vector<GroupKey> Keys() const override {
+    std::vector<GroupKey> keys;
+    for (const auto& [key, cells] : result_.groups) keys.push_back(key);
+    return keys;
+  }
+  Roaring Union(const std::vector<GroupKey>& keys, size_t from, size_t to) const {
+    Roaring users;
+    for (const auto& key : keys) {
+      auto it = result_.groups.find(key);
+      if (it == result_.groups.end()) continue;
+      for (size_t fine = from; fine < to && fine < it->second.size(); ++fine) users |= it->second[fine].users;
+    }
+    return users;
+  }
+  std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
+    std::vector<std::optional<double>> values;
+    for (const auto& [from, to] : windows_) values.push_back(static_cast<double>(Union(keys, from, to).cardinality()));
+    return values;
+  }
+  std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
+    return static_cast<double>(Union(keys, period_.first, period_.second).cardinality());
+  }
+  Roaring Users(const std::vector<GroupKey>& keys) const override { return Union(keys, 0, fine_bounds_.size()); }
+  int64_t Newest() const override { return result_.newest_event_ms; }
+
+ private:
+  AggregateResult result_;
+  std::vector<int64_t> fine_bounds_;
+  std::vector<std::pair<size_t, size_t>> windows_;  // per output bucket: fine cells [first, second)
+  std::pair<size_t, size_t> period_;               // fine cells of the period itself
+};
+
+class RatioSeries : public Series {
+ public:
+  RatioSeries(std::unique_ptr<Series> numerator, std::unique_ptr<Series> denominator)
+      : numerator_(std::move(numerator)), denominator_(std::move(denominator)) {}
+
+  std::vector<GroupKey> Keys() const override {
+    std::vector<GroupKey> keys = numerator_->Keys();
+    for (auto& key : denominator_->Keys()) keys.push_back(std::move(key));
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    return keys;
+  }
+  static std::optional<double> Divide(std::optional<double> numerator, std::optional<double> denominator) {
+    if (!numerator || !denominator || *denominator == 0) return std::nullopt;
+    return *numerator / *denominator;
+  }
+  std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
+    auto numerator = numerator_->Values(keys);
+    auto denominator = denominator_->Values(keys);
+    std::vector<std::optional<double>> values;
+    for (size_t bucket = 0; bucket < numerator.size(); ++bucket) values.push_back(Divide(numerator[bucket], denominator[bucket]));
+    return values;
+  }
+  std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
+    return Divide(numerator_->Total(keys), denominator_->Total(keys));
+  }
+  Roaring Users(const std::vector<GroupKey>& keys) const override {
+    Roaring users = numerator_->Users(keys);
+    users |= denominator_->Users(keys);
+    return users;
+  }
+  int64_t Newest() const override { return std::max(numerator_->Newest(), denominator_->Newest()); }
+
+ private:
+  std::unique_ptr<Series> numerator_, denominator_;
+};
+
+// peak_concurrent: sessions as [start, end) intervals per group; the value of a bucket is the most sessions
+// open at one instant in it (closes before opens at equal times).
+class PeakSeries : public Series {
+ public:
+  struct Session {
+    int64_t start, end;
+    uint32_t user;
+  };
+  PeakSeries(std::map<GroupKey, std::vector<Session>> sessions, std::vector<int64_t> bounds, int64_t newest)
+      : sessions_(std::move(sessions)), bounds_(std::move(bounds)), newest_(newest) {}
+
+  std::vector<GroupKey> Keys() const override {
+    std::vector<GroupKey> keys;
+    for (const auto& [key, sessions] : sessions_) keys.push_back(key);
+    return keys;
+  }
+  std::vector<std::optional<double>> Peaks(const std::vector<GroupKey>& keys, const std::vector<int64_t>& bounds) const {
+    std::vector<std::pair<int64_t, int>> changes;  // (time, -1 close / +1 open): closes sort first
+    for (const auto& key : keys) {
+      auto it = sessions_.find(key);
+      if (it == sessions_.end()) continue;
+      for (const auto& session : it->second) {
+        changes.emplace_back(session.start, +1);
+        changes.emplace_back(session.end, -1);
+      }
+    }
+    std::sort(changes.begin(), changes.end());
+    std::vector<std::optional<double>> peaks;
+    size_t next = 0;
+    int64_t open = 0;
+    for (size_t bucket = 0; bucket + 1 < bounds.size(); ++bucket) {
+      while (next < changes.size() && changes[next].first <= bounds[bucket]) open += changes[next++].second;
+      int64_t peak = open;
+      while (next < changes.size() && changes[next].first < bounds[bucket + 1]) {
+        open += changes[next++].second;
+        peak = std::max(peak, open);
+      }
+      peaks.push_back(static_cast<double>(peak));
+    }
+    return peaks;
+  }
+  std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
+    return Peaks(keys, bounds_);
+  }
+  std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
+    return Peaks(keys, {bounds_.front(), bounds_.back()}).front();
+  }
+  Roaring Users(const std::vector<GroupKey>& keys) const override {
+    Roaring users;
+    for (const auto& key : keys) {
+      auto it = sessions_.find(key);
+      if (it == sessions_.end()) continue;
+      for (const auto& session : it->second) {
+        if (session.user != query::kNoUser) users.add(session.user);
+      }
+    }
+    return users;
+  }
+  int64_t Newest() const override { return newest_; }
+
+ private:
+  std::map<GroupKey, std::vector<Session>> sessions_;
+  std::vector<int64_t> bounds_;
+  int64_t newest_;
+};
+
+AggregateQuery BaseQuery(const MetricDefinition& definition, const Plan& plan) {
+  AggregateQuery aggregate;
+  aggregate.event_types = definition.event_types;
+  aggregate.weights = definition.event_weights;
+  std::vector<FilterExpr> filters;
+  for (const auto& filter : definition.filters) filters.push_back(FilterExpr::Condition(filter));
+  filters.push_back(plan.filter);
+  aggregate.filter = FilterExpr::And(std::move(filters));
+  aggregate.group_by = plan.dimensions;
+  aggregate.bounds = plan.grid.bounds();
+  aggregate.value_property = definition.property;
+  aggregate.collect_users = definition.aggregation == Aggregation::kUniqueUsers || plan.k_anonymity;
+  aggregate.collect_values = definition.aggregation == Aggregation::kPercentile;
+  return aggregate;
+}
+
+}  // namespace
+
+class SeriesBuilder {
+ public:
+  SeriesBuilder(MetricCatalog& catalog, store::EventStore& store, const std::shared_ptr<const MetricSnapshot>& snapshot)
+      : catalog_(catalog), store_(store), snapshot_(snapshot) {}
+
+  Result<std::unique_ptr<Series>> Build(const MetricDefinition& definition, const Plan& plan, int depth) {
+    if (depth > 4) return Status::InvalidArgument("ratio operands nest too deeply", "metric_name");
+    const size_t buckets = plan.grid.size();
+    switch (definition.aggregation) {
+      case Aggregation::kRatio: {
+        ANALYTICS_ASSIGN_OR_RETURN(auto numerator, Operand(definition.numerator, plan, depth));
+        ANALYTICS_ASSIGN_OR_RETURN(auto denominator, Operand(definition.denominator, plan, depth));
+        return std::unique_ptr<Series>(new RatioSeries(std::move(numerator), std::move(denominator)));
+      }
+      case Aggregation::kPeakConcurrent:
+        return Peak(definition, plan);
+      case Aggregation::kUniqueUsers:
+        if (definition.window_days) return Window(definition, plan);
+        break;
+      default:
+        break;
+    }
+    ANALYTICS_ASSIGN_OR_RETURN(auto result, store_.Aggregate(BaseQuery(definition, plan)));
+    return std::unique_ptr<Series>(new CellSeries(definition, std::move(result), buckets));
+  }
+
+ private:
+  Result<std::unique_ptr<Series>> Operand(const std::string& name, const Plan& plan, int depth) {
+    const MetricSnapshot::Entry* entry = snapshot_->Find(name);
+    if (entry == nullptr) {
+      return Status::Internal("ratio operand metric '" + name + "' does not exist");
+    }
+    return Build(entry->definition, plan, depth + 1);
+  }
+
+  // Sessions per docs/metrics.md: a start opens (user, key) unless that session is open; the first later end
+  // of the same (user, key) closes it; none within max_session_seconds: it closes then. Starts are filtered
+  // and grouped; ends only pair.
+  Result<std::unique_ptr<Series>> Peak(const MetricDefinition& definition, const Plan& plan) {
+    if (!definition.concurrency) return Status::Internal("peak_concurrent metric without concurrency");
+    const query::ConcurrencySpec& spec = *definition.concurrency;
+    const int64_t max_ms = spec.max_session_seconds * 1000;
+    const std::vector<int64_t>& bounds = plan.grid.bounds();
+    AggregateQuery starts = BaseQuery(definition, plan);
+    starts.event_types = {spec.start_event_type};
+    starts.bounds = {bounds.front() - max_ms, bounds.back()};
+    starts.collect_users = false;
+    AggregateQuery ends;
+    ends.event_types = {spec.end_event_type};
+    ends.bounds = starts.bounds;
+    ANALYTICS_ASSIGN_OR_RETURN(auto start_rows, store_.SelectRows(starts, {spec.key_property}));
+    ANALYTICS_ASSIGN_OR_RETURN(auto end_rows, store_.SelectRows(ends, {spec.key_property}));
+    struct Mark {
+      int64_t time;
+      bool is_start;
+      size_t row;
+    };
+    std::map<std::pair<uint32_t, std::string>, std::vector<Mark>> by_session;
+    int64_t newest = INT64_MIN;
+    for (size_t row = 0; row < start_rows.time_ms.size(); ++row) {
+      if (!start_rows.values[row][0]) continue;
+      by_session[{start_rows.users[row], *start_rows.values[row][0]}].push_back({start_rows.time_ms[row], true, row});
+      newest = std::max(newest, start_rows.time_ms[row]);
+    }
+    for (size_t row = 0; row < end_rows.time_ms.size(); ++row) {
+      if (!end_rows.values[row][0]) continue;
+      auto it = by_session.find({end_rows.users[row], *end_rows.values[row][0]});
+      if (it == by_session.end()) continue;  // no start of this session was read
+      it->second.push_back({end_rows.time_ms[row], false, row});
+    }
+    std::map<GroupKey, std::vector<PeakSeries::Session>> sessions;
+    for (auto& [session_key, marks] : by_session) {
+      // Ends before starts at equal times: an end at the very start's millisecond is not "later".
+      std::sort(marks.begin(), marks.end(), [](const Mark& a, const Mark& b) {
+        return a.time != b.time ? a.time < b.time : (!a.is_start && b.is_start);
+      });
+      std::optional<Mark> open;
+      auto close = [&](int64_t end) {
+        sessions[start_rows.groups[open->row]].push_back({open->time, end, session_key.first});
+        open.reset();
+      };
+      for (const Mark& mark : marks) {
+        if (open && mark.time >= open->time + max_ms) close(open->time + max_ms);
+        if (mark.is_start) {
+          if (!open) open = mark;
+        } else if (open) {
+          close(mark.time);
+        }
+      }
+      if (open) close(open->time + max_ms);
+    }
+    return std::unique_ptr<Series>(new PeakSeries(std::move(sessions), bounds, newest));
+  }
+
+  Result<std::unique_ptr<Series>> Window(const MetricDefinition& definition, const Plan& plan) {
+    if (plan.granularity == Granularity::kMinute) {
+      return Status::InvalidArgument("minute buckets are not available for rolling-window metrics (use hour or coarser)",
+                                     "granularity");
+    }
+    const int64_t days = *definition.window_days;
+    const std::vector<int64_t>& bounds = plan.grid.bounds();
+    // Fine grid: local days (hours at hour granularity) from the first window's start to the period end.
+    const bool hourly = plan.granularity == Granularity::kHour;
+    int64_t fine_start;
+    if (hourly) {
+      fine_start = bounds[1] - days * kDayMs;
+    } else {
+      const absl::CivilDay first_end = absl::ToCivilDay(absl::FromUnixMillis(bounds[1]), plan.zone.zone());
+      const absl::CivilDay start_day = first_end - days;
+      fine_start = plan.zone.StartOfDay(start_day.year(), start_day.month(), start_day.day());
+    }
+    fine_start = std::min(fine_start, bounds.front());
+    ANALYTICS_ASSIGN_OR_RETURN(auto fine, TimeGrid::Make(fine_start, bounds.back(), hourly ? Granularity::kHour : Granularity::kDay,
+                                                         plan.zone, 1000000));
+    AggregateQuery aggregate = BaseQuery(definition, plan);
+    aggregate.bounds = fine.bounds();
+    aggregate.collect_users = true;
+    ANALYTICS_ASSIGN_OR_RETURN(auto result, store_.Aggregate(aggregate));
+    const std::vector<int64_t>& fine_bounds = fine.bounds();
+    auto fine_index = [&](int64_t instant) {
+      return static_cast<size_t>(std::lower_bound(fine_bounds.begin(), fine_bounds.end(), instant) - fine_bounds.begin());
+    };
+    std::vector<std::pair<size_t, size_t>> windows;
+    for (size_t bucket = 0; bucket + 1 < bounds.size(); ++bucket) {
+      const int64_t end = bounds[bucket + 1];
+      int64_t begin;
+      if (hourly) {
+        begin = end - days * kDayMs;
+      } else {
+        const absl::CivilDay end_day = absl::ToCivilDay(absl::FromUnixMillis(end), plan.zone.zone());
+        const absl::CivilDay begin_day = end_day - days;
+        begin = plan.zone.StartOfDay(begin_day.year(), begin_day.month(), begin_day.day());
+      }
+      windows.emplace_back(fine_index(begin), fine_index(end));
+    }
+    const std::pair<size_t, size_t> period{fine_index(bounds.front()), fine_index(bounds.back())};
+    return std::unique_ptr<Series>(new WindowSeries(std::move(result), fine_bounds, std::move(windows), period));
+  }
+
+  MetricCatalog& catalog_;
+  store::EventStore& store_;
+  std::shared_ptr<const MetricSnapshot> snapshot_;
+};
+
+Result<json> MetricValues::Compute(const std::string& metric_name, const MetricValuesRequest& request,
+                                   const Viewer& viewer) {
+  ANALYTICS_ASSIGN_OR_RETURN(auto snapshot, catalog_.Snapshot());
+  const MetricSnapshot::Entry* entry = snapshot->Find(metric_name);
+  if (entry == nullptr) return Status::NotFound("no metric definition named '" + metric_name + "'");
+  const MetricDefinition& definition = entry->definition;
+  ANALYTICS_ASSIGN_OR_RETURN(Plan plan, MakePlan(definition, request, viewer, options_));
+  const int64_t newest = store_.NewestEventMs();
+  if (newest == INT64_MIN || plan.start_ms > newest) {
+    return Status::FailedPrecondition("the period starts after the newest stored event" +
+                                      (newest == INT64_MIN ? std::string(" (no events yet)")
+                                                           : " (" + common::FormatRfc3339Millis(newest) + ")"));
+  }
+  SeriesBuilder builder(catalog_, store_, snapshot);
+  ANALYTICS_ASSIGN_OR_RETURN(auto series, builder.Build(definition, plan, 0));
+
+  std::vector<GroupKey> keys = series->Keys();
+  uint64_t suppressed = 0;
+  if (plan.k_anonymity) {
+    std::erase_if(keys, [&](const GroupKey& key) {
+      const bool small = series->Users({key}).cardinality() < static_cast<uint64_t>(options_.k_anonymity);
+      suppressed += small;
+      return small;
+    });
+  }
+  if (keys.size() > options_.max_groups && !plan.limit) {
+    return Status::InvalidArgument("the dimensions give " + std::to_string(keys.size()) + " groups, more than " +
+                                       std::to_string(options_.max_groups) + "; set limit for the top groups and 'other'",
+                                   "dimensions");
+  }
+  // Top-N by the value over the whole period (nulls last, ties by key), the rest as one "other" series.
+  std::vector<GroupKey> others;
+  if (plan.limit && keys.size() > *plan.limit) {
+    std::vector<std::pair<std::optional<double>, GroupKey>> ranked;
+    for (auto& key : keys) ranked.emplace_back(series->Total({key}), std::move(key));
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+      if (a.first.has_value() != b.first.has_value()) return a.first.has_value();
+      if (a.first && *a.first != *b.first) return *a.first > *b.first;
+      return a.second < b.second;
+    });
+    keys.clear();
+    for (size_t rank = 0; rank < ranked.size(); ++rank) {
+      (rank < *plan.limit ? keys : others).push_back(std::move(ranked[rank].second));
+    }
+  }
+  const bool additive = Additive(definition.aggregation);
+  const std::vector<int64_t>& bounds = plan.grid.bounds();
+  std::vector<std::string> labels;
+  for (size_t bucket = 0; bucket + 1 < bounds.size(); ++bucket) labels.push_back(plan.zone.Format(bounds[bucket]));
+  auto points = [&](const std::vector<GroupKey>& group) {
+    json out = json::array();
+    const auto values = series->Values(group);
+    for (size_t bucket = 0; bucket < labels.size(); ++bucket) {
+      std::optional<double> value = bucket < values.size() ? values[bucket] : std::nullopt;
+      if (!value && additive) value = 0.0;
+      out.push_back(json::array({labels[bucket], value ? json(*value) : json(nullptr)}));
+    }
+    return out;
+  };
+  json series_json = json::array();
+  if (plan.dimensions.empty()) {
+    // The ungrouped series is always present (explicit zeros when nothing happened), unless suppressed.
+    if (keys.empty() && suppressed == 0) keys.push_back(GroupKey{});
+    for (const auto& key : keys) series_json.push_back({{"dimensions", json::object()}, {"points", points({key})}});
+  } else {
+    if (!plan.limit) std::sort(keys.begin(), keys.end());
+    for (const auto& key : keys) {
+      json dimensions = json::object();
+      for (size_t dimension = 0; dimension < plan.dimensions.size(); ++dimension) {
+        dimensions[plan.dimensions[dimension]] = key[dimension] ? json(*key[dimension]) : json(nullptr);
+      }
+      series_json.push_back({{"dimensions", std::move(dimensions)}, {"points", points({key})}});
+    }
+    if (!others.empty()) {
+      json dimensions = json::object();
+      for (const auto& name : plan.dimensions) dimensions[name] = "other";
+      series_json.push_back({{"dimensions", std::move(dimensions)}, {"other", true}, {"groups", others.size()},
+                             {"points", points(others)}});
+    }
+  }
+  const int64_t freshness = series->Newest();
+  json document = {{"metric", definition.name},
+                   {"unit", definition.unit},
+                   {"aggregation", query::AggregationName(definition.aggregation)},
+                   {"period_start", plan.period_start_text},
+                   {"period_end", plan.period_end_text},
+                   {"granularity", query::GranularityName(plan.granularity)},
+                   {"timezone", plan.zone.name()},
+                   {"freshness", freshness == INT64_MIN ? json(nullptr) : json(common::FormatRfc3339Millis(freshness))},
+                   {"series", std::move(series_json)}};
+  if (plan.k_anonymity) {
+    document["k_anonymity"] = {{"k", options_.k_anonymity}, {"suppressed_groups", suppressed}};
+  }
+  return document;
+}
+
+}  // namespace analytics::metrics

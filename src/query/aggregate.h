@@ -1,0 +1,108 @@
+// The aggregation primitive every metric is computed from, and the columnar batches it reads.
+//
+// Rationale: metrics (docs/metrics.md) compose a few primitives: weighted counts, sums, min/max, exact
+// distinct users, exact percentiles, per bucket and group. An event store adapter answers an
+// AggregateQuery; the embedded store runs Aggregator (aggregator.h) over EventBatches of its memtable and
+// segments, ClickHouse would run SQL. MetricValues (src/metrics) builds ratios, rolling windows, top-N and
+// k-anonymity on top.
+// Users are dense ids (uint32) handed out by the store; `users` bitmaps are only comparable within one
+// store instance and one process.
+// Thread-safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <roaring/roaring.hh>
+
+#include "query/filter_expr.h"
+
+namespace analytics::query {
+
+inline constexpr uint32_t kNoUser = std::numeric_limits<uint32_t>::max();
+
+// What to read and how to bucket and group it.
+struct AggregateQuery {
+  std::vector<std::string> event_types;        // empty: every type
+  std::map<std::string, double> weights;       // per type, default 1 (weighted_count, weighted_sum)
+  FilterExpr filter;
+  std::vector<std::string> group_by;           // property paths
+  std::vector<int64_t> bounds;                 // bucket i = [bounds[i], bounds[i+1]); events outside: ignored
+  std::string value_property;                  // sum/avg/min/max/percentile read it; "" = none
+  bool collect_users = false;                  // distinct users per cell
+  bool collect_values = false;                 // every value per cell (exact percentiles)
+  // Canonical text of everything but `bounds` (cache keys).
+  std::string Fingerprint() const;
+};
+
+struct AggregateCell {
+  double weighted_count = 0;   // Σ weight(type) over the events read
+  double weighted_sum = 0;     // Σ weight(type) × value over events whose value is a number
+  uint64_t value_count = 0;    // events whose value is a number
+  double value_sum = 0;        // Σ value (unweighted: avg)
+  double min = std::numeric_limits<double>::infinity();
+  double max = -std::numeric_limits<double>::infinity();
+  Roaring users;
+  std::vector<double> values;
+
+  void Merge(const AggregateCell& other);
+  uint64_t MemoryBytes() const;
+};
+
+// A group: one value per group_by property, rendered as text ("17", "RU", "true", "1.5", raw JSON for
+// arrays/objects); nullopt = missing or null.
+using GroupKey = std::vector<std::optional<std::string>>;
+
+struct AggregateResult {
+  // Per group, one cell per bucket (dense, bounds.size() - 1 cells).
+  std::map<GroupKey, std::vector<AggregateCell>> groups;
+  int64_t newest_event_ms = std::numeric_limits<int64_t>::min();  // among the events read
+  uint64_t rows_read = 0;
+  // Adds `other`, whose cells are buckets [offset, offset + k) of this result's `buckets` buckets (a partial
+  // computed over a slice of the bounds). offset 0 and buckets 0: same bounds.
+  void Merge(const AggregateResult& other, size_t offset = 0, size_t buckets = 0);
+};
+
+// The rows a query reads, one by one (for computations that need event order, such as sessions): each row's
+// time, user, type, group and the text of some properties (nullopt: missing or null).
+struct RowSet {
+  std::vector<int64_t> time_ms;
+  std::vector<uint32_t> users;
+  std::vector<std::string> types;
+  std::vector<GroupKey> groups;
+  std::vector<std::vector<std::optional<std::string>>> values;  // per row, one per requested property
+};
+
+// --- Columnar input ------------------------------------------------------------------------------------
+
+enum class ValueKind : uint8_t { kMissing, kNull, kFalse, kTrue, kNumber, kString, kOther };
+
+// The values of one property path over the rows of a batch.
+struct PropertyColumn {
+  std::vector<ValueKind> kinds;      // per row
+  std::vector<double> numbers;       // per row; meaningful for kNumber
+  std::vector<uint32_t> codes;       // per row; kString: index into `strings`, kOther: into `others`
+  std::vector<std::string> strings;  // distinct string values (unescaped)
+  std::vector<std::string> others;   // arrays and objects as compact JSON
+
+  void Resize(size_t rows);
+  // Appends helpers for builders.
+  uint32_t Intern(std::string_view text, std::map<std::string, uint32_t, std::less<>>& index);
+};
+
+struct EventBatch {
+  size_t rows = 0;
+  std::vector<int64_t> time_ms;
+  std::vector<uint32_t> type_codes;  // index into `types`
+  std::vector<std::string> types;
+  std::vector<uint32_t> users;       // dense user ids, kNoUser when the event has none
+  std::map<std::string, PropertyColumn, std::less<>> properties;  // the paths the query needs
+  int64_t min_time_ms = std::numeric_limits<int64_t>::max();
+  int64_t max_time_ms = std::numeric_limits<int64_t>::min();
+};
+
+}  // namespace analytics::query

@@ -1,0 +1,431 @@
+// Aggregator: compiled filters over dictionaries, one pass per batch.
+#include "query/aggregator.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <cmath>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+namespace analytics::query {
+
+namespace {
+
+using json = nlohmann::json;
+
+// A condition compiled against one batch's column.
+struct CompiledCondition {
+  const PropertyColumn* column = nullptr;  // null: the property is absent from the batch (all missing)
+  FilterOp op = FilterOp::kEq;
+  bool negate = false;                   // ne, nin, exists:false are negations of eq, in, exists:true
+  std::vector<uint8_t> string_holds;     // per column string
+  std::vector<uint8_t> other_holds;      // per column array/object
+  std::vector<double> numbers;           // eq/in: numeric operands; gt..lte: the bound
+  bool true_holds = false;               // the row value true / false satisfies the positive condition
+  bool false_holds = false;
+  bool number_compare = false;           // gt..lte with a number operand
+
+  bool Holds(size_t row) const {
+    ValueKind kind = column ? column->kinds[row] : ValueKind::kMissing;
+    bool positive = false;
+    switch (kind) {
+      case ValueKind::kMissing:
+      case ValueKind::kNull:
+        positive = false;
+        break;
+      case ValueKind::kFalse:
+        positive = false_holds;
+        break;
+      case ValueKind::kTrue:
+        positive = true_holds;
+        break;
+      case ValueKind::kString:
+        positive = string_holds[column->codes[row]] != 0;
+        break;
+      case ValueKind::kOther:
+        positive = other_holds[column->codes[row]] != 0;
+        break;
+      case ValueKind::kNumber: {
+        const double x = column->numbers[row];
+        if (op == FilterOp::kExists) {
+          positive = true;
+        } else if (number_compare) {
+          const double bound = numbers.front();
+          positive = op == FilterOp::kGt ? x > bound : op == FilterOp::kGte ? x >= bound : op == FilterOp::kLt ? x < bound : x <= bound;
+        } else {
+          positive = std::find(numbers.begin(), numbers.end(), x) != numbers.end();
+        }
+        break;
+      }
+    }
+    if (op == FilterOp::kExists && kind != ValueKind::kMissing && kind != ValueKind::kNull) positive = true;
+    return negate ? !positive : positive;
+  }
+};
+
+bool CompareStrings(FilterOp op, const std::string& a, const std::string& b) {
+  switch (op) {
+    case FilterOp::kGt: return a > b;
+    case FilterOp::kGte: return a >= b;
+    case FilterOp::kLt: return a < b;
+    case FilterOp::kLte: return a <= b;
+    default: return false;
+  }
+}
+
+CompiledCondition Compile(const PropertyFilter& filter, const EventBatch& batch) {
+  CompiledCondition compiled;
+  auto it = batch.properties.find(filter.property);
+  compiled.column = it == batch.properties.end() ? nullptr : &it->second;
+  FilterOp op = filter.op;
+  json operands = filter.value;
+  if (op == FilterOp::kNe) {
+    op = FilterOp::kEq;
+    compiled.negate = true;
+  } else if (op == FilterOp::kNin) {
+    op = FilterOp::kIn;
+    compiled.negate = true;
+  } else if (op == FilterOp::kExists && filter.value.is_boolean() && !filter.value.get<bool>()) {
+    compiled.negate = true;
+  }
+  compiled.op = op;
+  if (op == FilterOp::kEq) operands = json::array({filter.value});
+  const PropertyColumn* column = compiled.column;
+  const size_t strings = column ? column->strings.size() : 0;
+  const size_t others = column ? column->others.size() : 0;
+  compiled.string_holds.assign(strings, 0);
+  compiled.other_holds.assign(others, 0);
+  switch (op) {
+    case FilterOp::kEq:
+    case FilterOp::kIn:
+      for (const json& operand : operands) {
+        if (operand.is_number()) compiled.numbers.push_back(operand.get<double>());
+        if (operand.is_boolean()) (operand.get<bool>() ? compiled.true_holds : compiled.false_holds) = true;
+        if (operand.is_string()) {
+          const std::string& text = operand.get_ref<const std::string&>();
+          for (size_t idx = 0; idx < strings; ++idx) {
+            if (column->strings[idx] == text) compiled.string_holds[idx] = 1;
+          }
+        }
+      }
+      break;
+    case FilterOp::kGt:
+    case FilterOp::kGte:
+    case FilterOp::kLt:
+    case FilterOp::kLte:
+      if (filter.value.is_number()) {
+        compiled.number_compare = true;
+        compiled.numbers.push_back(filter.value.get<double>());
+      } else if (filter.value.is_string()) {
+        compiled.number_compare = false;
+        compiled.numbers.clear();
+        for (size_t idx = 0; idx < strings; ++idx) {
+          compiled.string_holds[idx] = CompareStrings(op, column->strings[idx], filter.value.get<std::string>());
+        }
+        // Numbers never compare with a string operand: an empty list makes kNumber rows false.
+      }
+      break;
+    case FilterOp::kContains: {
+      const std::string needle = filter.value.is_string() ? filter.value.get<std::string>() : std::string();
+      for (size_t idx = 0; idx < strings; ++idx) {
+        compiled.string_holds[idx] = column->strings[idx].find(needle) != std::string::npos;
+      }
+      for (size_t idx = 0; idx < others; ++idx) {
+        const json parsed = json::parse(column->others[idx], nullptr, false);
+        if (!parsed.is_array()) continue;
+        for (const json& element : parsed) {
+          if (element == filter.value) {
+            compiled.other_holds[idx] = 1;
+            break;
+          }
+        }
+      }
+      break;
+    }
+    case FilterOp::kExists:
+    case FilterOp::kNe:
+    case FilterOp::kNin:
+      break;
+  }
+  return compiled;
+}
+
+// The compiled tree of FilterExpr.
+struct CompiledFilter {
+  FilterExpr::Kind kind = FilterExpr::Kind::kTrue;
+  CompiledCondition condition;
+  std::vector<CompiledFilter> children;
+
+  bool Holds(size_t row) const {
+    switch (kind) {
+      case FilterExpr::Kind::kTrue:
+        return true;
+      case FilterExpr::Kind::kCondition:
+        return condition.Holds(row);
+      case FilterExpr::Kind::kAnd:
+        for (const auto& child : children) {
+          if (!child.Holds(row)) return false;
+        }
+        return true;
+      case FilterExpr::Kind::kOr:
+        for (const auto& child : children) {
+          if (child.Holds(row)) return true;
+        }
+        return false;
+    }
+    return true;
+  }
+};
+
+CompiledFilter CompileFilter(const FilterExpr& expr, const EventBatch& batch) {
+  CompiledFilter compiled;
+  compiled.kind = expr.kind;
+  if (expr.kind == FilterExpr::Kind::kCondition) compiled.condition = Compile(expr.condition, batch);
+  for (const auto& child : expr.children) compiled.children.push_back(CompileFilter(child, batch));
+  return compiled;
+}
+
+std::optional<std::string> GroupValue(const PropertyColumn* column, size_t row) {
+  if (column == nullptr) return std::nullopt;
+  switch (column->kinds[row]) {
+    case ValueKind::kMissing:
+    case ValueKind::kNull:
+      return std::nullopt;
+    case ValueKind::kFalse:
+      return "false";
+    case ValueKind::kTrue:
+      return "true";
+    case ValueKind::kNumber:
+      return FormatNumber(column->numbers[row]);
+    case ValueKind::kString:
+      return column->strings[column->codes[row]];
+    case ValueKind::kOther:
+      return column->others[column->codes[row]];
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string FormatNumber(double value) {
+  if (std::isfinite(value) && value == std::trunc(value) && std::fabs(value) < 9.007199254740992e15) {
+    return std::to_string(static_cast<int64_t>(value));
+  }
+  char buffer[64];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  return ec == std::errc() ? std::string(buffer, end) : std::string("null");
+}
+
+std::optional<double> Percentile(std::vector<double>& values, double p) {
+  if (values.empty()) return std::nullopt;
+  std::sort(values.begin(), values.end());
+  const double h = static_cast<double>(values.size() - 1) * p / 100.0;
+  const size_t lower = static_cast<size_t>(std::floor(h));
+  if (lower + 1 >= values.size()) return values.back();
+  return values[lower] + (h - std::floor(h)) * (values[lower + 1] - values[lower]);
+}
+
+void AggregateCell::Merge(const AggregateCell& other) {
+  weighted_count += other.weighted_count;
+  weighted_sum += other.weighted_sum;
+  value_count += other.value_count;
+  value_sum += other.value_sum;
+  min = std::min(min, other.min);
+  max = std::max(max, other.max);
+  if (!other.users.isEmpty()) users |= other.users;
+  values.insert(values.end(), other.values.begin(), other.values.end());
+}
+
+uint64_t AggregateCell::MemoryBytes() const {
+  return sizeof(AggregateCell) + users.getSizeInBytes() + values.capacity() * sizeof(double);
+}
+
+void AggregateResult::Merge(const AggregateResult& other, size_t offset, size_t buckets) {
+  for (const auto& [key, cells] : other.groups) {
+    auto [it, inserted] = groups.try_emplace(key);
+    if (inserted) {
+      if (offset == 0 && (buckets == 0 || buckets == cells.size())) {
+        it->second = cells;
+        continue;
+      }
+      it->second.resize(buckets == 0 ? cells.size() : buckets);
+    }
+    for (size_t bucket = 0; bucket < cells.size() && offset + bucket < it->second.size(); ++bucket) {
+      it->second[offset + bucket].Merge(cells[bucket]);
+    }
+  }
+  newest_event_ms = std::max(newest_event_ms, other.newest_event_ms);
+  rows_read += other.rows_read;
+}
+
+void PropertyColumn::Resize(size_t rows) {
+  kinds.assign(rows, ValueKind::kMissing);
+  numbers.assign(rows, 0);
+  codes.assign(rows, 0);
+}
+
+uint32_t PropertyColumn::Intern(std::string_view text, std::map<std::string, uint32_t, std::less<>>& index) {
+  auto it = index.find(text);
+  if (it != index.end()) return it->second;
+  const auto code = static_cast<uint32_t>(strings.size());
+  strings.emplace_back(text);
+  index.emplace(std::string(text), code);
+  return code;
+}
+
+std::string AggregateQuery::Fingerprint() const {
+  json weights_json = json::object();
+  for (const auto& [type, weight] : weights) weights_json[type] = weight;
+  return json{{"types", event_types},        {"weights", weights_json},
+              {"filter", filter.ToString()}, {"group_by", group_by},
+              {"value", value_property},     {"users", collect_users},
+              {"values", collect_values}}
+      .dump();
+}
+
+void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out) {
+  if (batch.rows == 0 || query.bounds.size() < 2) return;
+  if (batch.max_time_ms < query.bounds.front() || batch.min_time_ms >= query.bounds.back()) return;
+  const size_t buckets = query.bounds.size() - 1;
+  // Types: which are read, with which weight.
+  std::vector<uint8_t> type_read(batch.types.size(), query.event_types.empty() ? 1 : 0);
+  std::vector<double> type_weight(batch.types.size(), 1.0);
+  for (size_t type_idx = 0; type_idx < batch.types.size(); ++type_idx) {
+    const std::string& type = batch.types[type_idx];
+    if (!query.event_types.empty()) {
+      type_read[type_idx] =
+          std::find(query.event_types.begin(), query.event_types.end(), type) != query.event_types.end();
+    }
+    if (auto it = query.weights.find(type); it != query.weights.end()) type_weight[type_idx] = it->second;
+  }
+  if (std::none_of(type_read.begin(), type_read.end(), [](uint8_t read) { return read != 0; })) return;
+  const CompiledFilter filter = CompileFilter(query.filter, batch);
+  const bool filter_trivial = query.filter.IsTrue();
+  std::vector<const PropertyColumn*> group_columns;
+  for (const auto& path : query.group_by) {
+    auto it = batch.properties.find(path);
+    group_columns.push_back(it == batch.properties.end() ? nullptr : &it->second);
+  }
+  const PropertyColumn* value_column = nullptr;
+  if (!query.value_property.empty()) {
+    auto it = batch.properties.find(query.value_property);
+    if (it != batch.properties.end()) value_column = &it->second;
+  }
+  // One bucket for the whole batch when it lies inside one (segments are day partitions).
+  int64_t fixed_bucket = -1;
+  {
+    auto upper = std::upper_bound(query.bounds.begin(), query.bounds.end(), batch.min_time_ms);
+    if (upper != query.bounds.begin() && upper != query.bounds.end() && batch.max_time_ms < *upper) {
+      fixed_bucket = upper - query.bounds.begin() - 1;
+    }
+  }
+  // Groups interned per batch: the row's group values → a local index → the result's cells.
+  std::unordered_map<std::string, std::vector<AggregateCell>*> local_groups;
+  std::vector<AggregateCell>* ungrouped = nullptr;
+  if (query.group_by.empty()) {
+    auto [it, inserted] = out.groups.try_emplace(GroupKey{});
+    if (inserted) it->second.resize(buckets);
+    ungrouped = &it->second;
+  }
+  std::string key_bytes;
+  AggregateCell* last_user_cell = nullptr;
+  uint32_t last_user = kNoUser;
+  uint64_t rows_read = 0;
+  for (size_t row = 0; row < batch.rows; ++row) {
+    const uint32_t type_code = batch.type_codes[row];
+    if (!type_read[type_code]) continue;
+    const int64_t time = batch.time_ms[row];
+    int64_t bucket = fixed_bucket;
+    if (bucket < 0) {
+      if (time < query.bounds.front() || time >= query.bounds.back()) continue;
+      bucket = std::upper_bound(query.bounds.begin(), query.bounds.end(), time) - query.bounds.begin() - 1;
+    }
+    if (!filter_trivial && !filter.Holds(row)) continue;
+    std::vector<AggregateCell>* cells = ungrouped;
+    if (cells == nullptr) {
+      key_bytes.clear();
+      for (const PropertyColumn* column : group_columns) {
+        const ValueKind kind = column ? column->kinds[row] : ValueKind::kMissing;
+        key_bytes.push_back(static_cast<char>(kind == ValueKind::kNull ? ValueKind::kMissing : kind));
+        uint64_t payload = 0;
+        if (kind == ValueKind::kString || kind == ValueKind::kOther) payload = column->codes[row];
+        if (kind == ValueKind::kNumber) std::memcpy(&payload, &column->numbers[row], sizeof(payload));
+        key_bytes.append(reinterpret_cast<const char*>(&payload), sizeof(payload));
+      }
+      auto it = local_groups.find(key_bytes);
+      if (it == local_groups.end()) {
+        GroupKey key;
+        for (const PropertyColumn* column : group_columns) key.push_back(GroupValue(column, row));
+        auto [group, inserted] = out.groups.try_emplace(std::move(key));
+        if (inserted) group->second.resize(buckets);
+        it = local_groups.emplace(key_bytes, &group->second).first;
+      }
+      cells = it->second;
+    }
+    AggregateCell& cell = (*cells)[static_cast<size_t>(bucket)];
+    ++rows_read;
+    const double weight = type_weight[type_code];
+    cell.weighted_count += weight;
+    if (value_column != nullptr && value_column->kinds[row] == ValueKind::kNumber) {
+      const double value = value_column->numbers[row];
+      cell.weighted_sum += weight * value;
+      cell.value_sum += value;
+      ++cell.value_count;
+      cell.min = std::min(cell.min, value);
+      cell.max = std::max(cell.max, value);
+      if (query.collect_values) cell.values.push_back(value);
+    }
+    if (query.collect_users) {
+      const uint32_t user = batch.users[row];
+      if (user != kNoUser && (user != last_user || &cell != last_user_cell)) {
+        cell.users.add(user);
+        last_user = user;
+        last_user_cell = &cell;
+      }
+    }
+    out.newest_event_ms = std::max(out.newest_event_ms, time);
+  }
+  out.rows_read += rows_read;
+}
+
+}  // namespace analytics::query
+
+namespace analytics::query {
+
+void SelectRows(const AggregateQuery& query, const EventBatch& batch, const std::vector<std::string>& properties,
+                RowSet& out) {
+  if (batch.rows == 0 || query.bounds.size() < 2) return;
+  if (batch.max_time_ms < query.bounds.front() || batch.min_time_ms >= query.bounds.back()) return;
+  std::vector<uint8_t> type_read(batch.types.size(), query.event_types.empty() ? 1 : 0);
+  for (size_t type_idx = 0; type_idx < batch.types.size() && !query.event_types.empty(); ++type_idx) {
+    type_read[type_idx] = std::find(query.event_types.begin(), query.event_types.end(), batch.types[type_idx]) !=
+                          query.event_types.end();
+  }
+  const CompiledFilter filter = CompileFilter(query.filter, batch);
+  auto column_of = [&](const std::string& path) -> const PropertyColumn* {
+    auto it = batch.properties.find(path);
+    return it == batch.properties.end() ? nullptr : &it->second;
+  };
+  std::vector<const PropertyColumn*> group_columns, value_columns;
+  for (const auto& path : query.group_by) group_columns.push_back(column_of(path));
+  for (const auto& path : properties) value_columns.push_back(column_of(path));
+  for (size_t row = 0; row < batch.rows; ++row) {
+    if (!type_read[batch.type_codes[row]]) continue;
+    const int64_t time = batch.time_ms[row];
+    if (time < query.bounds.front() || time >= query.bounds.back()) continue;
+    if (!filter.Holds(row)) continue;
+    out.time_ms.push_back(time);
+    out.users.push_back(batch.users[row]);
+    out.types.push_back(batch.types[batch.type_codes[row]]);
+    GroupKey group;
+    for (const PropertyColumn* column : group_columns) group.push_back(GroupValue(column, row));
+    out.groups.push_back(std::move(group));
+    std::vector<std::optional<std::string>> values;
+    for (const PropertyColumn* column : value_columns) values.push_back(GroupValue(column, row));
+    out.values.push_back(std::move(values));
+  }
+}
+
+}  // namespace analytics::query

@@ -1,0 +1,177 @@
+// The query engine's pieces: time grids in zones with DST, the filter language, and the aggregator's
+// semantics (docs/metrics.md sections 2 and 3) on hand-made batches.
+#include <gtest/gtest.h>
+
+#include "common/time_util.h"
+#include "query/aggregator.h"
+#include "query/filter_expr.h"
+#include "query/time_grid.h"
+
+namespace analytics::query {
+namespace {
+
+using nlohmann::json;
+
+int64_t Ms(const std::string& text) { return common::ParseRfc3339Millis(text).value(); }
+
+TEST(TimeGridTest, BerlinDaysHave23And25HoursAroundDst) {
+  auto zone = TimeZone::Load("Europe/Berlin");
+  ASSERT_TRUE(zone.ok());
+  auto grid = TimeGrid::Make(zone->StartOfDay(2024, 3, 30), zone->StartOfDay(2024, 4, 2), Granularity::kDay, *zone);
+  ASSERT_TRUE(grid.ok());
+  ASSERT_EQ(grid->size(), 3u);
+  EXPECT_EQ(grid->bounds()[2] - grid->bounds()[1], 23 * 3600000LL);  // March 31
+  EXPECT_EQ(zone->Format(grid->bounds()[1]), "2024-03-31T00:00:00+01:00");
+  EXPECT_EQ(zone->Format(grid->bounds()[2]), "2024-04-01T00:00:00+02:00");
+  auto autumn = TimeGrid::Make(zone->StartOfDay(2024, 10, 27), zone->StartOfDay(2024, 10, 28), Granularity::kHour, *zone);
+  ASSERT_TRUE(autumn.ok());
+  EXPECT_EQ(autumn->size(), 25u);
+  EXPECT_EQ(autumn->Find(Ms("2024-10-27T00:30:00Z")) + 1, autumn->Find(Ms("2024-10-27T01:30:00Z")));
+}
+
+TEST(TimeGridTest, WeeksStartOnMondayAndMonthsOnTheFirst) {
+  auto zone = TimeZone::Load("Europe/Moscow");
+  ASSERT_TRUE(zone.ok());
+  // 2024-01-03 is a Wednesday: its week starts Monday 2024-01-01 00:00 +03:00.
+  auto weeks = TimeGrid::Make(Ms("2024-01-03T12:00:00Z"), Ms("2024-01-20T00:00:00Z"), Granularity::kWeek, *zone);
+  ASSERT_TRUE(weeks.ok());
+  EXPECT_EQ(zone->Format(weeks->bounds()[0]), "2024-01-01T00:00:00+03:00");
+  EXPECT_EQ(weeks->size(), 3u);
+  auto months = TimeGrid::Make(Ms("2024-01-31T22:00:00Z"), Ms("2024-03-01T00:00:00Z"), Granularity::kMonth, *zone);
+  ASSERT_TRUE(months.ok());
+  // 22:00Z on Jan 31 is already February 1 in Moscow.
+  EXPECT_EQ(zone->Format(months->bounds()[0]), "2024-02-01T00:00:00+03:00");
+}
+
+TEST(TimeGridTest, HoursFollowHalfHourOffsetsAndBucketsAreBounded) {
+  auto zone = TimeZone::Load("Asia/Kolkata");  // +05:30
+  ASSERT_TRUE(zone.ok());
+  auto hours = TimeGrid::Make(Ms("2024-01-01T00:10:00Z"), Ms("2024-01-01T03:00:00Z"), Granularity::kHour, *zone);
+  ASSERT_TRUE(hours.ok());
+  EXPECT_EQ(zone->Format(hours->bounds()[0]), "2024-01-01T05:00:00+05:30");
+  EXPECT_EQ(hours->Find(Ms("2024-01-01T00:29:59.999Z")), 0);
+  EXPECT_EQ(hours->Find(Ms("2024-01-01T00:30:00Z")), 1);
+  EXPECT_EQ(hours->Find(Ms("2023-12-31T00:00:00Z")), -1);
+  auto too_many = TimeGrid::Make(0, Ms("2024-01-01T00:00:00Z"), Granularity::kMinute, *zone, 1000);
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_EQ(too_many.status().field(), "granularity");
+  for (const char* bad : {"Mars/Olympus", "../etc/passwd", "/etc/localtime", "", "Europe/Berlin\n"}) {
+    auto loaded = TimeZone::Load(bad);
+    EXPECT_FALSE(loaded.ok()) << bad;
+    if (!loaded.ok()) {
+      EXPECT_EQ(loaded.status().field(), "timezone");
+    }
+  }
+}
+
+TEST(FilterExprTest, ParsesConditionsArraysAndNestedAndOrWithPreciseErrorPaths) {
+  auto parsed = ParseFilterExpr(json::parse(R"({"or":[{"property":"country","op":"eq","value":"RU"},
+      [{"property":"amount","op":"gt","value":100},{"property":"platform","op":"in","value":["ios","android"]}]]})"),
+                                "filters");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->kind, FilterExpr::Kind::kOr);
+  ASSERT_EQ(parsed->children.size(), 2u);
+  EXPECT_EQ(parsed->children[1].kind, FilterExpr::Kind::kAnd);
+  std::vector<std::string> properties;
+  parsed->CollectProperties(properties);
+  EXPECT_EQ(properties, (std::vector<std::string>{"country", "amount", "platform"}));
+  auto bad_op = ParseFilterExpr(json::parse(R"({"and":[{"property":"a","op":"eq","value":1},{"property":"b","op":"like","value":"x"}]})"), "filters");
+  ASSERT_FALSE(bad_op.ok());
+  EXPECT_EQ(bad_op.status().field(), "filters.and[1].op");
+  EXPECT_FALSE(ParseFilterExpr(json::parse(R"({"or":[]})"), "filters").ok());
+  EXPECT_FALSE(ParseFilterExpr(json::parse(R"({"and":[],"or":[]})"), "filters").ok());
+  EXPECT_FALSE(ParseFilterExpr(json::parse("42"), "filters").ok());
+  json deep = json::parse(R"({"property":"a","op":"exists"})");
+  for (int level = 0; level < 10; ++level) deep = json{{"and", json::array({deep})}};
+  EXPECT_FALSE(ParseFilterExpr(deep, "filters").ok());
+}
+
+// A batch of 6 rows with a property `p` of every kind.
+EventBatch Batch() {
+  EventBatch batch;
+  batch.rows = 6;
+  batch.time_ms = {1000, 2000, 3000, 4000, 5000, 6000};
+  batch.types = {"t.a", "t.b"};
+  batch.type_codes = {0, 0, 0, 1, 1, 1};
+  batch.users = {1, 1, 2, 3, kNoUser, 2};
+  batch.min_time_ms = 1000;
+  batch.max_time_ms = 6000;
+  PropertyColumn p;
+  p.Resize(6);
+  p.strings = {"RU", "KZ"};
+  p.others = {R"(["x","y"])"};
+  p.kinds = {ValueKind::kString, ValueKind::kString, ValueKind::kNumber, ValueKind::kMissing, ValueKind::kOther,
+             ValueKind::kTrue};
+  p.codes = {0, 1, 0, 0, 0, 0};
+  p.numbers = {0, 0, 5, 0, 0, 0};
+  batch.properties["p"] = p;
+  PropertyColumn v;
+  v.Resize(6);
+  v.kinds = {ValueKind::kNumber, ValueKind::kNumber, ValueKind::kNumber, ValueKind::kNumber, ValueKind::kString,
+             ValueKind::kNumber};
+  v.numbers = {10, 20, 30, 40, 0, 60};
+  v.strings = {"not a number"};
+  batch.properties["v"] = v;
+  return batch;
+}
+
+double Count(const std::string& filter_json) {
+  AggregateQuery query;
+  query.bounds = {0, 10000};
+  query.filter = ParseFilterExpr(json::parse(filter_json), "filters").value();
+  AggregateResult result;
+  Aggregate(query, Batch(), result);
+  return result.groups.empty() ? 0 : result.groups.begin()->second[0].weighted_count;
+}
+
+TEST(AggregatorTest, FilterRulesFollowTheDocumentedSemantics) {
+  EXPECT_EQ(Count(R"({"property":"p","op":"eq","value":"RU"})"), 1);
+  EXPECT_EQ(Count(R"({"property":"p","op":"ne","value":"RU"})"), 5);  // missing and other types count
+  EXPECT_EQ(Count(R"({"property":"p","op":"eq","value":5.0})"), 1);   // 5 == 5.0
+  EXPECT_EQ(Count(R"({"property":"p","op":"eq","value":"5"})"), 0);   // no coercion
+  EXPECT_EQ(Count(R"({"property":"p","op":"eq","value":true})"), 1);
+  EXPECT_EQ(Count(R"({"property":"p","op":"in","value":["KZ",5]})"), 2);
+  EXPECT_EQ(Count(R"({"property":"p","op":"nin","value":["KZ",5]})"), 4);
+  EXPECT_EQ(Count(R"({"property":"p","op":"gt","value":"L"})"), 1);   // "RU" > "L"; numbers never compare to strings
+  EXPECT_EQ(Count(R"({"property":"p","op":"lte","value":5})"), 1);
+  EXPECT_EQ(Count(R"({"property":"p","op":"contains","value":"U"})"), 1);
+  EXPECT_EQ(Count(R"({"property":"p","op":"contains","value":"y"})"), 1);  // an array element
+  EXPECT_EQ(Count(R"({"property":"p","op":"exists"})"), 5);
+  EXPECT_EQ(Count(R"({"property":"p","op":"exists","value":false})"), 1);
+  EXPECT_EQ(Count(R"({"property":"nowhere","op":"ne","value":1})"), 6);
+  EXPECT_EQ(Count(R"({"or":[{"property":"p","op":"eq","value":"RU"},{"property":"v","op":"gte","value":40}]})"), 3);
+}
+
+TEST(AggregatorTest, CellsWeightSumDistinctUsersAndPercentiles) {
+  AggregateQuery query;
+  query.bounds = {0, 3500, 10000};
+  query.weights = {{"t.b", -1}};
+  query.value_property = "v";
+  query.collect_users = true;
+  query.collect_values = true;
+  query.group_by = {"p"};
+  AggregateResult result;
+  Aggregate(query, Batch(), result);
+  // Groups by p's text: "RU", "KZ", "5", null (missing), ["x","y"], "true".
+  EXPECT_EQ(result.groups.size(), 6u);
+  AggregateResult ungrouped;
+  query.group_by.clear();
+  Aggregate(query, Batch(), ungrouped);
+  const auto& cells = ungrouped.groups.at(GroupKey{});
+  EXPECT_EQ(cells[0].weighted_count, 3);
+  EXPECT_EQ(cells[1].weighted_count, -3);
+  EXPECT_EQ(cells[0].weighted_sum, 60);
+  EXPECT_EQ(cells[1].weighted_sum, -100);  // the string value is skipped
+  EXPECT_EQ(cells[1].value_count, 2u);
+  EXPECT_EQ(cells[0].users.cardinality(), 2u);
+  EXPECT_EQ(cells[1].users.cardinality(), 2u);  // users 3 and 2; the row without a user is ignored
+  std::vector<double> values = {10, 20, 30, 40};
+  EXPECT_DOUBLE_EQ(*Percentile(values, 90), 37);  // h = 2.7: 30 + 0.7 × 10
+  std::vector<double> none;
+  EXPECT_FALSE(Percentile(none, 50).has_value());
+  EXPECT_EQ(FormatNumber(17), "17");
+  EXPECT_EQ(FormatNumber(0.5), "0.5");
+}
+
+}  // namespace
+}  // namespace analytics::query
