@@ -87,7 +87,19 @@ bool Reader::GetByte(uint8_t& value) {
 
 std::string EncodeEventBatch(const std::vector<events::StoredEvent>& batch) {
   std::string out;
-  out.reserve(batch.size() * 160);
+  EncodeEventBatch(batch, out);
+  return out;
+}
+
+void EncodeEventBatch(const std::vector<events::StoredEvent>& batch, std::string& out) {
+  out.clear();
+  size_t bytes = 16;
+  for (const auto& event : batch) {
+    bytes += 64 + event.id.size() + event.source.size() + event.type.size() + event.user.size() +
+             event.game_id.size() + event.session_id.size() + event.currency.size() + event.country.size() +
+             event.platform.size() + event.data.size() + event.extensions.size();
+  }
+  out.reserve(bytes);
   out.push_back(static_cast<char>(kRowFormatVersion));
   PutVarint(out, batch.size());
   for (const auto& event : batch) {
@@ -113,7 +125,6 @@ std::string EncodeEventBatch(const std::vector<events::StoredEvent>& batch) {
     PutBytes(out, event.data);
     PutBytes(out, event.extensions);
   }
-  return out;
 }
 
 common::Status DecodeEventBatch(std::string_view payload, std::vector<events::StoredEvent>& out) {

@@ -39,6 +39,8 @@ class Reader {
 
 // Row format of a batch (WAL payload): version byte, count, then each event's fields.
 std::string EncodeEventBatch(const std::vector<events::StoredEvent>& batch);
+// The same into `out` (cleared first, its capacity reused).
+void EncodeEventBatch(const std::vector<events::StoredEvent>& batch, std::string& out);
 // Corruption when the payload does not decode exactly.
 common::Status DecodeEventBatch(std::string_view payload, std::vector<events::StoredEvent>& out);
 

@@ -3,30 +3,14 @@
 
 #include <algorithm>
 
+#include <xxhash.h>
+
 namespace analytics::store::embedded {
 
 namespace {
 
 constexpr size_t kMinSlots = 4096;  // 64 KiB
 constexpr uint64_t kDayTagMask = 0xFFFF;
-
-uint64_t Fnv1a(std::string_view data, uint64_t seed) {
-  uint64_t hash = 0xcbf29ce484222325ULL ^ seed;
-  for (unsigned char c : data) {
-    hash ^= c;
-    hash *= 0x100000001b3ULL;
-  }
-  return hash;
-}
-
-uint64_t Mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
 
 }  // namespace
 
@@ -38,9 +22,11 @@ DedupIndex::DedupIndex(size_t max_bytes) {
 }
 
 DedupKey DedupIndex::KeyOf(std::string_view source, std::string_view id) {
-  // The source's length is mixed in so that ("ab", "c") and ("a", "bc") differ.
-  const uint64_t source_hash = Fnv1a(source, 0x51 + source.size());
-  DedupKey key{Mix(Fnv1a(id, source_hash)), Mix(Fnv1a(id, source_hash ^ 0x9E3779B97F4A7C15ULL) + 1) & kHashMask};
+  // XXH3 (128 bits) of the id, seeded with a hash of the source and its length, so that ("ab", "c") and
+  // ("a", "bc") differ. The keys live in memory only (rebuilt at start-up), so the function may change.
+  const uint64_t source_hash = XXH3_64bits_withSeed(source.data(), source.size(), 0x51 + source.size());
+  const XXH128_hash_t hash = XXH3_128bits_withSeed(id.data(), id.size(), source_hash);
+  DedupKey key{hash.low64, hash.high64 & kHashMask};
   if (key.a == 0) key.a = 1;  // zero marks an empty slot
   return key;
 }

@@ -219,13 +219,19 @@ Status EmbeddedEventStore::Recover() {
       (root / "wal").string(), flushed_sequence_, [&](uint64_t sequence, std::string_view payload) -> Status {
         std::vector<StoredEvent> batch;
         ANALYTICS_RETURN_IF_ERROR(embedded::DecodeEventBatch(payload, batch));
+        auto mem = std::make_shared<MemBatch>();
+        mem->sequence = sequence;
         for (auto& event : batch) {
           if (erased_users_.count(event.user)) continue;
           dedup_.Insert(KeyOf(event), DayOf(event.received_ms));
           memtable_bytes_ += EntryBytes(event);
           newest_event_ms_ = std::max(newest_event_ms_.load(), event.time_ms);
-          memtable_.push_back({sequence, std::move(event)});
+          mem->events.push_back(std::move(event));
           ++replayed_events;
+        }
+        if (!mem->events.empty()) {
+          memtable_events_ += mem->events.size();
+          memtable_.push_back(std::move(mem));
         }
         return Status::Ok();
       });
@@ -268,7 +274,7 @@ Status EmbeddedEventStore::WriteManifest() {
 Status EmbeddedEventStore::WaitForMemtableRoom() {
   std::unique_lock lock(mem_mu_);
   auto full = [&] {
-    return memtable_.size() + (flushing_ ? flushing_->size() : 0) >= 2 * options_.memtable_max_events ||
+    return memtable_events_ + flushing_events_ >= 2 * options_.memtable_max_events ||
            memtable_bytes_ + flushing_bytes_ >= 2 * options_.memtable_max_bytes;
   };
   if (!full()) return Status::Ok();
@@ -291,8 +297,12 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
   accepted.reserve(batch.size());
   claimed.reserve(batch.size());
   std::vector<std::string> allowed_again;
+  // Keys are hashed outside the lock; under it, every slot is prefetched before the first lookup.
+  std::vector<embedded::DedupKey> keys(batch.size());
+  for (size_t event_idx = 0; event_idx < batch.size(); ++event_idx) keys[event_idx] = KeyOf(batch[event_idx]);
   {
     std::lock_guard lock(dedup_mu_);
+    for (const auto& key : keys) dedup_.Prefetch(key);
     for (size_t event_idx = 0; event_idx < batch.size(); ++event_idx) {
       StoredEvent& event = batch[event_idx];
       if (!event.user.empty() && erased_users_.count(event.user)) {
@@ -305,7 +315,7 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
         erased_users_.erase(event.user);  // the user registered again
         allowed_again.push_back(event.user);
       }
-      const embedded::DedupKey key = KeyOf(event);
+      const embedded::DedupKey& key = keys[event_idx];
       if (!dedup_.Insert(key, DayOf(event.received_ms))) {
         result.outcomes[event_idx] = AppendOutcome::kDuplicate;
         ++result.duplicates;
@@ -316,7 +326,11 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
     }
   }
   if (!accepted.empty()) {
-    auto sequence = wal_->Append(embedded::EncodeEventBatch(accepted));
+    // The record's bytes are built in a buffer the thread keeps: no fresh pages per batch.
+    thread_local std::string record;
+    embedded::EncodeEventBatch(accepted, record);
+    auto sequence = wal_->Append(record);
+    if (record.capacity() > (64u << 20)) std::string().swap(record);  // an outsized batch does not stay
     if (!sequence.ok()) {
       std::lock_guard lock(dedup_mu_);
       for (const auto& key : claimed) dedup_.Erase(key);
@@ -332,11 +346,15 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
     }
     for (int64_t seen = newest_event_ms_.load(); newest > seen && !newest_event_ms_.compare_exchange_weak(seen, newest);) {
     }
+    result.stored = accepted.size();
+    auto mem = std::make_shared<MemBatch>();
+    mem->sequence = *sequence;
+    mem->events = std::move(accepted);
     std::lock_guard lock(mem_mu_);
     if (memtable_.empty()) memtable_oldest_ms_ = SteadyMillis();
-    for (auto& event : accepted) memtable_.push_back({*sequence, std::move(event)});
+    memtable_events_ += mem->events.size();
+    memtable_.push_back(std::move(mem));
     memtable_bytes_ += bytes;
-    result.stored = accepted.size();
   }
   gate.unlock();
   if (!allowed_again.empty()) {
@@ -349,7 +367,7 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
   bool flush_now;
   {
     std::lock_guard lock(mem_mu_);
-    flush_now = memtable_.size() >= options_.memtable_max_events || memtable_bytes_ >= options_.memtable_max_bytes;
+    flush_now = memtable_events_ >= options_.memtable_max_events || memtable_bytes_ >= options_.memtable_max_bytes;
   }
   if (flush_now) loop_cv_.notify_all();
   return result;
@@ -363,7 +381,7 @@ void EmbeddedEventStore::FlushLoop() {
     bool due;
     {
       std::lock_guard mem_lock(mem_mu_);
-      due = !memtable_.empty() && (memtable_.size() >= options_.memtable_max_events ||
+      due = !memtable_.empty() && (memtable_events_ >= options_.memtable_max_events ||
                                    memtable_bytes_ >= options_.memtable_max_bytes ||
                                    SteadyMillis() - memtable_oldest_ms_ >= options_.flush_interval_ms);
     }
@@ -404,34 +422,38 @@ Status EmbeddedEventStore::Flush() {
 }
 
 Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
-  std::shared_ptr<const std::vector<MemtableEntry>> swapped;
-  uint64_t swapped_bytes = 0;
+  std::vector<MemBatchRef> swapped;
+  uint64_t swapped_events = 0, swapped_bytes = 0;
   {
     std::unique_lock gate(flush_gate_);  // waits for in-flight appends: everything in the WAL is in memtable_
     std::lock_guard lock(mem_mu_);
     if (memtable_.empty()) return Status::Ok();
-    swapped = std::make_shared<const std::vector<MemtableEntry>>(std::move(memtable_));
+    swapped = std::move(memtable_);
     memtable_.clear();
     flushing_ = swapped;
-    swapped_bytes = memtable_bytes_;
-    flushing_bytes_ = memtable_bytes_;
+    swapped_events = flushing_events_ = memtable_events_;
+    swapped_bytes = flushing_bytes_ = memtable_bytes_;
+    memtable_events_ = 0;
     memtable_bytes_ = 0;
   }
   uint64_t max_sequence = 0;
   uint64_t expired = 0;
   const int64_t first_day = FirstRetainedDay();
-  std::map<int64_t, std::vector<StoredEvent>> by_day;
+  // The batches stay alive in `swapped` while their events are written: segments are built from pointers.
+  std::map<int64_t, std::vector<const StoredEvent*>> by_day;
   {
     std::lock_guard lock(dedup_mu_);
-    for (const auto& entry : *swapped) {
-      max_sequence = std::max(max_sequence, entry.sequence);
-      if (erased_users_.count(entry.event.user)) continue;
-      const int64_t day = DayOf(entry.event.time_ms);
-      if (day < first_day) {
-        ++expired;
-        continue;
+    for (const auto& batch : swapped) {
+      max_sequence = std::max(max_sequence, batch->sequence);
+      for (const StoredEvent& event : batch->events) {
+        if (!erased_users_.empty() && erased_users_.count(event.user)) continue;
+        const int64_t day = DayOf(event.time_ms);
+        if (day < first_day) {
+          ++expired;
+          continue;
+        }
+        by_day[day].push_back(&event);
       }
-      by_day[day].push_back(entry.event);
     }
   }
   std::vector<SegmentRef> written;
@@ -441,9 +463,11 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
       // Put the events back: nothing is lost, the WAL still has them; a later flush retries.
       for (const auto& segment : written) segment->obsolete = true;
       std::lock_guard lock(mem_mu_);
-      memtable_.insert(memtable_.begin(), swapped->begin(), swapped->end());
+      memtable_.insert(memtable_.begin(), swapped.begin(), swapped.end());
+      memtable_events_ += swapped_events;
       memtable_bytes_ += swapped_bytes;
-      flushing_.reset();
+      flushing_.clear();
+      flushing_events_ = 0;
       flushing_bytes_ = 0;
       return info.status();
     }
@@ -457,7 +481,8 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
     std::lock_guard mem_lock(mem_mu_);
     std::lock_guard lock(segments_mu_);
     segments_.insert(segments_.end(), written.begin(), written.end());
-    flushing_.reset();
+    flushing_.clear();
+    flushing_events_ = 0;
     flushing_bytes_ = 0;
   }
   mem_cv_.notify_all();
@@ -521,9 +546,15 @@ Result<uint64_t> EmbeddedEventStore::EraseUser(const std::string& user) {
     std::unique_lock gate(flush_gate_);
     {
       std::lock_guard lock(mem_mu_);
-      const size_t before = memtable_.size();
-      std::erase_if(memtable_, [&](const MemtableEntry& entry) { return entry.event.user == user; });
-      removed += before - memtable_.size();
+      for (auto& batch : memtable_) {
+        auto of_user = [&](const StoredEvent& event) { return event.user == user; };
+        if (std::none_of(batch->events.begin(), batch->events.end(), of_user)) continue;
+        auto filtered = std::make_shared<MemBatch>(*batch);  // readers may still hold the old batch
+        const size_t gone = std::erase_if(filtered->events, of_user);
+        removed += gone;
+        memtable_events_ -= gone;
+        batch = std::move(filtered);
+      }
     }
     // No append is running (the gate): every WAL record holding the user's events is in the files before
     // the new one, which the flush below covers and Truncate then deletes.
@@ -684,13 +715,15 @@ Result<ScanResult> EmbeddedEventStore::Scan(const ScanQuery& query) {
   // this order sees every event at least once (repeats are removed below).
   std::vector<StoredEvent> found;
   {
-    std::lock_guard lock(mem_mu_);
-    for (const auto& entry : memtable_) {
-      if (matches(entry.event)) found.push_back(entry.event);
+    std::vector<MemBatchRef> batches;
+    {
+      std::lock_guard lock(mem_mu_);
+      batches = memtable_;
+      batches.insert(batches.end(), flushing_.begin(), flushing_.end());
     }
-    if (flushing_) {
-      for (const auto& entry : *flushing_) {
-        if (matches(entry.event)) found.push_back(entry.event);
+    for (const auto& batch : batches) {
+      for (const StoredEvent& event : batch->events) {
+        if (matches(event)) found.push_back(event);
       }
     }
   }
@@ -739,7 +772,7 @@ std::vector<std::string> PathsOf(const query::AggregateQuery& query, const std::
 
 }  // namespace
 
-void EmbeddedEventStore::QueryView(const query::AggregateQuery& query, std::vector<StoredEvent>& memory_rows,
+void EmbeddedEventStore::QueryView(const query::AggregateQuery& query, MemoryView& memory,
                                    std::vector<SegmentRef>& segments) {
   const std::vector<int64_t>& bounds = query.bounds;
   const int64_t first_day = FirstRetainedDay();
@@ -756,20 +789,19 @@ void EmbeddedEventStore::QueryView(const query::AggregateQuery& query, std::vect
     // A flush moves events from flushing_ to segments_ under both locks.
     std::lock_guard mem_lock(mem_mu_);
     std::lock_guard lock(segments_mu_);
-    for (const auto& entry : memtable_) {
-      if (row_read(entry.event)) memory_rows.push_back(entry.event);
-    }
-    if (flushing_) {
-      for (const auto& entry : *flushing_) {
-        if (row_read(entry.event)) memory_rows.push_back(entry.event);
-      }
-    }
+    memory.batches = memtable_;
+    memory.batches.insert(memory.batches.end(), flushing_.begin(), flushing_.end());
     all = segments_;
+  }
+  for (const auto& batch : memory.batches) {
+    for (const StoredEvent& event : batch->events) {
+      if (row_read(event)) memory.rows.push_back(&event);
+    }
   }
   {
     std::lock_guard lock(dedup_mu_);
     if (!erased_users_.empty()) {
-      std::erase_if(memory_rows, [&](const StoredEvent& event) { return erased_users_.count(event.user) > 0; });
+      std::erase_if(memory.rows, [&](const StoredEvent* event) { return erased_users_.count(event->user) > 0; });
     }
   }
   for (auto& segment : all) {
@@ -790,17 +822,17 @@ Result<query::RowSet> EmbeddedEventStore::SelectRows(const query::AggregateQuery
   query::RowSet rows;
   if (query.bounds.size() < 2) return rows;
   const std::vector<std::string> paths = PathsOf(query, properties);
-  std::vector<StoredEvent> memory_rows;
+  MemoryView memory;
   std::vector<SegmentRef> segments;
-  QueryView(query, memory_rows, segments);
+  QueryView(query, memory, segments);
   const embedded::SegmentColumnRequest request = embedded::ColumnsFor(paths);
   for (const auto& segment : segments) {
     ANALYTICS_ASSIGN_OR_RETURN(auto columns, embedded::ReadSegmentColumns(segment->info.path, request));
     query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
     query::SelectRows(query, batch, properties, rows);
   }
-  if (!memory_rows.empty()) {
-    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory_rows, request);
+  if (!memory.rows.empty()) {
+    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, request);
     query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
     query::SelectRows(query, batch, properties, rows);
   }
@@ -813,9 +845,9 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
   const std::vector<int64_t>& bounds = query.bounds;
   const size_t buckets = bounds.size() - 1;
   const std::vector<std::string> paths = PathsOf(query);
-  std::vector<StoredEvent> memory_rows;
+  MemoryView memory;
   std::vector<SegmentRef> segments;
-  QueryView(query, memory_rows, segments);
+  QueryView(query, memory, segments);
 
   // Segments: each contributes the partial aggregate of the bucket slice it overlaps, cached.
   struct Task {
@@ -874,8 +906,8 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     result.Merge(*task.partial, task.offset, buckets);
   }
 
-  if (!memory_rows.empty()) {
-    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory_rows, request);
+  if (!memory.rows.empty()) {
+    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, request);
     query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
     query::AggregateResult memory;
     query::Aggregate(query, batch, memory);
@@ -897,7 +929,7 @@ nlohmann::json EmbeddedEventStore::Stats() {
   nlohmann::json stats = nlohmann::json::object();
   {
     std::lock_guard lock(mem_mu_);
-    stats["memtable_events"] = memtable_.size() + (flushing_ ? flushing_->size() : 0);
+    stats["memtable_events"] = memtable_events_ + flushing_events_;
   }
   uint64_t rows = 0, bytes = 0;
   std::set<int64_t> days;

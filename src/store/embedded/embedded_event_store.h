@@ -89,9 +89,18 @@ class EmbeddedEventStore final : public EventStore {
   const nlohmann::json& recovery_report() const { return recovery_report_; }
 
  private:
-  struct MemtableEntry {
-    uint64_t sequence;
-    events::StoredEvent event;
+  // One appended batch (one WAL record) in memory. Immutable once published, so a flush or a query reads it
+  // without the lock and an append adds a whole batch with one pointer (no per-event move); an erasure
+  // replaces a batch holding the user with a filtered copy.
+  struct MemBatch {
+    uint64_t sequence = 0;
+    std::vector<events::StoredEvent> events;
+  };
+  using MemBatchRef = std::shared_ptr<const MemBatch>;
+  // The memtable rows a query reads: pointers into batches the view keeps alive.
+  struct MemoryView {
+    std::vector<MemBatchRef> batches;
+    std::vector<const events::StoredEvent*> rows;
   };
   // A live segment file; deleted from disk when it is obsolete (replaced or expired) and the last reader
   // holding it lets go.
@@ -123,8 +132,7 @@ class EmbeddedEventStore final : public EventStore {
   std::vector<SegmentRef> SegmentsSnapshot();
   // What a query reads: the matching memtable rows and the segments that may hold matching rows, as one
   // consistent view (a flush cannot make an event appear in both or neither).
-  void QueryView(const query::AggregateQuery& query, std::vector<events::StoredEvent>& memory_rows,
-                 std::vector<SegmentRef>& segments);
+  void QueryView(const query::AggregateQuery& query, MemoryView& memory, std::vector<SegmentRef>& segments);
 
   const EmbeddedEventStoreOptions options_;
   std::unique_ptr<wal::WalWriter> wal_;
@@ -140,8 +148,10 @@ class EmbeddedEventStore final : public EventStore {
   uint64_t erasure_generation_ = 0;                                   // guarded by dedup_mu_; +1 per erasure
 
   mutable std::mutex mem_mu_;
-  std::vector<MemtableEntry> memtable_;                               // guarded by mem_mu_
-  std::shared_ptr<const std::vector<MemtableEntry>> flushing_;        // guarded by mem_mu_; being written
+  std::vector<MemBatchRef> memtable_;                                 // guarded by mem_mu_
+  uint64_t memtable_events_ = 0;                                      // guarded by mem_mu_
+  std::vector<MemBatchRef> flushing_;                                 // guarded by mem_mu_; being written
+  uint64_t flushing_events_ = 0;                                      // guarded by mem_mu_
   int64_t memtable_oldest_ms_ = 0;                                    // guarded by mem_mu_ (steady clock)
   uint64_t memtable_bytes_ = 0;                                       // guarded by mem_mu_ (estimate)
   uint64_t flushing_bytes_ = 0;                                       // guarded by mem_mu_

@@ -36,7 +36,10 @@ struct SegmentInfo {
 
 // Sorts `events` by (user, time, id) and writes them as one segment (format 3) at `path` (atomically), each
 // column compressed with zstd at `level`. IOError when the file cannot be written.
-common::Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<events::StoredEvent> events,
+common::Result<SegmentInfo> WriteSegment(const std::string& path, const std::vector<events::StoredEvent>& events,
+                                         int zstd_level = 3);
+// The same for events held elsewhere (the flush writes the memtable's events without copying them).
+common::Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<const events::StoredEvent*> events,
                                          int zstd_level = 3);
 
 // Reads the footer only. Corruption (with the path) for a damaged or foreign file.

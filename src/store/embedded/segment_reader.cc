@@ -873,24 +873,24 @@ Result<SegmentColumns> ReadColumns(const SegmentFile& file, const SegmentColumnR
 
 }  // namespace v3
 
-SegmentColumns ColumnsFromEvents(const std::vector<StoredEvent>& rows, const SegmentColumnRequest& request) {
+SegmentColumns ColumnsFromEvents(const std::vector<const StoredEvent*>& rows, const SegmentColumnRequest& request) {
   SegmentColumns out;
   out.rows = rows.size();
   auto string_column = [&](std::string StoredEvent::*field, StringColumn& column) {
     std::unordered_map<std::string_view, uint32_t> index;
-    for (const auto& row : rows) {
-      auto it = index.find(row.*field);
+    for (const StoredEvent* row : rows) {
+      auto it = index.find(row->*field);
       if (it == index.end()) {
-        it = index.emplace(row.*field, static_cast<uint32_t>(column.dictionary.size())).first;
-        column.dictionary.push_back(row.*field);
+        it = index.emplace(row->*field, static_cast<uint32_t>(column.dictionary.size())).first;
+        column.dictionary.push_back(row->*field);
       }
       column.codes.push_back(it->second);
     }
   };
   for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
-    const StoredEvent& row = rows[row_idx];
+    const StoredEvent& row = *rows[row_idx];
     if (request.user) {
-      if (row_idx == 0 || row.user != rows[row_idx - 1].user) {
+      if (row_idx == 0 || row.user != rows[row_idx - 1]->user) {
         out.users.push_back(row.user);
         out.user_runs.push_back(0);
       }
@@ -915,9 +915,16 @@ SegmentColumns ColumnsFromEvents(const std::vector<StoredEvent>& rows, const Seg
   if (request.platform) string_column(&StoredEvent::platform, out.platform);
   if (!request.properties.empty()) {
     RequestedProperties requested(request.properties, rows.size(), out.properties);
-    for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) requested.FillFromText(row_idx, rows[row_idx].data);
+    for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) requested.FillFromText(row_idx, rows[row_idx]->data);
   }
   return out;
+}
+
+SegmentColumns ColumnsFromEvents(const std::vector<StoredEvent>& rows, const SegmentColumnRequest& request) {
+  std::vector<const StoredEvent*> pointers;
+  pointers.reserve(rows.size());
+  for (const StoredEvent& row : rows) pointers.push_back(&row);
+  return ColumnsFromEvents(pointers, request);
 }
 
 }  // namespace analytics::store::embedded

@@ -27,5 +27,7 @@ common::Result<SegmentColumns> ReadColumns(const SegmentFile& file, const Segmen
 // and events still in memory), with the same values ReadSegmentColumns gives for a segment of them: user runs
 // are runs of equal consecutive users, properties are parsed from each row's `data` text.
 SegmentColumns ColumnsFromEvents(const std::vector<events::StoredEvent>& rows, const SegmentColumnRequest& request);
+SegmentColumns ColumnsFromEvents(const std::vector<const events::StoredEvent*>& rows,
+                                 const SegmentColumnRequest& request);
 
 }  // namespace analytics::store::embedded

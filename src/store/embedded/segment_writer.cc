@@ -119,17 +119,17 @@ uint64_t Wrapping(int64_t value, int64_t base) { return static_cast<uint64_t>(va
 // 2: the distinct values ordered by the earliest event time among their rows, with those times; per row the
 //    zigzag difference between the value's index and the index predicted from the row's time (the last value
 //    whose earliest time is <= it): bulk loads, where each intake batch covers its own stretch of time.
-std::string EncodeReceived(const std::vector<StoredEvent>& rows, const std::vector<uint8_t>& run_start, int mode) {
+std::string EncodeReceived(const std::vector<const StoredEvent*>& rows, const std::vector<uint8_t>& run_start, int mode) {
   std::string out(1, static_cast<char>(mode));
   if (mode == 1) {
-    for (const auto& row : rows) PutZigzag(out, static_cast<int64_t>(Wrapping(row.received_ms, row.time_ms)));
+    for (const StoredEvent* row : rows) PutZigzag(out, static_cast<int64_t>(Wrapping(row->received_ms, row->time_ms)));
     return out;
   }
   if (mode == 2) {
     std::unordered_map<int64_t, int64_t> earliest;  // received -> min time
-    for (const auto& row : rows) {
-      auto [it, inserted] = earliest.emplace(row.received_ms, row.time_ms);
-      if (!inserted) it->second = std::min(it->second, row.time_ms);
+    for (const StoredEvent* row : rows) {
+      auto [it, inserted] = earliest.emplace(row->received_ms, row->time_ms);
+      if (!inserted) it->second = std::min(it->second, row->time_ms);
     }
     std::vector<std::pair<int64_t, int64_t>> entries;  // (min time, received)
     entries.reserve(earliest.size());
@@ -148,16 +148,16 @@ std::string EncodeReceived(const std::vector<StoredEvent>& rows, const std::vect
       }
       index_of[received] = static_cast<int64_t>(entry_idx);
     }
-    for (const auto& row : rows) {
-      const auto after = std::upper_bound(entries.begin(), entries.end(), std::make_pair(row.time_ms, INT64_MAX));
+    for (const StoredEvent* row : rows) {
+      const auto after = std::upper_bound(entries.begin(), entries.end(), std::make_pair(row->time_ms, INT64_MAX));
       const int64_t predicted = std::max<int64_t>(0, (after - entries.begin()) - 1);
-      PutZigzag(out, index_of[row.received_ms] - predicted);
+      PutZigzag(out, index_of[row->received_ms] - predicted);
     }
     return out;
   }
   std::vector<int64_t> distinct;
   distinct.reserve(rows.size());
-  for (const auto& row : rows) distinct.push_back(row.received_ms);
+  for (const StoredEvent* row : rows) distinct.push_back(row->received_ms);
   std::sort(distinct.begin(), distinct.end());
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
   PutVarint(out, distinct.size());
@@ -173,7 +173,7 @@ std::string EncodeReceived(const std::vector<StoredEvent>& rows, const std::vect
   int64_t previous_code = 0;
   for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
     const auto code = static_cast<int64_t>(
-        std::lower_bound(distinct.begin(), distinct.end(), rows[row_idx].received_ms) - distinct.begin());
+        std::lower_bound(distinct.begin(), distinct.end(), rows[row_idx]->received_ms) - distinct.begin());
     if (run_start[row_idx]) {
       PutVarint(out, static_cast<uint64_t>(code));
     } else {
@@ -213,7 +213,7 @@ uint32_t Crc32(std::string_view bytes) {
 // Encodes one segment (the rows sorted by WriteSegment). One instance per segment; single-threaded.
 class SegmentEncoder {
  public:
-  SegmentEncoder(const std::vector<StoredEvent>& rows, int zstd_level)
+  SegmentEncoder(const std::vector<const StoredEvent*>& rows, int zstd_level)
       : rows_(rows), compressor_(zstd_level), compressed_size_([this](std::string_view raw) -> size_t {
           auto compressed = compressor_.Compress(raw);
           return compressed.ok() ? compressed->size() : raw.size();
@@ -238,7 +238,7 @@ class SegmentEncoder {
     std::vector<uint32_t> row_names;
     std::string escaped;
     for (size_t row_idx = 0; row_idx < rows_.size(); ++row_idx) {
-      const std::string& data = rows_[row_idx].data;
+      const std::string& data = rows_[row_idx]->data;
       if (data.empty()) {
         row_kind_[row_idx] = kShapeNoData;
         continue;
@@ -308,31 +308,33 @@ class SegmentEncoder {
       if (it != property_by_name.end()) field_of_property_[it->second] = field;
     }
     properties_.resize(kept_.size());
-    for (const auto& row : rows_) {
+    for (size_t row_idx = 0; row_idx < rows_.size(); ++row_idx) {
+      const StoredEvent& row = *rows_[row_idx];
+      if (row_idx > 0 && row.user == rows_[row_idx - 1]->user) continue;  // sorted: users come in runs
       if (!user_index_.count(row.user)) user_index_.emplace(row.user, static_cast<uint32_t>(user_index_.size()));
       user_length_[std::min<size_t>(row.user.size(), user_length_.size() - 1)] = 1;
     }
     row_layout_.resize(rows_.size());
     run_start_.assign(rows_.size(), 0);
     time_deltas_.reserve(rows_.size());
-    for (const auto& row : rows_) {
+    for (const StoredEvent* row_ptr : rows_) {
+      const StoredEvent& row = *row_ptr;
       min_time_ = std::min(min_time_, row.time_ms);
       max_time_ = std::max(max_time_, row.time_ms);
       max_received_ = std::max(max_received_, row.received_ms);
-      ++type_counts_[row.type];
     }
   }
 
   // Pass 3, one row: its run and time, its data (shape and values), typed fields, id, extensions, layout.
   void EncodeRow(size_t row_idx) {
-    const StoredEvent& row = rows_[row_idx];
-    if (row_idx == 0 || row.user != rows_[row_idx - 1].user) {
+    const StoredEvent& row = *rows_[row_idx];
+    if (row_idx == 0 || row.user != rows_[row_idx - 1]->user) {
       run_start_[row_idx] = 1;
       users_.push_back(row.user);
       user_runs_.push_back(0);
       time_deltas_.push_back(Wrapping(row.time_ms, min_time_));
     } else {
-      time_deltas_.push_back(Wrapping(row.time_ms, rows_[row_idx - 1].time_ms));
+      time_deltas_.push_back(Wrapping(row.time_ms, rows_[row_idx - 1]->time_ms));
     }
     ++user_runs_.back();
 
@@ -374,7 +376,7 @@ class SegmentEncoder {
   // The row's data: a shredded object (its shape key in shape_key_, one value per member into the property
   // columns, and the typed fields' members in `field_value`), or no data, or raw text. Returns the kind.
   uint64_t EncodeData(size_t row_idx, const Classified* field_value[kWellKnownCount]) {
-    const StoredEvent& row = rows_[row_idx];
+    const StoredEvent& row = *rows_[row_idx];
     if (row_kind_[row_idx] != kShapeObject) {
       if (row_kind_[row_idx] == kShapeRaw) PutBytes(data_raw_, row.data);
       return row_kind_[row_idx];
@@ -520,7 +522,9 @@ class SegmentEncoder {
     footer.min_time_ms = empty ? 0 : min_time_;
     footer.max_time_ms = empty ? 0 : max_time_;
     footer.max_received_ms = empty ? 0 : max_received_;
-    footer.type_counts = std::move(type_counts_);
+    for (size_t layout_idx = 0; layout_idx < layouts_.size(); ++layout_idx) {
+      footer.type_counts[std::string(types_.values()[layouts_[layout_idx].type])] += layout_rows_[layout_idx];
+    }
     std::string file(kMagic, sizeof(kMagic));
     for (auto& [name, raw] : blocks) {
       ANALYTICS_ASSIGN_OR_RETURN(std::string compressed, compressor_.Compress(raw));
@@ -537,7 +541,7 @@ class SegmentEncoder {
     return file;
   }
 
-  const std::vector<StoredEvent>& rows_;
+  const std::vector<const StoredEvent*>& rows_;  // sorted by (user, time, id)
   Compressor compressor_;
   const CompressedSize compressed_size_;
   std::vector<JsonMember> members_;
@@ -580,17 +584,52 @@ class SegmentEncoder {
   std::vector<std::string_view> users_;
   std::vector<uint64_t> user_runs_;
   int64_t min_time_ = INT64_MAX, max_time_ = INT64_MIN, max_received_ = INT64_MIN;
-  std::map<std::string, uint64_t> type_counts_;
 };
+
+// Sorts rows by (user, time, id). Users are ranked once (a segment holds far fewer users than rows), so the
+// row sort compares integers and reads ids only when a user has two events in the same millisecond.
+void SortRows(std::vector<const StoredEvent*>& rows) {
+  std::unordered_map<std::string_view, uint32_t> first_seen;
+  std::vector<std::string_view> users;
+  std::vector<uint32_t> row_user(rows.size());
+  for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
+    auto [it, inserted] = first_seen.emplace(rows[row_idx]->user, static_cast<uint32_t>(users.size()));
+    if (inserted) users.push_back(rows[row_idx]->user);
+    row_user[row_idx] = it->second;
+  }
+  std::vector<uint32_t> order(users.size());
+  for (uint32_t user_idx = 0; user_idx < order.size(); ++user_idx) order[user_idx] = user_idx;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return users[a] < users[b]; });
+  std::vector<uint32_t> rank(users.size());
+  for (uint32_t position = 0; position < order.size(); ++position) rank[order[position]] = position;
+  struct Key {
+    uint32_t user;
+    int64_t time_ms;
+    const StoredEvent* row;
+  };
+  std::vector<Key> keys(rows.size());
+  for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
+    keys[row_idx] = {rank[row_user[row_idx]], rows[row_idx]->time_ms, rows[row_idx]};
+  }
+  std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) {
+    if (a.user != b.user) return a.user < b.user;
+    if (a.time_ms != b.time_ms) return a.time_ms < b.time_ms;
+    return a.row->id < b.row->id;
+  });
+  for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) rows[row_idx] = keys[row_idx].row;
+}
 
 }  // namespace
 
-Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<StoredEvent> rows, int zstd_level) {
-  std::sort(rows.begin(), rows.end(), [](const StoredEvent& a, const StoredEvent& b) {
-    if (a.user != b.user) return a.user < b.user;
-    if (a.time_ms != b.time_ms) return a.time_ms < b.time_ms;
-    return a.id < b.id;
-  });
+Result<SegmentInfo> WriteSegment(const std::string& path, const std::vector<StoredEvent>& events, int zstd_level) {
+  std::vector<const StoredEvent*> rows;
+  rows.reserve(events.size());
+  for (const StoredEvent& event : events) rows.push_back(&event);
+  return WriteSegment(path, std::move(rows), zstd_level);
+}
+
+Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<const StoredEvent*> rows, int zstd_level) {
+  SortRows(rows);
   Footer footer;
   auto file = SegmentEncoder(rows, zstd_level).Encode(footer);
   if (!file.ok()) return Status::Internal("segment " + path + ": " + file.status().message());
