@@ -9,6 +9,7 @@
 
 #include "store/embedded/embedded_event_store.h"
 #include "store/embedded/segment.h"
+#include "query/aggregate.h"
 #include "common/time_util.h"
 #include "support/test_env.h"
 
@@ -201,10 +202,13 @@ TEST_F(EmbeddedEventStoreTest, ErasedUserDisappearsEverywhereAndIsRefusedUntilRe
   auto refused = store->Append({MakeEvent("x4", "u_gone", kJan1 + 2)});
   ASSERT_OK(refused);
   EXPECT_EQ(refused->outcomes[0], AppendOutcome::kUserErased);
-  // The erasure survives a restart, and nothing of the user is left in any segment file.
+  // The erasure survives a restart, and once maintenance purged the segments nothing of the user is left in
+  // any segment file.
   store.reset();
   store = Open();
   for (const auto& event : ScanAll(*store)) EXPECT_NE(event.user, "u_gone");
+  ASSERT_OK(store->RunMaintenance());
+  EXPECT_EQ(store->Stats()["purge_pending_users"], 0);
   for (const auto& entry : fs::recursive_directory_iterator(dir_.path() / "segments")) {
     if (entry.path().extension() != ".col") continue;
     std::vector<StoredEvent> events;
@@ -217,6 +221,78 @@ TEST_F(EmbeddedEventStoreTest, ErasedUserDisappearsEverywhereAndIsRefusedUntilRe
   ASSERT_OK(registered);
   EXPECT_EQ(registered->outcomes[0], AppendOutcome::kStored);
   EXPECT_EQ(store->Append({MakeEvent("x7", "u_gone", kJan1 + 5)})->outcomes[0], AppendOutcome::kStored);
+}
+
+// Events over all days, by an aggregation (the segment read path queries use).
+double CountAll(EmbeddedEventStore& store) {
+  query::AggregateQuery query;
+  query.bounds = {kJan1 - kDay, kJan1 + 30 * kDay};
+  auto result = store.Aggregate(query);
+  EXPECT_TRUE(result.ok()) << result.status().ToString();
+  if (!result.ok() || result->groups.empty()) return 0;
+  return result->groups.begin()->second[0].weighted_count;
+}
+
+TEST_F(EmbeddedEventStoreTest, ErasureCountsAtOnceQueriesLeaveTheUserOutAndMaintenancePurgesEverySegment) {
+  auto store = Open();
+  // Three day partitions, two segments each, the user in four of the six.
+  size_t others = 0;
+  for (int day = 0; day < 3; ++day) {
+    for (int part = 0; part < 2; ++part) {
+      std::vector<StoredEvent> batch;
+      for (int event_idx = 0; event_idx < 40; ++event_idx) {
+        const std::string user = "u_" + std::to_string(event_idx % 8);
+        batch.push_back(MakeEvent("d" + std::to_string(day) + "p" + std::to_string(part) + "e" +
+                                      std::to_string(event_idx),
+                                  user, kJan1 + day * kDay + part * 1000 + event_idx));
+        others += user != "u_3";
+      }
+      if (day == 2 && part == 1) {
+        std::erase_if(batch, [](const StoredEvent& event) { return event.user == "u_3"; });
+      }
+      ASSERT_OK(store->Append(batch));
+      ASSERT_OK(store->Flush());
+    }
+  }
+  ASSERT_OK(store->Append({MakeEvent("mem-1", "u_3", kJan1 + 5), MakeEvent("mem-2", "u_4", kJan1 + 6)}));
+  ++others;
+  EXPECT_EQ(CountAll(*store), others + 5 * 5 + 1);  // u_3: 5 events in each of 5 segments, 1 in memory
+  auto erased = store->EraseUser("u_3");
+  ASSERT_OK(erased);
+  EXPECT_EQ(*erased, 26u);
+  // Whether or not the background purge has run yet, queries never count the user again.
+  EXPECT_EQ(CountAll(*store), static_cast<double>(others));
+  ASSERT_OK(store->RunMaintenance());
+  EXPECT_EQ(store->Stats()["purge_pending_users"], 0);
+  EXPECT_EQ(CountAll(*store), static_cast<double>(others));
+  for (const auto& entry : fs::recursive_directory_iterator(dir_.path() / "segments")) {
+    if (entry.path().extension() != ".col") continue;
+    std::vector<StoredEvent> events;
+    ASSERT_OK(store::embedded::ReadSegmentEvents(entry.path().string(), events));
+    for (const auto& event : events) EXPECT_NE(event.user, "u_3") << entry.path();
+  }
+  EXPECT_EQ(ScanAll(*store).size(), others);
+}
+
+TEST_F(EmbeddedEventStoreTest, AReRegisteredUsersOldEventsArePurgedBeforeTheNewOnesArrive) {
+  auto store = Open();
+  ASSERT_OK(store->Append({MakeEvent("old-1", "u_back", kJan1), MakeEvent("old-2", "u_back", kJan1 + kDay),
+                           MakeEvent("keep-1", "u_other", kJan1)}));
+  ASSERT_OK(store->Flush());
+  ASSERT_OK(store->EraseUser("u_back"));
+  // Registering again right away: the old events leave the segments first (purge on the append's path).
+  ASSERT_OK(store->Append({MakeEvent("new-1", "u_back", kJan1 + 2 * kDay, "com.platform.account.user.registered.v1"),
+                           MakeEvent("new-2", "u_back", kJan1 + 2 * kDay + 1)}));
+  EXPECT_EQ(store->Stats()["purge_pending_users"], 0);
+  ASSERT_OK(store->Flush());
+  ASSERT_OK(store->RunMaintenance());
+  std::set<std::string> ids;
+  for (const auto& event : ScanAll(*store)) ids.insert(event.id);
+  EXPECT_EQ(ids, (std::set<std::string>{"keep-1", "new-1", "new-2"}));
+  store.reset();
+  std::set<std::string> reopened;
+  for (const auto& event : ScanAll(*Open())) reopened.insert(event.id);
+  EXPECT_EQ(reopened, ids);
 }
 
 TEST_F(EmbeddedEventStoreTest, CorruptSegmentIsReportedWithItsPathNotACrash) {

@@ -29,6 +29,7 @@
 #include "events/pseudonymizer.h"
 #include "gen/generator.h"
 #include "store/embedded/segment_format.h"
+#include "store/embedded/segment_reader.h"
 #include "support/test_env.h"
 
 namespace analytics::store::embedded {
@@ -131,6 +132,9 @@ std::string StringAt(const StringColumn& column, size_t row_idx) {
   return column.dictionary.at(column.codes.at(row_idx));
 }
 
+void ExpectColumnsEqualEvents(const SegmentColumns& columns, const std::vector<std::string>& names,
+                              const std::vector<StoredEvent>& events);
+
 // ReadSegmentColumns must agree with the full read: envelope and typed fields exactly, properties with what an
 // independent JSON parser finds in each row's `data`.
 void ExpectColumnsMatchEvents(const std::string& path, const std::vector<StoredEvent>& events) {
@@ -143,6 +147,11 @@ void ExpectColumnsMatchEvents(const std::string& path, const std::vector<StoredE
     names = std::move(sample);
   }
   ASSERT_OK_AND_ASSIGN(SegmentColumns columns, ReadSegmentColumns(path, FullRequest(names)));
+  ExpectColumnsEqualEvents(columns, names, events);
+}
+
+void ExpectColumnsEqualEvents(const SegmentColumns& columns, const std::vector<std::string>& names,
+                              const std::vector<StoredEvent>& events) {
   ASSERT_EQ(columns.rows, events.size());
   ASSERT_EQ(columns.user_codes.size(), events.size());
   uint64_t run_total = 0;
@@ -306,6 +315,34 @@ TEST_F(SegmentTest, GeneratedEventsRoundTripExactlyOneSegmentPerDay) {
   // A loose guard against regressions of the encoding (about 15 bytes/event without ids at bench scale; this
   // small sample pays more per column and per user).
   EXPECT_LT(static_cast<double>(bytes - id_bytes) / static_cast<double>(events.size()), 25.0);
+}
+
+TEST_F(SegmentTest, ExcludeUsersLeavesExactlyTheOtherUsersRows) {
+  const std::vector<StoredEvent> events = NormalizedGeneratedEvents(60, 2);
+  const std::string path = Path("exclude.col");
+  ASSERT_OK(WriteSegment(path, events));
+  std::vector<StoredEvent> stored;
+  ASSERT_OK(ReadSegmentEvents(path, stored));
+  // Users to leave out: the first, one in the middle, the last, and one the segment does not hold.
+  std::set<std::string> users_in_order;
+  for (const auto& event : stored) users_in_order.insert(event.user);
+  ASSERT_GT(users_in_order.size(), 10u);
+  const std::vector<std::string> users(users_in_order.begin(), users_in_order.end());
+  const std::set<std::string, std::less<>> excluded = {users.front(), users[users.size() / 2], users.back(),
+                                                       "u_not_here"};
+  std::vector<StoredEvent> expected;
+  for (const auto& event : stored) {
+    if (!excluded.count(event.user)) expected.push_back(event);
+  }
+  ASSERT_LT(expected.size(), stored.size());
+  const std::vector<std::string> names = {"page_type", "duration_seconds", "price", "no_such_property"};
+  ASSERT_OK_AND_ASSIGN(SegmentColumns columns, ReadSegmentColumns(path, FullRequest(names)));
+  ExcludeUsers(columns, excluded);
+  ExpectColumnsEqualEvents(columns, names, expected);
+  // Nothing to leave out: the columns stay as they were.
+  ASSERT_OK_AND_ASSIGN(SegmentColumns untouched, ReadSegmentColumns(path, FullRequest(names)));
+  ExcludeUsers(untouched, {"u_not_here"});
+  ExpectColumnsEqualEvents(untouched, names, stored);
 }
 
 // --- Hand-written edge cases --------------------------------------------------------------------------------

@@ -125,6 +125,7 @@ Result<std::unique_ptr<EmbeddedEventStore>> EmbeddedEventStore::Open(const Embed
                                            store->flushed_sequence_) + 1;
   ANALYTICS_ASSIGN_OR_RETURN(store->wal_, wal::WalWriter::Open(wal_options, next));
   store->flusher_ = std::thread([raw = store.get()] { raw->FlushLoop(); });
+  store->maintenance_due_ = store->purge_pending_count_ > 0;  // a purge a restart interrupted goes on
   store->maintainer_ = std::thread([raw = store.get()] { raw->MaintenanceLoop(); });
   return store;
 }
@@ -165,6 +166,10 @@ Status EmbeddedEventStore::Recover() {
     for (const auto& user : manifest.value("erased_users", nlohmann::json::array())) {
       erased_users_.insert(user.get<std::string>());
     }
+    for (const auto& user : manifest.value("purge_pending", nlohmann::json::array())) {
+      purge_pending_.insert(user.get<std::string>());
+    }
+    purge_pending_count_ = purge_pending_.size();
   }
   // Segment files: keep the listed ones; remove leftovers of an interrupted flush; quarantine damaged ones.
   uint64_t removed_leftovers = 0;
@@ -267,6 +272,7 @@ Status EmbeddedEventStore::WriteManifest() {
   {
     std::lock_guard lock(dedup_mu_);
     manifest["erased_users"] = erased_users_;
+    manifest["purge_pending"] = purge_pending_;
   }
   return embedded::WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1));
 }
@@ -288,6 +294,18 @@ Status EmbeddedEventStore::WaitForMemtableRoom() {
 
 Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) {
   if (failed_) return Status::Unavailable("event store failed earlier: " + failure_);
+  if (purge_pending_count_ > 0) {
+    // A user registering again gets new events; their old ones must be out of the segments first, or a later
+    // purge could not tell the two apart.
+    bool purge_first = false;
+    {
+      std::lock_guard lock(dedup_mu_);
+      for (const auto& event : batch) {
+        purge_first |= event.type == kRegisteredType && purge_pending_.count(event.user) > 0;
+      }
+    }
+    if (purge_first) ANALYTICS_RETURN_IF_ERROR(PurgeErasedUsers());
+  }
   ANALYTICS_RETURN_IF_ERROR(WaitForMemtableRoom());
   AppendResult result;
   result.outcomes.resize(batch.size(), AppendOutcome::kStored);
@@ -493,24 +511,63 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
   return wal_->Truncate(flushed_sequence_);
 }
 
-Status EmbeddedEventStore::RewriteSegmentsWithout(const std::string& user, uint64_t& removed) {
+std::set<std::string, std::less<>> EmbeddedEventStore::PendingPurge(uint64_t& epoch) {
+  std::set<std::string, std::less<>> pending;
+  if (purge_pending_count_ == 0) {
+    epoch = 0;
+    return pending;
+  }
+  std::lock_guard lock(dedup_mu_);
+  epoch = purge_epoch_;
+  pending = purge_pending_;
+  return pending;
+}
+
+Status EmbeddedEventStore::PurgeErasedUsers() {
+  std::lock_guard flush_lock(flush_mu_);
+  return PurgeLocked();
+}
+
+Status EmbeddedEventStore::PurgeLocked() {
+  std::set<std::string, std::less<>> users;
+  {
+    std::lock_guard lock(dedup_mu_);
+    users = purge_pending_;
+  }
+  if (users.empty()) return Status::Ok();
   std::vector<std::pair<SegmentRef, SegmentRef>> replacements;  // old → new (null: nothing left)
+  auto undo = [&] {
+    for (auto& [old_segment, new_segment] : replacements) {
+      if (new_segment) new_segment->obsolete = true;
+    }
+  };
+  embedded::SegmentColumnRequest user_only;
+  user_only.user = true;
   for (const auto& segment : SegmentsSnapshot()) {
+    // The user column alone says whether the segment holds any of them (most segments do not).
+    auto columns = embedded::ReadSegmentColumns(segment->info.path, user_only);
+    if (!columns.ok()) {
+      undo();
+      return columns.status();
+    }
+    if (std::none_of(columns->users.begin(), columns->users.end(),
+                     [&](const std::string& user) { return users.count(user) > 0; })) {
+      continue;
+    }
     std::vector<StoredEvent> events;
-    ANALYTICS_RETURN_IF_ERROR(embedded::ReadSegmentEvents(segment->info.path, events));
-    const size_t before = events.size();
-    std::erase_if(events, [&](const StoredEvent& event) { return event.user == user; });
-    if (events.size() == before) continue;
-    removed += before - events.size();
+    Status read = embedded::ReadSegmentEvents(segment->info.path, events);
+    if (!read.ok()) {
+      undo();
+      return read;
+    }
+    std::erase_if(events, [&](const StoredEvent& event) { return users.count(event.user) > 0; });
     if (events.empty()) {
       replacements.emplace_back(segment, nullptr);
       continue;
     }
-    auto info = embedded::WriteSegment(NextSegmentPath(segment->day), std::move(events), options_.zstd_level);
+    auto info = embedded::WriteSegment(NextSegmentPath(segment->day), events, options_.zstd_level);
     if (!info.ok()) {
-      for (auto& [old_segment, new_segment] : replacements) {
-        if (new_segment) new_segment->obsolete = true;
-      }
+      undo();
       return info.status();
     }
     auto live = std::make_shared<LiveSegment>();
@@ -518,7 +575,6 @@ Status EmbeddedEventStore::RewriteSegmentsWithout(const std::string& user, uint6
     live->info = std::move(info).value();
     replacements.emplace_back(segment, std::move(live));
   }
-  if (replacements.empty()) return Status::Ok();
   {
     std::lock_guard lock(segments_mu_);
     for (auto& [old_segment, new_segment] : replacements) {
@@ -526,8 +582,18 @@ Status EmbeddedEventStore::RewriteSegmentsWithout(const std::string& user, uint6
       if (new_segment) segments_.push_back(new_segment);
     }
   }
+  // Only after the purged segments are in place: until then queries keep leaving the users' rows out.
+  {
+    std::lock_guard lock(dedup_mu_);
+    for (const auto& user : users) purge_pending_.erase(user);
+    purge_pending_count_ = purge_pending_.size();
+    ++purge_epoch_;
+  }
+  // On failure the old segments stay listed in the MANIFEST (and the users pending): a restart purges again.
   ANALYTICS_RETURN_IF_ERROR(WriteManifest());
   for (auto& [old_segment, new_segment] : replacements) old_segment->obsolete = true;
+  ++purges_;
+  purged_segments_ += replacements.size();
   return Status::Ok();
 }
 
@@ -537,6 +603,9 @@ Result<uint64_t> EmbeddedEventStore::EraseUser(const std::string& user) {
   {
     std::lock_guard lock(dedup_mu_);
     erased_users_.insert(user);
+    purge_pending_.insert(user);
+    purge_pending_count_ = purge_pending_.size();
+    ++purge_epoch_;
     ++erasure_generation_;
   }
   // Durable first: from here on recovery filters the user out of the WAL, and appends refuse them.
@@ -560,9 +629,21 @@ Result<uint64_t> EmbeddedEventStore::EraseUser(const std::string& user) {
     // the new one, which the flush below covers and Truncate then deletes.
     ANALYTICS_RETURN_IF_ERROR(wal_->Roll());
   }
-  ANALYTICS_RETURN_IF_ERROR(RewriteSegmentsWithout(user, removed));
+  // The user's events in segments are counted from the user column; the maintenance thread removes them.
+  embedded::SegmentColumnRequest user_only;
+  user_only.user = true;
+  for (const auto& segment : SegmentsSnapshot()) {
+    ANALYTICS_ASSIGN_OR_RETURN(auto columns, embedded::ReadSegmentColumns(segment->info.path, user_only));
+    auto it = std::lower_bound(columns.users.begin(), columns.users.end(), user);
+    if (it != columns.users.end() && *it == user) removed += columns.user_runs[it - columns.users.begin()];
+  }
   ANALYTICS_RETURN_IF_ERROR(FlushLocked(flush_lock));
   ANALYTICS_RETURN_IF_ERROR(wal_->Truncate(flushed_sequence_));
+  {
+    std::lock_guard lock(loop_mu_);
+    maintenance_due_ = true;
+  }
+  loop_cv_.notify_all();
   return removed;
 }
 
@@ -658,6 +739,7 @@ Status EmbeddedEventStore::Compact(const std::vector<SegmentRef>& inputs) {
 }
 
 Status EmbeddedEventStore::RunMaintenance() {
+  ANALYTICS_RETURN_IF_ERROR(PurgeErasedUsers());
   ANALYTICS_RETURN_IF_ERROR(ApplyRetention());
   const int64_t today = DayOf(common::NowMillis());
   for (int round = 0; round < 64; ++round) {
@@ -686,6 +768,7 @@ Status EmbeddedEventStore::RunMaintenance() {
 
 Status EmbeddedEventStore::AllowUser(const std::string& user) {
   std::lock_guard flush_lock(flush_mu_);
+  ANALYTICS_RETURN_IF_ERROR(PurgeLocked());  // the user's old events go before new ones may come
   {
     std::lock_guard lock(dedup_mu_);
     if (erased_users_.erase(user) == 0) return Status::Ok();
@@ -825,9 +908,13 @@ Result<query::RowSet> EmbeddedEventStore::SelectRows(const query::AggregateQuery
   MemoryView memory;
   std::vector<SegmentRef> segments;
   QueryView(query, memory, segments);
-  const embedded::SegmentColumnRequest request = embedded::ColumnsFor(paths);
+  embedded::SegmentColumnRequest request = embedded::ColumnsFor(paths);
+  uint64_t purge_epoch = 0;
+  const auto unpurged = PendingPurge(purge_epoch);
+  if (!unpurged.empty()) request.user = true;
   for (const auto& segment : segments) {
     ANALYTICS_ASSIGN_OR_RETURN(auto columns, embedded::ReadSegmentColumns(segment->info.path, request));
+    embedded::ExcludeUsers(columns, unpurged);
     query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
     query::SelectRows(query, batch, properties, rows);
   }
@@ -859,7 +946,12 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     Status status;
   };
   std::vector<Task> tasks;
-  const std::string fingerprint = query.Fingerprint();
+  // Erased users not yet purged from segments: their rows are left out, and partials computed meanwhile are
+  // cached under the purge epoch (a segment's plain key stays valid: the purge gives it a new file).
+  uint64_t purge_epoch = 0;
+  const auto unpurged = PendingPurge(purge_epoch);
+  const std::string fingerprint =
+      query.Fingerprint() + (unpurged.empty() ? std::string() : "|purge" + std::to_string(purge_epoch));
   for (auto& segment : segments) {
     const embedded::SegmentInfo& info = segment->info;
     const auto first = std::upper_bound(bounds.begin(), bounds.end(), std::max(info.min_time_ms, bounds.front())) - 1;
@@ -878,7 +970,8 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
   for (auto& task : tasks) {
     if (!task.partial) pending.push_back(&task);
   }
-  const embedded::SegmentColumnRequest request = embedded::ColumnsFor(paths);
+  embedded::SegmentColumnRequest request = embedded::ColumnsFor(paths);
+  if (!unpurged.empty()) request.user = true;
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t task_idx = next++; task_idx < pending.size(); task_idx = next++) {
@@ -888,6 +981,7 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
         task.status = columns.status();
         continue;
       }
+      embedded::ExcludeUsers(*columns, unpurged);
       query::EventBatch batch = embedded::BatchFromColumns(*columns, paths, user_directory_);
       auto partial = std::make_shared<query::AggregateResult>();
       query::Aggregate(task.slice, batch, *partial);
@@ -963,6 +1057,9 @@ nlohmann::json EmbeddedEventStore::Stats() {
   stats["expired_events"] = expired_events_.load();
   stats["compactions"] = compactions_.load();
   stats["compacted_segments"] = compacted_segments_.load();
+  stats["purges"] = purges_.load();
+  stats["purged_segments"] = purged_segments_.load();
+  stats["purge_pending_users"] = purge_pending_count_.load();
   stats["backpressure_waits"] = backpressure_waits_.load();
   stats["query_cache_bytes"] = partial_cache_.bytes();
   stats["query_cache_hits"] = partial_cache_.hits();

@@ -11,7 +11,11 @@
 // MANIFEST, drops segment files it does not list (an interrupted flush), replays the WAL after the flushed
 // sequence, and rebuilds the dedup window from recent segments and the replayed events.
 // Background work (one maintenance thread): compaction merges the small segments of a day partition
-// (compaction.h) and purges erased users; retention drops day partitions older than `retention_days`.
+// (compaction.h); retention drops day partitions older than `retention_days`; the purge of erased users.
+// Erasure is two steps: at once (EraseUser) the user is recorded as erased in the MANIFEST, their events
+// leave the memtable and the WAL, and queries leave their rows out of segments; then the maintenance thread
+// rewrites the segments holding them (one pass for every user erased meanwhile), so an erasure costs the
+// intake request a MANIFEST write and a flush, not a rewrite of the store.
 // Segment files are reference-counted: a replaced segment is deleted when the last reader lets go of it.
 // Memory is bounded by options: the memtable by events and bytes (appends wait for the flush when twice the
 // limit is buffered: backpressure), the dedup index by `dedup_max_bytes` (dedup_index.h), a merge by
@@ -120,7 +124,12 @@ class EmbeddedEventStore final : public EventStore {
   void FlushLoop();
   void MaintenanceLoop();
   common::Status FlushLocked(std::unique_lock<std::mutex>& flush_lock);
-  common::Status RewriteSegmentsWithout(const std::string& user, uint64_t& removed);
+  // Rewrites every segment holding events of a user whose purge is pending, without them (erasure's second,
+  // physical step; maintenance runs it, and so does a re-registration of such a user before its first event).
+  common::Status PurgeErasedUsers();
+  common::Status PurgeLocked();
+  // The erased users whose events may still be in segments, and the epoch that names this set in cache keys.
+  std::set<std::string, std::less<>> PendingPurge(uint64_t& epoch);
   // Waits until the memtable has room (backpressure); Unavailable after append_wait_ms.
   common::Status WaitForMemtableRoom();
   // The first day (days since the epoch) retention keeps; INT64_MIN when retention is off.
@@ -146,6 +155,10 @@ class EmbeddedEventStore final : public EventStore {
   embedded::DedupIndex dedup_;                                        // guarded by dedup_mu_
   std::set<std::string, std::less<>> erased_users_;                   // guarded by dedup_mu_
   uint64_t erasure_generation_ = 0;                                   // guarded by dedup_mu_; +1 per erasure
+  // Erased users whose events may still be in segments (queries leave their rows out until the purge).
+  std::set<std::string, std::less<>> purge_pending_;                  // guarded by dedup_mu_
+  uint64_t purge_epoch_ = 0;                                          // guarded by dedup_mu_; +1 per change
+  std::atomic<size_t> purge_pending_count_{0};                        // purge_pending_.size(), lock-free
 
   mutable std::mutex mem_mu_;
   std::vector<MemBatchRef> memtable_;                                 // guarded by mem_mu_
@@ -172,6 +185,8 @@ class EmbeddedEventStore final : public EventStore {
   std::atomic<uint64_t> expired_events_{0};       // dropped by retention (at flush or with their partition)
   std::atomic<uint64_t> compactions_{0};
   std::atomic<uint64_t> compacted_segments_{0};   // inputs merged away
+  std::atomic<uint64_t> purges_{0};               // purge passes that rewrote segments for erased users
+  std::atomic<uint64_t> purged_segments_{0};      // segments rewritten (or dropped) by them
   std::atomic<uint64_t> backpressure_waits_{0};   // appends that waited for the flush
 
   embedded::UserDirectory user_directory_;

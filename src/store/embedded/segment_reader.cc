@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <system_error>
 #include <unordered_map>
 
@@ -918,6 +919,58 @@ SegmentColumns ColumnsFromEvents(const std::vector<const StoredEvent*>& rows, co
     for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) requested.FillFromText(row_idx, rows[row_idx]->data);
   }
   return out;
+}
+
+void ExcludeUsers(SegmentColumns& columns, const std::set<std::string, std::less<>>& users) {
+  if (users.empty() || columns.users.empty() || columns.user_codes.size() != columns.rows) return;
+  std::vector<uint32_t> new_code(columns.users.size(), UINT32_MAX);  // UINT32_MAX: the user's rows go
+  std::vector<std::string> kept_users;
+  std::vector<uint32_t> kept_runs;
+  for (size_t user_idx = 0; user_idx < columns.users.size(); ++user_idx) {
+    if (users.count(columns.users[user_idx])) continue;
+    new_code[user_idx] = static_cast<uint32_t>(kept_users.size());
+    kept_users.push_back(std::move(columns.users[user_idx]));
+    if (user_idx < columns.user_runs.size()) kept_runs.push_back(columns.user_runs[user_idx]);
+  }
+  if (kept_users.size() == columns.users.size()) {
+    for (size_t user_idx = 0; user_idx < kept_users.size(); ++user_idx) columns.users[user_idx] = std::move(kept_users[user_idx]);
+    return;
+  }
+  const size_t rows = columns.rows;
+  std::vector<uint8_t> keep(rows);
+  size_t kept = 0;
+  for (size_t row = 0; row < rows; ++row) kept += keep[row] = new_code[columns.user_codes[row]] != UINT32_MAX;
+  // Every per-row vector the request filled (the others are empty) keeps the rows of the other users.
+  auto compact = [&](auto& values) {
+    if (values.size() != rows) return;
+    size_t out = 0;
+    for (size_t row = 0; row < rows; ++row) {
+      if (keep[row]) values[out++] = std::move(values[row]);
+    }
+    values.resize(out);
+  };
+  compact(columns.user_codes);
+  for (uint32_t& code : columns.user_codes) code = new_code[code];
+  compact(columns.time_ms);
+  compact(columns.received_ms);
+  compact(columns.type.codes);
+  compact(columns.source.codes);
+  compact(columns.id);
+  for (StringColumn* column : {&columns.game_id, &columns.session_id, &columns.currency, &columns.country,
+                               &columns.platform}) {
+    compact(column->codes);
+  }
+  compact(columns.amount);
+  compact(columns.time_defaulted);
+  compact(columns.user_in_subject);
+  for (PropertyColumn& property : columns.properties) {
+    compact(property.kinds);
+    compact(property.ints);
+    compact(property.doubles);
+  }
+  columns.users = std::move(kept_users);
+  columns.user_runs = std::move(kept_runs);
+  columns.rows = kept;
 }
 
 SegmentColumns ColumnsFromEvents(const std::vector<StoredEvent>& rows, const SegmentColumnRequest& request) {

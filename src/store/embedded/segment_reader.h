@@ -3,6 +3,8 @@
 // Thread-safety: reentrant.
 #pragma once
 
+#include <set>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +29,10 @@ common::Result<SegmentColumns> ReadColumns(const SegmentFile& file, const Segmen
 // and events still in memory), with the same values ReadSegmentColumns gives for a segment of them: user runs
 // are runs of equal consecutive users, properties are parsed from each row's `data` text.
 SegmentColumns ColumnsFromEvents(const std::vector<events::StoredEvent>& rows, const SegmentColumnRequest& request);
+
+// Removes the rows of `users` from decoded columns that include the user columns (request.user); dictionaries
+// keep their values. Queries use it for erased users whose events are not purged from the segment yet.
+void ExcludeUsers(SegmentColumns& columns, const std::set<std::string, std::less<>>& users);
 SegmentColumns ColumnsFromEvents(const std::vector<const events::StoredEvent*>& rows,
                                  const SegmentColumnRequest& request);
 
