@@ -619,5 +619,19 @@ TEST_F(EmbeddedEventStoreTest, AppendsWaitForTheFlushAndFailCleanlyWhenItCannotC
   EXPECT_LE(store->Stats()["memtable_bytes"].get<uint64_t>(), 4u << 20);
 }
 
+TEST_F(EmbeddedEventStoreTest, ACleanShutdownLeavesNoWalRecords) {
+  auto store = Open();
+  for (int batch_idx = 0; batch_idx < 5; ++batch_idx) {
+    ASSERT_OK(store->Append(Batch("w" + std::to_string(batch_idx) + "-", 100, kJan1 + batch_idx * kDay)));
+  }
+  store.reset();
+  uint64_t wal_bytes = 0;
+  for (const auto& entry : fs::directory_iterator(dir_.path() / "wal")) wal_bytes += fs::file_size(entry.path());
+  EXPECT_LE(wal_bytes, 16u) << "only the header of the new, empty WAL file may be left";
+  store = Open();
+  EXPECT_EQ(store->recovery_report()["wal_records_replayed"], 0);
+  EXPECT_EQ(ScanAll(*store).size(), 500u);
+}
+
 }  // namespace
 }  // namespace analytics::testing

@@ -139,8 +139,14 @@ EmbeddedEventStore::~EmbeddedEventStore() {
   if (flusher_.joinable()) flusher_.join();
   if (maintainer_.joinable()) maintainer_.join();
   if (wal_ && !failed_) {
-    // A clean shutdown leaves no WAL to replay.
+    // A clean shutdown leaves no WAL to replay: everything is flushed, and the WAL is rolled to an empty file
+    // so that the covered files can go (a failure only leaves records that replay skips).
     Status status = Flush();
+    if (status.ok()) status = wal_->Roll();
+    if (status.ok()) {
+      std::lock_guard flush_lock(flush_mu_);
+      status = wal_->Truncate(flushed_sequence_);
+    }
     (void)status;
   }
 }
