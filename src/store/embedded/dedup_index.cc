@@ -54,7 +54,6 @@ void DedupIndex::InsertSlot(const DedupKey& slot) {
 }
 
 bool DedupIndex::Insert(DedupKey key, int64_t day) {
-  if (Contains(key)) return false;
   if ((size_ + 1) * 4 > slots_.size() * 3) {
     if (slots_.size() < max_slots_) {
       Grow();
@@ -66,11 +65,22 @@ bool DedupIndex::Insert(DedupKey key, int64_t day) {
       }
     }
   }
+  // One probe: the key's run ends at an empty slot, where it goes unless the run already holds it.
+  const size_t mask = slots_.size() - 1;
+  size_t idx = Home(key);
+  for (; !Empty(slots_[idx]); idx = (idx + 1) & mask) {
+    if (SameHash(slots_[idx], key)) return false;
+  }
   if (day > newest_day_) newest_day_ = day;
   key.b = (key.b & kHashMask) | ((static_cast<uint64_t>(day) & kDayTagMask) << kTagShift);
-  InsertSlot(key);
+  slots_[idx] = key;
   ++size_;
-  ++day_counts_[day];
+  // Keys of a batch share their receive day: the count of the last day is at hand.
+  if (last_day_count_ == nullptr || last_day_ != day) {
+    last_day_count_ = &day_counts_[day];
+    last_day_ = day;
+  }
+  ++*last_day_count_;
   return true;
 }
 
@@ -83,7 +93,10 @@ void DedupIndex::Erase(DedupKey key) {
     hole = (hole + 1) & mask;
   }
   const int64_t day = DayOfSlot(slots_[hole]);
-  if (auto it = day_counts_.find(day); it != day_counts_.end() && --it->second == 0) day_counts_.erase(it);
+  if (auto it = day_counts_.find(day); it != day_counts_.end() && --it->second == 0) {
+    day_counts_.erase(it);
+    last_day_count_ = nullptr;
+  }
   --size_;
   // Backward-shift deletion: move later members of the probe run into the hole when their home allows it.
   slots_[hole] = DedupKey{};
@@ -127,6 +140,7 @@ void DedupIndex::RemoveDaysBefore(int64_t oldest_day) {
     InsertSlot(slot);
   }
   size_ = 0;
+  last_day_count_ = nullptr;
   for (auto it = day_counts_.begin(); it != day_counts_.end();) {
     if (it->first < oldest_day) {
       it = day_counts_.erase(it);

@@ -74,6 +74,8 @@ class DedupIndex {
   size_t size_ = 0;
   int64_t newest_day_ = INT64_MIN;       // anchors the 16-bit day tags
   std::map<int64_t, size_t> day_counts_;  // receive day → keys held
+  size_t* last_day_count_ = nullptr;      // day_counts_[last_day_] (map nodes are stable); null after erasures
+  int64_t last_day_ = 0;
   uint64_t evicted_days_ = 0;
 };
 
