@@ -3,6 +3,7 @@
 // and IO failures injected through a WalFileSystem wrapper.
 #include "store/embedded/wal/wal.h"
 
+#include <xxhash.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -102,12 +103,20 @@ std::string Le64(uint64_t value) {
   for (int byte_idx = 0; byte_idx < 8; ++byte_idx) out[byte_idx] = static_cast<char>(value >> (8 * byte_idx));
   return out;
 }
+// Files of format 1 (zlib crc32), written by older builds: replay must keep reading them. The hand-made
+// files of the damage tests below use it.
 std::string DocFileHeader(uint64_t first_sequence) { return "AWAL" + Le32(1) + Le64(first_sequence); }
 std::string DocRecord(uint64_t sequence, std::string_view payload) {
   std::string covered = Le64(sequence) + std::string(payload);
   auto crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(covered.data()),
                                          static_cast<uInt>(covered.size())));
   return Le32(static_cast<uint32_t>(payload.size())) + Le32(crc) + covered;
+}
+// Format 2 (what the writer writes): the low 32 bits of XXH3-64 of the payload, seeded with the sequence.
+std::string DocFileHeaderV2(uint64_t first_sequence) { return "AWAL" + Le32(2) + Le64(first_sequence); }
+std::string DocRecordV2(uint64_t sequence, std::string_view payload) {
+  auto checksum = static_cast<uint32_t>(XXH3_64bits_withSeed(payload.data(), payload.size(), sequence));
+  return Le32(static_cast<uint32_t>(payload.size())) + Le32(checksum) + Le64(sequence) + std::string(payload);
 }
 
 WalOptions Options(const fs::path& dir, uint64_t max_file_bytes = 64 << 20, bool sync = false,
@@ -256,13 +265,13 @@ TEST_F(WalTest, FileBytesMatchTheDocumentedLayout) {
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0].filename(), "wal-00000000000000000001.log");
   std::string bytes = ReadFile(files[0]);
-  EXPECT_EQ(bytes, DocFileHeader(1) + DocRecord(1, "hello") + DocRecord(2, ""));
+  EXPECT_EQ(bytes, DocFileHeaderV2(1) + DocRecordV2(1, "hello") + DocRecordV2(2, ""));
   // The worked example of docs/formats/wal.md, byte for byte.
   const unsigned char golden[] = {
-      'A',  'W',  'A',  'L',  0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // header
-      0x05, 0x00, 0x00, 0x00, 0x9c, 0xce, 0xd0, 0x22, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // rec 1
+      'A',  'W',  'A',  'L',  0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // header
+      0x05, 0x00, 0x00, 0x00, 0x92, 0x9e, 0xa8, 0x97, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // rec 1
       'h',  'e',  'l',  'l',  'o',                                                                     //
-      0x00, 0x00, 0x00, 0x00, 0x14, 0xd8, 0x07, 0x27, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // rec 2
+      0x00, 0x00, 0x00, 0x00, 0xa0, 0xfd, 0xfc, 0xd1, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // rec 2
   };
   EXPECT_EQ(bytes, std::string(reinterpret_cast<const char*>(golden), sizeof(golden)));
 }
@@ -616,10 +625,30 @@ TEST_F(WalTest, FileHeaderContradictingTheNameIsCorruption) {
   EXPECT_EQ(replayed.status().code(), StatusCode::kCorruption) << replayed.status().ToString();
 }
 
+TEST_F(WalTest, FormatOneFilesLeftByAnOlderBuildStillReplay) {
+  fs::create_directories(WalDir());
+  // A damaged format 1 record at the tail is detected with the format 1 checksum.
+  std::string damaged = DocRecord(3, "three");
+  damaged.back() ^= 0x01;
+  WriteFile(WalDir() / WalFileName(1), DocFileHeader(1) + DocRecord(1, "one") + DocRecord(2, "two") + damaged);
+  ASSERT_OK_AND_ASSIGN(Replayed replayed, Replay(WalDir()));
+  ASSERT_EQ(replayed.records.size(), 2u);
+  EXPECT_EQ(replayed.records[1].second, "two");
+  // A new writer continues in a format 2 file after them (the damaged tail gone, as a restart leaves it).
+  WriteFile(WalDir() / WalFileName(1), DocFileHeader(1) + DocRecord(1, "one") + DocRecord(2, "two"));
+  {
+    ASSERT_OK_AND_ASSIGN(auto writer, WalWriter::Open(Options(WalDir()), 3));
+    ASSERT_OK(writer->Append("three again"));
+  }
+  ASSERT_OK_AND_ASSIGN(Replayed again, Replay(WalDir()));
+  ASSERT_EQ(again.records.size(), 3u);
+  EXPECT_EQ(again.records[2].second, "three again");
+}
+
 TEST_F(WalTest, UnknownFormatVersionIsFailedPrecondition) {
   fs::create_directories(WalDir());
   std::string header = DocFileHeader(1);
-  header[4] = 2;
+  header[4] = 3;  // versions 1 and 2 are read
   WriteFile(WalDir() / WalFileName(1), header + DocRecord(1, "one"));
   auto replayed = Replay(WalDir());
   ASSERT_FALSE(replayed.ok());

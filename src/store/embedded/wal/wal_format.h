@@ -14,10 +14,13 @@ namespace analytics::store::wal {
 
 // File header: magic "AWAL" | format version (u32 LE) | first sequence of the file (u64 LE).
 inline constexpr std::string_view kFileMagic = "AWAL";
-inline constexpr uint32_t kFormatVersion = 1;
+// Version 2 (written): record checksum = low 32 bits of XXH3-64 of the payload seeded with the sequence.
+// Version 1 (still read, so that a WAL left by an older build replays): zlib crc32 of sequence + payload.
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestReadableVersion = 1;
 inline constexpr size_t kFileHeaderSize = 16;
 
-// Record header: payload length (u32 LE) | crc32 (u32 LE) over sequence + payload | sequence (u64 LE).
+// Record header: payload length (u32 LE) | checksum (u32 LE) of sequence + payload | sequence (u64 LE).
 inline constexpr size_t kRecordHeaderSize = 16;
 // Largest payload Append accepts and Replay believes; a length above it marks a damaged record.
 inline constexpr uint32_t kMaxPayloadBytes = 64u << 20;
@@ -32,11 +35,11 @@ void EncodeFixed64(char* out, uint64_t value);
 uint32_t DecodeFixed32(const char* in);
 uint64_t DecodeFixed64(const char* in);
 
-// zlib crc32 of `payload` alone (what Append computes outside the lock).
-uint32_t PayloadCrc(std::string_view payload);
-// The record checksum, crc32 over the 8 sequence bytes followed by the payload, derived from the payload's
-// own crc32 without reading the payload again (crc32_combine).
-uint32_t RecordCrc(uint64_t sequence, uint32_t payload_crc, size_t payload_size);
+// The checksum of a record of the current format.
+uint32_t RecordChecksum(uint64_t sequence, std::string_view payload);
+// The checksum of a record of file format `version`; `covered` is the 8 sequence bytes followed by the
+// payload, as they lie on disk.
+uint32_t RecordChecksumOf(uint32_t version, std::string_view covered);
 
 // Writes the 16-byte file header / record header into `out`.
 void EncodeFileHeader(char* out, uint64_t first_sequence);

@@ -95,7 +95,7 @@ struct RecordView {
 };
 
 // The record at `offset` if it is whole and its checksum matches; otherwise why not.
-Result<std::variant<RecordView, std::string>> ReadRecord(FileReader& reader, uint64_t offset) {
+Result<std::variant<RecordView, std::string>> ReadRecord(FileReader& reader, uint64_t offset, uint32_t version) {
   using Outcome = std::variant<RecordView, std::string>;
   uint64_t available = reader.size() - offset;
   if (available < kRecordHeaderSize) return Outcome(std::string("partial record header"));
@@ -108,7 +108,7 @@ Result<std::variant<RecordView, std::string>> ReadRecord(FileReader& reader, uin
   if (available - kRecordHeaderSize < length) return Outcome(std::string("partial record payload"));
   // The checksum covers the sequence and the payload, which are contiguous on disk.
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view covered, reader.Read(offset + 8, 8 + size_t{length}));
-  if (PayloadCrc(covered) != stored_crc) return Outcome(std::string("checksum mismatch"));
+  if (RecordChecksumOf(version, covered) != stored_crc) return Outcome(std::string("checksum mismatch"));
   return Outcome(RecordView{DecodeFixed64(covered.data()), covered.substr(8), kRecordHeaderSize + length});
 }
 
@@ -122,7 +122,7 @@ struct FoundRecord {
 // boundaries after it are unknown and every byte offset is a candidate; the sequence and length bounds
 // reject almost all of them before the checksum is computed.
 Result<std::optional<FoundRecord>> FindValidRecordAfter(FileReader& scanner, FileReader& verifier, uint64_t from,
-                                                        uint64_t expected) {
+                                                        uint64_t expected, uint32_t version) {
   const uint64_t size = scanner.size();
   uint64_t chunk_start = from + 1;
   while (chunk_start + kRecordHeaderSize <= size) {
@@ -134,7 +134,7 @@ Result<std::optional<FoundRecord>> FindValidRecordAfter(FileReader& scanner, Fil
       if (sequence < expected || sequence - expected > (size - offset) / kRecordHeaderSize) continue;
       uint32_t length = DecodeFixed32(chunk.data() + pos);
       if (length > kMaxPayloadBytes || size - offset - kRecordHeaderSize < length) continue;
-      ANALYTICS_ASSIGN_OR_RETURN(auto outcome, ReadRecord(verifier, offset));
+      ANALYTICS_ASSIGN_OR_RETURN(auto outcome, ReadRecord(verifier, offset, version));
       if (std::holds_alternative<RecordView>(outcome)) {
         return std::optional<FoundRecord>(FoundRecord{offset, std::get<RecordView>(outcome).sequence});
       }
@@ -162,10 +162,11 @@ Result<FileScan> ScanWalFile(const std::string& path, uint64_t first_sequence, u
   FileScan scan;
   scan.next_sequence = first_sequence;
   scan.size = size;
+  uint32_t version = kFormatVersion;  // the file header's, once read
   // Ends the scan at a damaged record at `offset` unless a valid record follows it.
   auto damaged_at = [&](uint64_t offset, std::string reason) -> Result<FileScan> {
     ANALYTICS_ASSIGN_OR_RETURN(std::optional<FoundRecord> found,
-                               FindValidRecordAfter(reader, verifier, offset, scan.next_sequence));
+                               FindValidRecordAfter(reader, verifier, offset, scan.next_sequence, version));
     if (found) {
       return Status::Corruption(path + ": damaged record at offset " + std::to_string(offset) + " (" + reason +
                                 ", expected sequence " + std::to_string(scan.next_sequence) +
@@ -180,10 +181,11 @@ Result<FileScan> ScanWalFile(const std::string& path, uint64_t first_sequence, u
   if (size < kFileHeaderSize) return damaged_at(0, "partial file header");
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view header, reader.Read(0, kFileHeaderSize));
   if (header.substr(0, kFileMagic.size()) != kFileMagic) return damaged_at(0, "bad file magic");
-  uint32_t version = DecodeFixed32(header.data() + 4);
-  if (version != kFormatVersion) {
+  version = DecodeFixed32(header.data() + 4);
+  if (version < kOldestReadableVersion || version > kFormatVersion) {
     return Status::FailedPrecondition(path + ": unsupported WAL format version " + std::to_string(version) +
-                                      " at offset 4 (this build reads version " +
+                                      " at offset 4 (this build reads versions " +
+                                      std::to_string(kOldestReadableVersion) + " to " +
                                       std::to_string(kFormatVersion) + ")");
   }
   uint64_t header_sequence = DecodeFixed64(header.data() + 8);
@@ -195,7 +197,7 @@ Result<FileScan> ScanWalFile(const std::string& path, uint64_t first_sequence, u
 
   uint64_t offset = kFileHeaderSize;
   while (offset < size) {
-    ANALYTICS_ASSIGN_OR_RETURN(auto outcome, ReadRecord(reader, offset));
+    ANALYTICS_ASSIGN_OR_RETURN(auto outcome, ReadRecord(reader, offset, version));
     if (std::holds_alternative<std::string>(outcome)) {
       return damaged_at(offset, std::move(std::get<std::string>(outcome)));
     }

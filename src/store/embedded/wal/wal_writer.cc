@@ -32,7 +32,6 @@ constexpr uint64_t kMaxBatchBytes = 32u << 20;
 
 struct WalWriter::PendingAppend {
   std::string_view payload;
-  uint32_t payload_crc = 0;
   uint64_t sequence = 0;  // assigned by the leader that takes it
   bool roll_only = false;  // a Roll() request: no record, starts a new file when it reaches the front
   Status status;
@@ -120,7 +119,6 @@ Result<uint64_t> WalWriter::Append(std::string_view payload) {
   }
   PendingAppend self;
   self.payload = payload;
-  self.payload_crc = PayloadCrc(payload);  // the expensive part, outside the lock
 
   std::unique_lock lock(mu_);
   if (!failure_.ok()) return Status::IOError("WAL refuses appends after an earlier failure: " + failure_.message());
@@ -193,7 +191,7 @@ Status WalWriter::WriteBatch(const std::vector<PendingAppend*>& batch, bool roll
     const PendingAppend& pending = *batch[record_idx];
     auto size = static_cast<uint32_t>(pending.payload.size());
     char* header = headers_.data() + record_idx * kRecordHeaderSize;
-    EncodeRecordHeader(header, pending.sequence, size, RecordCrc(pending.sequence, pending.payload_crc, size));
+    EncodeRecordHeader(header, pending.sequence, size, RecordChecksum(pending.sequence, pending.payload));
     slices_.emplace_back(header, kRecordHeaderSize);
     slices_.push_back(pending.payload);
     bytes += kRecordHeaderSize + size;
