@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <span>
 #include <string_view>
@@ -127,7 +128,7 @@ class FieldLookup {
     for (size_t slot = Hash(name);; slot = (slot + 1) & (kSlots - 1)) {
       const int field_idx = slots_[slot];
       if (field_idx < 0) return -1;
-      if (specs_[static_cast<size_t>(field_idx)]->name == name) return field_idx;
+      if (SameName(specs_[static_cast<size_t>(field_idx)]->name, name)) return field_idx;
     }
   }
   const FieldSpec& At(int field_idx) const { return *specs_[static_cast<size_t>(field_idx)]; }
@@ -137,6 +138,28 @@ class FieldLookup {
  private:
   static constexpr size_t kSlots = 128;  // > 2x the largest field count: short probe sequences
   static constexpr size_t kMaxFields = 64;
+  // `a == b` without a call to memcmp (names are short; this runs for every `data` member): two overlapping
+  // words cover 8-16 bytes, two overlapping half-words 4-7.
+  static bool SameName(std::string_view a, std::string_view b) {
+    const size_t size = a.size();
+    if (size != b.size()) return false;
+    if (size >= 8 && size <= 16) {
+      return Load<uint64_t>(a.data()) == Load<uint64_t>(b.data()) &&
+             Load<uint64_t>(a.data() + size - 8) == Load<uint64_t>(b.data() + size - 8);
+    }
+    if (size >= 4 && size < 8) {
+      return Load<uint32_t>(a.data()) == Load<uint32_t>(b.data()) &&
+             Load<uint32_t>(a.data() + size - 4) == Load<uint32_t>(b.data() + size - 4);
+    }
+    return a == b;
+  }
+  template <typename Word>
+  static Word Load(const char* bytes) {
+    Word word;
+    std::memcpy(&word, bytes, sizeof(word));
+    return word;
+  }
+
   static size_t Hash(std::string_view name) {
     const auto first = static_cast<unsigned char>(name.front());
     const auto middle = static_cast<unsigned char>(name[name.size() / 2]);

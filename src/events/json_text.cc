@@ -44,6 +44,18 @@ char* WriteEscape(char* out, unsigned char c) {
   return out;
 }
 
+// Nonzero when a byte of `word` may need an escape: it is < 0x20, or zero after an xor (equal to '"' or '\\').
+// Bytes >= 0x80 (UTF-8) never are flagged; a borrow can flag a clean byte next to a flagged one, which only
+// sends the word to the byte loop.
+template <typename Word>
+Word NeedsEscapeMask(Word word) {
+  constexpr Word kOnes = static_cast<Word>(0x0101010101010101ULL);
+  constexpr Word kHighs = static_cast<Word>(0x8080808080808080ULL);
+  const Word quotes = word ^ static_cast<Word>(kOnes * '"');
+  const Word backslashes = word ^ static_cast<Word>(kOnes * '\\');
+  return ((word - kOnes * 0x20) | (quotes - kOnes) | (backslashes - kOnes)) & ~word & kHighs;
+}
+
 // Copies `value` escaped to `out` (room for 6 bytes per input byte); returns the end.
 char* CopyEscaped(char* out, std::string_view value) {
   const auto* in = reinterpret_cast<const unsigned char*>(value.data());
@@ -72,22 +84,39 @@ char* CopyEscaped(char* out, std::string_view value) {
 #endif
   // Then 8 bytes at a time in a register (SWAR): the typical key or value is 5-20 bytes, and a clean word
   // is one load and one store instead of eight table lookups.
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHighs = 0x8080808080808080ULL;
   while (pos + 8 <= value.size()) {
     uint64_t word;
     std::memcpy(&word, in + pos, 8);
-    const uint64_t quotes = word ^ (kOnes * '"');
-    const uint64_t backslashes = word ^ (kOnes * '\\');
-    // A byte is flagged when it is < 0x20, or zero after an xor (equal to '"' or '\\'); bytes >= 0x80
-    // (UTF-8) never are.
-    const uint64_t flagged = ((word - kOnes * 0x20) | (quotes - kOnes) | (backslashes - kOnes)) & ~word & kHighs;
-    if (flagged != 0) break;
+    if (NeedsEscapeMask(word) != 0) break;
     std::memcpy(out, in + pos, 8);
     out += 8;
     pos += 8;
   }
-  // Short strings, tails and words with something to escape: a byte loop.
+  // The last 1-7 bytes: one more word, the one ending with the string (it overlaps bytes already copied, which
+  // it rewrites with the same values: a clean word has no escape among them). Strings of 4-7 bytes take two
+  // overlapping 4-byte words. The byte loop below was a third of the time of a typical key.
+  if (pos < value.size() && value.size() - pos < 8) {
+    const size_t size = value.size();
+    if (size >= 8) {
+      uint64_t word;
+      std::memcpy(&word, in + size - 8, 8);
+      if (NeedsEscapeMask(word) == 0) {
+        std::memcpy(out - (pos - (size - 8)), &word, 8);
+        return out + (size - pos);
+      }
+    } else if (size >= 4) {  // then pos == 0
+      uint32_t head;
+      uint32_t tail;
+      std::memcpy(&head, in, 4);
+      std::memcpy(&tail, in + size - 4, 4);
+      if (NeedsEscapeMask(head) == 0 && NeedsEscapeMask(tail) == 0) {
+        std::memcpy(out, &head, 4);
+        std::memcpy(out + size - 4, &tail, 4);
+        return out + size;
+      }
+    }
+  }
+  // Strings under 4 bytes and words with something to escape: a byte loop.
   for (; pos < value.size(); ++pos) {
     const unsigned char c = in[pos];
     if (kNeedsEscape[c]) {

@@ -2,6 +2,8 @@
 #include "events/treated_json_writer.h"
 
 #include <array>
+#include <span>
+#include <vector>
 
 #include "events/json_text.h"
 #include "events/personal_data.h"
@@ -36,6 +38,35 @@ std::string NumberText(element value) {
 
 bool IsNumber(element_type type) {
   return type == element_type::INT64 || type == element_type::UINT64 || type == element_type::DOUBLE;
+}
+
+// The fields of a catalogued type that have a treatment of their own (at most 4 are honoured), found once per
+// type instead of by a walk over the type's field table for every event.
+struct TreatedFields {
+  std::array<const FieldSpec*, 4> fields{};
+  size_t count = 0;
+};
+
+TreatedFields FindTreatedFields(const TypeSchema& schema) {
+  TreatedFields treated;
+  for (const FieldSpec& spec : schema.fields) {
+    if (spec.treatment == FieldTreatment::kKeep || treated.count == treated.fields.size()) continue;
+    treated.fields[treated.count++] = &spec;
+  }
+  return treated;
+}
+
+TreatedFields TreatedFieldsOf(const TypeSchema& schema) {
+  static const std::vector<TreatedFields>* const catalog = [] {
+    auto* built = new std::vector<TreatedFields>();
+    for (const TypeSchema& catalogued : AllTypeSchemas()) built->push_back(FindTreatedFields(catalogued));
+    return built;
+  }();
+  const std::span<const TypeSchema> all = AllTypeSchemas();
+  if (&schema >= all.data() && &schema < all.data() + all.size()) {
+    return (*catalog)[static_cast<size_t>(&schema - all.data())];
+  }
+  return FindTreatedFields(schema);  // not from the catalog table (no caller does this today)
 }
 
 // "text" -> "text_length" for kDropRecordLength fields.
@@ -117,13 +148,12 @@ bool TreatedJsonWriter::WriteObject(object object, const TypeSchema* top_level_s
   out.Put('{');
   bool first = true;
   // The type's own treatments (query, text, page_path) apply at the top level of `data` only.
-  std::array<const FieldSpec*, 4> treated_fields{};
-  size_t treated_count = 0;
+  TreatedFields treated_fields;
   const FieldSpec* length_of = nullptr;
   if (top_level_schema != nullptr) {
-    for (const FieldSpec& spec : top_level_schema->fields) {
-      if (spec.treatment == FieldTreatment::kKeep || treated_count == treated_fields.size()) continue;
-      treated_fields[treated_count++] = &spec;
+    treated_fields = TreatedFieldsOf(*top_level_schema);
+    for (size_t treated_idx = 0; treated_idx < treated_fields.count; ++treated_idx) {
+      const FieldSpec& spec = *treated_fields.fields[treated_idx];
       // `<name>_length` is intake's to write when `<name>` is there; a replayed payload has only the length.
       if (spec.treatment == FieldTreatment::kDropRecordLength &&
           object.at_key(spec.name).error() == simdjson::SUCCESS) {
@@ -131,11 +161,12 @@ bool TreatedJsonWriter::WriteObject(object object, const TypeSchema* top_level_s
       }
     }
   }
+  const size_t treated_count = treated_fields.count;
   for (auto [key, value] : object) {
     if (treated_count > 0) {
       const FieldSpec* treated = nullptr;
       for (size_t treated_idx = 0; treated_idx < treated_count; ++treated_idx) {
-        if (treated_fields[treated_idx]->name == key) treated = treated_fields[treated_idx];
+        if (treated_fields.fields[treated_idx]->name == key) treated = treated_fields.fields[treated_idx];
       }
       if (treated != nullptr) {
         WriteTypeTreatedMember(*treated, value, first, out);
