@@ -189,6 +189,13 @@ class Series {
   // Values of the groups `keys` taken together (one group, or the "other" groups merged).
   virtual std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const = 0;
   virtual std::optional<double> Total(const std::vector<GroupKey>& keys) const = 0;
+  // Total({key}) for each of `keys` (ascending), for ranking.
+  virtual std::vector<std::optional<double>> EachTotal(const std::vector<GroupKey>& keys) const {
+    std::vector<std::optional<double>> totals;
+    totals.reserve(keys.size());
+    for (const auto& key : keys) totals.push_back(Total({key}));
+    return totals;
+  }
   // Distinct users behind the groups (k-anonymity).
   virtual Roaring Users(const std::vector<GroupKey>& keys) const = 0;
   virtual int64_t Newest() const = 0;
@@ -218,13 +225,50 @@ class CellSeries : public Series {
   }
   std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
     std::vector<std::optional<double>> values;
+    values.reserve(buckets_);
+    if (keys.size() == 1) {  // one group: its own cells, one lookup
+      auto it = result_.groups.find(keys.front());
+      for (size_t bucket = 0; bucket < buckets_; ++bucket) {
+        AggregateCell cell;  // as Merged would give it (an empty cell plus the group's: 0 + -0 is 0)
+        if (it != result_.groups.end() && bucket < it->second.size()) cell.Merge(it->second[bucket]);
+        values.push_back(Evaluate(definition_, cell));
+      }
+      return values;
+    }
     for (const auto& cell : Merged(keys)) values.push_back(Evaluate(definition_, cell));
     return values;
   }
   std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
+    // Bucket by bucket into one cell, in the same order as merging the buckets first (so the same sums).
     AggregateCell total;
+    if (keys.size() == 1) {
+      auto it = result_.groups.find(keys.front());
+      if (it != result_.groups.end()) {
+        for (size_t bucket = 0; bucket < buckets_ && bucket < it->second.size(); ++bucket) {
+          total.Merge(it->second[bucket]);
+        }
+      }
+      return Evaluate(definition_, total);
+    }
     for (const auto& cell : Merged(keys)) total.Merge(cell);
     return Evaluate(definition_, total);
+  }
+  std::vector<std::optional<double>> EachTotal(const std::vector<GroupKey>& keys) const override {
+    // Keys ascend like the groups: one walk along both instead of a search per key.
+    std::vector<std::optional<double>> totals;
+    totals.reserve(keys.size());
+    auto it = result_.groups.begin();
+    for (const auto& key : keys) {
+      while (it != result_.groups.end() && it->first < key) ++it;
+      AggregateCell total;
+      if (it != result_.groups.end() && it->first == key) {
+        for (size_t bucket = 0; bucket < buckets_ && bucket < it->second.size(); ++bucket) {
+          total.Merge(it->second[bucket]);
+        }
+      }
+      totals.push_back(Evaluate(definition_, total));
+    }
+    return totals;
   }
   Roaring Users(const std::vector<GroupKey>& keys) const override {
     Roaring users;
@@ -578,7 +622,11 @@ Result<json> MetricValues::Compute(const std::string& metric_name, const MetricV
   std::vector<GroupKey> others;
   if (plan.limit && keys.size() > *plan.limit) {
     std::vector<std::pair<std::optional<double>, GroupKey>> ranked;
-    for (auto& key : keys) ranked.emplace_back(series->Total({key}), std::move(key));
+    if (!std::is_sorted(keys.begin(), keys.end())) std::sort(keys.begin(), keys.end());
+    std::vector<std::optional<double>> totals = series->EachTotal(keys);
+    for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
+      ranked.emplace_back(totals[key_idx], std::move(keys[key_idx]));
+    }
     std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
       if (a.first.has_value() != b.first.has_value()) return a.first.has_value();
       if (a.first && *a.first != *b.first) return *a.first > *b.first;

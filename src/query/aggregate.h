@@ -49,7 +49,17 @@ struct AggregateCell {
   Roaring users;
   std::vector<double> values;
 
-  void Merge(const AggregateCell& other);
+  // Adds `other` (inline: results merge cells by the tens of thousands; most have no users and no values).
+  void Merge(const AggregateCell& other) {
+    weighted_count += other.weighted_count;
+    weighted_sum += other.weighted_sum;
+    value_count += other.value_count;
+    value_sum += other.value_sum;
+    min = other.min < min ? other.min : min;
+    max = other.max > max ? other.max : max;
+    if (other.users.roaring.high_low_container.size != 0) users |= other.users;
+    if (!other.values.empty()) values.insert(values.end(), other.values.begin(), other.values.end());
+  }
   uint64_t MemoryBytes() const;
 };
 

@@ -227,24 +227,26 @@ std::optional<double> Percentile(std::vector<double>& values, double p) {
   return values[lower] + (h - std::floor(h)) * (values[lower + 1] - values[lower]);
 }
 
-void AggregateCell::Merge(const AggregateCell& other) {
-  weighted_count += other.weighted_count;
-  weighted_sum += other.weighted_sum;
-  value_count += other.value_count;
-  value_sum += other.value_sum;
-  min = std::min(min, other.min);
-  max = std::max(max, other.max);
-  if (!other.users.isEmpty()) users |= other.users;
-  values.insert(values.end(), other.values.begin(), other.values.end());
-}
-
 uint64_t AggregateCell::MemoryBytes() const {
   return sizeof(AggregateCell) + users.getSizeInBytes() + values.capacity() * sizeof(double);
 }
 
 void AggregateResult::Merge(const AggregateResult& other, size_t offset, size_t buckets) {
+  // Both maps are ordered: when `other` is not much smaller, walking this one along it costs fewer key
+  // comparisons than a search per key.
+  const bool walk = other.groups.size() * 8 >= groups.size();
+  auto hint = groups.begin();
   for (const auto& [key, cells] : other.groups) {
-    auto [it, inserted] = groups.try_emplace(key);
+    decltype(groups)::iterator it;
+    bool inserted = false;
+    if (walk) {
+      while (hint != groups.end() && hint->first < key) ++hint;
+      inserted = hint == groups.end() || key < hint->first;
+      it = inserted ? groups.emplace_hint(hint, key, std::vector<AggregateCell>()) : hint;
+      hint = std::next(it);
+    } else {
+      std::tie(it, inserted) = groups.try_emplace(key);
+    }
     if (inserted) {
       if (offset == 0 && (buckets == 0 || buckets == cells.size())) {
         it->second = cells;
@@ -258,6 +260,108 @@ void AggregateResult::Merge(const AggregateResult& other, size_t offset, size_t 
   }
   newest_event_ms = std::max(newest_event_ms, other.newest_event_ms);
   rows_read += other.rows_read;
+}
+
+void MergeResult(AggregateResult& out, const AggregateResult& other, size_t offset, size_t buckets, GroupIndex& index) {
+  const bool single_strings = std::all_of(other.groups.begin(), other.groups.end(), [](const auto& group) {
+    return group.first.size() == 1 && group.first.front().has_value();
+  });
+  if (!single_strings || other.groups.empty()) return out.Merge(other, offset, buckets);
+  // Each cell of `other` and the cell of `out` it goes to; then added in order, a few ahead prefetched (the
+  // destinations of one bucket lie a group's cells apart).
+  std::vector<std::pair<AggregateCell*, const AggregateCell*>> moves;
+  moves.reserve(other.groups.size());
+  for (const auto& [key, cells] : other.groups) {
+    std::vector<AggregateCell>* target = index.Find(*key.front());
+    if (target == nullptr) {
+      auto [group, inserted] = out.groups.try_emplace(key);
+      if (inserted) group->second.resize(buckets == 0 ? cells.size() : buckets);
+      target = &group->second;
+      index.Insert(*group->first.front(), target);
+    }
+    for (size_t bucket = 0; bucket < cells.size() && offset + bucket < target->size(); ++bucket) {
+      moves.emplace_back(target->data() + offset + bucket, &cells[bucket]);
+    }
+  }
+  constexpr size_t kAhead = 6;
+  for (size_t move_idx = 0; move_idx < moves.size(); ++move_idx) {
+    if (move_idx + kAhead < moves.size()) {
+      __builtin_prefetch(moves[move_idx + kAhead].first);
+      __builtin_prefetch(reinterpret_cast<const char*>(moves[move_idx + kAhead].first) + 64);
+    }
+    moves[move_idx].first->Merge(*moves[move_idx].second);
+  }
+  out.newest_event_ms = std::max(out.newest_event_ms, other.newest_event_ms);
+  out.rows_read += other.rows_read;
+}
+
+PackedResult Pack(AggregateResult result) {
+  PackedResult packed;
+  packed.newest_event_ms = result.newest_event_ms;
+  packed.rows_read = result.rows_read;
+  const bool single_strings = std::all_of(result.groups.begin(), result.groups.end(), [&](const auto& group) {
+    return group.first.size() == 1 && group.first.front().has_value() &&
+           group.second.size() == result.groups.begin()->second.size();
+  });
+  if (!single_strings || result.groups.empty()) {
+    packed.generic = std::move(result);
+    return packed;
+  }
+  packed.packed = true;
+  packed.width = result.groups.begin()->second.size();
+  packed.cells.reserve(result.groups.size() * packed.width);
+  for (auto& [key, cells] : result.groups) {
+    const std::string& value = *key.front();
+    packed.keys += value;
+    packed.key_ends.push_back(static_cast<uint32_t>(packed.keys.size()));
+    packed.hashes.push_back(GroupIndex::Hash(value));
+    for (auto& cell : cells) packed.cells.push_back(std::move(cell));
+  }
+  return packed;
+}
+
+uint64_t PackedResult::MemoryBytes() const {
+  uint64_t bytes = sizeof(PackedResult) + keys.capacity() + key_ends.capacity() * sizeof(uint32_t) +
+                   hashes.capacity() * sizeof(uint64_t);
+  for (const auto& cell : cells) bytes += cell.MemoryBytes();
+  for (const auto& [key, group_cells] : generic.groups) {
+    bytes += 64;
+    for (const auto& part : key) bytes += part ? part->size() + 32 : 32;
+    for (const auto& cell : group_cells) bytes += cell.MemoryBytes();
+  }
+  return bytes;
+}
+
+void MergeResult(AggregateResult& out, const PackedResult& other, size_t offset, size_t buckets, GroupIndex& index) {
+  if (!other.packed) return MergeResult(out, other.generic, offset, buckets, index);
+  const size_t groups = other.hashes.size();
+  // Resolved first (the index and `out`'s keys are hot), then added in order with the destinations prefetched.
+  std::vector<std::pair<AggregateCell*, size_t>> targets(groups);  // the group's cells from `offset`, how many
+  for (size_t group_idx = 0; group_idx < groups; ++group_idx) {
+    const uint32_t begin = group_idx == 0 ? 0 : other.key_ends[group_idx - 1];
+    const std::string_view value(other.keys.data() + begin, other.key_ends[group_idx] - begin);
+    std::vector<AggregateCell>* target = index.Find(value, other.hashes[group_idx]);
+    if (target == nullptr) {
+      auto [group, inserted] = out.groups.try_emplace(GroupKey{std::string(value)});
+      if (inserted) group->second.resize(buckets == 0 ? other.width : buckets);
+      target = &group->second;
+      index.Insert(*group->first.front(), target);
+    }
+    const size_t count = target->size() > offset ? std::min(other.width, target->size() - offset) : 0;
+    targets[group_idx] = {count > 0 ? target->data() + offset : nullptr, count};
+  }
+  constexpr size_t kAhead = 4;
+  for (size_t group_idx = 0; group_idx < groups; ++group_idx) {
+    if (group_idx + kAhead < groups && targets[group_idx + kAhead].first != nullptr) {
+      __builtin_prefetch(targets[group_idx + kAhead].first);
+      __builtin_prefetch(reinterpret_cast<const char*>(targets[group_idx + kAhead].first) + 64);
+    }
+    const auto [cells, count] = targets[group_idx];
+    const AggregateCell* source = other.cells.data() + group_idx * other.width;
+    for (size_t bucket = 0; bucket < count; ++bucket) cells[bucket].Merge(source[bucket]);
+  }
+  out.newest_event_ms = std::max(out.newest_event_ms, other.newest_event_ms);
+  out.rows_read += other.rows_read;
 }
 
 void PropertyColumn::Resize(size_t rows) {
@@ -285,7 +389,8 @@ std::string AggregateQuery::Fingerprint() const {
       .dump();
 }
 
-void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out) {
+void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out, GroupIndex* index,
+               CellStaging* staging) {
   if (batch.rows == 0 || query.bounds.size() < 2) return;
   if (batch.max_time_ms < query.bounds.front() || batch.min_time_ms >= query.bounds.back()) return;
   const size_t buckets = query.bounds.size() - 1;
@@ -321,18 +426,68 @@ void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateRe
       fixed_bucket = upper - query.bounds.begin() - 1;
     }
   }
-  // Groups interned per batch: the row's group values → a local index → the result's cells.
+  // Groups interned per batch: the row's group values → a local index → the result's cells. Grouping by one
+  // string property (game_id, country), a row's dictionary code finds its cells directly.
   std::unordered_map<std::string, std::vector<AggregateCell>*> local_groups;
+  const PropertyColumn* single_strings =
+      group_columns.size() == 1 && group_columns.front() != nullptr ? group_columns.front() : nullptr;
+  std::vector<std::vector<AggregateCell>*> string_groups(single_strings ? single_strings->strings.size() : 0, nullptr);
+  std::vector<AggregateCell*> staged_by_code(
+      staging != nullptr && single_strings != nullptr && fixed_bucket >= 0 ? single_strings->strings.size() : 0, nullptr);
   std::vector<AggregateCell>* ungrouped = nullptr;
   if (query.group_by.empty()) {
     auto [it, inserted] = out.groups.try_emplace(GroupKey{});
     if (inserted) it->second.resize(buckets);
     ungrouped = &it->second;
   }
+  // A batch without users (none were read) counts none.
+  const bool collect_users = query.collect_users && batch.users.size() == batch.rows;
   std::string key_bytes;
   AggregateCell* last_user_cell = nullptr;
   uint32_t last_user = kNoUser;
   uint64_t rows_read = 0;
+  // The cells of a batch's rows are scattered over the result (a group's buckets lie together, a bucket's
+  // groups do not), so rows are resolved to their cells a chunk at a time, and the chunk is then added with
+  // the cells of the rows a few ahead prefetched, in row order.
+  constexpr size_t kChunkRows = 256, kAhead = 6;
+  struct Resolved {
+    uint32_t row;
+    AggregateCell* cell;
+  };
+  Resolved chunk[kChunkRows];
+  size_t filled = 0;
+  auto add_chunk = [&] {
+    for (size_t chunk_idx = 0; chunk_idx < filled; ++chunk_idx) {
+      if (chunk_idx + kAhead < filled) {
+        __builtin_prefetch(chunk[chunk_idx + kAhead].cell);
+        __builtin_prefetch(reinterpret_cast<const char*>(chunk[chunk_idx + kAhead].cell) + 64);
+      }
+      const size_t row = chunk[chunk_idx].row;
+      AggregateCell& cell = *chunk[chunk_idx].cell;
+      const double weight = type_weight[batch.type_codes[row]];
+      cell.weighted_count += weight;
+      if (value_column != nullptr && value_column->kinds[row] == ValueKind::kNumber) {
+        const double value = value_column->numbers[row];
+        cell.weighted_sum += weight * value;
+        cell.value_sum += value;
+        ++cell.value_count;
+        cell.min = std::min(cell.min, value);
+        cell.max = std::max(cell.max, value);
+        if (query.collect_values) cell.values.push_back(value);
+      }
+      if (collect_users) {
+        const uint32_t user = batch.users[row];
+        if (user != kNoUser && (user != last_user || &cell != last_user_cell)) {
+          cell.users.add(user);
+          last_user = user;
+          last_user_cell = &cell;
+        }
+      }
+      out.newest_event_ms = std::max(out.newest_event_ms, batch.time_ms[row]);
+    }
+    rows_read += filled;
+    filled = 0;
+  };
   for (size_t row = 0; row < batch.rows; ++row) {
     const uint32_t type_code = batch.type_codes[row];
     if (!type_read[type_code]) continue;
@@ -343,50 +498,58 @@ void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateRe
       bucket = std::upper_bound(query.bounds.begin(), query.bounds.end(), time) - query.bounds.begin() - 1;
     }
     if (!filter_trivial && !filter.Holds(row)) continue;
+    // The batch in one bucket, grouped by one string, staged: a row's staging cell found by its code.
+    AggregateCell** staged = nullptr;
+    if (!staged_by_code.empty() && single_strings->kinds[row] == ValueKind::kString) {
+      staged = &staged_by_code[single_strings->codes[row]];
+      if (*staged != nullptr) {
+        chunk[filled++] = {static_cast<uint32_t>(row), *staged};
+        if (filled == kChunkRows) add_chunk();
+        continue;
+      }
+    }
     std::vector<AggregateCell>* cells = ungrouped;
     if (cells == nullptr) {
-      key_bytes.clear();
-      for (const PropertyColumn* column : group_columns) {
-        const ValueKind kind = column ? column->kinds[row] : ValueKind::kMissing;
-        key_bytes.push_back(static_cast<char>(kind == ValueKind::kNull ? ValueKind::kMissing : kind));
-        uint64_t payload = 0;
-        if (kind == ValueKind::kString || kind == ValueKind::kOther) payload = column->codes[row];
-        if (kind == ValueKind::kNumber) std::memcpy(&payload, &column->numbers[row], sizeof(payload));
-        key_bytes.append(reinterpret_cast<const char*>(&payload), sizeof(payload));
+      std::vector<AggregateCell>** by_code = nullptr;
+      if (single_strings != nullptr && single_strings->kinds[row] == ValueKind::kString) {
+        by_code = &string_groups[single_strings->codes[row]];
+        cells = *by_code;
       }
-      auto it = local_groups.find(key_bytes);
-      if (it == local_groups.end()) {
-        GroupKey key;
-        for (const PropertyColumn* column : group_columns) key.push_back(GroupValue(column, row));
-        auto [group, inserted] = out.groups.try_emplace(std::move(key));
-        if (inserted) group->second.resize(buckets);
-        it = local_groups.emplace(key_bytes, &group->second).first;
+      if (cells == nullptr && by_code != nullptr && index != nullptr) {
+        cells = *by_code = index->Find(single_strings->strings[single_strings->codes[row]]);
       }
-      cells = it->second;
-    }
-    AggregateCell& cell = (*cells)[static_cast<size_t>(bucket)];
-    ++rows_read;
-    const double weight = type_weight[type_code];
-    cell.weighted_count += weight;
-    if (value_column != nullptr && value_column->kinds[row] == ValueKind::kNumber) {
-      const double value = value_column->numbers[row];
-      cell.weighted_sum += weight * value;
-      cell.value_sum += value;
-      ++cell.value_count;
-      cell.min = std::min(cell.min, value);
-      cell.max = std::max(cell.max, value);
-      if (query.collect_values) cell.values.push_back(value);
-    }
-    if (query.collect_users) {
-      const uint32_t user = batch.users[row];
-      if (user != kNoUser && (user != last_user || &cell != last_user_cell)) {
-        cell.users.add(user);
-        last_user = user;
-        last_user_cell = &cell;
+      if (cells == nullptr) {
+        key_bytes.clear();
+        for (const PropertyColumn* column : group_columns) {
+          const ValueKind kind = column ? column->kinds[row] : ValueKind::kMissing;
+          key_bytes.push_back(static_cast<char>(kind == ValueKind::kNull ? ValueKind::kMissing : kind));
+          uint64_t payload = 0;
+          if (kind == ValueKind::kString || kind == ValueKind::kOther) payload = column->codes[row];
+          if (kind == ValueKind::kNumber) std::memcpy(&payload, &column->numbers[row], sizeof(payload));
+          key_bytes.append(reinterpret_cast<const char*>(&payload), sizeof(payload));
+        }
+        auto it = local_groups.find(key_bytes);
+        if (it == local_groups.end()) {
+          GroupKey key;
+          for (const PropertyColumn* column : group_columns) key.push_back(GroupValue(column, row));
+          auto [group, inserted] = out.groups.try_emplace(std::move(key));
+          if (inserted) group->second.resize(buckets);
+          it = local_groups.emplace(key_bytes, &group->second).first;
+          if (by_code != nullptr && index != nullptr && group->first.front().has_value()) {
+            index->Insert(*group->first.front(), &group->second);  // the map's key: it stays put
+          }
+        }
+        cells = it->second;
+        if (by_code != nullptr) *by_code = cells;
       }
     }
-    out.newest_event_ms = std::max(out.newest_event_ms, time);
+    AggregateCell* target = cells->data() + bucket;
+    AggregateCell* cell = staging != nullptr ? staging->For(target) : target;
+    if (staged != nullptr) *staged = cell;
+    chunk[filled++] = {static_cast<uint32_t>(row), cell};
+    if (filled == kChunkRows) add_chunk();
   }
+  add_chunk();
   out.rows_read += rows_read;
 }
 
@@ -417,7 +580,7 @@ void SelectRows(const AggregateQuery& query, const EventBatch& batch, const std:
     if (time < query.bounds.front() || time >= query.bounds.back()) continue;
     if (!filter.Holds(row)) continue;
     out.time_ms.push_back(time);
-    out.users.push_back(batch.users[row]);
+    out.users.push_back(row < batch.users.size() ? batch.users[row] : kNoUser);
     out.types.push_back(batch.types[batch.type_codes[row]]);
     GroupKey group;
     for (const PropertyColumn* column : group_columns) group.push_back(GroupValue(column, row));

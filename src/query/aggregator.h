@@ -3,20 +3,157 @@
 // Per batch it compiles the filter once against the batch's dictionaries (a string condition is decided
 // once per distinct string, not per row), then makes one pass over the rows: type mask and weight, filter,
 // bucket (binary search in the bounds, skipped when the batch lies in one bucket), group (interned per
-// batch), and the cell updates. Distinct users go into roaring bitmaps; consecutive rows of the same user
-// (segments are sorted by user) add the user once.
+// batch; by dictionary code when grouping by one string property), and the cell updates, a chunk of rows at a
+// time with the next rows' cells prefetched (a batch's rows hit cells all over the result). Distinct users go
+// into roaring bitmaps; consecutive rows of the same user (segments are sorted by user) add the user once.
 // Semantics are docs/metrics.md sections 2 and 3 to the letter (no type coercion, missing/null rules).
 // Thread-safety: Aggregate is reentrant; batches and results are not shared.
 #pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "query/aggregate.h"
 
 namespace analytics::query {
 
+// What Aggregate remembers between the batches it adds to one result: grouping by one string property, the
+// cells of each value (a batch's dictionary then maps to them without building and searching group keys). An
+// open-addressing table of the values (views of the result's own group keys, which stay put).
+class GroupIndex {
+ public:
+  std::vector<AggregateCell>* Find(std::string_view value) const { return Find(value, Hash(value)); }
+  std::vector<AggregateCell>* Find(std::string_view value, uint64_t hash) const {
+    if (slots_.empty()) return nullptr;
+    for (size_t slot = hash & (slots_.size() - 1);; slot = (slot + 1) & (slots_.size() - 1)) {
+      const Slot& entry = slots_[slot];
+      if (entry.cells == nullptr) return nullptr;
+      if (entry.hash == hash && entry.value == value) return entry.cells;
+    }
+  }
+  // `value` must outlive the index (a view of the result's group key).
+  void Insert(std::string_view value, std::vector<AggregateCell>* cells) {
+    if ((used_ + 1) * 2 > slots_.size()) {
+      std::vector<Slot> old = std::move(slots_);
+      slots_.assign(std::max<size_t>(64, old.size() * 2), Slot());
+      used_ = 0;
+      for (const Slot& entry : old) {
+        if (entry.cells != nullptr) Place(entry);
+      }
+    }
+    Place({Hash(value), value, cells});
+  }
+
+  // Group values are mostly short ids ("game_1042", "RU"): two multiplications, not a pass per byte.
+  static uint64_t Hash(std::string_view text) {
+    if (text.size() > 16) return std::hash<std::string_view>()(text);
+    uint64_t words[2] = {0, 0};
+    std::memcpy(words, text.data(), text.size());
+    const uint64_t mixed = (words[0] * 0x9E3779B97F4A7C15ULL) ^ (words[1] * 0xC2B2AE3D27D4EB4FULL) ^ text.size();
+    return mixed ^ (mixed >> 29);
+  }
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    std::string_view value;
+    std::vector<AggregateCell>* cells = nullptr;
+  };
+  void Place(const Slot& entry) {
+    size_t slot = entry.hash & (slots_.size() - 1);
+    while (slots_[slot].cells != nullptr) slot = (slot + 1) & (slots_.size() - 1);
+    slots_[slot] = entry;
+    ++used_;
+  }
+  std::vector<Slot> slots_;  // a power of two, at most half full
+  size_t used_ = 0;
+};
+
+// Cells that collect the rows of one segment before they are added to the result's (Flush): a result built
+// segment by segment then adds the same sums in the same order as merging one partial result per segment, so
+// an answer does not depend on whether partials were cached (floating-point sums depend on their order).
+class CellStaging {
+ public:
+  // The staging cell of `target` (a result cell), empty when first asked for.
+  AggregateCell* For(AggregateCell* target) {
+    if ((used_ + 1) * 2 > slots_.size()) Grow();
+    const size_t mask = slots_.size() - 1;
+    for (size_t slot = Hash(target) & mask;; slot = (slot + 1) & mask) {
+      if (slots_[slot].first == target) return &cells_[slots_[slot].second];
+      if (slots_[slot].first == nullptr) {
+        if (used_ == cells_.size()) cells_.emplace_back();
+        slots_[slot] = {target, static_cast<uint32_t>(used_)};
+        targets_.push_back(target);
+        return &cells_[used_++];
+      }
+    }
+  }
+  // Adds every staging cell to its target, and empties the staging.
+  void Flush() {
+    for (size_t cell_idx = 0; cell_idx < used_; ++cell_idx) {
+      targets_[cell_idx]->Merge(cells_[cell_idx]);
+      cells_[cell_idx] = AggregateCell();
+    }
+    std::fill(slots_.begin(), slots_.end(), std::pair<AggregateCell*, uint32_t>(nullptr, 0));
+    targets_.clear();
+    used_ = 0;
+  }
+
+ private:
+  static size_t Hash(const AggregateCell* cell) {
+    return static_cast<size_t>((reinterpret_cast<uintptr_t>(cell) >> 4) * 0x9E3779B97F4A7C15ULL >> 16);
+  }
+  void Grow() {
+    std::vector<std::pair<AggregateCell*, uint32_t>> old = std::move(slots_);
+    slots_.assign(std::max<size_t>(256, old.size() * 2), {nullptr, 0});
+    const size_t mask = slots_.size() - 1;
+    for (const auto& entry : old) {
+      if (entry.first == nullptr) continue;
+      size_t slot = Hash(entry.first) & mask;
+      while (slots_[slot].first != nullptr) slot = (slot + 1) & mask;
+      slots_[slot] = entry;
+    }
+  }
+  std::vector<std::pair<AggregateCell*, uint32_t>> slots_;  // target → index in cells_; a power of two
+  std::deque<AggregateCell> cells_;                         // stable addresses; the first used_ in use
+  std::vector<AggregateCell*> targets_;
+  size_t used_ = 0;
+};
+
 // Adds the rows of `batch` that the query reads into `out` (which must have been made for the same
-// query: out.groups cells sized bounds.size() - 1).
-void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out);
+// query: out.groups cells sized bounds.size() - 1). `index`, when given, must be used with `out` only; with
+// `staging`, the rows' values go to staging cells until staging->Flush().
+void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out, GroupIndex* index = nullptr,
+               CellStaging* staging = nullptr);
+
+// A partial result laid out to be merged fast, many times (the embedded store caches these, one per segment and
+// query): grouped by one string property, its keys, their hashes and all cells lie in three arrays, so merging
+// it walks memory in order instead of a tree of scattered nodes. Other results are kept as they are.
+struct PackedResult {
+  bool packed = false;
+  AggregateResult generic;           // when not packed
+  size_t width = 0;                  // cells per group
+  std::string keys;                  // the groups' values, back to back
+  std::vector<uint32_t> key_ends;    // per group: the end of its value in `keys`
+  std::vector<uint64_t> hashes;      // per group: GroupIndex::Hash of its value
+  std::vector<AggregateCell> cells;  // group after group, `width` each
+  int64_t newest_event_ms = std::numeric_limits<int64_t>::min();
+  uint64_t rows_read = 0;
+  uint64_t MemoryBytes() const;
+};
+PackedResult Pack(AggregateResult result);
+
+// out.Merge(other, offset, buckets), finding `out`'s groups through `index` when both are grouped by one string
+// property (a hash per group instead of key comparisons), and adding cells with the next ones prefetched.
+void MergeResult(AggregateResult& out, const AggregateResult& other, size_t offset, size_t buckets, GroupIndex& index);
+void MergeResult(AggregateResult& out, const PackedResult& other, size_t offset, size_t buckets, GroupIndex& index);
 
 // Appends the rows of `batch` that the query reads (types, bounds as the time range, filter) to `out`, with
 // their group (query.group_by) and the values of `properties`.

@@ -1,9 +1,12 @@
 // Segment files (store/embedded/segment.h, docs/formats/segment.md): exact round trips of generated, hostile
 // and randomized events (format 3 shreds `data` into typed columns, so every byte of the text must come back),
-// column-selective reads that agree with the full read (checked against an independent JSON parser), format 2
-// files still readable (golden bytes written by the format 2 writer), and damage of every kind reported as
-// Corruption, never a crash: byte flips and truncations of a whole file, and flips inside decompressed
-// columns and the footer with the checksums recomputed, so the decoders' own bounds checks are exercised.
+// column-selective reads that agree with the full read (checked against an independent JSON parser), rare
+// types stored in parts of their own (format 4) and read back in the segment's order, format 3 and format 2
+// files still readable (format 2: golden bytes written by the format 2 writer), and damage of every kind
+// reported as Corruption, never a crash: byte flips and truncations of a whole file, and flips inside
+// decompressed columns, parts and the footer with the checksums recomputed, so the decoders' own bounds checks
+// are exercised. Last, the query execution over segments (store/embedded/query_exec.h): per-part reads and the
+// footer-only fast path give the aggregates of all the segment's rows.
 #include "store/embedded/segment.h"
 
 #include <zlib.h>
@@ -28,6 +31,9 @@
 #include "events/normalizer.h"
 #include "events/pseudonymizer.h"
 #include "gen/generator.h"
+#include "query/aggregator.h"
+#include "store/embedded/embedded_event_store.h"
+#include "store/embedded/query_exec.h"
 #include "store/embedded/segment_format.h"
 #include "store/embedded/segment_reader.h"
 #include "support/test_env.h"
@@ -593,7 +599,7 @@ TEST_F(SegmentTest, ColumnReadDecodesOnlyTheColumnsItNeeds) {
   // Damage the id column and the data.name column: a read of type, time and data.page does not touch them.
   ASSERT_OK_AND_ASSIGN(auto file, v3::SegmentFile::Open(path));
   std::string bytes = ReadFileBytes(path);
-  for (const auto& column : file->footer().columns) {
+  for (const auto& column : file->footer().parts[0].columns) {
     if (column.name == "id" || column.name == "data.name") bytes[column.offset + column.size / 2] ^= 0x55;
   }
   file.reset();
@@ -950,9 +956,9 @@ TEST_F(SegmentTest, FormatTwoFilesAreStillRead) {
   EXPECT_EQ(info.type_counts.size(), 3u);
   ASSERT_OK_AND_ASSIGN(auto stats, ReadSegmentColumnStats(path));
   EXPECT_EQ(stats.size(), 15u);
-  // Rewriting it gives format 3 with the same events.
+  // Rewriting it gives format 4 with the same events.
   ExpectRoundTrip(events, "rewritten.col");
-  EXPECT_EQ(ReadFileBytes(Path("rewritten.col")).substr(0, 8), "ASEGv003");
+  EXPECT_EQ(ReadFileBytes(Path("rewritten.col")).substr(0, 8), "ASEGv004");
 }
 
 // --- Damage ----------------------------------------------------------------------------------------------
@@ -1035,29 +1041,60 @@ TEST_F(SegmentTest, EveryByteFlipAndTruncationIsCorruptionNeverACrash) {
   }
 }
 
-// Rebuilds a format 3 file from (possibly altered) decoded columns and footer, with valid checksums, so the
-// damage reaches the decoders instead of stopping at a checksum.
-std::string BuildFile(const std::vector<std::string>& raw_columns, v3::Footer footer) {
-  std::string file(v3::kMagic, sizeof(v3::kMagic));
-  for (size_t column_idx = 0; column_idx < raw_columns.size(); ++column_idx) {
-    const std::string& raw = raw_columns[column_idx];
-    std::string compressed(ZSTD_compressBound(raw.size()), '\0');
-    compressed.resize(ZSTD_compress(compressed.data(), compressed.size(), raw.data(), raw.size(), 1));
-    auto& entry = footer.columns[column_idx];
+// The decoded blocks of a format 3/4 file, part by part, and its footer.
+struct RawParts {
+  v3::Footer footer;
+  std::vector<std::string> positions;             // per part; empty for the first
+  std::vector<std::vector<std::string>> columns;  // per part
+};
+
+RawParts ReadRawParts(const v3::SegmentFile& file) {
+  RawParts raw;
+  raw.footer = file.footer();
+  for (size_t part_idx = 0; part_idx < file.part_count(); ++part_idx) {
+    raw.positions.emplace_back(part_idx > 0 ? file.Positions(part_idx).value() : std::string());
+    auto& columns = raw.columns.emplace_back();
+    for (size_t column_idx = 0; column_idx < file.part(part_idx).columns.size(); ++column_idx) {
+      columns.push_back(file.PartColumn(part_idx, column_idx).value());
+    }
+  }
+  return raw;
+}
+
+// Rebuilds a file from (possibly altered) decoded blocks and footer, with valid checksums, so the damage
+// reaches the decoders instead of stopping at a checksum. Format 3 or 4 as the footer says.
+std::string BuildParts(RawParts raw) {
+  const bool format3 = raw.footer.format == 3;
+  std::string file(format3 ? v3::kMagicV3 : v3::kMagic, sizeof(v3::kMagic));
+  auto append = [&](const std::string& block, v3::ColumnEntry& entry) {
+    std::string compressed(ZSTD_compressBound(block.size()), '\0');
+    compressed.resize(ZSTD_compress(compressed.data(), compressed.size(), block.data(), block.size(), 1));
     entry.offset = file.size();
     entry.size = compressed.size();
-    entry.raw_size = raw.size();
+    entry.raw_size = block.size();
     entry.crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(compressed.data()),
                                             static_cast<uInt>(compressed.size())));
     file += compressed;
+  };
+  for (size_t part_idx = 0; part_idx < raw.columns.size(); ++part_idx) {
+    v3::Part& part = raw.footer.parts[part_idx];
+    if (part_idx > 0) append(raw.positions[part_idx], part.positions);
+    for (size_t column_idx = 0; column_idx < raw.columns[part_idx].size(); ++column_idx) {
+      append(raw.columns[part_idx][column_idx], part.columns[column_idx]);
+    }
   }
-  const std::string footer_bytes = v3::EncodeFooter(footer);
+  const std::string footer_bytes = v3::EncodeFooter(raw.footer);
   file += footer_bytes;
   v3::PutFixed32(file, static_cast<uint32_t>(footer_bytes.size()));
   v3::PutFixed32(file, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(footer_bytes.data()),
                                                    static_cast<uInt>(footer_bytes.size()))));
-  file.append(v3::kEndMagic, sizeof(v3::kEndMagic));
+  file.append(format3 ? v3::kEndMagicV3 : v3::kEndMagic, sizeof(v3::kEndMagic));
   return file;
+}
+
+// A one-part file from its columns.
+std::string BuildFile(const std::vector<std::string>& raw_columns, v3::Footer footer) {
+  return BuildParts(RawParts{std::move(footer), {std::string()}, {raw_columns}});
 }
 
 TEST_F(SegmentTest, DamageInsideColumnsWithValidChecksumsIsCorruptionNeverACrash) {
@@ -1067,7 +1104,7 @@ TEST_F(SegmentTest, DamageInsideColumnsWithValidChecksumsIsCorruptionNeverACrash
   ASSERT_OK_AND_ASSIGN(auto file, v3::SegmentFile::Open(original_path));
   const v3::Footer footer = file->footer();
   std::vector<std::string> raw_columns;
-  for (size_t column_idx = 0; column_idx < footer.columns.size(); ++column_idx) {
+  for (size_t column_idx = 0; column_idx < footer.parts[0].columns.size(); ++column_idx) {
     ASSERT_OK_AND_ASSIGN(std::string raw, file->Column(column_idx));
     raw_columns.push_back(std::move(raw));
   }
@@ -1093,7 +1130,7 @@ TEST_F(SegmentTest, DamageInsideColumnsWithValidChecksumsIsCorruptionNeverACrash
   };
   const std::string absurd_varint = "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
   for (size_t column_idx = 0; column_idx < raw_columns.size(); ++column_idx) {
-    SCOPED_TRACE("column " + footer.columns[column_idx].name);
+    SCOPED_TRACE("column " + footer.parts[0].columns[column_idx].name);
     const std::string& raw = raw_columns[column_idx];
     for (size_t pos = 0; pos < raw.size(); ++pos) {
       for (uint8_t flip : {0x01, 0x02, 0x80, 0xFF}) {
@@ -1139,6 +1176,501 @@ TEST_F(SegmentTest, DamageInsideColumnsWithValidChecksumsIsCorruptionNeverACrash
       }
     }
     if (HasFailure()) return;
+  }
+}
+
+
+// --- Parts (format 4) -----------------------------------------------------------------------------------
+
+// The events of the busiest day of a generated data set: enough rows for rare types to get parts of their own.
+std::vector<StoredEvent> OneGeneratedDay(int64_t users) {
+  std::map<int64_t, std::vector<StoredEvent>> days;
+  for (auto& event : NormalizedGeneratedEvents(users, 2)) days[event.time_ms / 86400000].push_back(std::move(event));
+  std::vector<StoredEvent> busiest;
+  for (auto& [day, events] : days) {
+    if (events.size() > busiest.size()) busiest = std::move(events);
+  }
+  return busiest;
+}
+
+TEST_F(SegmentTest, RareTypesAreStoredInPartsAndReadBackInSegmentOrder) {
+  const std::vector<StoredEvent> events = OneGeneratedDay(2500);
+  ASSERT_GT(events.size(), 4096u);
+  ExpectRoundTrip(events, "parts.col");
+  const std::string path = Path("parts.col");
+  ASSERT_OK_AND_ASSIGN(auto file, v3::SegmentFile::Open(path));
+  ASSERT_GT(file->part_count(), 2u);
+  EXPECT_EQ(ReadFileBytes(path).substr(0, 8), "ASEGv004");
+  const std::vector<StoredEvent> sorted = SortedLikeSegment(events);
+  ASSERT_OK_AND_ASSIGN(const std::vector<uint32_t> part_of_row, v3::PartOfRows(*file));
+  ASSERT_EQ(part_of_row.size(), sorted.size());
+  const std::vector<std::string> names = {"game_id", "amount", "user_id", "friend_user_id", "page_type", "absent"};
+  std::set<std::string> seen_types;
+  for (size_t part_idx = 0; part_idx < file->part_count(); ++part_idx) {
+    SCOPED_TRACE("part " + std::to_string(part_idx));
+    const v3::Part& part = file->part(part_idx);
+    // A part holds exactly the rows of its types, in the segment's order; rare ones are at most 1/64.
+    std::vector<StoredEvent> expected;
+    for (size_t row_idx = 0; row_idx < sorted.size(); ++row_idx) {
+      if (part_of_row[row_idx] == part_idx) expected.push_back(sorted[row_idx]);
+    }
+    ASSERT_EQ(expected.size(), part.rows);
+    for (const auto& event : expected) {
+      EXPECT_TRUE(std::find(part.types.begin(), part.types.end(), event.type) != part.types.end()) << event.type;
+      EXPECT_GE(event.time_ms, part.min_time_ms);
+      EXPECT_LE(event.time_ms, part.max_time_ms);
+    }
+    for (const auto& type : part.types) {
+      EXPECT_TRUE(seen_types.insert(type).second) << type << " in two parts";
+      if (part_idx > 0) {
+        EXPECT_LE(file->footer().type_counts.at(type) * 64, sorted.size()) << type;
+      }
+    }
+    ASSERT_OK_AND_ASSIGN(SegmentColumns columns, v3::ReadPartColumns(*file, part_idx, FullRequest(names)));
+    ExpectColumnsEqualEvents(columns, names, expected);
+    if (part_idx > 0) {
+      ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> positions, v3::ReadPositions(*file, part_idx));
+      EXPECT_EQ(positions.size(), part.rows);
+      EXPECT_TRUE(std::is_sorted(positions.begin(), positions.end()));
+    }
+  }
+  EXPECT_EQ(seen_types.size(), file->footer().type_counts.size());
+  // Later parts refer to the first part's users instead of storing them again.
+  ASSERT_OK_AND_ASSIGN(auto stats, ReadSegmentColumnStats(path));
+  uint64_t later_user_bytes = 0, later_rows = 0;
+  for (const auto& column : stats) {
+    if (column.part > 0 && column.name == "user") later_user_bytes += column.compressed_bytes;
+  }
+  for (size_t part_idx = 1; part_idx < file->part_count(); ++part_idx) later_rows += file->part(part_idx).rows;
+  EXPECT_LT(later_user_bytes, later_rows * 4 + 64 * file->part_count());
+  // Leaving users out of a parted read keeps exactly the other users' rows.
+  std::set<std::string, std::less<>> excluded;
+  for (size_t row_idx = 0; row_idx < sorted.size(); row_idx += sorted.size() / 7) excluded.insert(sorted[row_idx].user);
+  for (size_t row_idx = 0; row_idx < sorted.size(); ++row_idx) {
+    if (part_of_row[row_idx] > 0) {
+      excluded.insert(sorted[row_idx].user);  // one with rare events too
+      break;
+    }
+  }
+  std::vector<StoredEvent> kept;
+  for (const auto& event : sorted) {
+    if (!excluded.count(event.user)) kept.push_back(event);
+  }
+  ASSERT_OK_AND_ASSIGN(SegmentColumns columns, ReadSegmentColumns(path, FullRequest(names)));
+  ExcludeUsers(columns, excluded);
+  ExpectColumnsEqualEvents(columns, names, kept);
+}
+
+TEST_F(SegmentTest, SmallSegmentsAreOnePart) {
+  const std::vector<StoredEvent> events = NormalizedGeneratedEvents(60, 1);
+  ASSERT_LT(events.size(), 4096u);
+  ASSERT_OK(WriteSegment(Path("small.col"), events));
+  ASSERT_OK_AND_ASSIGN(auto file, v3::SegmentFile::Open(Path("small.col")));
+  EXPECT_EQ(file->part_count(), 1u);
+}
+
+TEST_F(SegmentTest, FormatThreeFilesAreStillRead) {
+  // A format 3 file is a format 4 file of one part with the format 3 footer and magic numbers.
+  const std::vector<StoredEvent> events = SmallVariedEvents();
+  ASSERT_OK(WriteSegment(Path("v4.col"), events));
+  ASSERT_OK_AND_ASSIGN(auto file, v3::SegmentFile::Open(Path("v4.col")));
+  ASSERT_EQ(file->part_count(), 1u);
+  RawParts raw = ReadRawParts(*file);
+  raw.footer.format = 3;
+  const std::string path = Path("v3.col");
+  WriteFileBytes(path, BuildParts(raw));
+  EXPECT_EQ(ReadFileBytes(path).substr(0, 8), "ASEGv003");
+  const std::vector<StoredEvent> expected = SortedLikeSegment(events);
+  std::vector<StoredEvent> back;
+  ASSERT_OK(ReadSegmentEvents(path, back));
+  ExpectSameEvents(expected, back);
+  ExpectColumnsMatchEvents(path, expected);
+  ASSERT_OK_AND_ASSIGN(SegmentInfo info, ReadSegmentInfo(path));
+  EXPECT_EQ(info.rows, events.size());
+  EXPECT_EQ(info.type_counts, file->footer().type_counts);
+  // A format 3 footer behind format 4 magic numbers (or the reverse) is not a segment.
+  std::string mixed = ReadFileBytes(path);
+  std::memcpy(mixed.data(), v3::kMagic, sizeof(v3::kMagic));
+  WriteFileBytes(Path("mixed.col"), mixed);
+  std::vector<StoredEvent> none;
+  EXPECT_EQ(ReadSegmentEvents(Path("mixed.col"), none).code(), StatusCode::kCorruption);
+}
+
+// SmallVariedEvents plus enough common rows that two rare types (a purchase, a refund) go to a part of their
+// own once parts start at 64 rows.
+std::vector<StoredEvent> SmallPartedEvents() {
+  std::vector<StoredEvent> events = SmallVariedEvents();
+  for (int row_idx = 0; row_idx < 120; ++row_idx) {
+    StoredEvent event = BaseEvent("p" + std::to_string(row_idx), "u_" + std::to_string(row_idx % 9),
+                                  kJan1 + 5000 + 7 * row_idx);
+    event.data = "{\"page\":" + std::to_string(row_idx % 4) + "}";
+    events.push_back(std::move(event));
+  }
+  auto rare = [&](std::string user, std::string type, std::string data) {
+    const auto row = static_cast<int64_t>(events.size());
+    StoredEvent event = BaseEvent("r" + std::to_string(row), std::move(user), kJan1 + 900 + 3 * row);
+    event.type = std::move(type);
+    event.data = std::move(data);
+    event.game_id = "g1";
+    event.amount = 4.5;
+    events.push_back(std::move(event));
+  };
+  rare("u_3", "com.platform.payments.purchase.completed.v1", R"({"game_id":"g1","amount":4.5,"friend":"u_5"})");
+  rare("u_new", "com.platform.payments.refund.completed.v1", R"({"game_id":"g1","amount":4.5})");
+  return events;
+}
+
+class PartsForTest {
+ public:
+  explicit PartsForTest(size_t rows) { SetMinRowsForPartsForTest(rows); }
+  ~PartsForTest() { SetMinRowsForPartsForTest(0); }
+};
+
+TEST_F(SegmentTest, DamageInsidePartsIsCorruptionNeverACrash) {
+  PartsForTest parts(64);
+  const std::vector<StoredEvent> events = SmallPartedEvents();
+  const std::string original_path = Path("original.col");
+  ASSERT_OK(WriteSegment(original_path, events));
+  ASSERT_OK_AND_ASSIGN(auto file, v3::SegmentFile::Open(original_path));
+  ASSERT_EQ(file->part_count(), 2u);
+  const RawParts raw = ReadRawParts(*file);
+  const std::vector<StoredEvent> expected = SortedLikeSegment(events);
+  const std::string path = Path("damaged.col");
+  WriteFileBytes(path, BuildParts(raw));
+  ExpectIntactOrCorruption(path, expected, /*must_be_corrupt=*/false);
+  std::vector<StoredEvent> intact;
+  ASSERT_OK(ReadSegmentEvents(path, intact));
+
+  query::AggregateQuery count_users;
+  count_users.bounds = {kJan1, kJan1 + 86400000};
+  count_users.collect_users = true;
+  query::AggregateQuery rare_sums = count_users;
+  rare_sums.event_types = {"com.platform.payments.purchase.completed.v1"};
+  rare_sums.group_by = {"game_id"};
+  rare_sums.value_property = "amount";
+  auto expect_corruption_or_ok = [&](const common::Status& status) {
+    if (!status.ok()) {
+      EXPECT_EQ(status.code(), StatusCode::kCorruption) << status.ToString();
+    }
+  };
+  auto try_file = [&](const RawParts& altered) {
+    WriteFileBytes(path, BuildParts(altered));
+    std::vector<StoredEvent> out;
+    expect_corruption_or_ok(ReadSegmentEvents(path, out));
+    auto read = ReadSegmentColumns(path, FullRequest({"user_id", "friend", "s", "n", "list", "absent"}));
+    expect_corruption_or_ok(read.status());
+    // The query path, with nothing cached.
+    UserDirectory users;
+    SegmentCache segments(1 << 20);
+    SegmentReadContext context{users, segments};
+    for (const auto* query : {&count_users, &rare_sums}) {
+      query::AggregateResult result;
+      expect_corruption_or_ok(AggregateSegment(path, *query, {"amount", "game_id"}, {"u_3"}, context, result));
+      query::RowSet rows;
+      expect_corruption_or_ok(SelectSegmentRows(path, *query, {"game_id"}, {"game_id"}, {}, context, rows));
+    }
+  };
+  const std::string absurd_varint = "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
+  // Every block of the second part, and the first part's users, which the second part refers to.
+  std::vector<std::pair<size_t, size_t>> blocks = {{1, SIZE_MAX}, {0, v3::kUser}, {0, v3::kUserRuns}};
+  for (size_t column_idx = 0; column_idx < raw.columns[1].size(); ++column_idx) blocks.emplace_back(1, column_idx);
+  for (const auto& [part_idx, column_idx] : blocks) {
+    SCOPED_TRACE("part " + std::to_string(part_idx) + " column " +
+                 (column_idx == SIZE_MAX ? "position" : raw.footer.parts[part_idx].columns[column_idx].name));
+    auto block_of = [&, part = part_idx, column = column_idx](RawParts& altered) -> std::string& {
+      return column == SIZE_MAX ? altered.positions[part] : altered.columns[part][column];
+    };
+    RawParts altered = raw;
+    const std::string original = block_of(altered);
+    for (size_t pos = 0; pos < original.size(); ++pos) {
+      for (uint8_t flip : {0x01, 0x80, 0xFF}) {
+        block_of(altered) = original;
+        block_of(altered)[pos] = static_cast<char>(original[pos] ^ flip);
+        try_file(altered);
+      }
+      block_of(altered) = original;
+      block_of(altered).insert(pos, absurd_varint);
+      try_file(altered);
+      block_of(altered) = original.substr(0, pos);
+      try_file(altered);
+    }
+    block_of(altered) = original + '\0';
+    try_file(altered);
+    if (HasFailure()) return;
+  }
+  // The footer's parts: every byte of the encoded footer flipped, the checksum recomputed.
+  const std::string good = BuildParts(raw);
+  ASSERT_OK_AND_ASSIGN(auto rebuilt, v3::SegmentFile::Open((WriteFileBytes(path, good), path)));
+  const std::string footer_bytes = v3::EncodeFooter(rebuilt->footer());
+  const size_t footer_start = good.size() - v3::kTrailerBytes - footer_bytes.size();
+  for (size_t pos = 0; pos < footer_bytes.size(); ++pos) {
+    for (uint8_t flip : {0x01, 0x40, 0x80, 0xFF}) {
+      std::string damaged_footer = footer_bytes;
+      damaged_footer[pos] = static_cast<char>(damaged_footer[pos] ^ flip);
+      std::string damaged = good.substr(0, footer_start) + damaged_footer;
+      v3::PutFixed32(damaged, static_cast<uint32_t>(damaged_footer.size()));
+      v3::PutFixed32(damaged, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(damaged_footer.data()),
+                                                          static_cast<uInt>(damaged_footer.size()))));
+      damaged.append(v3::kEndMagic, sizeof(v3::kEndMagic));
+      WriteFileBytes(path, damaged);
+      SCOPED_TRACE("footer byte " + std::to_string(pos));
+      std::vector<StoredEvent> out;
+      expect_corruption_or_ok(ReadSegmentEvents(path, out));
+      expect_corruption_or_ok(ReadSegmentColumns(path, FullRequest({"page"})).status());
+      UserDirectory users;
+      SegmentCache segments(1 << 20);
+      SegmentReadContext context{users, segments};
+      query::AggregateResult result;
+      expect_corruption_or_ok(AggregateSegment(path, count_users, {}, {}, context, result));
+    }
+    if (HasFailure()) return;
+  }
+}
+
+// --- Query execution over segments (query_exec.h) ---------------------------------------------------------
+
+// The aggregate of every row of the segment at `path` (one batch of the whole segment, as before parts).
+query::AggregateResult AggregateOfAllRows(const std::string& path, const query::AggregateQuery& query,
+                                          const std::vector<std::string>& paths,
+                                          const std::set<std::string, std::less<>>& excluded, UserDirectory& users) {
+  query::AggregateResult result;
+  auto columns = ReadSegmentColumns(path, ColumnsFor(paths));
+  EXPECT_TRUE(columns.ok()) << columns.status().ToString();
+  if (!columns.ok()) return result;
+  ExcludeUsers(*columns, excluded);
+  query::Aggregate(query, BatchFromColumns(*columns, paths, users), result);
+  return result;
+}
+
+bool Near(double a, double b) { return a == b || std::fabs(a - b) <= 1e-9 * std::max(std::fabs(a), std::fabs(b)); }
+
+// `users_by_count`: results of two user directories (ids differ): distinct users compared by number.
+void ExpectSameResult(const query::AggregateResult& expected, const query::AggregateResult& actual,
+                      bool users_by_count = false) {
+  EXPECT_EQ(actual.rows_read, expected.rows_read);
+  EXPECT_EQ(actual.newest_event_ms, expected.newest_event_ms);
+  ASSERT_EQ(actual.groups.size(), expected.groups.size());
+  for (const auto& [key, cells] : expected.groups) {
+    auto it = actual.groups.find(key);
+    ASSERT_NE(it, actual.groups.end());
+    ASSERT_EQ(it->second.size(), cells.size());
+    for (size_t bucket = 0; bucket < cells.size(); ++bucket) {
+      SCOPED_TRACE("bucket " + std::to_string(bucket));
+      const query::AggregateCell& want = cells[bucket];
+      const query::AggregateCell& got = it->second[bucket];
+      EXPECT_TRUE(Near(got.weighted_count, want.weighted_count)) << got.weighted_count << " vs " << want.weighted_count;
+      EXPECT_TRUE(Near(got.weighted_sum, want.weighted_sum)) << got.weighted_sum << " vs " << want.weighted_sum;
+      EXPECT_EQ(got.value_count, want.value_count);
+      EXPECT_TRUE(Near(got.value_sum, want.value_sum));
+      EXPECT_EQ(got.min, want.min);
+      EXPECT_EQ(got.max, want.max);
+      if (users_by_count) {
+        EXPECT_EQ(got.users.cardinality(), want.users.cardinality());
+      } else {
+        EXPECT_TRUE(got.users == want.users) << got.users.cardinality() << " vs " << want.users.cardinality();
+      }
+      std::vector<double> got_values = got.values, want_values = want.values;
+      std::sort(got_values.begin(), got_values.end());
+      std::sort(want_values.begin(), want_values.end());
+      EXPECT_EQ(got_values, want_values);
+    }
+  }
+}
+
+TEST_F(SegmentTest, QueriesOverPartsGiveTheAggregatesOfAllRows) {
+  const std::vector<StoredEvent> events = OneGeneratedDay(2500);
+  const std::string path = Path("query.col");
+  ASSERT_OK(WriteSegment(path, events));
+  ASSERT_OK_AND_ASSIGN(auto file, v3::SegmentFile::Open(path));
+  ASSERT_GT(file->part_count(), 2u);
+  const int64_t day = events.front().time_ms / 86400000 * 86400000;
+  const std::string purchase = "com.platform.payments.purchase.completed.v1";
+  std::vector<query::AggregateQuery> queries;
+  query::AggregateQuery users_per_day;  // every part inside one bucket: footer counts and cached users
+  users_per_day.bounds = {day - 86400000, day, day + 86400000, day + 2 * 86400000};
+  users_per_day.collect_users = true;
+  queries.push_back(users_per_day);
+  query::AggregateQuery users_per_hour = users_per_day;  // parts across buckets: rows read
+  users_per_hour.bounds.clear();
+  for (int hour = 0; hour <= 24; ++hour) users_per_hour.bounds.push_back(day + hour * 3600000LL);
+  queries.push_back(users_per_hour);
+  query::AggregateQuery revenue = users_per_day;  // one rare part
+  revenue.event_types = {purchase};
+  revenue.group_by = {"game_id"};
+  revenue.value_property = "amount";
+  revenue.collect_users = false;
+  queries.push_back(revenue);
+  query::AggregateQuery mixed = users_per_hour;  // common and rare types, weights, a filter, nested values
+  mixed.event_types = {purchase, "com.platform.store.page.viewed.v1", "com.platform.cart.item.added.v1"};
+  mixed.weights = {{purchase, 2.5}, {"com.platform.cart.item.added.v1", 3}};
+  mixed.filter = query::FilterExpr::Condition({"platform", query::FilterOp::kNe, "ios"});
+  mixed.group_by = {"country"};
+  mixed.value_property = "amount";
+  mixed.collect_values = true;
+  queries.push_back(mixed);
+  query::AggregateQuery weighted = users_per_day;  // fractional weights: no footer shortcut
+  weighted.weights = {{"com.platform.store.page.viewed.v1", 0.1}};
+  queries.push_back(weighted);
+  query::AggregateQuery clipped = users_per_day;  // the period ends inside the day
+  clipped.bounds = {day, day + 3600000, day + 7200001};
+  queries.push_back(clipped);
+  query::AggregateQuery none = users_per_day;  // a type the segment does not have
+  none.event_types = {"no.such.type"};
+  queries.push_back(none);
+
+  // Users to leave out (erased, not yet purged): one with rare events, and a few others.
+  const std::vector<StoredEvent> sorted = SortedLikeSegment(events);
+  std::set<std::string, std::less<>> excluded;
+  for (const auto& event : sorted) {
+    if (event.type == purchase) {
+      excluded.insert(event.user);
+      break;
+    }
+  }
+  for (size_t row_idx = 0; row_idx < sorted.size(); row_idx += sorted.size() / 5) excluded.insert(sorted[row_idx].user);
+
+  UserDirectory users;
+  SegmentCache segments(64 << 20);
+  SegmentReadContext context{users, segments};
+  for (size_t query_idx = 0; query_idx < queries.size(); ++query_idx) {
+    const query::AggregateQuery& query = queries[query_idx];
+    std::vector<std::string> paths = query.group_by;
+    query.filter.CollectProperties(paths);
+    if (!query.value_property.empty()) paths.push_back(query.value_property);
+    std::sort(paths.begin(), paths.end());
+    paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+    const std::set<std::string, std::less<>> none_excluded;
+    for (const bool leave_out : {true, false}) {
+      const auto& exclude = leave_out ? excluded : none_excluded;
+      SCOPED_TRACE("query " + std::to_string(query_idx) + (leave_out ? " leaving users out" : ""));
+      const query::AggregateResult expected = AggregateOfAllRows(path, query, paths, exclude, users);
+      for (int round = 0; round < 2; ++round) {  // cold, then with the segment's state cached
+        query::AggregateResult actual;
+        ASSERT_OK(AggregateSegment(path, query, paths, exclude, context, actual));
+        ExpectSameResult(expected, actual);
+      }
+      // Rows one by one: the same rows, in some order.
+      query::RowSet expected_rows, actual_rows;
+      {
+        auto columns = ReadSegmentColumns(path, ColumnsFor(paths));
+        ASSERT_TRUE(columns.ok());
+        ExcludeUsers(*columns, exclude);
+        query::SelectRows(query, BatchFromColumns(*columns, paths, users), paths, expected_rows);
+      }
+      ASSERT_OK(SelectSegmentRows(path, query, paths, paths, exclude, context, actual_rows));
+      auto tuples = [](const query::RowSet& rows) {
+        using Row = std::tuple<int64_t, uint32_t, std::string, query::GroupKey,
+                               std::vector<std::optional<std::string>>>;
+        std::vector<Row> out;
+        for (size_t row = 0; row < rows.time_ms.size(); ++row) {
+          out.emplace_back(rows.time_ms[row], rows.users[row], rows.types[row], rows.groups[row], rows.values[row]);
+        }
+        std::sort(out.begin(), out.end());
+        return out;
+      };
+      EXPECT_EQ(tuples(actual_rows), tuples(expected_rows));
+      if (HasFailure()) return;
+    }
+  }
+}
+
+TEST_F(SegmentTest, StoreAggregatesEqualOneBatchOfAllEventsWithOrWithoutTheCache) {
+  // Two busy days (parts), flushed to segments read by two threads, plus rows still in the memtable. And
+  // purchases of one game on both days whose amounts round when added (0.1, 0.2, ...): their sum depends on
+  // the order of the additions.
+  std::vector<StoredEvent> events = NormalizedGeneratedEvents(2500, 2);
+  const int64_t day = events.front().time_ms / 86400000 * 86400000;
+  std::vector<StoredEvent> sums;
+  for (int row_idx = 0; row_idx < 600; ++row_idx) {
+    StoredEvent event = BaseEvent("sum-" + std::to_string(row_idx), "u_sum_" + std::to_string(row_idx % 37),
+                                  day + (row_idx % 2) * 86400000 + row_idx);
+    event.type = "com.platform.payments.purchase.completed.v1";
+    event.game_id = "game_sums";
+    event.amount = 0.1 * (row_idx % 9 + 1);
+    event.data = R"({"game_id":"game_sums"})";
+    sums.push_back(std::move(event));
+  }
+  events.insert(events.begin(), sums.begin(), sums.end());  // flushed (the last events stay in the memtable)
+  const size_t in_memory = events.size() / 20;
+  std::vector<StoredEvent> flushed(events.begin(), events.end() - static_cast<std::ptrdiff_t>(in_memory));
+  std::vector<StoredEvent> unflushed(events.end() - static_cast<std::ptrdiff_t>(in_memory), events.end());
+  const std::string purchase = "com.platform.payments.purchase.completed.v1";
+  std::vector<query::AggregateQuery> queries;
+  query::AggregateQuery users_per_day;
+  for (int day_idx = -1; day_idx <= 3; ++day_idx) users_per_day.bounds.push_back(day + day_idx * 86400000LL);
+  users_per_day.collect_users = true;
+  queries.push_back(users_per_day);
+  query::AggregateQuery revenue = users_per_day;
+  revenue.event_types = {purchase};
+  revenue.group_by = {"game_id"};
+  revenue.value_property = "amount";
+  revenue.collect_users = false;
+  queries.push_back(revenue);
+  query::AggregateQuery revenue_overall = revenue;  // one bucket: every cell sums rows of several segments
+  revenue_overall.bounds = {day - 86400000, day + 3 * 86400000LL};
+  revenue_overall.event_types.push_back("com.platform.payments.refund.completed.v1");
+  queries.push_back(revenue_overall);
+  query::AggregateQuery filtered = users_per_day;
+  filtered.bounds.clear();
+  for (int hour = 0; hour <= 48; hour += 5) filtered.bounds.push_back(day + hour * 3600000LL);
+  filtered.filter = query::FilterExpr::Condition({"platform", query::FilterOp::kEq, "windows"});
+  filtered.group_by = {"country"};
+  filtered.weights = {{purchase, 0.5}};
+  queries.push_back(filtered);
+
+  std::vector<query::AggregateResult> uncached;  // per query, the answer without the partial cache
+  for (const uint64_t cache_bytes : {uint64_t{0}, uint64_t{64} << 20}) {
+    SCOPED_TRACE(cache_bytes == 0 ? "no partial cache" : "partial cache");
+    TempDir dir;
+    EmbeddedEventStoreOptions options;
+    options.dir = dir.path().string();
+    options.sync = false;
+    options.flush_interval_ms = 3600000;
+    options.maintenance_interval_ms = 3600000;
+    options.dedup_window_ms = 3650LL * 86400000;
+    options.query_cache_bytes = cache_bytes;
+    options.query_threads = 2;
+    ASSERT_OK_AND_ASSIGN(auto store, EmbeddedEventStore::Open(options));
+    for (size_t start = 0; start < flushed.size(); start += 5000) {
+      const size_t end = std::min(flushed.size(), start + 5000);
+      std::vector<StoredEvent> batch(flushed.begin() + static_cast<std::ptrdiff_t>(start),
+                                     flushed.begin() + static_cast<std::ptrdiff_t>(end));
+      ASSERT_OK(store->Append(std::move(batch)));
+    }
+    ASSERT_OK(store->Flush());
+    ASSERT_OK(store->Append(unflushed));
+    for (size_t query_idx = 0; query_idx < queries.size(); ++query_idx) {
+      SCOPED_TRACE("query " + std::to_string(query_idx));
+      const query::AggregateQuery& query = queries[query_idx];
+      std::vector<std::string> paths = query.group_by;
+      query.filter.CollectProperties(paths);
+      if (!query.value_property.empty()) paths.push_back(query.value_property);
+      UserDirectory users;
+      SegmentColumns columns = ColumnsFromEvents(events, ColumnsFor(paths));
+      query::AggregateResult expected;
+      query::Aggregate(query, BatchFromColumns(columns, paths, users), expected);
+      for (int round = 0; round < 2; ++round) {  // with the cache: filled, then read
+        ASSERT_OK_AND_ASSIGN(query::AggregateResult actual, store->Aggregate(query));
+        ExpectSameResult(expected, actual, /*users_by_count=*/true);
+        if (cache_bytes == 0 && round == 0) {
+          uncached.push_back(actual);
+          continue;
+        }
+        // The cache changes no answer, not even a sum's last bit: segments are summed one by one either way.
+        const query::AggregateResult& without = uncached.at(query_idx);
+        ASSERT_EQ(actual.groups.size(), without.groups.size());
+        for (const auto& [key, cells] : without.groups) {
+          ASSERT_TRUE(actual.groups.count(key));
+          for (size_t bucket = 0; bucket < cells.size(); ++bucket) {
+            const query::AggregateCell& got = actual.groups.at(key)[bucket];
+            EXPECT_EQ(std::memcmp(&got.weighted_sum, &cells[bucket].weighted_sum, sizeof(double)), 0);
+            EXPECT_EQ(std::memcmp(&got.value_sum, &cells[bucket].value_sum, sizeof(double)), 0);
+            EXPECT_EQ(got.weighted_count, cells[bucket].weighted_count);
+          }
+        }
+      }
+      if (HasFailure()) return;
+    }
   }
 }
 

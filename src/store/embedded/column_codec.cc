@@ -107,6 +107,47 @@ void PutStringList(std::string& out, const std::vector<std::string_view>& values
   }
 }
 
+void PutUserRefs(std::string& out, const std::vector<std::string_view>& users,
+                 const std::vector<std::string_view>& base) {
+  PutVarint(out, users.size());
+  std::vector<std::string_view> extras;
+  uint64_t next = 0;  // the first base index the next reference may take
+  size_t base_idx = 0;
+  for (std::string_view user : users) {
+    base_idx = std::lower_bound(base.begin() + static_cast<ptrdiff_t>(base_idx), base.end(), user) - base.begin();
+    if (base_idx < base.size() && base[base_idx] == user) {
+      PutVarint(out, base_idx - next + 1);
+      next = base_idx + 1;
+    } else {
+      PutVarint(out, 0);
+      extras.push_back(user);
+    }
+  }
+  PutStringList(out, extras);
+}
+
+bool ReadUserRefs(ColumnReader& reader, uint64_t count, uint64_t base_count, std::string& storage, UserRefs& out) {
+  uint64_t stored = 0;
+  if (base_count >= kExtraUser || !reader.GetVarint(stored) || stored != count || count > reader.remaining()) {
+    return false;
+  }
+  out.codes.resize(count);
+  uint64_t next = 0, extras = 0;
+  for (uint32_t& code : out.codes) {
+    uint64_t value = 0;
+    if (!reader.GetVarint(value)) return false;
+    if (value == 0) {
+      code = kExtraUser;
+      ++extras;
+      continue;
+    }
+    if (value - 1 >= base_count - next || next >= base_count) return false;
+    code = static_cast<uint32_t>(next + value - 1);
+    next = code + uint64_t{1};
+  }
+  return ReadStringList(reader, extras, storage, out.extras) && out.extras.size() == extras;
+}
+
 bool ReadStringList(ColumnReader& reader, uint64_t max_count, std::string& storage,
                     std::vector<std::string_view>& values) {
   const size_t start = reader.position();
@@ -233,6 +274,18 @@ bool ReadBitPacked(ColumnReader& reader, uint64_t count, std::vector<uint64_t>& 
       continue;
     }
     uint64_t value = 0;
+    const size_t byte_pos = static_cast<size_t>(bit_pos / 8);
+    if (width - 1 <= 56 && byte_pos + 8 <= bits.size()) {
+      // Eight bytes at once hold the value's bits (at most 56 plus an offset below 8), little-endian.
+      uint64_t word = 0;
+      for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
+        word |= static_cast<uint64_t>(static_cast<uint8_t>(bits[byte_pos + byte_idx])) << (8 * byte_idx);
+      }
+      value = (word >> (bit_pos % 8)) & ((uint64_t{1} << (width - 1)) - 1);
+      bit_pos += static_cast<uint64_t>(width - 1);
+      values[value_idx] = value | (uint64_t{1} << (width - 1));
+      continue;
+    }
     for (int bit_idx = 0; bit_idx < width - 1;) {
       // Up to 8 bits from the current byte.
       const uint64_t byte = static_cast<uint8_t>(bits[bit_pos / 8]);

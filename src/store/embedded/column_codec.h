@@ -18,14 +18,67 @@
 
 namespace analytics::store::embedded {
 
-// Reader that also knows how many bytes are left (to cap counts read from the data before allocating).
-class ColumnReader : public Reader {
+// Reader of column blocks (the same encodings as codec.h's Reader, inline: decoding a column is mostly varints)
+// that also knows how many bytes are left (to cap counts read from the data before allocating).
+class ColumnReader {
  public:
-  explicit ColumnReader(std::string_view data) : Reader(data), size_(data.size()) {}
-  size_t remaining() const { return size_ - position(); }
+  explicit ColumnReader(std::string_view data) : data_(data) {}
+  size_t remaining() const { return data_.size() - pos_; }
+  size_t position() const { return pos_; }
+  bool done() const { return pos_ == data_.size(); }
+
+  // Unsigned LEB128, at most 10 bytes.
+  bool GetVarint(uint64_t& value) {
+    if (pos_ < data_.size() && static_cast<uint8_t>(data_[pos_]) < 0x80) {  // the common one-byte value
+      value = static_cast<uint8_t>(data_[pos_++]);
+      return true;
+    }
+    value = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ >= data_.size()) return false;
+      const auto byte = static_cast<uint8_t>(data_[pos_++]);
+      value |= static_cast<uint64_t>(byte & 0x7F) << shift;
+      if ((byte & 0x80) == 0) return true;
+    }
+    return false;
+  }
+  bool GetZigzag(int64_t& value) {
+    uint64_t raw = 0;
+    if (!GetVarint(raw)) return false;
+    value = static_cast<int64_t>(raw >> 1) ^ -static_cast<int64_t>(raw & 1);
+    return true;
+  }
+  bool GetBytes(std::string_view& bytes) {
+    uint64_t length = 0;
+    if (!GetVarint(length) || length > data_.size() - pos_) return false;
+    bytes = data_.substr(pos_, length);
+    pos_ += length;
+    return true;
+  }
+  bool GetFixed64(uint64_t& value) {
+    if (data_.size() - pos_ < 8) return false;
+    value = 0;
+    for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
+      value |= static_cast<uint64_t>(static_cast<uint8_t>(data_[pos_ + byte_idx])) << (8 * byte_idx);
+    }
+    pos_ += 8;
+    return true;
+  }
+  bool GetByte(uint8_t& value) {
+    if (pos_ >= data_.size()) return false;
+    value = static_cast<uint8_t>(data_[pos_++]);
+    return true;
+  }
+  bool GetRaw(size_t length, std::string_view& bytes) {
+    if (data_.size() - pos_ < length) return false;
+    bytes = data_.substr(pos_, length);
+    pos_ += length;
+    return true;
+  }
 
  private:
-  size_t size_;
+  std::string_view data_;
+  size_t pos_ = 0;
 };
 
 // A list of strings, front-coded: varint n; n varints, each the length of the prefix shared with the previous
@@ -40,6 +93,21 @@ void PutStringList(std::string& out, const std::vector<std::string_view>& values
 // At most `max_count` strings; they are decoded into `storage` (reallocated) and `values` points into it.
 bool ReadStringList(ColumnReader& reader, uint64_t max_count, std::string& storage,
                     std::vector<std::string_view>& values);
+
+// The user column of a segment part after the first (format 4): varint n; per user (ascending) a varint: k >= 1
+// = the user at index (previous reference + k) of the first part's users (`base`, ascending; the first
+// reference counts from -1), 0 = a user the first part does not have; then a string list of those users. A
+// rare event's user nearly always has other events in the segment, so a part pays a byte or two per user
+// instead of the 73-byte pseudonym.
+inline constexpr uint32_t kExtraUser = UINT32_MAX;
+void PutUserRefs(std::string& out, const std::vector<std::string_view>& users,
+                 const std::vector<std::string_view>& base);
+struct UserRefs {
+  std::vector<uint32_t> codes;             // per user: its index in `base`, or kExtraUser
+  std::vector<std::string_view> extras;    // the others, in order (views into the storage string)
+};
+// Exactly `count` users, references below `base_count`.
+bool ReadUserRefs(ColumnReader& reader, uint64_t count, uint64_t base_count, std::string& storage, UserRefs& out);
 
 // A dictionary of distinct strings in first-seen order plus one code per value. The code of a value seen
 // before is (number of distinct values so far) - (its index), a new value is 0: new ids cost nothing, and a

@@ -914,18 +914,15 @@ Result<query::RowSet> EmbeddedEventStore::SelectRows(const query::AggregateQuery
   MemoryView memory;
   std::vector<SegmentRef> segments;
   QueryView(query, memory, segments);
-  embedded::SegmentColumnRequest request = embedded::ColumnsFor(paths);
   uint64_t purge_epoch = 0;
   const auto unpurged = PendingPurge(purge_epoch);
-  if (!unpurged.empty()) request.user = true;
+  embedded::SegmentReadContext context{user_directory_, segment_cache_};
   for (const auto& segment : segments) {
-    ANALYTICS_ASSIGN_OR_RETURN(auto columns, embedded::ReadSegmentColumns(segment->info.path, request));
-    embedded::ExcludeUsers(columns, unpurged);
-    query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
-    query::SelectRows(query, batch, properties, rows);
+    ANALYTICS_RETURN_IF_ERROR(
+        embedded::SelectSegmentRows(segment->info.path, query, properties, paths, unpurged, context, rows));
   }
   if (!memory.rows.empty()) {
-    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, request);
+    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, embedded::ColumnsFor(paths));
     query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
     query::SelectRows(query, batch, properties, rows);
   }
@@ -948,7 +945,7 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     size_t offset = 0;
     query::AggregateQuery slice;
     std::string key;
-    std::shared_ptr<const query::AggregateResult> partial;
+    std::shared_ptr<const query::PackedResult> partial;
     Status status;
   };
   std::vector<Task> tasks;
@@ -967,47 +964,90 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     task.offset = static_cast<size_t>(first - bounds.begin());
     task.slice = query;
     task.slice.bounds.assign(first, last + 1);
-    task.key = info.path + "|" + fingerprint + "|";
-    for (int64_t bound : task.slice.bounds) task.key += std::to_string(bound) + ",";
-    task.partial = partial_cache_.Get(task.key);
+    if (partial_cache_.enabled()) {
+      task.key = info.path + "|" + fingerprint + "|";
+      for (int64_t bound : task.slice.bounds) task.key += std::to_string(bound) + ",";
+      task.partial = partial_cache_.Get(task.key);
+    }
     tasks.push_back(std::move(task));
   }
-  std::vector<Task*> pending;
-  for (auto& task : tasks) {
-    if (!task.partial) pending.push_back(&task);
-  }
-  embedded::SegmentColumnRequest request = embedded::ColumnsFor(paths);
-  if (!unpurged.empty()) request.user = true;
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t task_idx = next++; task_idx < pending.size(); task_idx = next++) {
-      Task& task = *pending[task_idx];
-      auto columns = embedded::ReadSegmentColumns(task.segment->info.path, request);
-      if (!columns.ok()) {
-        task.status = columns.status();
-        continue;
+  // Segments are read (the expensive part: only the parts and columns the slice needs, query_exec.h) by
+  // several threads, and added to the result by one thread at a time in the segments' order, so the sums are
+  // added in the same order on every run, cached or not. Without a cache to keep partials in, segments go
+  // straight into the result (their groups are looked up there, not built per segment and merged again).
+  embedded::SegmentReadContext context{user_directory_, segment_cache_};
+  const bool keep_partials = partial_cache_.enabled();
+  std::vector<embedded::SegmentRows> read(tasks.size());
+  std::vector<uint8_t> ready(tasks.size(), 0);  // guarded by add_mu
+  for (size_t task_idx = 0; task_idx < tasks.size(); ++task_idx) ready[task_idx] = tasks[task_idx].partial != nullptr;
+  std::mutex add_mu;
+  size_t added = 0;     // guarded by add_mu: tasks added to the result so far
+  bool adding = false;  // guarded by add_mu: a thread is adding
+  query::GroupIndex index;
+  query::CellStaging staging;
+  auto add = [&](Task& task, embedded::SegmentRows& rows) {
+    if (!task.status.ok()) return;
+    if (task.partial) {
+      query::MergeResult(result, *task.partial, task.offset, buckets, index);
+    } else if (keep_partials) {
+      query::AggregateResult partial;
+      embedded::AddSegmentRows(task.slice, rows, partial);
+      auto packed = std::make_shared<const query::PackedResult>(query::Pack(std::move(partial)));
+      partial_cache_.Put(task.key, packed);
+      query::MergeResult(result, *packed, task.offset, buckets, index);
+    } else {
+      embedded::AddSegmentRows(query, rows, result, &index, &staging);
+    }
+    rows = embedded::SegmentRows();
+  };
+  auto add_ready = [&] {
+    for (;;) {
+      size_t task_idx = 0;
+      {
+        std::lock_guard lock(add_mu);
+        if (added == tasks.size() || !ready[added]) {
+          adding = false;
+          return;
+        }
+        task_idx = added++;
       }
-      embedded::ExcludeUsers(*columns, unpurged);
-      query::EventBatch batch = embedded::BatchFromColumns(*columns, paths, user_directory_);
-      auto partial = std::make_shared<query::AggregateResult>();
-      query::Aggregate(task.slice, batch, *partial);
-      task.partial = partial;
-      partial_cache_.Put(task.key, task.partial);
+      add(tasks[task_idx], read[task_idx]);
     }
   };
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t task_idx = next++; task_idx < tasks.size(); task_idx = next++) {
+      Task& task = tasks[task_idx];
+      if (task.partial) continue;
+      task.status = embedded::ReadSegmentRows(task.segment->info.path, keep_partials ? task.slice : query, paths,
+                                              unpurged, context, read[task_idx]);
+      {
+        std::lock_guard lock(add_mu);
+        ready[task_idx] = 1;
+        if (adding) continue;  // the adding thread will come to it
+        adding = true;
+      }
+      add_ready();
+    }
+  };
+  size_t pending = 0;
+  for (const auto& task : tasks) pending += task.partial == nullptr;
   const size_t hardware = std::max(1u, std::thread::hardware_concurrency());
-  const size_t threads = std::min(pending.size(), options_.query_threads > 0 ? size_t(options_.query_threads) : hardware);
+  const size_t threads = std::min(pending, options_.query_threads > 0 ? size_t(options_.query_threads) : hardware);
   std::vector<std::thread> workers;
   for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) workers.emplace_back(work);
   work();
   for (auto& worker : workers) worker.join();
-  for (auto& task : tasks) {
-    ANALYTICS_RETURN_IF_ERROR(task.status);
-    result.Merge(*task.partial, task.offset, buckets);
+  {
+    std::lock_guard lock(add_mu);
+    adding = true;  // every thread is done: the rest (cached partials after the last read) is added here
   }
+  add_ready();
+  for (auto& task : tasks) ANALYTICS_RETURN_IF_ERROR(task.status);
 
   if (!memory.rows.empty()) {
-    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, request);
+    embedded::SegmentColumns columns =
+        embedded::ColumnsFromEvents(memory.rows, embedded::ColumnsFor(paths, query.collect_users));
     query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
     query::AggregateResult memory;
     query::Aggregate(query, batch, memory);

@@ -198,6 +198,11 @@ class EmbeddedEventStore final : public EventStore {
   bool maintenance_due_ = false;  // guarded by loop_mu_; a flush wrote segments
   std::thread flusher_;
   std::thread maintainer_;
+
+  // What queries keep of each segment (footers, the dense ids of its users: query_exec.h), in a budget of its
+  // own: kept whatever query_cache_bytes says, like the user directory.
+  static constexpr uint64_t kSegmentStateBytes = 256ULL << 20;
+  embedded::SegmentCache segment_cache_{kSegmentStateBytes};
 };
 
 }  // namespace analytics::store

@@ -1,38 +1,50 @@
-// Embedded query execution: column conversion, dense users, partial cache.
+// Embedded query execution: column conversion, dense users, per-part segment reading, caches.
 #include "store/embedded/query_exec.h"
 
+#include <xxhash.h>
+
 #include <algorithm>
+#include <cmath>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
+
+#include "query/aggregator.h"
+#include "store/embedded/column_codec.h"
+#include "store/embedded/segment_format.h"
+#include "store/embedded/segment_reader.h"
 
 namespace analytics::store::embedded {
 
 namespace {
 
+using common::Result;
+using common::Status;
+using query::AggregateQuery;
 using query::EventBatch;
+using query::kNoUser;
 using QueryColumn = query::PropertyColumn;
 using QueryKind = query::ValueKind;
 
 std::string_view TopLevel(std::string_view path) { return path.substr(0, path.find('.')); }
 
-QueryColumn FromStrings(const StringColumn& column, size_t rows) {
+QueryColumn FromStrings(StringColumn& column, size_t rows) {
   QueryColumn out;
   out.Resize(rows);
-  out.strings = column.dictionary;
   for (size_t row = 0; row < rows && row < column.codes.size(); ++row) {
     const uint32_t code = column.codes[row];
     if (code >= column.dictionary.size() || column.dictionary[code].empty()) continue;
     out.kinds[row] = QueryKind::kString;
     out.codes[row] = code;
   }
+  out.strings = std::move(column.dictionary);
   return out;
 }
 
-QueryColumn FromProperty(const PropertyColumn& column, size_t rows) {
+QueryColumn FromProperty(PropertyColumn& column, size_t rows) {
   QueryColumn out;
   out.Resize(rows);
-  out.strings = column.strings;
   bool any_json = false;
   for (size_t row = 0; row < rows && row < column.kinds.size(); ++row) {
     switch (column.kinds[row]) {
@@ -61,6 +73,7 @@ QueryColumn FromProperty(const PropertyColumn& column, size_t rows) {
     }
   }
   if (any_json) out.others = column.strings;
+  out.strings = std::move(column.strings);
   return out;
 }
 
@@ -128,23 +141,145 @@ QueryColumn Descend(const QueryColumn& top, std::string_view rest, size_t rows) 
   return out;
 }
 
+uint64_t HashUser(std::string_view user) { return XXH3_64bits(user.data(), user.size()); }
+
+// The bitmap of `ids` but kNoUser (distinct, any order): marked in a bit array, then added in order, which
+// costs less than sorting them.
+Roaring BitmapOf(const std::vector<uint32_t>& ids) {
+  uint32_t max_id = 0;
+  size_t count = 0;
+  for (uint32_t id : ids) {
+    if (id == kNoUser) continue;
+    max_id = std::max(max_id, id);
+    ++count;
+  }
+  Roaring bitmap;
+  if (count == 0) return bitmap;
+  std::vector<uint64_t> bits(max_id / 64 + 1, 0);
+  for (uint32_t id : ids) {
+    if (id != kNoUser) bits[id / 64] |= uint64_t{1} << (id % 64);
+  }
+  std::vector<uint32_t> sorted;
+  sorted.reserve(count);
+  for (size_t word_idx = 0; word_idx < bits.size(); ++word_idx) {
+    for (uint64_t word = bits[word_idx]; word != 0; word &= word - 1) {
+      sorted.push_back(static_cast<uint32_t>(word_idx * 64 + static_cast<size_t>(__builtin_ctzll(word))));
+    }
+  }
+  bitmap.addMany(sorted.size(), sorted.data());
+  return bitmap;
+}
+
 }  // namespace
 
+// ---- UserDirectory ----------------------------------------------------------------------------------------
+
+uint32_t UserDirectory::FindLocked(std::string_view user, uint64_t hash) const {
+  if (slots_.empty()) return kNoUser;
+  const uint64_t mask = slots_.size() - 1;
+  const uint64_t tag = hash >> 32;
+  for (uint64_t slot = hash & mask;; slot = (slot + 1) & mask) {
+    const uint64_t entry = slots_[slot];
+    if (entry == 0) return kNoUser;
+    if ((entry >> 32) == tag) {
+      const auto id = static_cast<uint32_t>(entry) - 1;
+      if (NameLocked(id) == user) return id;
+    }
+  }
+}
+
+uint32_t UserDirectory::InsertLocked(std::string_view user, uint64_t hash) {
+  const size_t count = offsets_.size() - 1;
+  if ((count + 1) * 2 > slots_.size()) {
+    std::vector<uint64_t> slots(std::max<size_t>(1024, slots_.size() * 2), 0);
+    const uint64_t mask = slots.size() - 1;
+    for (uint32_t id = 0; id < count; ++id) {
+      const uint64_t rehash = HashUser(NameLocked(id));
+      uint64_t slot = rehash & mask;
+      while (slots[slot] != 0) slot = (slot + 1) & mask;
+      slots[slot] = ((rehash >> 32) << 32) | (uint64_t{id} + 1);
+    }
+    slots_ = std::move(slots);
+  }
+  const auto id = static_cast<uint32_t>(count);
+  arena_.insert(arena_.end(), user.begin(), user.end());
+  offsets_.push_back(arena_.size());
+  const uint64_t mask = slots_.size() - 1;
+  uint64_t slot = hash & mask;
+  while (slots_[slot] != 0) slot = (slot + 1) & mask;
+  slots_[slot] = ((hash >> 32) << 32) | (uint64_t{id} + 1);
+  bytes_ = slots_.capacity() * sizeof(uint64_t) + arena_.capacity() + offsets_.capacity() * sizeof(uint64_t);
+  return id;
+}
+
 uint32_t UserDirectory::IdOf(std::string_view user) {
+  std::vector<uint32_t> ids;
+  IdsOf({user}, ids);
+  return ids.front();
+}
+
+void UserDirectory::IdsOf(const std::vector<std::string_view>& users, std::vector<uint32_t>& ids) {
+  const size_t count = users.size();
+  ids.assign(count, kNoUser);
+  std::vector<uint64_t> hashes(count);
+  for (size_t user_idx = 0; user_idx < count; ++user_idx) hashes[user_idx] = HashUser(users[user_idx]);
+  std::vector<size_t> missing;
   {
     std::shared_lock lock(mu_);
-    auto it = ids_.find(std::string(user));
-    if (it != ids_.end()) return it->second;
+    if (!slots_.empty()) {
+      // Two passes with prefetches a few users ahead: the slot of each hash, then the name of each candidate,
+      // so that the cache misses of a batch overlap instead of following one another.
+      constexpr size_t kAhead = 8;
+      const uint64_t mask = slots_.size() - 1;
+      for (size_t user_idx = 0; user_idx < count; ++user_idx) {
+        if (user_idx + kAhead < count) __builtin_prefetch(&slots_[hashes[user_idx + kAhead] & mask]);
+        const uint64_t tag = hashes[user_idx] >> 32;
+        for (uint64_t slot = hashes[user_idx] & mask;; slot = (slot + 1) & mask) {
+          const uint64_t entry = slots_[slot];
+          if (entry == 0) break;
+          if ((entry >> 32) == tag) {
+            ids[user_idx] = static_cast<uint32_t>(entry) - 1;  // a candidate, checked below
+            break;
+          }
+        }
+      }
+      for (size_t user_idx = 0; user_idx < count; ++user_idx) {
+        if (user_idx + kAhead < count && ids[user_idx + kAhead] != kNoUser) {
+          __builtin_prefetch(arena_.data() + offsets_[ids[user_idx + kAhead]]);
+        }
+        if (users[user_idx].empty()) {
+          ids[user_idx] = kNoUser;
+          continue;
+        }
+        if (ids[user_idx] == kNoUser || NameLocked(ids[user_idx]) != users[user_idx]) {
+          ids[user_idx] = FindLocked(users[user_idx], hashes[user_idx]);  // a tag collision: probe on
+        }
+        if (ids[user_idx] == kNoUser) missing.push_back(user_idx);
+      }
+    } else {
+      for (size_t user_idx = 0; user_idx < count; ++user_idx) {
+        if (!users[user_idx].empty()) missing.push_back(user_idx);
+      }
+    }
   }
+  if (missing.empty()) return;
   std::unique_lock lock(mu_);
-  auto [it, inserted] = ids_.try_emplace(std::string(user), static_cast<uint32_t>(ids_.size()));
-  if (inserted) bytes_ += user.size() + 64;
-  return it->second;
+  for (size_t user_idx : missing) {
+    ids[user_idx] = FindLocked(users[user_idx], hashes[user_idx]);  // another reader may have added it
+    if (ids[user_idx] == kNoUser) ids[user_idx] = InsertLocked(users[user_idx], hashes[user_idx]);
+  }
+}
+
+uint32_t UserDirectory::Find(std::string_view user) const {
+  if (user.empty()) return kNoUser;
+  const uint64_t hash = HashUser(user);
+  std::shared_lock lock(mu_);
+  return FindLocked(user, hash);
 }
 
 size_t UserDirectory::size() const {
   std::shared_lock lock(mu_);
-  return ids_.size();
+  return offsets_.size() - 1;
 }
 
 uint64_t UserDirectory::memory_bytes() const {
@@ -152,9 +287,72 @@ uint64_t UserDirectory::memory_bytes() const {
   return bytes_;
 }
 
-SegmentColumnRequest ColumnsFor(const std::vector<std::string>& paths) {
+// ---- SegmentCache -----------------------------------------------------------------------------------------
+
+uint64_t PartUsers::MemoryBytes() const {
+  return sizeof(PartUsers) + ids.capacity() * sizeof(uint32_t) + all.getSizeInBytes();
+}
+
+Result<std::shared_ptr<SegmentState>> SegmentCache::Get(const std::string& path) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(path);
+    if (it != index_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      return it->second->state;
+    }
+  }
+  auto state = std::make_shared<SegmentState>();
+  ANALYTICS_ASSIGN_OR_RETURN(state->format, v3::SegmentFormatOf(path));
+  uint64_t bytes = sizeof(SegmentState) + path.size() + 128;
+  if (state->format != 2) {
+    ANALYTICS_ASSIGN_OR_RETURN(auto file, v3::SegmentFile::Open(path));
+    state->footer = file->shared_footer();
+    state->file_bytes = file->file_bytes();
+    state->users.resize(file->part_count());
+    for (const v3::Part& part : state->footer->parts) {
+      bytes += sizeof(v3::Part) + (part.columns.size() + 1) * (sizeof(v3::ColumnEntry) + 24);
+    }
+  }
+  if (max_bytes_ == 0) return state;
+  std::lock_guard lock(mu_);
+  auto it = index_.find(path);
+  if (it != index_.end()) return it->second->state;  // another query read it meanwhile
+  lru_.push_front({path, state, bytes});
+  index_[path] = lru_.begin();
+  bytes_ += bytes;
+  EvictLocked();
+  return state;
+}
+
+void SegmentCache::Charge(const std::string& path, uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  auto it = index_.find(path);
+  if (it == index_.end()) return;
+  it->second->bytes += bytes;
+  bytes_ += bytes;
+  EvictLocked();
+}
+
+void SegmentCache::EvictLocked() {
+  while (bytes_ > max_bytes_ && lru_.size() > 1) {
+    bytes_ -= lru_.back().bytes;
+    index_.erase(lru_.back().path);
+    lru_.pop_back();
+  }
+}
+
+uint64_t SegmentCache::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
+}
+
+// ---- Columns and batches ----------------------------------------------------------------------------------
+
+SegmentColumnRequest ColumnsFor(const std::vector<std::string>& paths, bool need_users) {
   SegmentColumnRequest request;
-  request.user = request.time = request.type = true;
+  request.user = need_users;
+  request.time = request.type = true;
   for (const auto& path : paths) {
     if (path == "game_id") request.game_id = true;
     else if (path == "session_id") request.session_id = true;
@@ -162,7 +360,7 @@ SegmentColumnRequest ColumnsFor(const std::vector<std::string>& paths) {
     else if (path == "country") request.country = true;
     else if (path == "platform") request.platform = true;
     else if (path == "amount") request.amount = true;
-    else if (path == "user_id") continue;
+    else if (path == "user_id") request.user = true;
     else {
       const std::string top(TopLevel(path));
       if (std::find(request.properties.begin(), request.properties.end(), top) == request.properties.end()) {
@@ -173,7 +371,8 @@ SegmentColumnRequest ColumnsFor(const std::vector<std::string>& paths) {
   return request;
 }
 
-EventBatch BatchFromColumns(SegmentColumns& columns, const std::vector<std::string>& paths, UserDirectory& users) {
+EventBatch BatchFromColumns(SegmentColumns& columns, const std::vector<std::string>& paths, UserDirectory& users,
+                            const std::vector<uint32_t>* run_ids) {
   EventBatch batch;
   const size_t rows = columns.rows;
   batch.rows = rows;
@@ -184,14 +383,21 @@ EventBatch BatchFromColumns(SegmentColumns& columns, const std::vector<std::stri
     batch.min_time_ms = std::min(batch.min_time_ms, time);
     batch.max_time_ms = std::max(batch.max_time_ms, time);
   }
-  std::vector<uint32_t> dense(columns.users.size(), query::kNoUser);
-  for (size_t user_idx = 0; user_idx < columns.users.size(); ++user_idx) {
-    if (!columns.users[user_idx].empty()) dense[user_idx] = users.IdOf(columns.users[user_idx]);
-  }
-  batch.users.resize(rows, query::kNoUser);
-  for (size_t row = 0; row < rows && row < columns.user_codes.size(); ++row) {
-    const uint32_t code = columns.user_codes[row];
-    if (code < dense.size()) batch.users[row] = dense[code];
+  if (run_ids != nullptr && run_ids->size() == columns.user_runs.size()) {
+    batch.users.reserve(rows);
+    for (size_t run_idx = 0; run_idx < run_ids->size(); ++run_idx) {
+      batch.users.insert(batch.users.end(), columns.user_runs[run_idx], (*run_ids)[run_idx]);
+    }
+    batch.users.resize(rows, kNoUser);
+  } else if (!columns.user_codes.empty()) {
+    std::vector<std::string_view> names(columns.users.begin(), columns.users.end());
+    std::vector<uint32_t> dense;
+    users.IdsOf(names, dense);
+    batch.users.resize(rows, kNoUser);
+    for (size_t row = 0; row < rows && row < columns.user_codes.size(); ++row) {
+      const uint32_t code = columns.user_codes[row];
+      if (code < dense.size()) batch.users[row] = dense[code];
+    }
   }
   for (const auto& path : paths) {
     if (batch.properties.count(path)) continue;
@@ -221,9 +427,19 @@ EventBatch BatchFromColumns(SegmentColumns& columns, const std::vector<std::stri
       if (it == columns.properties.end()) {
         column.Resize(rows);
       } else if (top.size() == path.size()) {
-        column = FromProperty(*it, rows);
+        // Several paths may share a top-level column: convert a copy unless this is its only use.
+        const bool shared = std::count_if(paths.begin(), paths.end(), [&](const std::string& other) {
+                              return TopLevel(other) == top;
+                            }) > 1;
+        if (shared) {
+          PropertyColumn copy = *it;
+          column = FromProperty(copy, rows);
+        } else {
+          column = FromProperty(*it, rows);
+        }
       } else {
-        column = Descend(FromProperty(*it, rows), std::string_view(path).substr(top.size() + 1), rows);
+        PropertyColumn copy = *it;
+        column = Descend(FromProperty(copy, rows), std::string_view(path).substr(top.size() + 1), rows);
       }
     }
     batch.properties.emplace(path, std::move(column));
@@ -231,7 +447,255 @@ EventBatch BatchFromColumns(SegmentColumns& columns, const std::vector<std::stri
   return batch;
 }
 
-std::shared_ptr<const query::AggregateResult> PartialCache::Get(const std::string& key) {
+// ---- Segment reading --------------------------------------------------------------------------------------
+
+namespace {
+
+bool ReadsType(const AggregateQuery& query, const std::string& type) {
+  return query.event_types.empty() ||
+         std::find(query.event_types.begin(), query.event_types.end(), type) != query.event_types.end();
+}
+
+// A segment as one query reads it: its cached state, the file opened on first need.
+class SegmentReader {
+ public:
+  SegmentReader(const std::string& path, std::shared_ptr<SegmentState> state, SegmentReadContext& context)
+      : path_(path), state_(std::move(state)), context_(context) {}
+
+  const v3::Footer& footer() const { return *state_->footer; }
+
+  Result<const v3::SegmentFile*> File() {
+    if (!file_) {
+      ANALYTICS_ASSIGN_OR_RETURN(file_, v3::SegmentFile::Open(path_, state_->footer, state_->file_bytes));
+    }
+    return file_.get();
+  }
+
+  // The dense ids of a part's users, computed on first use and kept with the segment's state.
+  Result<std::shared_ptr<const PartUsers>> Users(size_t part_idx) {
+    // A later part's users are references to the first part's (format 4): their ids come from there.
+    std::shared_ptr<const PartUsers> first;
+    if (part_idx > 0 && footer().format >= 4) {
+      ANALYTICS_ASSIGN_OR_RETURN(first, Users(0));
+    }
+    std::lock_guard lock(state_->mu);  // one reader decodes, the others wait for it
+    if (state_->users[part_idx]) return state_->users[part_idx];
+    ANALYTICS_ASSIGN_OR_RETURN(const v3::SegmentFile* file, File());
+    v3::PartUserList list;
+    ANALYTICS_RETURN_IF_ERROR(v3::ReadPartUsers(*file, part_idx, list, first ? first->ids.size() : UINT64_MAX));
+    auto users = std::make_shared<PartUsers>();
+    context_.users.IdsOf(list.users, users->ids);
+    if (first) {
+      std::vector<uint32_t> extras = std::move(users->ids);
+      users->ids.resize(list.base_refs.size());
+      size_t extra_idx = 0;
+      for (size_t user_idx = 0; user_idx < list.base_refs.size(); ++user_idx) {
+        const uint32_t ref = list.base_refs[user_idx];
+        users->ids[user_idx] = ref == kExtraUser ? extras[extra_idx++] : first->ids[ref];
+      }
+    }
+    users->all = BitmapOf(users->ids);
+    users->has_empty = std::find(users->ids.begin(), users->ids.end(), kNoUser) != users->ids.end();
+    users->all.runOptimize();
+    users->all.shrinkToFit();
+    state_->users[part_idx] = users;
+    context_.segments.Charge(path_, users->MemoryBytes());
+    return std::shared_ptr<const PartUsers>(users);
+  }
+
+  // Whether a part holds rows of one of `excluded` (users whose rows a query leaves out).
+  Result<bool> HoldsAny(size_t part_idx, const std::set<std::string, std::less<>>& excluded) {
+    if (excluded.empty()) return false;
+    ANALYTICS_ASSIGN_OR_RETURN(auto users, Users(part_idx));
+    for (const auto& user : excluded) {
+      if (user.empty() && users->has_empty) return true;
+      const uint32_t id = context_.users.Find(user);
+      if (id != kNoUser && users->all.contains(id)) return true;
+    }
+    return false;
+  }
+
+  // One part as a batch holding `paths` (users when `need_users`), without the rows of `excluded`.
+  Result<EventBatch> Batch(size_t part_idx, const std::vector<std::string>& paths, bool need_users,
+                           const std::set<std::string, std::less<>>& excluded) {
+    ANALYTICS_ASSIGN_OR_RETURN(const bool exclude, HoldsAny(part_idx, excluded));
+    ANALYTICS_ASSIGN_OR_RETURN(const v3::SegmentFile* file, File());
+    SegmentColumnRequest request = ColumnsFor(paths, /*need_users=*/exclude);
+    if (exclude) {
+      // Rare (between an erasure and the purge that rewrites the segment): the user strings decide.
+      ANALYTICS_ASSIGN_OR_RETURN(SegmentColumns columns, v3::ReadPartColumns(*file, part_idx, request));
+      ExcludeUsers(columns, excluded);
+      return BatchFromColumns(columns, paths, context_.users);
+    }
+    std::shared_ptr<const PartUsers> users;
+    if (need_users) {
+      request.runs = true;
+      ANALYTICS_ASSIGN_OR_RETURN(users, Users(part_idx));
+    }
+    ANALYTICS_ASSIGN_OR_RETURN(SegmentColumns columns, v3::ReadPartColumns(*file, part_idx, request));
+    return BatchFromColumns(columns, paths, context_.users, users ? &users->ids : nullptr);
+  }
+
+ private:
+  const std::string& path_;
+  std::shared_ptr<SegmentState> state_;
+  SegmentReadContext& context_;
+  std::unique_ptr<v3::SegmentFile> file_;
+};
+
+// Format 2 files hold no parts: decoded whole, as before.
+Result<EventBatch> WholeSegmentBatch(const std::string& path, const std::vector<std::string>& paths,
+                                     const std::set<std::string, std::less<>>& excluded, UserDirectory& users) {
+  ANALYTICS_ASSIGN_OR_RETURN(SegmentColumns columns, ReadSegmentColumns(path, ColumnsFor(paths)));
+  ExcludeUsers(columns, excluded);
+  return BatchFromColumns(columns, paths, users);
+}
+
+// The bucket of `query` that holds all of [min_ms, max_ms], or -1.
+int64_t OneBucket(const AggregateQuery& query, int64_t min_ms, int64_t max_ms) {
+  const auto& bounds = query.bounds;
+  const auto upper = std::upper_bound(bounds.begin(), bounds.end(), min_ms);
+  if (upper == bounds.begin() || upper == bounds.end() || max_ms >= *upper) return -1;
+  return upper - bounds.begin() - 1;
+}
+
+// A weight whose products with row counts, and their sums, are exact in a double (so the fast path's
+// count × weight equals the row-by-row sum bit for bit).
+bool SmallInteger(double weight) { return std::trunc(weight) == weight && std::fabs(weight) <= 1048576.0; }
+
+}  // namespace
+
+Status ReadSegmentRows(const std::string& path, const AggregateQuery& query, const std::vector<std::string>& paths,
+                       const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
+                       SegmentRows& out) {
+  if (query.bounds.size() < 2) return Status::Ok();
+  ANALYTICS_ASSIGN_OR_RETURN(auto state, context.segments.Get(path));
+  if (state->format == 2) {
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users));
+    out.batches.push_back(std::move(batch));
+    out.order.push_back(SegmentRows::kBatch);
+    return Status::Ok();
+  }
+  SegmentReader reader(path, state, context);
+  const v3::Footer& footer = reader.footer();
+  if (footer.rows == 0 || footer.max_time_ms < query.bounds.front() || footer.min_time_ms >= query.bounds.back()) {
+    return Status::Ok();
+  }
+  // As one batch of the whole segment would: the ungrouped cells exist once the segment's time range meets
+  // the bounds and one of its types is read, whichever part holds the rows.
+  if (query.group_by.empty()) {
+    out.ungrouped = std::any_of(footer.type_counts.begin(), footer.type_counts.end(),
+                                [&](const auto& entry) { return ReadsType(query, entry.first); });
+    if (!out.ungrouped) return Status::Ok();
+  }
+  const bool counts_only =
+      query.filter.IsTrue() && query.group_by.empty() && query.value_property.empty() && !query.collect_values;
+  for (size_t part_idx = 0; part_idx < footer.parts.size(); ++part_idx) {
+    const v3::Part& part = footer.parts[part_idx];
+    if (part.rows == 0 || part.max_time_ms < query.bounds.front() || part.min_time_ms >= query.bounds.back()) continue;
+    bool all_read = true, any_read = false, exact_weights = true;
+    double weighted_count = 0;
+    for (const auto& type : part.types) {
+      if (!ReadsType(query, type)) {
+        all_read = false;
+        continue;
+      }
+      any_read = true;
+      auto weight = query.weights.find(type);
+      const double type_weight = weight == query.weights.end() ? 1.0 : weight->second;
+      exact_weights = exact_weights && SmallInteger(type_weight);
+      weighted_count += type_weight * static_cast<double>(footer.type_counts.at(type));
+    }
+    if (!any_read) continue;
+    const int64_t bucket =
+        counts_only && all_read && exact_weights ? OneBucket(query, part.min_time_ms, part.max_time_ms) : -1;
+    if (bucket >= 0) {
+      // Every row of the part is read, into one cell: its counts come from the footer, its users from the
+      // part's cached ids. Unless an excluded user has rows here.
+      ANALYTICS_ASSIGN_OR_RETURN(const bool exclude, reader.HoldsAny(part_idx, excluded));
+      if (!exclude) {
+        SegmentRows::PartCell& cell = out.cells.emplace_back();
+        cell.bucket = static_cast<size_t>(bucket);
+        cell.weighted_count = weighted_count;
+        cell.rows = part.rows;
+        cell.newest_ms = part.max_time_ms;
+        if (query.collect_users) {
+          ANALYTICS_ASSIGN_OR_RETURN(cell.users, reader.Users(part_idx));
+        }
+        out.order.push_back(SegmentRows::kCell);
+        continue;
+      }
+    }
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, query.collect_users, excluded));
+    out.batches.push_back(std::move(batch));
+    out.order.push_back(SegmentRows::kBatch);
+  }
+  return Status::Ok();
+}
+
+void AddSegmentRows(const AggregateQuery& query, const SegmentRows& rows, query::AggregateResult& out,
+                    query::GroupIndex* index, query::CellStaging* staging) {
+  if (query.bounds.size() < 2) return;
+  const size_t buckets = query.bounds.size() - 1;
+  if (rows.ungrouped) {
+    auto [it, inserted] = out.groups.try_emplace(query::GroupKey{});
+    if (inserted) it->second.resize(buckets);
+  }
+  // In the parts' order, as the rows of one batch of the segment would be added.
+  size_t cell_idx = 0, batch_idx = 0;
+  for (const int8_t source : rows.order) {
+    if (source == SegmentRows::kCell) {
+      const SegmentRows::PartCell& part = rows.cells[cell_idx++];
+      query::AggregateCell& cell = out.groups[query::GroupKey{}][part.bucket];
+      cell.weighted_count += part.weighted_count;
+      if (part.users) cell.users |= part.users->all;
+      out.rows_read += part.rows;
+      out.newest_event_ms = std::max(out.newest_event_ms, part.newest_ms);
+    } else {
+      query::Aggregate(query, rows.batches[batch_idx++], out, index, staging);
+    }
+  }
+  if (staging != nullptr) staging->Flush();
+}
+
+Status AggregateSegment(const std::string& path, const AggregateQuery& query, const std::vector<std::string>& paths,
+                        const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
+                        query::AggregateResult& out, query::GroupIndex* index) {
+  SegmentRows rows;
+  ANALYTICS_RETURN_IF_ERROR(ReadSegmentRows(path, query, paths, excluded, context, rows));
+  AddSegmentRows(query, rows, out, index);
+  return Status::Ok();
+}
+
+Status SelectSegmentRows(const std::string& path, const AggregateQuery& query,
+                         const std::vector<std::string>& properties, const std::vector<std::string>& paths,
+                         const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
+                         query::RowSet& out) {
+  if (query.bounds.size() < 2) return Status::Ok();
+  ANALYTICS_ASSIGN_OR_RETURN(auto state, context.segments.Get(path));
+  if (state->format == 2) {
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users));
+    query::SelectRows(query, batch, properties, out);
+    return Status::Ok();
+  }
+  SegmentReader reader(path, state, context);
+  const v3::Footer& footer = reader.footer();
+  for (size_t part_idx = 0; part_idx < footer.parts.size(); ++part_idx) {
+    const v3::Part& part = footer.parts[part_idx];
+    if (part.rows == 0 || part.max_time_ms < query.bounds.front() || part.min_time_ms >= query.bounds.back()) continue;
+    if (std::none_of(part.types.begin(), part.types.end(),
+                     [&](const std::string& type) { return ReadsType(query, type); })) {
+      continue;
+    }
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, /*need_users=*/true, excluded));
+    query::SelectRows(query, batch, properties, out);
+  }
+  return Status::Ok();
+}
+
+// ---- PartialCache -----------------------------------------------------------------------------------------
+
+std::shared_ptr<const query::PackedResult> PartialCache::Get(const std::string& key) {
   std::lock_guard lock(mu_);
   auto it = index_.find(key);
   if (it == index_.end()) {
@@ -243,8 +707,9 @@ std::shared_ptr<const query::AggregateResult> PartialCache::Get(const std::strin
   return it->second->value;
 }
 
-void PartialCache::Put(const std::string& key, std::shared_ptr<const query::AggregateResult> value) {
-  const uint64_t bytes = ResultBytes(*value) + key.size() + 128;
+void PartialCache::Put(const std::string& key, std::shared_ptr<const query::PackedResult> value) {
+  if (max_bytes_ == 0) return;
+  const uint64_t bytes = value->MemoryBytes() + key.size() + 128;
   if (bytes > max_bytes_ / 4) return;  // never let one entry push out most of the cache
   std::lock_guard lock(mu_);
   if (auto it = index_.find(key); it != index_.end()) {
@@ -273,16 +738,6 @@ uint64_t PartialCache::hits() const {
 uint64_t PartialCache::misses() const {
   std::lock_guard lock(mu_);
   return misses_;
-}
-
-uint64_t ResultBytes(const query::AggregateResult& result) {
-  uint64_t bytes = sizeof(result);
-  for (const auto& [key, cells] : result.groups) {
-    bytes += 64;
-    for (const auto& part : key) bytes += part ? part->size() + 32 : 32;
-    for (const auto& cell : cells) bytes += cell.MemoryBytes();
-  }
-  return bytes;
 }
 
 }  // namespace analytics::store::embedded

@@ -1,4 +1,4 @@
-// Segment reading entry points: dispatch by the file's magic to the format 3 reader (segment_reader.cc) or
+// Segment reading entry points: dispatch by the file's magic to the format 3/4 reader (segment_reader.cc) or
 // the format 2 reader (segment_v2.cc). The writer is segment_writer.cc.
 #include "store/embedded/segment.h"
 
@@ -50,8 +50,14 @@ Result<std::vector<SegmentColumnStats>> ReadSegmentColumnStats(const std::string
   if (format == 2) return v2::ReadColumnStats(path);
   ANALYTICS_ASSIGN_OR_RETURN(auto file, v3::SegmentFile::Open(path));
   std::vector<SegmentColumnStats> stats;
-  for (const auto& column : file->footer().columns) {
-    stats.push_back(SegmentColumnStats{column.name, column.size, column.raw_size});
+  for (size_t part_idx = 0; part_idx < file->part_count(); ++part_idx) {
+    const v3::Part& part = file->part(part_idx);
+    for (const auto& column : part.columns) {
+      stats.push_back(SegmentColumnStats{column.name, column.size, column.raw_size, part_idx});
+    }
+    if (part_idx > 0) {
+      stats.push_back(SegmentColumnStats{part.positions.name, part.positions.size, part.positions.raw_size, part_idx});
+    }
   }
   return stats;
 }

@@ -1,13 +1,16 @@
 // Immutable columnar segments: the on-disk form of events (docs/formats/segment.md).
 //
-// A segment holds the events of one day partition, sorted by (user, time, id). Format 3 (written now) keeps
-// users as runs, times as deltas within a user run, type/source/`data` shape as one small per-row dictionary
-// code, and shreds `data`: every top-level property becomes its own column of typed values (int, double,
-// bool, dictionary-coded string, exact JSON text for the rest), from which the original text is rebuilt
-// byte for byte. The typed well-known fields (game_id, amount, ...) are not stored again when they equal the
-// `data` property they were extracted from. Each column is compressed with zstd on its own, so a query reads
-// and decodes only the columns it needs (ReadSegmentColumns). A footer records every column's offset, size
-// and checksum, the row count, min/max time and per-type counts (for pruning). Format 2 files are still read.
+// A segment holds the events of one day partition, sorted by (user, time, id). Format 3 keeps users as runs,
+// times as deltas within a user run, type/source/`data` shape as one small per-row dictionary code, and shreds
+// `data`: every top-level property becomes its own column of typed values (int, double, bool,
+// dictionary-coded string, exact JSON text for the rest), from which the original text is rebuilt byte for
+// byte. The typed well-known fields (game_id, amount, ...) are not stored again when they equal the `data`
+// property they were extracted from. Each column is compressed with zstd on its own, so a query reads and
+// decodes only the columns it needs (ReadSegmentColumns). Format 4 (written now) adds parts: the rows of rare
+// event types (purchases, refunds: each at most 1/64 of the rows) are stored apart, each part a full set of
+// format 3 columns, so a query on them reads a few small blocks. A footer records every column's offset, size
+// and checksum, the row count, min/max time and per-type counts (for pruning), and per part its rows, types
+// and times. Formats 3 and 2 are still read.
 // Files are written to a temporary name, fsynced and renamed, so a reader never sees a partial segment; a
 // damaged segment is reported as Corruption naming its path (and the column), never a crash.
 // Thread-safety: SegmentInfo is immutable; the functions are reentrant.
@@ -34,13 +37,17 @@ struct SegmentInfo {
   std::map<std::string, uint64_t> type_counts;
 };
 
-// Sorts `events` by (user, time, id) and writes them as one segment (format 3) at `path` (atomically), each
+// Sorts `events` by (user, time, id) and writes them as one segment (format 4) at `path` (atomically), each
 // column compressed with zstd at `level`. IOError when the file cannot be written.
 common::Result<SegmentInfo> WriteSegment(const std::string& path, const std::vector<events::StoredEvent>& events,
                                          int zstd_level = 3);
 // The same for events held elsewhere (the flush writes the memtable's events without copying them).
 common::Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<const events::StoredEvent*> events,
                                          int zstd_level = 3);
+
+// Test hook: segments of at least `rows` rows store their rare event types in parts of their own (the default,
+// 0, is 4096 rows; docs/formats/segment.md).
+void SetMinRowsForPartsForTest(size_t rows);
 
 // Reads the footer only. Corruption (with the path) for a damaged or foreign file.
 common::Result<SegmentInfo> ReadSegmentInfo(const std::string& path);
@@ -55,6 +62,7 @@ common::Status ReadSegmentEvents(const std::string& path, std::vector<events::St
 // Which columns ReadSegmentColumns decodes. Unrequested vectors stay empty.
 struct SegmentColumnRequest {
   bool user = false;      // users + user_runs + user_codes
+  bool runs = false;      // user_runs only (the row counts of the users, without the users)
   bool time = false;      // time_ms
   bool received = false;  // received_ms
   bool type = false;      // type
@@ -106,18 +114,21 @@ struct SegmentColumns {
   std::vector<PropertyColumn> properties;                // in request order
 };
 
-// Decodes only what `request` asks for (format 3 reads and decompresses only those columns; a format 2 file is
-// decoded whole and converted). Row order is the segment's. Rows equal ReadSegmentEvents' field by field;
-// a property's value is the top-level member of that name in the row's `data` (the first one if a raw,
-// non-compact `data` repeats a name). Corruption (with the path and column) on damage.
+// Decodes only what `request` asks for (formats 3 and 4 read and decompress only those columns, of every part;
+// a format 2 file is decoded whole and converted). Row order is the segment's (parts merged back by position).
+// Rows equal ReadSegmentEvents' field by field; a property's value is the top-level member of that name in the
+// row's `data` (the first one if a raw, non-compact `data` repeats a name). Corruption (with the path and
+// column) on damage.
 common::Result<SegmentColumns> ReadSegmentColumns(const std::string& path, const SegmentColumnRequest& request);
 
 // Per-column sizes from the footer (for benchmarks and diagnostics): compressed bytes on disk and decoded
-// bytes, in file order; `data` properties are named "data.<name>".
+// bytes, in file order; `data` properties are named "data.<name>". A format 4 file lists the columns of each
+// part under the same names (and "position" for the parts after the first), with the part's index.
 struct SegmentColumnStats {
   std::string name;
   uint64_t compressed_bytes = 0;
   uint64_t raw_bytes = 0;
+  size_t part = 0;
 };
 common::Result<std::vector<SegmentColumnStats>> ReadSegmentColumnStats(const std::string& path);
 

@@ -43,33 +43,87 @@ uint32_t GetFixed32(const char* bytes) {
   return value;
 }
 
-bool DecodeFooter(std::string_view bytes, Footer& footer) {
+bool DecodeColumnEntry(ColumnReader& reader, ColumnEntry& column) {
+  std::string_view name, crc;
+  if (!reader.GetBytes(name) || !reader.GetVarint(column.offset) || !reader.GetVarint(column.size) ||
+      !reader.GetVarint(column.raw_size) || !reader.GetRaw(4, crc)) {
+    return false;
+  }
+  column.name = name;
+  column.crc = GetFixed32(crc.data());
+  return true;
+}
+
+bool DecodeColumnList(ColumnReader& reader, std::vector<ColumnEntry>& columns) {
+  uint64_t column_count = 0;
+  // Every entry takes at least 8 bytes.
+  if (!reader.GetVarint(column_count) || column_count > reader.remaining()) return false;
+  columns.resize(column_count);
+  for (auto& column : columns) {
+    if (!DecodeColumnEntry(reader, column)) return false;
+  }
+  return true;
+}
+
+// Structure only; SegmentFile::Open checks the columns against the file and the parts against each other.
+bool DecodeFooter(std::string_view bytes, uint64_t format, Footer& footer) {
   ColumnReader reader(bytes);
-  uint64_t version = 0, type_count = 0, column_count = 0;
-  if (!reader.GetVarint(version) || version != kFormatVersion || !reader.GetVarint(footer.rows) ||
+  uint64_t version = 0, type_count = 0;
+  if (!reader.GetVarint(version) || version != format || !reader.GetVarint(footer.rows) ||
       !reader.GetZigzag(footer.min_time_ms) || !reader.GetZigzag(footer.max_time_ms) ||
       !reader.GetZigzag(footer.max_received_ms) || !reader.GetVarint(type_count) ||
       type_count > reader.remaining()) {
     return false;
   }
+  footer.format = version;
+  std::vector<std::string> types;
   for (uint64_t type_idx = 0; type_idx < type_count; ++type_idx) {
     std::string_view type;
     uint64_t count = 0;
     if (!reader.GetBytes(type) || !reader.GetVarint(count)) return false;
+    if (!types.empty() && !(types.back() < type)) return false;  // ascending, unique
+    types.emplace_back(type);
     footer.type_counts[std::string(type)] = count;
   }
-  if (!reader.GetVarint(column_count) || column_count > reader.remaining()) return false;
-  footer.columns.resize(column_count);
-  for (auto& column : footer.columns) {
-    std::string_view name, crc;
-    if (!reader.GetBytes(name) || !reader.GetVarint(column.offset) || !reader.GetVarint(column.size) ||
-        !reader.GetVarint(column.raw_size) || !reader.GetRaw(4, crc)) {
+  if (version == 3) {
+    Part& part = footer.parts.emplace_back();
+    part.rows = footer.rows;
+    part.min_time_ms = footer.min_time_ms;
+    part.max_time_ms = footer.max_time_ms;
+    part.types = std::move(types);
+    return DecodeColumnList(reader, part.columns) && reader.done();
+  }
+  uint64_t part_count = 0;
+  if (!reader.GetVarint(part_count) || part_count == 0 || part_count > reader.remaining()) return false;
+  footer.parts.resize(part_count);
+  for (size_t part_idx = 0; part_idx < part_count; ++part_idx) {
+    Part& part = footer.parts[part_idx];
+    uint64_t part_types = 0;
+    if (!reader.GetVarint(part.rows) || !reader.GetZigzag(part.min_time_ms) || !reader.GetZigzag(part.max_time_ms) ||
+        !reader.GetVarint(part_types) || part_types > types.size()) {
       return false;
     }
-    column.name = name;
-    column.crc = GetFixed32(crc.data());
+    uint64_t previous = 0;
+    for (uint64_t entry_idx = 0; entry_idx < part_types; ++entry_idx) {
+      uint64_t type_idx = 0;
+      if (!reader.GetVarint(type_idx) || type_idx >= types.size() || (entry_idx > 0 && type_idx <= previous)) {
+        return false;
+      }
+      previous = type_idx;
+      part.types.push_back(types[type_idx]);
+    }
+    if (part_idx > 0 && !DecodeColumnEntry(reader, part.positions)) return false;
+    if (!DecodeColumnList(reader, part.columns)) return false;
   }
   return reader.done();
+}
+
+void PutColumnEntry(std::string& out, const ColumnEntry& column) {
+  PutBytes(out, column.name);
+  PutVarint(out, column.offset);
+  PutVarint(out, column.size);
+  PutVarint(out, column.raw_size);
+  PutFixed32(out, column.crc);
 }
 
 }  // namespace
@@ -80,23 +134,39 @@ void PutFixed32(std::string& out, uint32_t value) {
 
 std::string EncodeFooter(const Footer& footer) {
   std::string out;
-  PutVarint(out, kFormatVersion);
+  PutVarint(out, footer.format);
   PutVarint(out, footer.rows);
   PutZigzag(out, footer.min_time_ms);
   PutZigzag(out, footer.max_time_ms);
   PutZigzag(out, footer.max_received_ms);
   PutVarint(out, footer.type_counts.size());
+  std::map<std::string_view, uint64_t> type_index;
   for (const auto& [type, count] : footer.type_counts) {
+    type_index.emplace(type, type_index.size());
     PutBytes(out, type);
     PutVarint(out, count);
   }
-  PutVarint(out, footer.columns.size());
-  for (const auto& column : footer.columns) {
-    PutBytes(out, column.name);
-    PutVarint(out, column.offset);
-    PutVarint(out, column.size);
-    PutVarint(out, column.raw_size);
-    PutFixed32(out, column.crc);
+  auto put_columns = [&](const std::vector<ColumnEntry>& columns) {
+    PutVarint(out, columns.size());
+    for (const auto& column : columns) PutColumnEntry(out, column);
+  };
+  if (footer.format == 3) {
+    put_columns(footer.parts.empty() ? std::vector<ColumnEntry>() : footer.parts.front().columns);
+    return out;
+  }
+  PutVarint(out, footer.parts.size());
+  for (size_t part_idx = 0; part_idx < footer.parts.size(); ++part_idx) {
+    const Part& part = footer.parts[part_idx];
+    PutVarint(out, part.rows);
+    PutZigzag(out, part.min_time_ms);
+    PutZigzag(out, part.max_time_ms);
+    PutVarint(out, part.types.size());
+    for (const auto& type : part.types) {
+      auto it = type_index.find(type);
+      PutVarint(out, it == type_index.end() ? footer.type_counts.size() : it->second);
+    }
+    if (part_idx > 0) PutColumnEntry(out, part.positions);
+    put_columns(part.columns);
   }
   return out;
 }
@@ -153,7 +223,8 @@ Result<int> SegmentFormatOf(const std::string& path) {
   const ssize_t got = ::pread(fd, magic, sizeof(magic), 0);
   ::close(fd);
   if (got != static_cast<ssize_t>(sizeof(magic))) return CorruptSegment(path, "not a segment file (bad magic)");
-  if (std::memcmp(magic, kMagic, sizeof(magic)) == 0) return 3;
+  if (std::memcmp(magic, kMagic, sizeof(magic)) == 0) return 4;
+  if (std::memcmp(magic, kMagicV3, sizeof(magic)) == 0) return 3;
   if (std::memcmp(magic, kMagicV2, sizeof(magic)) == 0) return 2;
   return CorruptSegment(path, "not a segment file (bad magic)");
 }
@@ -186,11 +257,16 @@ Result<std::unique_ptr<SegmentFile>> SegmentFile::Open(const std::string& path) 
   if (size < sizeof(kMagic) + kTrailerBytes) return CorruptSegment(path, "truncated (shorter than magic and trailer)");
   std::string head, trailer, footer_bytes;
   ANALYTICS_RETURN_IF_ERROR(file->ReadAt(0, sizeof(kMagic), head));
-  if (std::memcmp(head.data(), kMagic, sizeof(kMagic)) != 0) {
+  uint64_t format = 0;
+  if (std::memcmp(head.data(), kMagic, sizeof(kMagic)) == 0) {
+    format = 4;
+  } else if (std::memcmp(head.data(), kMagicV3, sizeof(kMagicV3)) == 0) {
+    format = 3;
+  } else {
     return CorruptSegment(path, "not a segment file (bad magic)");
   }
   ANALYTICS_RETURN_IF_ERROR(file->ReadAt(size - kTrailerBytes, kTrailerBytes, trailer));
-  if (std::memcmp(trailer.data() + 8, kEndMagic, sizeof(kEndMagic)) != 0) {
+  if (std::memcmp(trailer.data() + 8, format == 4 ? kEndMagic : kEndMagicV3, sizeof(kEndMagic)) != 0) {
     return CorruptSegment(path, "truncated (no end marker)");
   }
   const uint32_t footer_len = GetFixed32(trailer.data());
@@ -199,46 +275,124 @@ Result<std::unique_ptr<SegmentFile>> SegmentFile::Open(const std::string& path) 
   const uint64_t footer_start = size - kTrailerBytes - footer_len;
   ANALYTICS_RETURN_IF_ERROR(file->ReadAt(footer_start, footer_len, footer_bytes));
   if (Crc32(footer_bytes) != footer_crc) return CorruptSegment(path, "footer checksum mismatch");
-  if (!DecodeFooter(footer_bytes, file->footer_)) return CorruptSegment(path, "malformed footer");
-  const Footer& footer = file->footer_;
-  if (footer.columns.size() < kCoreColumnCount) return CorruptSegment(path, "unexpected column list");
-  std::set<std::string_view> property_names;
-  for (size_t column_idx = 0; column_idx < footer.columns.size(); ++column_idx) {
-    const ColumnEntry& column = footer.columns[column_idx];
-    if (column_idx < kCoreColumnCount) {
-      if (column.name != kCoreColumnNames[column_idx]) return CorruptSegment(path, "column order mismatch");
-    } else if (column.name.compare(0, kPropertyPrefix.size(), kPropertyPrefix) != 0 ||
-               !property_names.insert(column.name).second) {
-      return CorruptSegment(path, "bad property column name");
+  auto footer = std::make_shared<Footer>();
+  if (!DecodeFooter(footer_bytes, format, *footer)) return CorruptSegment(path, "malformed footer");
+  file->footer_ = footer;
+  // The parts: rows and types add up, every type in exactly one part, times inside the file's.
+  uint64_t rows = 0;
+  std::set<std::string_view> part_types;
+  for (size_t part_idx = 0; part_idx < footer->parts.size(); ++part_idx) {
+    const Part& part = footer->parts[part_idx];
+    uint64_t type_rows = 0;
+    for (const auto& type : part.types) {
+      if (!part_types.insert(type).second) return CorruptSegment(path, "a type in two parts");
+      type_rows += footer->type_counts.at(type);
     }
+    if (type_rows != part.rows || (part_idx > 0 && part.rows == 0)) return CorruptSegment(path, "bad part rows");
+    if (part.rows > 0 && (part.min_time_ms > part.max_time_ms || part.min_time_ms < footer->min_time_ms ||
+                          part.max_time_ms > footer->max_time_ms)) {
+      return CorruptSegment(path, "bad part times");
+    }
+    rows += part.rows;
+  }
+  if (rows != footer->rows || part_types.size() != footer->type_counts.size()) {
+    return CorruptSegment(path, "parts do not cover the rows");
+  }
+  auto check_bounds = [&](const ColumnEntry& column, size_t part_idx, size_t column_idx) -> Status {
     if (column.offset < sizeof(kMagic) || column.offset > footer_start || column.size > footer_start - column.offset) {
-      return file->ColumnCorrupt(column_idx, "out of bounds");
+      return file->PartColumnCorrupt(part_idx, column_idx, "out of bounds");
     }
-    if (column.raw_size / kMaxCompressionRatio > column.size) return file->ColumnCorrupt(column_idx, "absurd size");
+    if (column.raw_size / kMaxCompressionRatio > column.size) {
+      return file->PartColumnCorrupt(part_idx, column_idx, "absurd size");
+    }
+    return Status::Ok();
+  };
+  for (size_t part_idx = 0; part_idx < footer->parts.size(); ++part_idx) {
+    const Part& part = footer->parts[part_idx];
+    if (part.columns.size() < kCoreColumnCount) return CorruptSegment(path, "unexpected column list");
+    std::set<std::string_view> property_names;
+    for (size_t column_idx = 0; column_idx < part.columns.size(); ++column_idx) {
+      const ColumnEntry& column = part.columns[column_idx];
+      if (column_idx < kCoreColumnCount) {
+        if (column.name != kCoreColumnNames[column_idx]) return CorruptSegment(path, "column order mismatch");
+      } else if (column.name.compare(0, kPropertyPrefix.size(), kPropertyPrefix) != 0 ||
+                 !property_names.insert(column.name).second) {
+        return CorruptSegment(path, "bad property column name");
+      }
+      ANALYTICS_RETURN_IF_ERROR(check_bounds(column, part_idx, column_idx));
+    }
+    if (part_idx > 0) {
+      if (part.positions.name != kPositionsColumnName) return CorruptSegment(path, "bad position column name");
+      ANALYTICS_RETURN_IF_ERROR(check_bounds(part.positions, part_idx, kPositionsColumn));
+    }
   }
   return file;
 }
 
-std::string_view SegmentFile::property_name(size_t property_idx) const {
-  return std::string_view(footer_.columns[kCoreColumnCount + property_idx].name).substr(kPropertyPrefix.size());
+Result<std::unique_ptr<SegmentFile>> SegmentFile::Open(const std::string& path, std::shared_ptr<const Footer> footer,
+                                                       uint64_t file_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("cannot open segment " + path + ": " + std::strerror(errno));
+  std::unique_ptr<SegmentFile> file(new SegmentFile(path, fd));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::IOError("cannot stat segment " + path + ": " + std::strerror(errno));
+  if (static_cast<uint64_t>(st.st_size) != file_bytes) return CorruptSegment(path, "changed size since it was opened");
+  file->file_bytes_ = file_bytes;
+  file->footer_ = std::move(footer);
+  return file;
 }
 
-Status SegmentFile::ColumnCorrupt(size_t column_idx, const std::string& what) const {
-  return CorruptSegment(path_, "column " + footer_.columns[column_idx].name + ": " + what);
+std::string_view SegmentFile::property_name(size_t part_idx, size_t property_idx) const {
+  return std::string_view(part(part_idx).columns[kCoreColumnCount + property_idx].name).substr(kPropertyPrefix.size());
 }
 
-Result<std::string> SegmentFile::Column(size_t column_idx) const {
-  const ColumnEntry& column = footer_.columns[column_idx];
+Status SegmentFile::PartColumnCorrupt(size_t part_idx, size_t column_idx, const std::string& what) const {
+  const Part& part = footer_->parts[part_idx];
+  const std::string& name = column_idx == kPositionsColumn ? part.positions.name : part.columns[column_idx].name;
+  return CorruptSegment(path_, (part_idx > 0 ? "part " + std::to_string(part_idx) + ": " : std::string()) + "column " +
+                                   name + ": " + what);
+}
+
+Result<std::string> SegmentFile::PartColumn(size_t part_idx, size_t column_idx) const {
+  return Block(part(part_idx).columns[column_idx], part_idx, column_idx);
+}
+
+Result<std::string> SegmentFile::Positions(size_t part_idx) const {
+  return Block(part(part_idx).positions, part_idx, kPositionsColumn);
+}
+
+Result<std::string> SegmentFile::PartColumn(size_t part_idx, size_t column_idx, const std::string& range,
+                                            uint64_t range_offset) const {
+  const ColumnEntry& column = part(part_idx).columns[column_idx];
+  if (column.offset < range_offset || column.offset - range_offset > range.size() ||
+      column.size > range.size() - (column.offset - range_offset)) {
+    return PartColumn(part_idx, column_idx);
+  }
+  return Decompress(std::string_view(range).substr(column.offset - range_offset, column.size), column, part_idx,
+                    column_idx);
+}
+
+Status SegmentFile::ReadRange(uint64_t offset, uint64_t size, std::string& out) const {
+  if (offset > file_bytes_ || size > file_bytes_ - offset) return CorruptSegment(path_, "read out of bounds");
+  return ReadAt(offset, size, out);
+}
+
+Result<std::string> SegmentFile::Block(const ColumnEntry& column, size_t part_idx, size_t column_idx) const {
   std::string compressed;
   ANALYTICS_RETURN_IF_ERROR(ReadAt(column.offset, column.size, compressed));
-  if (Crc32(compressed) != column.crc) return ColumnCorrupt(column_idx, "checksum mismatch");
+  return Decompress(compressed, column, part_idx, column_idx);
+}
+
+Result<std::string> SegmentFile::Decompress(std::string_view compressed, const ColumnEntry& column, size_t part_idx,
+                                            size_t column_idx) const {
+  if (Crc32(compressed) != column.crc) return PartColumnCorrupt(part_idx, column_idx, "checksum mismatch");
   const unsigned long long declared = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
-  if (declared != column.raw_size) return ColumnCorrupt(column_idx, "size mismatch");
+  if (declared != column.raw_size) return PartColumnCorrupt(part_idx, column_idx, "size mismatch");
   std::string raw(column.raw_size, '\0');
   // One decompression context per thread: creating one per column costs more than small columns do.
   thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> context(ZSTD_createDCtx(), ZSTD_freeDCtx);
   const size_t got = ZSTD_decompressDCtx(context.get(), raw.data(), raw.size(), compressed.data(), compressed.size());
-  if (ZSTD_isError(got) || got != column.raw_size) return ColumnCorrupt(column_idx, "cannot decompress");
+  if (ZSTD_isError(got) || got != column.raw_size) return PartColumnCorrupt(part_idx, column_idx, "cannot decompress");
   return raw;
 }
 

@@ -1,10 +1,14 @@
-// Internals of segment format 3 shared by its writer and reader (docs/formats/segment.md): magic numbers,
-// the fixed columns, the per-row flags, the binary footer, and SegmentFile, which reads a format 3 file's
+// Internals of segment formats 3 and 4 shared by the writer and the reader (docs/formats/segment.md): magic
+// numbers, the fixed columns, the per-row flags, the binary footer, and SegmentFile, which reads a file's
 // footer and then single columns (bounds, checksum, size caps, zstd) on demand.
+// Format 4 is format 3 with parts: the rows of rare event types are stored apart, each part a complete set of
+// format 3 columns, so a query on such a type reads a few small blocks instead of whole columns. A format 3
+// file reads as one part.
 // Thread-safety: SegmentFile's const methods may be called concurrently (pread on one descriptor).
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <string>
@@ -15,8 +19,11 @@
 
 namespace analytics::store::embedded::v3 {
 
-inline constexpr char kMagic[8] = {'A', 'S', 'E', 'G', 'v', '0', '0', '3'};
-inline constexpr char kEndMagic[8] = {'A', 'S', 'E', 'G', 'E', 'N', 'D', '3'};
+// Format 4 (written now) and format 3 (still read).
+inline constexpr char kMagic[8] = {'A', 'S', 'E', 'G', 'v', '0', '0', '4'};
+inline constexpr char kEndMagic[8] = {'A', 'S', 'E', 'G', 'E', 'N', 'D', '4'};
+inline constexpr char kMagicV3[8] = {'A', 'S', 'E', 'G', 'v', '0', '0', '3'};
+inline constexpr char kEndMagicV3[8] = {'A', 'S', 'E', 'G', 'E', 'N', 'D', '3'};
 inline constexpr size_t kTrailerBytes = 16;  // u32 footer length, u32 footer crc32, end magic
 
 // The fixed columns, in file order; `data` property columns ("data.<name>") follow them.
@@ -28,6 +35,9 @@ inline constexpr const char* kCoreColumnNames[kCoreColumnCount] = {
     "layout", "user", "user_runs", "time", "received", "id", "game_id", "session_id", "amount", "currency", "country",
     "platform", "extensions", "data_raw"};
 inline constexpr std::string_view kPropertyPrefix = "data.";
+// The extra column of a part after the first (format 4), and its index in error messages.
+inline constexpr std::string_view kPositionsColumnName = "position";
+inline constexpr size_t kPositionsColumn = SIZE_MAX;
 
 // The typed StoredEvent fields that intake extracts from `data` members of the same name.
 enum WellKnownField : uint8_t { kFieldGame, kFieldSession, kFieldAmount, kFieldCurrency, kFieldCountry, kFieldPlatform,
@@ -70,15 +80,27 @@ struct ColumnEntry {
   uint32_t crc = 0;       // zlib crc32 of the compressed bytes
 };
 
+// One part: a complete set of columns (the core columns in order, then `data.<name>` columns) over some rows.
+struct Part {
+  uint64_t rows = 0;
+  int64_t min_time_ms = 0;  // of the part's rows (0 when it has none); the base of its `time` column
+  int64_t max_time_ms = 0;
+  std::vector<std::string> types;  // every row of these types is in this part (ascending)
+  ColumnEntry positions;           // parts after the first: the rows' places in the segment's order
+  std::vector<ColumnEntry> columns;
+};
+
 struct Footer {
+  uint64_t format = 4;  // 3 or 4; a format 3 footer has exactly one part
   uint64_t rows = 0;
   int64_t min_time_ms = 0;
   int64_t max_time_ms = 0;
   int64_t max_received_ms = 0;
   std::map<std::string, uint64_t> type_counts;
-  std::vector<ColumnEntry> columns;
+  std::vector<Part> parts;  // at least one
 };
 
+// The footer bytes of footer.format (3: parts[0] only, its types and times are the file's).
 std::string EncodeFooter(const Footer& footer);
 
 // Byte order of every fixed-width integer in the format.
@@ -95,33 +117,57 @@ common::Result<int> SegmentFormatOf(const std::string& path);
 
 class SegmentFile {
  public:
-  // Opens a format 3 file and reads and checks its footer (magic, end marker, checksum, column bounds and
-  // names). Corruption naming the path on any damage.
+  // Opens a format 3 or 4 file and reads and checks its footer (magic, end marker, checksum, column bounds and
+  // names, parts and their types). Corruption naming the path on any damage.
   static common::Result<std::unique_ptr<SegmentFile>> Open(const std::string& path);
+  // The same with the footer a previous Open of this (immutable) file read: only opens the file and checks
+  // its size.
+  static common::Result<std::unique_ptr<SegmentFile>> Open(const std::string& path,
+                                                           std::shared_ptr<const Footer> footer,
+                                                           uint64_t file_bytes);
   ~SegmentFile();
   SegmentFile(const SegmentFile&) = delete;
   SegmentFile& operator=(const SegmentFile&) = delete;
 
   const std::string& path() const { return path_; }
   uint64_t file_bytes() const { return file_bytes_; }
-  const Footer& footer() const { return footer_; }
-  size_t property_count() const { return footer_.columns.size() - kCoreColumnCount; }
-  // The property name of property column `property_idx` (without "data.").
-  std::string_view property_name(size_t property_idx) const;
+  const Footer& footer() const { return *footer_; }
+  const std::shared_ptr<const Footer>& shared_footer() const { return footer_; }
+  size_t part_count() const { return footer_->parts.size(); }
+  const Part& part(size_t part_idx) const { return footer_->parts[part_idx]; }
+  size_t property_count(size_t part_idx = 0) const { return part(part_idx).columns.size() - kCoreColumnCount; }
+  // The property name of property column `property_idx` of a part (without "data.").
+  std::string_view property_name(size_t property_idx) const { return property_name(0, property_idx); }
+  std::string_view property_name(size_t part_idx, size_t property_idx) const;
 
-  // Reads, checks (checksum, size caps) and decompresses column `column_idx` of the footer.
-  common::Result<std::string> Column(size_t column_idx) const;
-  // Corruption "segment <path>: column <name>: <what>".
-  common::Status ColumnCorrupt(size_t column_idx, const std::string& what) const;
+  // Reads, checks (checksum, size caps) and decompresses column `column_idx` of the first part.
+  common::Result<std::string> Column(size_t column_idx) const { return PartColumn(0, column_idx); }
+  common::Result<std::string> PartColumn(size_t part_idx, size_t column_idx) const;
+  // The same from `range`, the file's bytes from `range_offset` on (ReadRange), when it holds the column.
+  common::Result<std::string> PartColumn(size_t part_idx, size_t column_idx, const std::string& range,
+                                         uint64_t range_offset) const;
+  // The file's bytes [offset, offset + size) (checked against the file size).
+  common::Status ReadRange(uint64_t offset, uint64_t size, std::string& out) const;
+  // The `position` block of a part after the first.
+  common::Result<std::string> Positions(size_t part_idx) const;
+  // Corruption "segment <path>: column <name>: <what>" (first part), "segment <path>: part <k>: column <name>:
+  // <what>" (the others).
+  common::Status ColumnCorrupt(size_t column_idx, const std::string& what) const {
+    return PartColumnCorrupt(0, column_idx, what);
+  }
+  common::Status PartColumnCorrupt(size_t part_idx, size_t column_idx, const std::string& what) const;
 
  private:
   SegmentFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
   common::Status ReadAt(uint64_t offset, uint64_t size, std::string& out) const;
+  common::Result<std::string> Block(const ColumnEntry& column, size_t part_idx, size_t column_idx) const;
+  common::Result<std::string> Decompress(std::string_view compressed, const ColumnEntry& column, size_t part_idx,
+                                         size_t column_idx) const;
 
   std::string path_;
   int fd_ = -1;
   uint64_t file_bytes_ = 0;
-  Footer footer_;
+  std::shared_ptr<const Footer> footer_;
 };
 
 }  // namespace analytics::store::embedded::v3

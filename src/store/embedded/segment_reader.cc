@@ -192,8 +192,9 @@ struct Layout {
 // Decodes columns of one file on demand; views point into blocks_.
 class Decoder {
  public:
-  explicit Decoder(const SegmentFile& file)
-      : file_(file), rows_(file.footer().rows), blocks_(file.footer().columns.size()) {}
+  explicit Decoder(const SegmentFile& file, size_t part_idx = 0)
+      : file_(file), part_idx_(part_idx), rows_(file.part(part_idx).rows),
+        blocks_(file.part(part_idx).columns.size()) {}
 
   Status DecodeLayout();
   Status DecodeRuns();
@@ -224,14 +225,26 @@ class Decoder {
     return has;
   }
   uint32_t PropertyNamed(std::string_view name) const {
+    const size_t property_count = file_.property_count(part_idx_);
+    if (property_count <= kScannedProperties) {  // a few names (a rare type's part): compared, not hashed
+      for (uint32_t property_idx = 0; property_idx < property_count; ++property_idx) {
+        if (file_.property_name(part_idx_, property_idx) == name) return property_idx;
+      }
+      return kNone;
+    }
     auto it = property_by_name_.find(name);
     return it == property_by_name_.end() ? kNone : it->second;
   }
+  static constexpr size_t kScannedProperties = 24;
   bool AnyLayoutWithMode(int field, uint32_t mode) const {
     return std::any_of(layouts_.begin(), layouts_.end(),
                        [&](const Layout& layout) { return FieldModeOf(layout.flags, field) == mode; });
   }
   uint32_t field_property(int field) const { return field_property_[field]; }
+  size_t property_count() const { return file_.property_count(part_idx_); }
+  Status Corrupt(size_t column_idx, const std::string& what) const {
+    return file_.PartColumnCorrupt(part_idx_, column_idx, what);
+  }
 
   // Decoded columns, filled by the Decode* methods (read directly by the functions below).
   std::vector<std::string_view> types_, sources_;
@@ -250,16 +263,43 @@ class Decoder {
   std::vector<PropertyValues> properties_;
   std::vector<uint8_t> property_decoded_;
 
+  // For a part after the first: the first part's users, decoded by the caller (else read when needed). Must
+  // outlive the decoded columns.
+  void SetBaseUsers(const std::vector<std::string_view>* users) { base_users_ = users; }
+
  private:
   Result<std::string_view> Load(size_t column_idx) {
     if (blocks_[column_idx].empty()) {
-      ANALYTICS_ASSIGN_OR_RETURN(blocks_[column_idx], file_.Column(column_idx));
+      // A small part (a rare type's) is read with one pread on its first column read, the columns then taken
+      // from memory: a query reads several of its columns, each only a few KB.
+      if (!part_read_) {
+        part_read_ = true;
+        uint64_t begin = UINT64_MAX, end = 0;
+        for (const ColumnEntry& column : file_.part(part_idx_).columns) {
+          begin = std::min(begin, column.offset);
+          end = std::max(end, column.offset + column.size);
+        }
+        if (begin < end && end - begin <= kSmallPartBytes) {
+          ANALYTICS_RETURN_IF_ERROR(file_.ReadRange(begin, end - begin, part_bytes_));
+          part_begin_ = begin;
+        }
+      }
+      if (!part_bytes_.empty()) {
+        ANALYTICS_ASSIGN_OR_RETURN(blocks_[column_idx],
+                                   file_.PartColumn(part_idx_, column_idx, part_bytes_, part_begin_));
+      } else {
+        ANALYTICS_ASSIGN_OR_RETURN(blocks_[column_idx], file_.PartColumn(part_idx_, column_idx));
+      }
     }
     return std::string_view(blocks_[column_idx]);
   }
-  Status Corrupt(size_t column_idx, const std::string& what) const { return file_.ColumnCorrupt(column_idx, what); }
+  static constexpr uint64_t kSmallPartBytes = 256 << 10;
+  bool part_read_ = false;
+  std::string part_bytes_;  // the whole part's columns, when it is small
+  uint64_t part_begin_ = 0;
 
   const SegmentFile& file_;
+  const size_t part_idx_;
   const uint64_t rows_;
   std::vector<std::string> blocks_;
   std::unordered_map<std::string_view, uint32_t> property_by_name_;
@@ -272,12 +312,17 @@ class Decoder {
   uint64_t explicit_rows_[kWellKnownCount] = {};
   uint64_t raw_rows_ = 0;
   bool users_decoded_ = false, runs_decoded_ = false;
+  const std::vector<std::string_view>* base_users_ = nullptr;
+  std::string base_block_, base_storage_;
+  std::vector<std::string_view> own_base_users_;
 };
 
 Status Decoder::DecodeLayout() {
-  const size_t property_count = file_.property_count();
-  for (uint32_t property_idx = 0; property_idx < property_count; ++property_idx) {
-    property_by_name_.emplace(file_.property_name(property_idx), property_idx);
+  const size_t property_count = file_.property_count(part_idx_);
+  if (property_count > kScannedProperties) {
+    for (uint32_t property_idx = 0; property_idx < property_count; ++property_idx) {
+      property_by_name_.emplace(file_.property_name(part_idx_, property_idx), property_idx);
+    }
   }
   for (int field = 0; field < kWellKnownCount; ++field) field_property_[field] = PropertyNamed(kWellKnownNames[field]);
   properties_.resize(property_count);
@@ -366,8 +411,31 @@ Status Decoder::DecodeUsers() {
   ANALYTICS_RETURN_IF_ERROR(DecodeRuns());
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kUser));
   ColumnReader reader(block);
-  if (!ReadStringList(reader, rows_, users_storage_, users_) || users_.size() != user_runs_.size() || !reader.done()) {
-    return Corrupt(kUser, "bad user list");
+  if (part_idx_ == 0) {
+    if (!ReadStringList(reader, rows_, users_storage_, users_) || users_.size() != user_runs_.size() ||
+        !reader.done()) {
+      return Corrupt(kUser, "bad user list");
+    }
+  } else {
+    // References into the first part's users (docs/formats/segment.md, format 4).
+    if (base_users_ == nullptr) {
+      ANALYTICS_ASSIGN_OR_RETURN(base_block_, file_.PartColumn(0, kUser));
+      ColumnReader base_reader(base_block_);
+      if (!ReadStringList(base_reader, file_.part(0).rows, base_storage_, own_base_users_) || !base_reader.done()) {
+        return file_.PartColumnCorrupt(0, kUser, "bad user list");
+      }
+      base_users_ = &own_base_users_;
+    }
+    UserRefs refs;
+    if (!ReadUserRefs(reader, user_runs_.size(), base_users_->size(), users_storage_, refs)) {
+      return Corrupt(kUser, "bad user references");
+    }
+    users_.resize(refs.codes.size());
+    size_t extra_idx = 0;
+    for (size_t user_idx = 0; user_idx < users_.size(); ++user_idx) {
+      const uint32_t code = refs.codes[user_idx];
+      users_[user_idx] = code == kExtraUser ? refs.extras[extra_idx++] : (*base_users_)[code];
+    }
   }
   users_decoded_ = true;
   return Status::Ok();
@@ -401,7 +469,7 @@ Status Decoder::DecodeTimes() {
     return Corrupt(kTime, "truncated");
   }
   times_.resize(rows_);
-  const auto min_time = static_cast<uint64_t>(file_.footer().min_time_ms);
+  const auto min_time = static_cast<uint64_t>(file_.part(part_idx_).min_time_ms);
   uint64_t previous = 0;
   for (size_t row_idx = 0; row_idx < rows_; ++row_idx) {
     previous = (run_start_[row_idx] ? min_time : previous) + deltas[row_idx];
@@ -576,7 +644,7 @@ Status Decoder::BuildEvents(std::vector<StoredEvent>& out) {
   for (uint32_t property_idx = 0; property_idx < property_count; ++property_idx) {
     std::string& prefix = member_prefix[property_idx];
     prefix.push_back('"');
-    AppendJsonEscaped(prefix, file_.property_name(property_idx));
+    AppendJsonEscaped(prefix, file_.property_name(part_idx_, property_idx));
     prefix += "\":";
     for (std::string_view value : properties_[property_idx].strings) {
       std::string& text = quoted[property_idx].emplace_back(1, '"');
@@ -683,50 +751,67 @@ Status Decoder::BuildEvents(std::vector<StoredEvent>& out) {
 }
 
 // A typed field (game_id, ...) of every row: from the data member, its own column, or empty.
-Status TypedStringField(const SegmentFile& file, Decoder& decoder, int field, StringColumn& out) {
+Status TypedStringField(Decoder& decoder, int field, StringColumn& out) {
   ANALYTICS_RETURN_IF_ERROR(decoder.DecodeExplicit(field));
   const uint32_t property_idx = decoder.field_property(field);
   const bool from_data = decoder.AnyLayoutWithMode(field, kModeFromData);
   if (from_data) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeProperty(property_idx));
-  std::unordered_map<std::string_view, uint32_t> index;
+  // The data member's dictionary (distinct strings) becomes the column's as it is, its slots the codes; explicit
+  // values and "" are added to it, each once (per entry, its code in `out`, kNone until met).
+  const std::vector<uint8_t> shape_has = from_data ? decoder.ShapesWith(property_idx) : std::vector<uint8_t>();
+  const PropertyValues* values = from_data ? &decoder.properties_[property_idx] : nullptr;
+  std::vector<uint32_t> data_code(from_data ? values->strings.size() : 0, kNone);
+  if (from_data) {
+    out.dictionary.assign(values->strings.begin(), values->strings.end());
+    for (uint32_t slot = 0; slot < values->strings.size(); ++slot) data_code[slot] = slot;
+  }
+  std::unordered_map<std::string_view, uint32_t> index;  // built when a value outside the data's is met
+  bool indexed = false;
   auto intern = [&](std::string_view value) {
+    if (!indexed) {
+      indexed = true;
+      // Views into the decoder's storage, which stays put while `out.dictionary` grows.
+      for (uint32_t slot = 0; slot < data_code.size(); ++slot) index.emplace(values->strings[slot], slot);
+    }
     auto it = index.find(value);
     if (it != index.end()) return it->second;
     index.emplace(value, static_cast<uint32_t>(out.dictionary.size()));
     out.dictionary.emplace_back(value);
     return static_cast<uint32_t>(out.dictionary.size() - 1);
   };
+  std::vector<uint32_t> explicit_code(decoder.explicit_dictionary_[field].size(), kNone);
+  uint32_t empty_code = kNone;
   out.codes.resize(decoder.rows());
   uint32_t value_idx = 0;
   size_t explicit_idx = 0;
   for (size_t row_idx = 0; row_idx < decoder.rows(); ++row_idx) {
     const Layout& layout = decoder.LayoutOf(row_idx);
-    const bool has_member = from_data && decoder.ShapeHas(decoder.ShapeOf(row_idx), property_idx);
+    const bool has_member = from_data && shape_has[layout.shape];
     const uint32_t this_value = has_member ? value_idx++ : 0;
     switch (FieldModeOf(layout.flags, field)) {
       case kModeFromData: {
-        const PropertyValues& values = decoder.properties_[property_idx];
-        if (values.tags[this_value] != kTagString) {
-          return file.ColumnCorrupt(kWellKnownColumns[field], "refers to a data member that is not a string");
+        if (values->tags[this_value] != kTagString) {
+          return decoder.Corrupt(kWellKnownColumns[field], "refers to a data member that is not a string");
         }
-        out.codes[row_idx] = intern(values.strings[values.slots[this_value]]);
+        out.codes[row_idx] = data_code[values->slots[this_value]];
         break;
       }
-      case kModeExplicit:
-        out.codes[row_idx] =
-            intern(decoder.explicit_dictionary_[field][decoder.explicit_codes_[field][explicit_idx++]]);
+      case kModeExplicit: {
+        const uint32_t entry = decoder.explicit_codes_[field][explicit_idx++];
+        if (explicit_code[entry] == kNone) explicit_code[entry] = intern(decoder.explicit_dictionary_[field][entry]);
+        out.codes[row_idx] = explicit_code[entry];
         break;
+      }
       default:
-        out.codes[row_idx] = intern("");
+        if (empty_code == kNone) empty_code = intern("");
+        out.codes[row_idx] = empty_code;
     }
   }
   return Status::Ok();
 }
 
-}  // namespace
-
-Status ReadEvents(const SegmentFile& file, std::vector<StoredEvent>& out) {
-  Decoder decoder(file);
+// Every event of the decoder's part, in its order.
+Status ReadPartEvents(Decoder& decoder, std::vector<StoredEvent>& out) {
   ANALYTICS_RETURN_IF_ERROR(decoder.DecodeLayout());
   ANALYTICS_RETURN_IF_ERROR(decoder.DecodeUsers());
   ANALYTICS_RETURN_IF_ERROR(decoder.DecodeTimes());
@@ -735,20 +820,248 @@ Status ReadEvents(const SegmentFile& file, std::vector<StoredEvent>& out) {
   for (int field = 0; field < kWellKnownCount; ++field) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeExplicit(field));
   ANALYTICS_RETURN_IF_ERROR(decoder.DecodeExtensions());
   ANALYTICS_RETURN_IF_ERROR(decoder.DecodeDataRaw());
-  for (uint32_t property_idx = 0; property_idx < file.property_count(); ++property_idx) {
+  for (uint32_t property_idx = 0; property_idx < decoder.property_count(); ++property_idx) {
     ANALYTICS_RETURN_IF_ERROR(decoder.DecodeProperty(property_idx));
   }
   return decoder.BuildEvents(out);
 }
 
+// Merges per-part columns (each in its part's order) into the segment's order.
+class PartMerger {
+ public:
+  PartMerger(std::vector<SegmentColumns>& parts, const std::vector<uint32_t>& part_of_row)
+      : parts_(parts), part_of_row_(part_of_row), cursor_(parts.size(), 0) {}
+
+  SegmentColumns Merge(const SegmentColumnRequest& request) {
+    SegmentColumns out;
+    out.rows = part_of_row_.size();
+    MergeStrings(request.type, &SegmentColumns::type, out);
+    MergeStrings(request.source, &SegmentColumns::source, out);
+    MergeStrings(request.game_id, &SegmentColumns::game_id, out);
+    MergeStrings(request.session_id, &SegmentColumns::session_id, out);
+    MergeStrings(request.currency, &SegmentColumns::currency, out);
+    MergeStrings(request.country, &SegmentColumns::country, out);
+    MergeStrings(request.platform, &SegmentColumns::platform, out);
+    out.properties.resize(request.properties.size());
+    for (size_t request_idx = 0; request_idx < request.properties.size(); ++request_idx) {
+      MergeProperty(request_idx, out.properties[request_idx]);
+    }
+    std::fill(cursor_.begin(), cursor_.end(), 0);
+    for (uint32_t part_idx : part_of_row_) {
+      const SegmentColumns& part = parts_[part_idx];
+      const size_t row_idx = cursor_[part_idx]++;
+      if (request.user) {
+        const std::string& user = part.users[part.user_codes[row_idx]];
+        if (out.users.empty() || out.users.back() != user) {
+          out.users.push_back(user);
+          out.user_runs.push_back(0);
+        }
+        ++out.user_runs.back();
+        out.user_codes.push_back(static_cast<uint32_t>(out.users.size() - 1));
+      }
+      if (request.time) out.time_ms.push_back(part.time_ms[row_idx]);
+      if (request.received) out.received_ms.push_back(part.received_ms[row_idx]);
+      if (request.id) out.id.push_back(std::move(parts_[part_idx].id[row_idx]));
+      if (request.amount) out.amount.push_back(part.amount[row_idx]);
+      if (request.flags) {
+        out.time_defaulted.push_back(part.time_defaulted[row_idx]);
+        out.user_in_subject.push_back(part.user_in_subject[row_idx]);
+      }
+    }
+    return out;
+  }
+
+ private:
+  // Per part: its dictionary's entries in the merged dictionary.
+  std::vector<std::vector<uint32_t>> MergeDictionaries(const std::vector<const std::vector<std::string>*>& dictionaries,
+                                                       std::vector<std::string>& merged) {
+    std::unordered_map<std::string_view, uint32_t> index;
+    std::vector<std::vector<uint32_t>> remap(dictionaries.size());
+    for (size_t part_idx = 0; part_idx < dictionaries.size(); ++part_idx) {
+      for (const std::string& value : *dictionaries[part_idx]) {
+        auto it = index.find(value);
+        if (it == index.end()) {  // keyed by the parts' strings, which stay put while `merged` grows
+          merged.push_back(value);
+          it = index.emplace(value, static_cast<uint32_t>(merged.size() - 1)).first;
+        }
+        remap[part_idx].push_back(it->second);
+      }
+    }
+    return remap;
+  }
+
+  void MergeStrings(bool requested, StringColumn SegmentColumns::*field, SegmentColumns& out) {
+    if (!requested) return;
+    std::vector<const std::vector<std::string>*> dictionaries;
+    for (const SegmentColumns& part : parts_) dictionaries.push_back(&(part.*field).dictionary);
+    StringColumn& column = out.*field;
+    column.dictionary.reserve((parts_.front().*field).dictionary.size());
+    const auto remap = MergeDictionaries(dictionaries, column.dictionary);
+    std::fill(cursor_.begin(), cursor_.end(), 0);
+    column.codes.reserve(part_of_row_.size());
+    for (uint32_t part_idx : part_of_row_) {
+      column.codes.push_back(remap[part_idx][(parts_[part_idx].*field).codes[cursor_[part_idx]++]]);
+    }
+  }
+
+  void MergeProperty(size_t request_idx, PropertyColumn& column) {
+    std::vector<const std::vector<std::string>*> dictionaries;
+    for (const SegmentColumns& part : parts_) dictionaries.push_back(&part.properties[request_idx].strings);
+    const auto remap = MergeDictionaries(dictionaries, column.strings);
+    column.name = parts_.front().properties[request_idx].name;
+    const size_t rows = part_of_row_.size();
+    column.kinds.reserve(rows);
+    column.ints.reserve(rows);
+    column.doubles.reserve(rows);
+    std::fill(cursor_.begin(), cursor_.end(), 0);
+    for (uint32_t part_idx : part_of_row_) {
+      const PropertyColumn& part = parts_[part_idx].properties[request_idx];
+      const size_t row_idx = cursor_[part_idx]++;
+      const ValueKind kind = part.kinds[row_idx];
+      column.kinds.push_back(kind);
+      const bool indexed = kind == ValueKind::kString || kind == ValueKind::kJson;
+      column.ints.push_back(indexed ? remap[part_idx][static_cast<size_t>(part.ints[row_idx])] : part.ints[row_idx]);
+      column.doubles.push_back(part.doubles[row_idx]);
+    }
+  }
+
+  std::vector<SegmentColumns>& parts_;
+  const std::vector<uint32_t>& part_of_row_;
+  std::vector<size_t> cursor_;
+};
+
+}  // namespace
+
+Result<std::vector<uint64_t>> ReadPositions(const SegmentFile& file, size_t part_idx) {
+  const uint64_t rows = file.part(part_idx).rows;
+  const uint64_t total = file.footer().rows;
+  ANALYTICS_ASSIGN_OR_RETURN(std::string block, file.Positions(part_idx));
+  ColumnReader reader(block);
+  auto bad = [&](const char* what) { return file.PartColumnCorrupt(part_idx, kPositionsColumn, what); };
+  if (rows > reader.remaining()) return bad("fewer positions than rows");
+  std::vector<uint64_t> positions(rows);
+  uint64_t next = 0;  // the smallest position the next row may take
+  for (uint64_t& position : positions) {
+    uint64_t delta = 0;
+    if (!reader.GetVarint(delta) || delta >= total - next) return bad("bad position");
+    position = next + delta;
+    next = position + 1;
+  }
+  if (!reader.done()) return bad("trailing bytes");
+  return positions;
+}
+
+Result<std::vector<uint32_t>> PartOfRows(const SegmentFile& file) {
+  const uint64_t rows = file.footer().rows;
+  // Every row has a layout code (at least one byte), so rows are bounded by what the file decompresses to.
+  for (size_t part_idx = 0; part_idx < file.part_count(); ++part_idx) {
+    if (file.part(part_idx).rows > file.part(part_idx).columns[kLayout].raw_size) {
+      return file.PartColumnCorrupt(part_idx, kLayout, "fewer bytes than rows");
+    }
+  }
+  constexpr uint32_t kUnassigned = UINT32_MAX;
+  std::vector<uint32_t> part_of_row(rows, kUnassigned);
+  for (size_t part_idx = 1; part_idx < file.part_count(); ++part_idx) {
+    ANALYTICS_ASSIGN_OR_RETURN(std::vector<uint64_t> positions, ReadPositions(file, part_idx));
+    for (uint64_t position : positions) {
+      if (part_of_row[position] != kUnassigned) {
+        return file.PartColumnCorrupt(part_idx, kPositionsColumn, "a position taken by another part");
+      }
+      part_of_row[position] = static_cast<uint32_t>(part_idx);
+    }
+  }
+  // The first part takes the rest; the row counts (checked at open) make them exactly its rows.
+  for (uint32_t& part_idx : part_of_row) {
+    if (part_idx == kUnassigned) part_idx = 0;
+  }
+  return part_of_row;
+}
+
+Status ReadPartUsers(const SegmentFile& file, size_t part_idx, PartUserList& out, uint64_t first_user_count) {
+  const uint64_t rows = file.part(part_idx).rows;
+  ANALYTICS_ASSIGN_OR_RETURN(std::string runs_block, file.PartColumn(part_idx, kUserRuns));
+  ColumnReader runs_reader(runs_block);
+  out.runs.clear();
+  uint64_t row_idx = 0;
+  while (row_idx < rows) {
+    uint64_t length = 0;
+    if (!runs_reader.GetVarint(length) || length == 0 || length > rows - row_idx) {
+      return file.PartColumnCorrupt(part_idx, kUserRuns, "bad run length");
+    }
+    out.runs.push_back(static_cast<uint32_t>(length));
+    row_idx += length;
+  }
+  if (!runs_reader.done()) return file.PartColumnCorrupt(part_idx, kUserRuns, "trailing bytes");
+  ANALYTICS_ASSIGN_OR_RETURN(std::string users_block, file.PartColumn(part_idx, kUser));
+  ColumnReader reader(users_block);
+  if (part_idx == 0) {
+    out.base_refs.clear();
+    if (!ReadStringList(reader, rows, out.storage, out.users) || out.users.size() != out.runs.size() ||
+        !reader.done()) {
+      return file.PartColumnCorrupt(part_idx, kUser, "bad user list");
+    }
+    return Status::Ok();
+  }
+  UserRefs refs;
+  if (first_user_count == UINT64_MAX) {
+    // The first part's user count: one run (one varint) per user.
+    ANALYTICS_ASSIGN_OR_RETURN(std::string first_runs, file.PartColumn(0, kUserRuns));
+    ColumnReader first_reader(first_runs);
+    for (first_user_count = 0; !first_reader.done(); ++first_user_count) {
+      uint64_t length = 0;
+      if (!first_reader.GetVarint(length)) return file.PartColumnCorrupt(0, kUserRuns, "bad run length");
+    }
+  }
+  if (!ReadUserRefs(reader, out.runs.size(), first_user_count, out.storage, refs) || !reader.done()) {
+    return file.PartColumnCorrupt(part_idx, kUser, "bad user references");
+  }
+  out.base_refs = std::move(refs.codes);
+  out.users = std::move(refs.extras);
+  return Status::Ok();
+}
+
+Status ReadEvents(const SegmentFile& file, std::vector<StoredEvent>& out) {
+  Decoder first(file, 0);
+  if (file.part_count() == 1) return ReadPartEvents(first, out);
+  ANALYTICS_ASSIGN_OR_RETURN(const std::vector<uint32_t> part_of_row, PartOfRows(file));
+  std::vector<std::vector<StoredEvent>> parts(file.part_count());
+  ANALYTICS_RETURN_IF_ERROR(ReadPartEvents(first, parts[0]));
+  for (size_t part_idx = 1; part_idx < parts.size(); ++part_idx) {
+    Decoder decoder(file, part_idx);
+    decoder.SetBaseUsers(&first.users_);
+    ANALYTICS_RETURN_IF_ERROR(ReadPartEvents(decoder, parts[part_idx]));
+  }
+  std::vector<size_t> cursor(parts.size(), 0);
+  out.reserve(out.size() + part_of_row.size());
+  for (uint32_t part_idx : part_of_row) out.push_back(std::move(parts[part_idx][cursor[part_idx]++]));
+  return Status::Ok();
+}
+
 Result<SegmentColumns> ReadColumns(const SegmentFile& file, const SegmentColumnRequest& request) {
-  Decoder decoder(file);
+  if (file.part_count() == 1) return ReadPartColumns(file, 0, request);
+  ANALYTICS_ASSIGN_OR_RETURN(const std::vector<uint32_t> part_of_row, PartOfRows(file));
+  // The first part's users once, for the parts that refer to them.
+  PartUserList first_users;
+  if (request.user || !request.properties.empty()) ANALYTICS_RETURN_IF_ERROR(ReadPartUsers(file, 0, first_users));
+  std::vector<SegmentColumns> parts;
+  for (size_t part_idx = 0; part_idx < file.part_count(); ++part_idx) {
+    ANALYTICS_ASSIGN_OR_RETURN(SegmentColumns part, ReadPartColumns(file, part_idx, request, &first_users.users));
+    parts.push_back(std::move(part));
+  }
+  return PartMerger(parts, part_of_row).Merge(request);
+}
+
+Result<SegmentColumns> ReadPartColumns(const SegmentFile& file, size_t part_idx, const SegmentColumnRequest& request,
+                                       const std::vector<std::string_view>* first_users) {
+  Decoder decoder(file, part_idx);
+  if (part_idx > 0 && first_users != nullptr && !first_users->empty()) decoder.SetBaseUsers(first_users);
   ANALYTICS_RETURN_IF_ERROR(decoder.DecodeLayout());
   SegmentColumns out;
   const uint64_t rows = decoder.rows();
   out.rows = rows;
   if (request.user) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeUsers());
-  if (request.time || request.received) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeRuns());
+  if (request.time || request.received || request.runs) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeRuns());
+  if (request.runs && !request.user) out.user_runs = decoder.user_runs_;
   if (request.user) {
     out.users.assign(decoder.users_.begin(), decoder.users_.end());
     out.user_runs = decoder.user_runs_;
@@ -786,7 +1099,7 @@ Result<SegmentColumns> ReadColumns(const SegmentFile& file, const SegmentColumnR
       {request.currency, &out.currency}, {request.country, &out.country},       {request.platform, &out.platform}};
   for (int field = 0; field < kWellKnownCount; ++field) {
     if (field == kFieldAmount || !string_fields[field].first) continue;
-    ANALYTICS_RETURN_IF_ERROR(TypedStringField(file, decoder, field, *string_fields[field].second));
+    ANALYTICS_RETURN_IF_ERROR(TypedStringField(decoder, field, *string_fields[field].second));
   }
   if (request.amount) {
     ANALYTICS_RETURN_IF_ERROR(decoder.DecodeExplicit(kFieldAmount));
@@ -794,10 +1107,11 @@ Result<SegmentColumns> ReadColumns(const SegmentFile& file, const SegmentColumnR
     const bool from_data = decoder.AnyLayoutWithMode(kFieldAmount, kModeFromData);
     if (from_data) ANALYTICS_RETURN_IF_ERROR(decoder.DecodeProperty(property_idx));
     out.amount.resize(rows);
+    const std::vector<uint8_t> shape_has = from_data ? decoder.ShapesWith(property_idx) : std::vector<uint8_t>();
     uint32_t value_idx = 0;
     size_t explicit_idx = 0;
     for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-      const bool has_member = from_data && decoder.ShapeHas(decoder.ShapeOf(row_idx), property_idx);
+      const bool has_member = from_data && shape_has[decoder.LayoutOf(row_idx).shape];
       const uint32_t this_value = has_member ? value_idx++ : 0;
       const uint32_t mode = FieldModeOf(decoder.LayoutOf(row_idx).flags, kFieldAmount);
       if (mode == kModeExplicit) {
@@ -810,7 +1124,7 @@ Result<SegmentColumns> ReadColumns(const SegmentFile& file, const SegmentColumnR
         } else if (values.tags[this_value] == kTagDouble) {
           out.amount[row_idx] = values.doubles[slot];
         } else {
-          return file.ColumnCorrupt(kAmount, "refers to a data member that is not a number");
+          return decoder.Corrupt(kAmount, "refers to a data member that is not a number");
         }
       }
     }
@@ -852,7 +1166,7 @@ Result<SegmentColumns> ReadColumns(const SegmentFile& file, const SegmentColumnR
           case kTagUserRef: {
             const auto ref = static_cast<uint64_t>(values.user_refs[slot]);
             if (ref >= decoder.users_.size()) {
-              return file.ColumnCorrupt(kCoreColumnCount + property_idx, "bad user reference");
+              return decoder.Corrupt(kCoreColumnCount + property_idx, "bad user reference");
             }
             builder.SetString(row_idx, decoder.users_[ref], ValueKind::kString);
             break;
@@ -890,13 +1204,13 @@ SegmentColumns ColumnsFromEvents(const std::vector<const StoredEvent*>& rows, co
   };
   for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
     const StoredEvent& row = *rows[row_idx];
-    if (request.user) {
+    if (request.user || request.runs) {
       if (row_idx == 0 || row.user != rows[row_idx - 1]->user) {
-        out.users.push_back(row.user);
+        if (request.user) out.users.push_back(row.user);
         out.user_runs.push_back(0);
       }
       ++out.user_runs.back();
-      out.user_codes.push_back(static_cast<uint32_t>(out.users.size() - 1));
+      if (request.user) out.user_codes.push_back(static_cast<uint32_t>(out.users.size() - 1));
     }
     if (request.time) out.time_ms.push_back(row.time_ms);
     if (request.received) out.received_ms.push_back(row.received_ms);

@@ -1,15 +1,19 @@
-// Segment format 3 writer: WriteSegment (docs/formats/segment.md).
+// Segment format 4 writer: WriteSegment (docs/formats/segment.md).
 //
-// SegmentEncoder makes three passes over the sorted rows: (1) split every `data` object into members and
-// intern the property names, (2) keep the kMaxPropertyColumns most used names, (3) encode: per row one layout
-// code (type, source, shape, flags), per present property one typed value, the envelope columns. Every typed
-// value is checked to render back to its exact text; what would not goes to the exact-text forms (a raw
-// value, or the whole `data` in data_raw), so the round trip is exact by construction.
+// The sorted rows are first split into parts (PlanParts): the rows of rare event types are stored apart, so
+// that a query on such a type (purchases, refunds: well under 1% of the events) reads a few small blocks
+// instead of whole columns. Each part is encoded like a whole format 3 segment by SegmentEncoder, which makes
+// three passes over the part's rows: (1) split every `data` object into members and intern the property
+// names, (2) keep the kMaxPropertyColumns most used names, (3) encode: per row one layout code (type, source,
+// shape, flags), per present property one typed value, the envelope columns. Every typed value is checked to
+// render back to its exact text; what would not goes to the exact-text forms (a raw value, or the whole `data`
+// in data_raw), so the round trip is exact by construction.
 #include <zlib.h>
 #include <zstd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <deque>
@@ -213,20 +217,26 @@ uint32_t Crc32(std::string_view bytes) {
 // Encodes one segment (the rows sorted by WriteSegment). One instance per segment; single-threaded.
 class SegmentEncoder {
  public:
-  SegmentEncoder(const std::vector<const StoredEvent*>& rows, int zstd_level)
-      : rows_(rows), compressor_(zstd_level), compressed_size_([this](std::string_view raw) -> size_t {
+  // `base_users`: for a part after the first, the first part's users, which its user column refers to.
+  SegmentEncoder(const std::vector<const StoredEvent*>& rows, Compressor& compressor,
+                 const std::vector<std::string_view>* base_users = nullptr)
+      : rows_(rows), compressor_(compressor), base_users_(base_users),
+        compressed_size_([this](std::string_view raw) -> size_t {
           auto compressed = compressor_.Compress(raw);
           return compressed.ok() ? compressed->size() : raw.size();
         }) {}
 
-  // The whole file's bytes; `footer` receives what SegmentInfo reports.
-  Result<std::string> Encode(Footer& footer) {
+  // The users of the rows (ascending, one per run), after Encode.
+  const std::vector<std::string_view>& users() const { return users_; }
+
+  // The uncompressed column blocks (name, bytes) of the rows, in file order.
+  Result<std::vector<std::pair<std::string, std::string>>> Encode() {
     ScanNames();
     ChooseColumns();
     for (size_t row_idx = 0; row_idx < rows_.size(); ++row_idx) EncodeRow(row_idx);
     std::vector<std::pair<std::string, std::string>> blocks = Blocks();
     ANALYTICS_RETURN_IF_ERROR(ChooseReceived(blocks[kReceived].second));
-    return Assemble(blocks, footer);
+    return blocks;
   }
 
  private:
@@ -320,8 +330,6 @@ class SegmentEncoder {
     for (const StoredEvent* row_ptr : rows_) {
       const StoredEvent& row = *row_ptr;
       min_time_ = std::min(min_time_, row.time_ms);
-      max_time_ = std::max(max_time_, row.time_ms);
-      max_received_ = std::max(max_received_, row.received_ms);
     }
   }
 
@@ -476,7 +484,11 @@ class SegmentEncoder {
       }
       for (uint32_t layout_idx : row_layout_) PutVarint(out, code_of[layout_idx]);
     }
-    PutStringList(blocks[kUser].second, users_);
+    if (base_users_ == nullptr) {
+      PutStringList(blocks[kUser].second, users_);
+    } else {
+      PutUserRefs(blocks[kUser].second, users_, *base_users_);
+    }
     for (uint64_t run : user_runs_) PutVarint(blocks[kUserRuns].second, run);
     {
       // Times: varints, or bit-packed (random milliseconds), whichever compresses smaller.
@@ -515,34 +527,9 @@ class SegmentEncoder {
     return Status::Ok();
   }
 
-  // Magic, compressed blocks, footer, trailer.
-  Result<std::string> Assemble(std::vector<std::pair<std::string, std::string>>& blocks, Footer& footer) {
-    const bool empty = rows_.empty();
-    footer.rows = rows_.size();
-    footer.min_time_ms = empty ? 0 : min_time_;
-    footer.max_time_ms = empty ? 0 : max_time_;
-    footer.max_received_ms = empty ? 0 : max_received_;
-    for (size_t layout_idx = 0; layout_idx < layouts_.size(); ++layout_idx) {
-      footer.type_counts[std::string(types_.values()[layouts_[layout_idx].type])] += layout_rows_[layout_idx];
-    }
-    std::string file(kMagic, sizeof(kMagic));
-    for (auto& [name, raw] : blocks) {
-      ANALYTICS_ASSIGN_OR_RETURN(std::string compressed, compressor_.Compress(raw));
-      footer.columns.push_back(ColumnEntry{name, file.size(), compressed.size(), raw.size(), Crc32(compressed)});
-      file += compressed;
-      std::string().swap(raw);
-    }
-    const std::string footer_bytes = EncodeFooter(footer);
-    if (footer_bytes.size() > UINT32_MAX) return Status::Internal("segment footer too large");
-    file += footer_bytes;
-    PutFixed32(file, static_cast<uint32_t>(footer_bytes.size()));
-    PutFixed32(file, Crc32(footer_bytes));
-    file.append(kEndMagic, sizeof(kEndMagic));
-    return file;
-  }
-
   const std::vector<const StoredEvent*>& rows_;  // sorted by (user, time, id)
-  Compressor compressor_;
+  Compressor& compressor_;
+  const std::vector<std::string_view>* base_users_;
   const CompressedSize compressed_size_;
   std::vector<JsonMember> members_;
   std::string scratch_;
@@ -583,7 +570,7 @@ class SegmentEncoder {
   std::vector<uint8_t> run_start_;
   std::vector<std::string_view> users_;
   std::vector<uint64_t> user_runs_;
-  int64_t min_time_ = INT64_MAX, max_time_ = INT64_MIN, max_received_ = INT64_MIN;
+  int64_t min_time_ = INT64_MAX;  // the base of the time column
 };
 
 // Sorts rows by (user, time, id). Users are ranked once (a segment holds far fewer users than rows), so the
@@ -619,7 +606,141 @@ void SortRows(std::vector<const StoredEvent*>& rows) {
   for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) rows[row_idx] = keys[row_idx].row;
 }
 
+// Which rows go to which part. A segment smaller than kMinRowsForParts is one part. Otherwise a type with at
+// most 1/kRareTypeShare of the rows is rare: it gets a part of its own when it has at least kMinPartRows rows
+// (at most kMaxOwnParts such parts, the largest rare types), and the rarer ones share one last part; every
+// other type stays in the first part. What a separate part costs is its users stored again (a rare event's
+// user is seldom in a run with another rare event of the same type) and about 0.5 KB of column headers.
+constexpr size_t kMinRowsForParts = 4096;
+std::atomic<size_t> min_rows_for_parts{kMinRowsForParts};  // SetMinRowsForPartsForTest
+constexpr uint64_t kRareTypeShare = 64;
+constexpr uint64_t kMinPartRows = 32;
+constexpr size_t kMaxOwnParts = 32;
+
+struct PartPlan {
+  std::vector<std::string> types;                 // ascending
+  std::vector<const StoredEvent*> rows;           // in segment order
+  std::vector<uint64_t> positions;                // their places in the segment
+};
+
+std::vector<PartPlan> PlanParts(const std::vector<const StoredEvent*>& rows,
+                                const std::map<std::string, uint64_t>& type_counts) {
+  std::vector<PartPlan> parts(1);
+  std::map<std::string_view, size_t> part_of_type;  // absent: the first part
+  if (rows.size() >= min_rows_for_parts.load()) {
+    std::vector<std::pair<uint64_t, std::string_view>> rare;  // (rows, type)
+    for (const auto& [type, count] : type_counts) {
+      if (count * kRareTypeShare <= rows.size()) rare.emplace_back(count, type);
+    }
+    std::stable_sort(rare.begin(), rare.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<std::string_view> own, shared;
+    for (const auto& [count, type] : rare) {
+      (count >= kMinPartRows && own.size() < kMaxOwnParts ? own : shared).push_back(type);
+    }
+    std::sort(own.begin(), own.end());
+    std::sort(shared.begin(), shared.end());
+    for (std::string_view type : own) {
+      part_of_type[type] = parts.size();
+      parts.emplace_back().types.emplace_back(type);
+    }
+    if (!shared.empty()) {
+      for (std::string_view type : shared) {
+        part_of_type[type] = parts.size();
+      }
+      PartPlan& part = parts.emplace_back();
+      part.types.assign(shared.begin(), shared.end());
+    }
+  }
+  for (const auto& [type, count] : type_counts) {
+    if (!part_of_type.count(type)) parts.front().types.push_back(type);
+  }
+  for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
+    auto it = part_of_type.find(rows[row_idx]->type);
+    PartPlan& part = parts[it == part_of_type.end() ? 0 : it->second];
+    part.rows.push_back(rows[row_idx]);
+    part.positions.push_back(row_idx);
+  }
+  return parts;
+}
+
+struct EncodedFile {
+  std::string bytes;
+  Footer footer;
+};
+
+// The whole file of rows sorted by (user, time, id): magic, then per part its `position` block (after the
+// first part) and its columns, then the footer and the trailer.
+Result<EncodedFile> EncodeSegment(const std::vector<const StoredEvent*>& rows, int zstd_level) {
+  EncodedFile out;
+  Footer& footer = out.footer;
+  footer.format = 4;
+  footer.rows = rows.size();
+  int64_t min_time = INT64_MAX, max_time = INT64_MIN, max_received = INT64_MIN;
+  for (const StoredEvent* row : rows) {
+    min_time = std::min(min_time, row->time_ms);
+    max_time = std::max(max_time, row->time_ms);
+    max_received = std::max(max_received, row->received_ms);
+    ++footer.type_counts[row->type];
+  }
+  if (!rows.empty()) {
+    footer.min_time_ms = min_time;
+    footer.max_time_ms = max_time;
+    footer.max_received_ms = max_received;
+  }
+  Compressor compressor(zstd_level);
+  std::string& file = out.bytes;
+  file.assign(kMagic, sizeof(kMagic));
+  auto append_block = [&](std::string name, std::string& raw) -> Result<ColumnEntry> {
+    ANALYTICS_ASSIGN_OR_RETURN(std::string compressed, compressor.Compress(raw));
+    ColumnEntry entry{std::move(name), file.size(), compressed.size(), raw.size(), Crc32(compressed)};
+    file += compressed;
+    std::string().swap(raw);
+    return entry;
+  };
+  std::vector<PartPlan> plans = PlanParts(rows, footer.type_counts);
+  std::deque<SegmentEncoder> encoders;  // the first one's users are referred to by the others
+  const std::vector<std::string_view>* base_users = nullptr;
+  for (PartPlan& plan : plans) {
+    Part& part = footer.parts.emplace_back();
+    part.rows = plan.rows.size();
+    part.types = std::move(plan.types);
+    if (!plan.rows.empty()) {
+      part.min_time_ms = INT64_MAX;
+      part.max_time_ms = INT64_MIN;
+      for (const StoredEvent* row : plan.rows) {
+        part.min_time_ms = std::min(part.min_time_ms, row->time_ms);
+        part.max_time_ms = std::max(part.max_time_ms, row->time_ms);
+      }
+    }
+    if (footer.parts.size() > 1) {
+      std::string raw;
+      uint64_t next = 0;
+      for (uint64_t position : plan.positions) {
+        PutVarint(raw, position - next);
+        next = position + 1;
+      }
+      ANALYTICS_ASSIGN_OR_RETURN(part.positions, append_block(std::string(kPositionsColumnName), raw));
+    }
+    SegmentEncoder& encoder = encoders.emplace_back(plan.rows, compressor, base_users);
+    ANALYTICS_ASSIGN_OR_RETURN(auto blocks, encoder.Encode());
+    if (base_users == nullptr) base_users = &encoder.users();
+    for (auto& [name, raw] : blocks) {
+      ANALYTICS_ASSIGN_OR_RETURN(ColumnEntry entry, append_block(std::move(name), raw));
+      part.columns.push_back(std::move(entry));
+    }
+  }
+  const std::string footer_bytes = EncodeFooter(footer);
+  if (footer_bytes.size() > UINT32_MAX) return Status::Internal("segment footer too large");
+  file += footer_bytes;
+  PutFixed32(file, static_cast<uint32_t>(footer_bytes.size()));
+  PutFixed32(file, Crc32(footer_bytes));
+  file.append(kEndMagic, sizeof(kEndMagic));
+  return out;
+}
+
 }  // namespace
+
+void SetMinRowsForPartsForTest(size_t rows) { min_rows_for_parts = rows == 0 ? kMinRowsForParts : rows; }
 
 Result<SegmentInfo> WriteSegment(const std::string& path, const std::vector<StoredEvent>& events, int zstd_level) {
   std::vector<const StoredEvent*> rows;
@@ -630,18 +751,17 @@ Result<SegmentInfo> WriteSegment(const std::string& path, const std::vector<Stor
 
 Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<const StoredEvent*> rows, int zstd_level) {
   SortRows(rows);
-  Footer footer;
-  auto file = SegmentEncoder(rows, zstd_level).Encode(footer);
+  auto file = EncodeSegment(rows, zstd_level);
   if (!file.ok()) return Status::Internal("segment " + path + ": " + file.status().message());
-  ANALYTICS_RETURN_IF_ERROR(WriteFileAtomically(path, *file));
+  ANALYTICS_RETURN_IF_ERROR(WriteFileAtomically(path, file->bytes));
   SegmentInfo info;
   info.path = path;
-  info.rows = footer.rows;
-  info.min_time_ms = footer.min_time_ms;
-  info.max_time_ms = footer.max_time_ms;
-  info.max_received_ms = footer.max_received_ms;
-  info.file_bytes = file->size();
-  info.type_counts = std::move(footer.type_counts);
+  info.rows = file->footer.rows;
+  info.min_time_ms = file->footer.min_time_ms;
+  info.max_time_ms = file->footer.max_time_ms;
+  info.max_received_ms = file->footer.max_received_ms;
+  info.file_bytes = file->bytes.size();
+  info.type_counts = std::move(file->footer.type_counts);
   return info;
 }
 
