@@ -24,16 +24,6 @@ using common::Status;
 constexpr uint64_t kFormatVersion = 3;
 constexpr char kMagicV2[8] = {'A', 'S', 'E', 'G', 'v', '0', '0', '2'};
 
-uint32_t Crc32(std::string_view bytes) {
-  uLong crc = crc32(0, nullptr, 0);
-  // zlib's length is a uInt: feed very large inputs in pieces.
-  while (!bytes.empty()) {
-    const size_t piece = std::min<size_t>(bytes.size(), 1u << 30);
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(piece));
-    bytes.remove_prefix(piece);
-  }
-  return static_cast<uint32_t>(crc);
-}
 
 uint32_t GetFixed32(const char* bytes) {
   uint32_t value = 0;
@@ -127,6 +117,17 @@ void PutColumnEntry(std::string& out, const ColumnEntry& column) {
 }
 
 }  // namespace
+
+uint32_t Crc32(std::string_view bytes) {
+  uLong crc = crc32(0, nullptr, 0);
+  // zlib's length is a uInt: feed very large inputs in pieces.
+  while (!bytes.empty()) {
+    const size_t piece = std::min<size_t>(bytes.size(), 1u << 30);
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(piece));
+    bytes.remove_prefix(piece);
+  }
+  return static_cast<uint32_t>(crc);
+}
 
 void PutFixed32(std::string& out, uint32_t value) {
   for (int byte_idx = 0; byte_idx < 4; ++byte_idx) out.push_back(static_cast<char>(value >> (8 * byte_idx)));

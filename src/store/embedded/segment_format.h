@@ -170,4 +170,7 @@ class SegmentFile {
   std::shared_ptr<const Footer> footer_;
 };
 
+// zlib crc32 of `bytes` (any length): the checksum of segment columns and footers.
+uint32_t Crc32(std::string_view bytes);
+
 }  // namespace analytics::store::embedded::v3

@@ -204,15 +204,6 @@ class Compressor {
   int level_;
 };
 
-uint32_t Crc32(std::string_view bytes) {
-  uLong crc = crc32(0, nullptr, 0);
-  while (!bytes.empty()) {
-    const size_t piece = std::min<size_t>(bytes.size(), 1u << 30);
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(piece));
-    bytes.remove_prefix(piece);
-  }
-  return static_cast<uint32_t>(crc);
-}
 
 // Encodes one segment (the rows sorted by WriteSegment). One instance per segment; single-threaded.
 class SegmentEncoder {
