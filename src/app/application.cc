@@ -218,6 +218,7 @@ Status Application::Start() {
     options.compaction.min_segments = config_.event_store.compaction_min_segments;
     options.compaction.max_rows = config_.event_store.compaction_max_rows;
     options.maintenance_interval_ms = int64_t{config_.event_store.maintenance_interval_seconds} * 1000;
+    options.purge_delay_ms = int64_t{config_.event_store.erasure_purge_delay_seconds} * 1000;
     options.query_cache_bytes = config_.event_store.query_cache_mb << 20;
     ANALYTICS_ASSIGN_OR_RETURN(auto embedded, store::EmbeddedEventStore::Open(options));
     obs::LogInfo("event store recovered", embedded->recovery_report());

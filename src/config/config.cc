@@ -192,6 +192,8 @@ Result<Config> BuildConfig(const std::map<std::string, std::string>& values) {
       reader.Integer("event_store.compaction_max_rows", event_store.compaction_max_rows, 1000, 1000000000));
   ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.maintenance_interval_seconds",
                                            event_store.maintenance_interval_seconds, 1, 86400));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.erasure_purge_delay_seconds",
+                                           event_store.erasure_purge_delay_seconds, 0, 30 * 86400));
   ANALYTICS_RETURN_IF_ERROR(reader.String("privacy.pseudonym_key_file", config.privacy.pseudonym_key_file));
   ANALYTICS_RETURN_IF_ERROR(reader.Integer("privacy.k_anonymity", config.privacy.k_anonymity, 1, 1000));
   ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.query_cache_mb", config.event_store.query_cache_mb, 0, 1 << 20));

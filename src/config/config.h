@@ -56,6 +56,7 @@ struct EventStoreConfig {
   uint64_t compaction_min_segments = 4;
   uint64_t compaction_max_rows = 1000000;
   int maintenance_interval_seconds = 30;
+  int erasure_purge_delay_seconds = 300;
   uint64_t query_cache_mb = 256;
 };
 

@@ -77,7 +77,7 @@ Result<IntakeReport> Intake::Ingest(std::string_view body, events::BodyFormat fo
     }
   }
   for (const auto& user : deleted_users) {
-    auto erased = store_.EraseUser(user);
+    auto erased = store_.EraseUser(user, /*count_events=*/false);
     if (!erased.ok()) return erased.status();
     ++report.users_erased;
   }

@@ -71,8 +71,9 @@ class EventStore {
   virtual int64_t NewestEventMs() = 0;
 
   // Removes every event of `user` (pseudonym) from every part of the store and refuses new ones until
-  // AllowUser. Returns how many events were removed.
-  virtual common::Result<uint64_t> EraseUser(const std::string& user) = 0;
+  // AllowUser. Returns how many events were removed; with `count_events` false (the intake of an
+  // account-deleted event, where nobody reads the number) it may skip counting and return 0.
+  virtual common::Result<uint64_t> EraseUser(const std::string& user, bool count_events = true) = 0;
   // Lifts the refusal of EraseUser (the user registered again).
   virtual common::Status AllowUser(const std::string& user) = 0;
 

@@ -124,8 +124,11 @@ Result<std::unique_ptr<EmbeddedEventStore>> EmbeddedEventStore::Open(const Embed
   const uint64_t next = std::max<uint64_t>(store->recovery_report_.value("last_sequence", uint64_t{0}),
                                            store->flushed_sequence_) + 1;
   ANALYTICS_ASSIGN_OR_RETURN(store->wal_, wal::WalWriter::Open(wal_options, next));
+  // Replayed WAL files may hold events of erased users (filtered on replay, still on disk).
+  if (!store->erased_users_.empty()) store->erasure_wal_sequence_ = next - 1;
   store->flusher_ = std::thread([raw = store.get()] { raw->FlushLoop(); });
-  store->maintenance_due_ = store->purge_pending_count_ > 0;  // a purge a restart interrupted goes on
+  store->maintenance_due_ = store->purge_pending_count_ > 0;  // a purge a restart interrupted goes on at once
+  store->purge_pending_since_ms_ = common::NowMillis() - store->options_.purge_delay_ms;
   store->maintainer_ = std::thread([raw = store.get()] { raw->MaintenanceLoop(); });
   return store;
 }
@@ -165,6 +168,7 @@ Status EmbeddedEventStore::Recover() {
       return Status::Corruption("event store manifest " + manifest_path.string() + " is not valid JSON");
     }
     flushed_sequence_ = manifest.value("flushed_sequence", uint64_t{0});
+    flushed_sequence_seen_ = flushed_sequence_;
     segment_counter_ = manifest.value("segment_counter", uint64_t{0});
     for (const auto& segment : manifest.value("segments", nlohmann::json::array())) {
       listed.insert(segment.get<std::string>());
@@ -300,14 +304,14 @@ Status EmbeddedEventStore::WaitForMemtableRoom() {
 
 Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) {
   if (failed_) return Status::Unavailable("event store failed earlier: " + failure_);
-  if (purge_pending_count_ > 0) {
+  if (purge_pending_count_ > 0 || erasure_wal_sequence_ > flushed_sequence_seen_) {
     // A user registering again gets new events; their old ones must be out of the segments first, or a later
-    // purge could not tell the two apart.
+    // purge could not tell the two apart, and out of the WAL, or a recovery would bring them back.
     bool purge_first = false;
     {
       std::lock_guard lock(dedup_mu_);
       for (const auto& event : batch) {
-        purge_first |= event.type == kRegisteredType && purge_pending_.count(event.user) > 0;
+        purge_first |= event.type == kRegisteredType && erased_users_.count(event.user) > 0;
       }
     }
     if (purge_first) ANALYTICS_RETURN_IF_ERROR(PurgeErasedUsers());
@@ -431,7 +435,7 @@ void EmbeddedEventStore::MaintenanceLoop() {
     maintenance_due_ = false;
     if (failed_) continue;
     lock.unlock();
-    Status status = RunMaintenance();
+    Status status = MaintenanceRound(/*purge_now=*/false);
     if (!status.ok()) {
       std::lock_guard segments_lock(segments_mu_);
       last_maintenance_error_ = status.ToString();
@@ -460,8 +464,10 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
     memtable_events_ = 0;
     memtable_bytes_ = 0;
   }
+  const auto flush_start = std::chrono::steady_clock::now();
   uint64_t max_sequence = 0;
   uint64_t expired = 0;
+  uint64_t written_events = 0;
   const int64_t first_day = FirstRetainedDay();
   // The batches stay alive in `swapped` while their events are written: segments are built from pointers.
   std::map<int64_t, std::vector<const StoredEvent*>> by_day;
@@ -477,6 +483,7 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
           continue;
         }
         by_day[day].push_back(&event);
+        ++written_events;
       }
     }
   }
@@ -511,10 +518,16 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
   }
   mem_cv_.notify_all();
   flushed_sequence_ = std::max(flushed_sequence_, max_sequence);
+  flushed_sequence_seen_ = flushed_sequence_;
   // On failure the new segments are unlisted: a restart removes them and replays the WAL.
   ANALYTICS_RETURN_IF_ERROR(WriteManifest());
   expired_events_ += expired;
-  return wal_->Truncate(flushed_sequence_);
+  ANALYTICS_RETURN_IF_ERROR(wal_->Truncate(flushed_sequence_));
+  ++flushes_;
+  flushed_events_ += written_events;
+  flush_micros_ += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                             std::chrono::steady_clock::now() - flush_start).count());
+  return Status::Ok();
 }
 
 std::set<std::string, std::less<>> EmbeddedEventStore::PendingPurge(uint64_t& epoch) {
@@ -530,11 +543,13 @@ std::set<std::string, std::less<>> EmbeddedEventStore::PendingPurge(uint64_t& ep
 }
 
 Status EmbeddedEventStore::PurgeErasedUsers() {
-  std::lock_guard flush_lock(flush_mu_);
-  return PurgeLocked();
+  std::unique_lock flush_lock(flush_mu_);
+  return PurgeLocked(flush_lock);
 }
 
-Status EmbeddedEventStore::PurgeLocked() {
+Status EmbeddedEventStore::PurgeLocked(std::unique_lock<std::mutex>& flush_lock) {
+  // A user allowed back after this must not find old events of theirs in the WAL at the next recovery.
+  if (flushed_sequence_ < erasure_wal_sequence_) ANALYTICS_RETURN_IF_ERROR(FlushLocked(flush_lock));
   std::set<std::string, std::less<>> users;
   {
     std::lock_guard lock(dedup_mu_);
@@ -603,11 +618,12 @@ Status EmbeddedEventStore::PurgeLocked() {
   return Status::Ok();
 }
 
-Result<uint64_t> EmbeddedEventStore::EraseUser(const std::string& user) {
+Result<uint64_t> EmbeddedEventStore::EraseUser(const std::string& user, bool count_events) {
   if (user.empty()) return Status::InvalidArgument("empty user", "user_id");
-  std::unique_lock flush_lock(flush_mu_);
+  std::unique_lock flush_lock(flush_mu_);  // no flush is between reading the memtable and listing its segments
   {
     std::lock_guard lock(dedup_mu_);
+    if (purge_pending_.empty()) purge_pending_since_ms_ = common::NowMillis();
     erased_users_.insert(user);
     purge_pending_.insert(user);
     purge_pending_count_ = purge_pending_.size();
@@ -632,19 +648,19 @@ Result<uint64_t> EmbeddedEventStore::EraseUser(const std::string& user) {
       }
     }
     // No append is running (the gate): every WAL record holding the user's events is in the files before
-    // the new one, which the flush below covers and Truncate then deletes.
+    // the new one. The next regular flush (within flush_interval_ms) covers them and its truncation deletes
+    // those files; until then recovery filters the user out of them.
     ANALYTICS_RETURN_IF_ERROR(wal_->Roll());
+    erasure_wal_sequence_ = wal_->last_sequence();
   }
   // The user's events in segments are counted from the user column; the maintenance thread removes them.
   embedded::SegmentColumnRequest user_only;
   user_only.user = true;
-  for (const auto& segment : SegmentsSnapshot()) {
+  for (const auto& segment : count_events ? SegmentsSnapshot() : std::vector<SegmentRef>{}) {
     ANALYTICS_ASSIGN_OR_RETURN(auto columns, embedded::ReadSegmentColumns(segment->info.path, user_only));
     auto it = std::lower_bound(columns.users.begin(), columns.users.end(), user);
     if (it != columns.users.end() && *it == user) removed += columns.user_runs[it - columns.users.begin()];
   }
-  ANALYTICS_RETURN_IF_ERROR(FlushLocked(flush_lock));
-  ANALYTICS_RETURN_IF_ERROR(wal_->Truncate(flushed_sequence_));
   {
     std::lock_guard lock(loop_mu_);
     maintenance_due_ = true;
@@ -744,8 +760,13 @@ Status EmbeddedEventStore::Compact(const std::vector<SegmentRef>& inputs) {
   return Status::Ok();
 }
 
-Status EmbeddedEventStore::RunMaintenance() {
-  ANALYTICS_RETURN_IF_ERROR(PurgeErasedUsers());
+Status EmbeddedEventStore::RunMaintenance() { return MaintenanceRound(/*purge_now=*/true); }
+
+Status EmbeddedEventStore::MaintenanceRound(bool purge_now) {
+  if (purge_pending_count_ > 0 &&
+      (purge_now || common::NowMillis() - purge_pending_since_ms_ >= options_.purge_delay_ms)) {
+    ANALYTICS_RETURN_IF_ERROR(PurgeErasedUsers());
+  }
   ANALYTICS_RETURN_IF_ERROR(ApplyRetention());
   const int64_t today = DayOf(common::NowMillis());
   for (int round = 0; round < 64; ++round) {
@@ -773,8 +794,8 @@ Status EmbeddedEventStore::RunMaintenance() {
 }
 
 Status EmbeddedEventStore::AllowUser(const std::string& user) {
-  std::lock_guard flush_lock(flush_mu_);
-  ANALYTICS_RETURN_IF_ERROR(PurgeLocked());  // the user's old events go before new ones may come
+  std::unique_lock flush_lock(flush_mu_);
+  ANALYTICS_RETURN_IF_ERROR(PurgeLocked(flush_lock));  // the user's old events go before new ones may come
   {
     std::lock_guard lock(dedup_mu_);
     if (erased_users_.erase(user) == 0) return Status::Ok();
@@ -1103,9 +1124,14 @@ nlohmann::json EmbeddedEventStore::Stats() {
   stats["expired_events"] = expired_events_.load();
   stats["compactions"] = compactions_.load();
   stats["compacted_segments"] = compacted_segments_.load();
+  stats["flushes"] = flushes_.load();
+  stats["flushed_events"] = flushed_events_.load();
+  stats["flush_seconds"] = static_cast<double>(flush_micros_.load()) / 1e6;
   stats["purges"] = purges_.load();
   stats["purged_segments"] = purged_segments_.load();
   stats["purge_pending_users"] = purge_pending_count_.load();
+  stats["purge_pending_age_seconds"] =
+      purge_pending_count_ > 0 ? std::max<int64_t>(0, common::NowMillis() - purge_pending_since_ms_) / 1000 : 0;
   stats["backpressure_waits"] = backpressure_waits_.load();
   stats["query_cache_bytes"] = partial_cache_.bytes();
   stats["query_cache_hits"] = partial_cache_.hits();

@@ -13,9 +13,10 @@
 // Background work (one maintenance thread): compaction merges the small segments of a day partition
 // (compaction.h); retention drops day partitions older than `retention_days`; the purge of erased users.
 // Erasure is two steps: at once (EraseUser) the user is recorded as erased in the MANIFEST, their events
-// leave the memtable and the WAL, and queries leave their rows out of segments; then the maintenance thread
-// rewrites the segments holding them (one pass for every user erased meanwhile), so an erasure costs the
-// intake request a MANIFEST write and a flush, not a rewrite of the store.
+// leave the memtable (and the WAL with the next flush, recovery filtering them until then), and queries leave
+// their rows out of segments; after `purge_delay_ms` the maintenance thread rewrites the segments holding them
+// (one pass for every user erased meanwhile), so an erasure costs the intake request a MANIFEST write and a
+// pass over the memtable, not a flush or a rewrite of the store.
 // Segment files are reference-counted: a replaced segment is deleted when the last reader lets go of it.
 // Memory is bounded by options: the memtable by events and bytes (appends wait for the flush when twice the
 // limit is buffered: backpressure), the dedup index by `dedup_max_bytes` (dedup_index.h), a merge by
@@ -61,6 +62,9 @@ struct EmbeddedEventStoreOptions {
   int64_t retention_days = 0;               // keep events of the last N days (by event time); 0 = forever
   embedded::CompactionOptions compaction;
   int64_t maintenance_interval_ms = 30000;  // compaction and retention run this often (and after flushes)
+  // Erased users' events, hidden from queries at once, stay in segment files at most about this long (plus one
+  // maintenance interval) before maintenance rewrites them out: erasures arriving meanwhile share one rewrite.
+  int64_t purge_delay_ms = 300000;
   uint64_t query_cache_bytes = 256 << 20;   // partial aggregates of segments kept for repeated queries
   int query_threads = 0;                    // segments decoded in parallel; 0 = hardware threads
   int zstd_level = 3;
@@ -80,14 +84,15 @@ class EmbeddedEventStore final : public EventStore {
   int64_t NewestEventMs() override;
   common::Result<query::RowSet> SelectRows(const query::AggregateQuery& query,
                                            const std::vector<std::string>& properties) override;
-  common::Result<uint64_t> EraseUser(const std::string& user) override;
+  common::Result<uint64_t> EraseUser(const std::string& user, bool count_events = true) override;
   common::Status AllowUser(const std::string& user) override;
   common::Status Ping() override;
   nlohmann::json Stats() override;
 
   // Writes the memtable to segments now (also used at shutdown).
   common::Status Flush();
-  // One round of background work now: retention, then compaction of every partition that needs it.
+  // One round of background work now: the purge of erased users (whatever purge_delay_ms says), retention,
+  // then compaction of every partition that needs it.
   common::Status RunMaintenance();
   // What recovery found at Open (for logs and the crash-safety tests).
   const nlohmann::json& recovery_report() const { return recovery_report_; }
@@ -123,11 +128,14 @@ class EmbeddedEventStore final : public EventStore {
   void ExpireDedupLocked(int64_t now_ms);
   void FlushLoop();
   void MaintenanceLoop();
+  // RunMaintenance; the purge only when `purge_now` or its delay is over.
+  common::Status MaintenanceRound(bool purge_now);
   common::Status FlushLocked(std::unique_lock<std::mutex>& flush_lock);
   // Rewrites every segment holding events of a user whose purge is pending, without them (erasure's second,
   // physical step; maintenance runs it, and so does a re-registration of such a user before its first event).
+  // Both first flush when the WAL may still hold events of erased users (see erasure_wal_sequence_).
   common::Status PurgeErasedUsers();
-  common::Status PurgeLocked();
+  common::Status PurgeLocked(std::unique_lock<std::mutex>& flush_lock);
   // The erased users whose events may still be in segments, and the epoch that names this set in cache keys.
   std::set<std::string, std::less<>> PendingPurge(uint64_t& epoch);
   // Waits until the memtable has room (backpressure); Unavailable after append_wait_ms.
@@ -159,6 +167,11 @@ class EmbeddedEventStore final : public EventStore {
   std::set<std::string, std::less<>> purge_pending_;                  // guarded by dedup_mu_
   uint64_t purge_epoch_ = 0;                                          // guarded by dedup_mu_; +1 per change
   std::atomic<size_t> purge_pending_count_{0};                        // purge_pending_.size(), lock-free
+  // The WAL's last sequence when the latest erasure rolled it: until a flush covers it, older WAL files may
+  // hold erased users' events (recovery filters them), so a re-registration flushes first.
+  std::atomic<uint64_t> erasure_wal_sequence_{0};
+  std::atomic<uint64_t> flushed_sequence_seen_{0};  // flushed_sequence_ for lock-free readers
+  std::atomic<int64_t> purge_pending_since_ms_{0};  // wall time the oldest pending erasure was made (or recovered)
 
   mutable std::mutex mem_mu_;
   std::vector<MemBatchRef> memtable_;                                 // guarded by mem_mu_
@@ -185,6 +198,9 @@ class EmbeddedEventStore final : public EventStore {
   std::atomic<uint64_t> expired_events_{0};       // dropped by retention (at flush or with their partition)
   std::atomic<uint64_t> compactions_{0};
   std::atomic<uint64_t> compacted_segments_{0};   // inputs merged away
+  std::atomic<uint64_t> flushes_{0};              // flushes that wrote segments
+  std::atomic<uint64_t> flushed_events_{0};       // events they wrote
+  std::atomic<uint64_t> flush_micros_{0};         // wall time they took, summed
   std::atomic<uint64_t> purges_{0};               // purge passes that rewrote segments for erased users
   std::atomic<uint64_t> purged_segments_{0};      // segments rewritten (or dropped) by them
   std::atomic<uint64_t> backpressure_waits_{0};   // appends that waited for the flush
