@@ -272,7 +272,7 @@ class CellSeries : public Series {
   }
   Roaring Users(const std::vector<GroupKey>& keys) const override {
     Roaring users;
-    for (const auto& cell : Merged(keys)) users |= cell.users;
+    for (const auto& cell : Merged(keys)) users |= cell.users.bitmap();
     return users;
   }
   int64_t Newest() const override { return result_.newest_event_ms; }
@@ -301,7 +301,7 @@ class WindowSeries : public Series {
     for (const auto& key : keys) {
       auto it = result_.groups.find(key);
       if (it == result_.groups.end()) continue;
-      for (size_t fine = from; fine < to && fine < it->second.size(); ++fine) users |= it->second[fine].users;
+      for (size_t fine = from; fine < to && fine < it->second.size(); ++fine) users |= it->second[fine].users.bitmap();
     }
     return users;
   }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,51 @@ struct AggregateQuery {
   std::string Fingerprint() const;
 };
 
+// The distinct users of a cell. The bitmap exists from the first user on: most cells of most queries (counts,
+// sums) have none, and a result holds tens of thousands of cells, each of which would otherwise construct and
+// destroy a Roaring (two library calls) and carry its 40 bytes.
+class UserSet {
+ public:
+  UserSet() = default;
+  UserSet(const UserSet& other) : bits_(other.bits_ ? std::make_unique<Roaring>(*other.bits_) : nullptr) {}
+  UserSet(UserSet&&) noexcept = default;
+  UserSet& operator=(const UserSet& other) {
+    if (this != &other) bits_ = other.bits_ ? std::make_unique<Roaring>(*other.bits_) : nullptr;
+    return *this;
+  }
+  UserSet& operator=(UserSet&&) noexcept = default;
+  UserSet& operator=(Roaring bits) {
+    bits_ = std::make_unique<Roaring>(std::move(bits));
+    return *this;
+  }
+
+  void add(uint32_t user) { Mutable().add(user); }
+  UserSet& operator|=(const UserSet& other) {
+    if (!other.empty()) Mutable() |= *other.bits_;
+    return *this;
+  }
+  UserSet& operator|=(const Roaring& other) {
+    if (!other.isEmpty()) Mutable() |= other;
+    return *this;
+  }
+  bool empty() const { return bits_ == nullptr || bits_->isEmpty(); }
+  uint64_t cardinality() const { return bits_ ? bits_->cardinality() : 0; }
+  uint64_t getSizeInBytes() const { return bits_ ? sizeof(Roaring) + bits_->getSizeInBytes() : 0; }
+  // The users as a bitmap (an empty one when there are none).
+  const Roaring& bitmap() const {
+    static const Roaring kEmpty;
+    return bits_ ? *bits_ : kEmpty;
+  }
+  bool operator==(const UserSet& other) const { return bitmap() == other.bitmap(); }
+
+ private:
+  Roaring& Mutable() {
+    if (!bits_) bits_ = std::make_unique<Roaring>();
+    return *bits_;
+  }
+  std::unique_ptr<Roaring> bits_;
+};
+
 struct AggregateCell {
   double weighted_count = 0;   // Σ weight(type) over the events read
   double weighted_sum = 0;     // Σ weight(type) × value over events whose value is a number
@@ -46,10 +92,11 @@ struct AggregateCell {
   double value_sum = 0;        // Σ value (unweighted: avg)
   double min = std::numeric_limits<double>::infinity();
   double max = -std::numeric_limits<double>::infinity();
-  Roaring users;
+  UserSet users;
   std::vector<double> values;
 
-  // Adds `other` (inline: results merge cells by the tens of thousands; most have no users and no values).
+  // Adds `other` (inline: results merge cells by the tens of thousands; most have no users and no values, whose
+  // merge stays out of line so that the rest inlines).
   void Merge(const AggregateCell& other) {
     weighted_count += other.weighted_count;
     weighted_sum += other.weighted_sum;
@@ -57,10 +104,12 @@ struct AggregateCell {
     value_sum += other.value_sum;
     min = other.min < min ? other.min : min;
     max = other.max > max ? other.max : max;
-    if (other.users.roaring.high_low_container.size != 0) users |= other.users;
-    if (!other.values.empty()) values.insert(values.end(), other.values.begin(), other.values.end());
+    if (!other.users.empty() || !other.values.empty()) MergeUsersAndValues(other);
   }
   uint64_t MemoryBytes() const;
+
+ private:
+  void MergeUsersAndValues(const AggregateCell& other);
 };
 
 // A group: one value per group_by property, rendered as text ("17", "RU", "true", "1.5", raw JSON for

@@ -227,6 +227,11 @@ std::optional<double> Percentile(std::vector<double>& values, double p) {
   return values[lower] + (h - std::floor(h)) * (values[lower + 1] - values[lower]);
 }
 
+void AggregateCell::MergeUsersAndValues(const AggregateCell& other) {
+  users |= other.users;
+  values.insert(values.end(), other.values.begin(), other.values.end());
+}
+
 uint64_t AggregateCell::MemoryBytes() const {
   return sizeof(AggregateCell) + users.getSizeInBytes() + values.capacity() * sizeof(double);
 }

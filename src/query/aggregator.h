@@ -52,15 +52,22 @@ class GroupIndex {
     Place({Hash(value), value, cells});
   }
 
-  // Group values are mostly short ids ("game_1042", "RU"): two multiplications, not a pass per byte.
+  // Group values are mostly short ids ("game_1042", "RU"): two 64x64->128-bit multiplications, not a pass per
+  // byte. The folded product makes every bit of the result depend on every input bit: ids that differ only in
+  // their last bytes (the high bytes of a little-endian word) must still differ in the low bits the table uses
+  // (a plain multiply keeps those low bits equal, and probe chains grew to dozens of slots).
   static uint64_t Hash(std::string_view text) {
     if (text.size() > 16) return std::hash<std::string_view>()(text);
     uint64_t words[2] = {0, 0};
     std::memcpy(words, text.data(), text.size());
-    const uint64_t mixed = (words[0] * 0x9E3779B97F4A7C15ULL) ^ (words[1] * 0xC2B2AE3D27D4EB4FULL) ^ text.size();
-    return mixed ^ (mixed >> 29);
+    return Fold(words[0] ^ Fold(words[1] ^ text.size(), 0xC2B2AE3D27D4EB4FULL), 0x9E3779B97F4A7C15ULL);
   }
  private:
+  __extension__ using Wide = unsigned __int128;  // GCC/Clang; __extension__ keeps -Wpedantic quiet
+  static uint64_t Fold(uint64_t value, uint64_t key) {
+    const Wide product = static_cast<Wide>(value) * key;
+    return static_cast<uint64_t>(product) ^ static_cast<uint64_t>(product >> 64);
+  }
   struct Slot {
     uint64_t hash = 0;
     std::string_view value;

@@ -175,3 +175,17 @@ TEST(AggregatorTest, CellsWeightSumDistinctUsersAndPercentiles) {
 
 }  // namespace
 }  // namespace analytics::query
+
+TEST(GroupIndexTest, HashesOfIdsDifferingInTheirLastCharactersSpreadOverTheLowBits) {
+  // The table uses the low bits: 1,000 ids like "game_1042" over 2,048 slots must not pile up (they did when
+  // the hash was a plain multiply: the varying last characters only reached the high bits).
+  for (const std::string prefix : {"game_", "g", "country_", "x"}) {
+    std::vector<int> slots(2048, 0);
+    for (int id = 1000; id < 2000; ++id) ++slots[analytics::query::GroupIndex::Hash(prefix + std::to_string(id)) & 2047];
+    EXPECT_LE(*std::max_element(slots.begin(), slots.end()), 6) << prefix;
+    EXPECT_GE(std::count(slots.begin(), slots.end(), 0), 1024) << prefix;  // about 2048 * e^(-1000/2048) = 1259
+  }
+  // Equal values hash equally whatever their storage; lengths are part of the hash.
+  EXPECT_EQ(analytics::query::GroupIndex::Hash(std::string("game_1")), analytics::query::GroupIndex::Hash("game_1"));
+  EXPECT_NE(analytics::query::GroupIndex::Hash(std::string_view("a\0", 2)), analytics::query::GroupIndex::Hash("a"));
+}
