@@ -33,6 +33,8 @@
 #include "gen/generator.h"
 #include "query/aggregator.h"
 #include "store/embedded/embedded_event_store.h"
+#include "store/embedded/column_codec.h"
+#include "store/embedded/column_json.h"
 #include "store/embedded/query_exec.h"
 #include "store/embedded/segment_format.h"
 #include "store/embedded/segment_reader.h"
@@ -1670,6 +1672,53 @@ TEST_F(SegmentTest, StoreAggregatesEqualOneBatchOfAllEventsWithOrWithoutTheCache
         }
       }
       if (HasFailure()) return;
+    }
+  }
+}
+
+// --- The writer's building blocks ----------------------------------------------------------------------------
+
+// StringIndex (column_codec.h) numbers strings in first-seen order, through many growths of its table, and
+// keeps its own copies (the caller's buffer is reused here).
+TEST(StringIndexTest, NumbersDistinctStringsInFirstSeenOrder) {
+  StringIndex index;
+  std::string buffer;
+  for (int round = 0; round < 2; ++round) {
+    for (uint32_t value_idx = 0; value_idx < 5000; ++value_idx) {
+      buffer = "value-" + std::to_string(value_idx * 7919 % 5000);
+      const auto [id, inserted] = index.Insert(buffer);
+      EXPECT_EQ(inserted, round == 0);
+      EXPECT_EQ(id, value_idx);
+    }
+  }
+  EXPECT_EQ(index.Insert("").first, 5000u);  // the empty string is a value like any other
+  ASSERT_EQ(index.size(), 5001u);
+  EXPECT_EQ(index.value(3), "value-" + std::to_string(3 * 7919 % 5000));
+  EXPECT_EQ(index.Find("value-" + std::to_string(42 * 7919 % 5000)), 42u);
+  EXPECT_EQ(index.Find("value-5000"), StringIndex::kNotFound);
+  EXPECT_EQ(StringIndex().Find("anything"), StringIndex::kNotFound);
+  const std::vector<std::string_view> values = index.Values();
+  ASSERT_EQ(values.size(), 5001u);
+  EXPECT_EQ(values[4999], "value-" + std::to_string(4999 * 7919 % 5000));
+}
+
+// SplitJsonObject finds the end of a string eight bytes at a time: a quote or an escape at any offset from the
+// string's start, across word boundaries, splits the object exactly as written.
+TEST(SplitJsonObjectTest, QuotesAndEscapesAtEveryOffsetSplitExactly) {
+  for (size_t offset = 0; offset < 24; ++offset) {
+    for (const std::string escape : {"\\\"", "\\\\", "\\u00e9"}) {
+      const std::string key = std::string(offset, 'k') + escape + "z";
+      const std::string value = "\"" + std::string(offset, 'v') + escape + std::string(offset % 9, 'w') + "\"";
+      const std::string text = "{\"" + key + "\":" + value + ",\"" + std::string(offset, 'n') + "\":[\"]\"]}";
+      std::vector<JsonMember> members;
+      ASSERT_TRUE(SplitJsonObject(text, /*allow_whitespace=*/false, members)) << text;
+      ASSERT_EQ(members.size(), 2u) << text;
+      EXPECT_EQ(members[0].key, key);
+      EXPECT_EQ(members[0].value, value);
+      EXPECT_EQ(members[1].key, std::string(offset, 'n'));
+      EXPECT_EQ(members[1].value, "[\"]\"]");
+      // Cut just before the key's closing quote, the key has no end.
+      EXPECT_FALSE(SplitJsonObject(text.substr(0, 2 + key.size()), /*allow_whitespace=*/false, members));
     }
   }
 }

@@ -5,6 +5,9 @@
 #include <bit>
 #include <cstring>
 
+#define XXH_INLINE_ALL  // the hash of short strings is the whole cost of a lookup: let it inline
+#include <xxhash.h>
+
 namespace analytics::store::embedded {
 namespace {
 
@@ -12,6 +15,7 @@ constexpr uint8_t kIntDelta = 1;      // each value minus the previous one
 constexpr uint8_t kIntBitPacked = 2;  // PutBitPacked instead of varints
 constexpr uint8_t kScaleBits = 0xFF;  // a double kept as its 8 IEEE bytes
 constexpr uint32_t kBoolMask = (1u << kTagFalse) | (1u << kTagTrue);
+constexpr size_t kMinIndexSlots = 16;  // a power of two
 
 size_t VarintSize(uint64_t value) {
   size_t size = 1;
@@ -44,16 +48,54 @@ int HexNibble(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
 
 }  // namespace
 
-void StringDictWriter::Add(std::string_view value) {
-  const auto next = static_cast<uint32_t>(distinct_.size());
-  auto it = index_.find(value);  // find first: emplace would build a node for every repeated value
-  if (it == index_.end()) {
-    index_.emplace(value, next);
-    distinct_.push_back(value);
-    PutVarint(codes_, 0);
-  } else {
-    PutVarint(codes_, next - it->second);
+std::pair<uint32_t, bool> StringIndex::Insert(std::string_view value) {
+  if (2 * (entries_.size() + 1) > slots_.size()) Grow();
+  const uint64_t hash = XXH3_64bits(value.data(), value.size());
+  Slot& slot = slots_[Probe(value, hash)];
+  if (slot.id_plus_one != 0) return {slot.id_plus_one - 1, false};
+  const auto id = static_cast<uint32_t>(entries_.size());
+  slot = Slot{id + 1, static_cast<uint32_t>(hash >> 32)};
+  entries_.push_back(Entry{hash, bytes_.size(), value.size()});
+  bytes_.append(value);
+  return {id, true};
+}
+
+uint32_t StringIndex::Find(std::string_view value) const {
+  if (slots_.empty()) return kNotFound;
+  const Slot& slot = slots_[Probe(value, XXH3_64bits(value.data(), value.size()))];
+  return slot.id_plus_one == 0 ? kNotFound : slot.id_plus_one - 1;
+}
+
+size_t StringIndex::Probe(std::string_view text, uint64_t hash) const {
+  const size_t mask = slots_.size() - 1;
+  const auto tag = static_cast<uint32_t>(hash >> 32);
+  for (size_t slot_idx = hash & mask;; slot_idx = (slot_idx + 1) & mask) {
+    const Slot& slot = slots_[slot_idx];
+    if (slot.id_plus_one == 0) return slot_idx;
+    if (slot.tag == tag && value(slot.id_plus_one - 1) == text) return slot_idx;
   }
+}
+
+void StringIndex::Grow() {
+  slots_.assign(std::max<size_t>(kMinIndexSlots, 2 * slots_.size()), Slot{});
+  const size_t mask = slots_.size() - 1;
+  for (uint32_t id = 0; id < entries_.size(); ++id) {
+    size_t slot_idx = entries_[id].hash & mask;
+    while (slots_[slot_idx].id_plus_one != 0) slot_idx = (slot_idx + 1) & mask;
+    slots_[slot_idx] = Slot{id + 1, static_cast<uint32_t>(entries_[id].hash >> 32)};
+  }
+}
+
+std::vector<std::string_view> StringIndex::Values() const {
+  std::vector<std::string_view> values(entries_.size());
+  for (uint32_t id = 0; id < entries_.size(); ++id) values[id] = value(id);
+  return values;
+}
+
+void StringDictWriter::Add(std::string_view value) {
+  const auto distinct = static_cast<uint32_t>(index_.size());
+  const auto [id, inserted] = index_.Insert(value);
+  PutVarint(codes_, inserted ? 0 : distinct - id);
   ++values_;
 }
 
@@ -202,7 +244,7 @@ bool ReadStringList(ColumnReader& reader, uint64_t max_count, std::string& stora
 }
 
 void StringDictWriter::Finish(std::string& out) const {
-  PutStringList(out, distinct_);
+  PutStringList(out, index_.Values());
   out.append(codes_);
 }
 
@@ -365,12 +407,12 @@ void PropertyColumnWriter::AddNumber(const CanonicalNumber& number, std::string_
 
 void PropertyColumnWriter::AddString(std::string_view value) {
   tags_.push_back(kTagString);
-  strings_.push_back(value);
+  strings_.Add(value);
 }
 
 void PropertyColumnWriter::AddRaw(std::string_view text) {
   tags_.push_back(kTagRaw);
-  raws_.push_back(text);
+  raws_.Add(text);
 }
 
 void PropertyColumnWriter::Finish(std::string& out, const CompressedSize& compressed_size) {
@@ -423,16 +465,8 @@ void PropertyColumnWriter::Finish(std::string& out, const CompressedSize& compre
     out += mantissas;
     out += bits;
   }
-  if (mask & (1u << kTagString)) {
-    StringDictWriter dict;
-    for (std::string_view value : strings_) dict.Add(value);
-    dict.Finish(out);
-  }
-  if (mask & (1u << kTagRaw)) {
-    StringDictWriter dict;
-    for (std::string_view value : raws_) dict.Add(value);
-    dict.Finish(out);
-  }
+  if (mask & (1u << kTagString)) strings_.Finish(out);
+  if (mask & (1u << kTagRaw)) raws_.Finish(out);
   if (mask & (1u << kTagUserRef)) PutIntStream(out, user_refs_, compressed_size);
 }
 

@@ -10,7 +10,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "store/embedded/codec.h"
@@ -109,19 +109,54 @@ struct UserRefs {
 // Exactly `count` users, references below `base_count`.
 bool ReadUserRefs(ColumnReader& reader, uint64_t count, uint64_t base_count, std::string& storage, UserRefs& out);
 
+// Distinct strings numbered 0, 1, ... in first-seen order: the writer's dictionaries, property names, users and
+// types. Writing a segment looks up several strings per row, so this is an open-addressing table (linear
+// probing, at most half full) whose slots hold a 32-bit hash tag next to the id: a lookup hashes the string
+// once (XXH3) and compares bytes only on a tag match. The strings are copied into one buffer, so the caller
+// need not keep them alive, and a hit compares against compact memory instead of a row scattered in the heap.
+class StringIndex {
+ public:
+  // The id of `value`, and whether it was new (it then gets id size()).
+  std::pair<uint32_t, bool> Insert(std::string_view value);
+  // The id of `value`, or kNotFound.
+  static constexpr uint32_t kNotFound = UINT32_MAX;
+  uint32_t Find(std::string_view value) const;
+  size_t size() const { return entries_.size(); }
+  std::string_view value(uint32_t id) const { return {bytes_.data() + entries_[id].offset, entries_[id].length}; }
+  // Every string by id (views valid until the next Insert).
+  std::vector<std::string_view> Values() const;
+
+ private:
+  struct Entry {
+    uint64_t hash;
+    size_t offset;  // in bytes_
+    size_t length;
+  };
+  struct Slot {
+    uint32_t id_plus_one = 0;  // 0: empty
+    uint32_t tag = 0;          // the hash's high half
+  };
+  // The slot holding `text`, or the empty slot where it would go.
+  size_t Probe(std::string_view text, uint64_t hash) const;
+  void Grow();
+
+  std::vector<Slot> slots_;
+  std::vector<Entry> entries_;
+  std::string bytes_;
+};
+
 // A dictionary of distinct strings in first-seen order plus one code per value. The code of a value seen
 // before is (number of distinct values so far) - (its index), a new value is 0: new ids cost nothing, and a
 // value repeated soon after (a session id in the same user run) gets a small code.
 class StringDictWriter {
  public:
-  void Add(std::string_view value);  // `value` must stay valid until Finish
+  void Add(std::string_view value);
   size_t values() const { return values_; }
   // Appends the distinct strings (PutStringList), then one varint code per added value.
   void Finish(std::string& out) const;
 
  private:
-  std::unordered_map<std::string_view, uint32_t> index_;
-  std::vector<std::string_view> distinct_;
+  StringIndex index_;
   std::string codes_;
   size_t values_ = 0;
 };
@@ -155,8 +190,8 @@ class PropertyColumnWriter {
   void AddBool(bool value) { tags_.push_back(value ? kTagTrue : kTagFalse); }
   // `number` must be canonical as int or as double; `text` is its literal (kept until Finish).
   void AddNumber(const CanonicalNumber& number, std::string_view text);
-  void AddString(std::string_view value);  // unescaped value, kept until Finish
-  void AddRaw(std::string_view text);      // exact JSON text, kept until Finish
+  void AddString(std::string_view value);  // unescaped value
+  void AddRaw(std::string_view text);      // exact JSON text
   void AddUser() { tags_.push_back(kTagUser); }
   void AddUserRef(uint32_t user_idx) {
     tags_.push_back(kTagUserRef);
@@ -174,8 +209,9 @@ class PropertyColumnWriter {
   };
   std::vector<uint8_t> tags_;
   std::vector<Number> numbers_;
-  std::vector<std::string_view> strings_;
-  std::vector<std::string_view> raws_;
+  // Dictionary-coded as they come: the value is in cache now, and would be a cache miss again in Finish.
+  StringDictWriter strings_;
+  StringDictWriter raws_;
   std::vector<int64_t> user_refs_;
 };
 
