@@ -360,16 +360,49 @@ class RatioSeries : public Series {
   std::unique_ptr<Series> numerator_, denominator_;
 };
 
+// Sorts `keys` (LSD radix, 11 bits a pass, only as many passes as the largest key needs): the change lists of
+// PeakSeries hold up to two keys per session, millions for a month, where std::sort was the hot spot.
+void RadixSort(std::vector<uint64_t>& keys) {
+  if (keys.size() < 256) {
+    std::sort(keys.begin(), keys.end());
+    return;
+  }
+  uint64_t largest = 0;
+  for (uint64_t key : keys) largest |= key;
+  constexpr int kBits = 11;
+  constexpr size_t kBuckets = size_t{1} << kBits;
+  std::vector<uint64_t> scratch(keys.size());
+  for (int shift = 0; shift < 64 && (largest >> shift) != 0; shift += kBits) {
+    std::vector<size_t> offsets(kBuckets + 1, 0);
+    for (uint64_t key : keys) ++offsets[((key >> shift) & (kBuckets - 1)) + 1];
+    for (size_t bucket = 1; bucket <= kBuckets; ++bucket) offsets[bucket] += offsets[bucket - 1];
+    for (uint64_t key : keys) scratch[offsets[(key >> shift) & (kBuckets - 1)]++] = key;
+    keys.swap(scratch);
+  }
+}
+
 // peak_concurrent: sessions as [start, end) intervals per group; the value of a bucket is the most sessions
-// open at one instant in it (closes before opens at equal times).
+// open at one instant in it (closes before opens at equal times). Each group's opens and closes are kept
+// sorted, as keys (time - origin) * 2 + (1 for an open), so that a close sorts before an open at equal times.
 class PeakSeries : public Series {
  public:
-  struct Session {
-    int64_t start, end;
-    uint32_t user;
-  };
+  using Session = query::Session;
   PeakSeries(std::map<GroupKey, std::vector<Session>> sessions, std::vector<int64_t> bounds, int64_t newest)
-      : sessions_(std::move(sessions)), bounds_(std::move(bounds)), newest_(newest) {}
+      : sessions_(std::move(sessions)), bounds_(std::move(bounds)), newest_(newest) {
+    origin_ = INT64_MAX;
+    for (const auto& [key, group] : sessions_) {
+      for (const Session& session : group) origin_ = std::min(origin_, session.start_ms);
+    }
+    for (const auto& [key, group] : sessions_) {
+      std::vector<uint64_t>& changes = changes_[key];
+      changes.reserve(group.size() * 2);
+      for (const Session& session : group) {
+        changes.push_back(Change(session.start_ms, true));
+        changes.push_back(Change(session.end_ms, false));
+      }
+      RadixSort(changes);
+    }
+  }
 
   std::vector<GroupKey> Keys() const override {
     std::vector<GroupKey> keys;
@@ -377,29 +410,17 @@ class PeakSeries : public Series {
     return keys;
   }
   std::vector<std::optional<double>> Peaks(const std::vector<GroupKey>& keys, const std::vector<int64_t>& bounds) const {
-    std::vector<std::pair<int64_t, int>> changes;  // (time, -1 close / +1 open): closes sort first
+    if (keys.size() == 1) {
+      auto it = changes_.find(keys.front());
+      return Sweep(it == changes_.end() ? std::vector<uint64_t>() : it->second, bounds);
+    }
+    std::vector<uint64_t> changes;
     for (const auto& key : keys) {
-      auto it = sessions_.find(key);
-      if (it == sessions_.end()) continue;
-      for (const auto& session : it->second) {
-        changes.emplace_back(session.start, +1);
-        changes.emplace_back(session.end, -1);
-      }
+      auto it = changes_.find(key);
+      if (it != changes_.end()) changes.insert(changes.end(), it->second.begin(), it->second.end());
     }
-    std::sort(changes.begin(), changes.end());
-    std::vector<std::optional<double>> peaks;
-    size_t next = 0;
-    int64_t open = 0;
-    for (size_t bucket = 0; bucket + 1 < bounds.size(); ++bucket) {
-      while (next < changes.size() && changes[next].first <= bounds[bucket]) open += changes[next++].second;
-      int64_t peak = open;
-      while (next < changes.size() && changes[next].first < bounds[bucket + 1]) {
-        open += changes[next++].second;
-        peak = std::max(peak, open);
-      }
-      peaks.push_back(static_cast<double>(peak));
-    }
-    return peaks;
+    RadixSort(changes);
+    return Sweep(changes, bounds);
   }
   std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
     return Peaks(keys, bounds_);
@@ -421,9 +442,41 @@ class PeakSeries : public Series {
   int64_t Newest() const override { return newest_; }
 
  private:
+  uint64_t Change(int64_t time, bool open) const {
+    return (static_cast<uint64_t>(time - origin_) << 1) | (open ? 1 : 0);
+  }
+  // The peak of each bucket of `bounds` over `changes` (sorted).
+  std::vector<std::optional<double>> Sweep(const std::vector<uint64_t>& changes, const std::vector<int64_t>& bounds) const {
+    std::vector<std::optional<double>> peaks;
+    size_t next = 0;
+    int64_t open = 0;
+    auto delta = [&](uint64_t change) { return (change & 1) != 0 ? 1 : -1; };
+    for (size_t bucket = 0; bucket + 1 < bounds.size(); ++bucket) {
+      // Changes at or before the bucket's start, then those inside it (a key ≤ 2·(b - origin) + 1 is at or before b).
+      const int64_t start = bounds[bucket], end = bounds[bucket + 1];
+      while (next < changes.size() && Before(changes[next], start, true)) open += delta(changes[next++]);
+      int64_t peak = open;
+      while (next < changes.size() && Before(changes[next], end, false)) {
+        open += delta(changes[next++]);
+        peak = std::max(peak, open);
+      }
+      peaks.push_back(static_cast<double>(peak));
+    }
+    return peaks;
+  }
+  // Whether a change is before `bound` (or at it, when `inclusive`).
+  bool Before(uint64_t change, int64_t bound, bool inclusive) const {
+    if (bound < origin_) return false;  // every change is at or after the origin
+    const auto time = static_cast<uint64_t>(bound - origin_);
+    const uint64_t at = change >> 1;
+    return inclusive ? at <= time : at < time;
+  }
+
   std::map<GroupKey, std::vector<Session>> sessions_;
+  std::map<GroupKey, std::vector<uint64_t>> changes_;  // per group, sorted
   std::vector<int64_t> bounds_;
   int64_t newest_;
+  int64_t origin_ = 0;  // the earliest start: every change is at or after it
 };
 
 AggregateQuery BaseQuery(const MetricDefinition& definition, const Plan& plan) {
@@ -479,63 +532,24 @@ class SeriesBuilder {
     return Build(entry->definition, plan, depth + 1);
   }
 
-  // Sessions per docs/metrics.md: a start opens (user, key) unless that session is open; the first later end
-  // of the same (user, key) closes it; none within max_session_seconds: it closes then. Starts are filtered
-  // and grouped; ends only pair.
+  // Sessions per docs/metrics.md, paired by the store: starts are filtered and grouped; ends only close. Events
+  // up to max_session_seconds before the period are read (sessions open when it begins).
   Result<std::unique_ptr<Series>> Peak(const MetricDefinition& definition, const Plan& plan) {
     if (!definition.concurrency) return Status::Internal("peak_concurrent metric without concurrency");
     const query::ConcurrencySpec& spec = *definition.concurrency;
-    const int64_t max_ms = spec.max_session_seconds * 1000;
     const std::vector<int64_t>& bounds = plan.grid.bounds();
-    AggregateQuery starts = BaseQuery(definition, plan);
-    starts.event_types = {spec.start_event_type};
-    starts.bounds = {bounds.front() - max_ms, bounds.back()};
-    starts.collect_users = false;
-    AggregateQuery ends;
-    ends.event_types = {spec.end_event_type};
-    ends.bounds = starts.bounds;
-    ANALYTICS_ASSIGN_OR_RETURN(auto start_rows, store_.SelectRows(starts, {spec.key_property}));
-    ANALYTICS_ASSIGN_OR_RETURN(auto end_rows, store_.SelectRows(ends, {spec.key_property}));
-    struct Mark {
-      int64_t time;
-      bool is_start;
-      size_t row;
-    };
-    std::map<std::pair<uint32_t, std::string>, std::vector<Mark>> by_session;
-    int64_t newest = INT64_MIN;
-    for (size_t row = 0; row < start_rows.time_ms.size(); ++row) {
-      if (!start_rows.values[row][0]) continue;
-      by_session[{start_rows.users[row], *start_rows.values[row][0]}].push_back({start_rows.time_ms[row], true, row});
-      newest = std::max(newest, start_rows.time_ms[row]);
-    }
-    for (size_t row = 0; row < end_rows.time_ms.size(); ++row) {
-      if (!end_rows.values[row][0]) continue;
-      auto it = by_session.find({end_rows.users[row], *end_rows.values[row][0]});
-      if (it == by_session.end()) continue;  // no start of this session was read
-      it->second.push_back({end_rows.time_ms[row], false, row});
-    }
-    std::map<GroupKey, std::vector<PeakSeries::Session>> sessions;
-    for (auto& [session_key, marks] : by_session) {
-      // Ends before starts at equal times: an end at the very start's millisecond is not "later".
-      std::sort(marks.begin(), marks.end(), [](const Mark& a, const Mark& b) {
-        return a.time != b.time ? a.time < b.time : (!a.is_start && b.is_start);
-      });
-      std::optional<Mark> open;
-      auto close = [&](int64_t end) {
-        sessions[start_rows.groups[open->row]].push_back({open->time, end, session_key.first});
-        open.reset();
-      };
-      for (const Mark& mark : marks) {
-        if (open && mark.time >= open->time + max_ms) close(open->time + max_ms);
-        if (mark.is_start) {
-          if (!open) open = mark;
-        } else if (open) {
-          close(mark.time);
-        }
-      }
-      if (open) close(open->time + max_ms);
-    }
-    return std::unique_ptr<Series>(new PeakSeries(std::move(sessions), bounds, newest));
+    const AggregateQuery base = BaseQuery(definition, plan);
+    query::SessionQuery sessions;
+    sessions.start_type = spec.start_event_type;
+    sessions.end_type = spec.end_event_type;
+    sessions.key_property = spec.key_property;
+    sessions.filter = base.filter;
+    sessions.group_by = base.group_by;
+    sessions.max_session_ms = spec.max_session_seconds * 1000;
+    sessions.from_ms = bounds.front() - sessions.max_session_ms;
+    sessions.to_ms = bounds.back();
+    ANALYTICS_ASSIGN_OR_RETURN(auto result, store_.Sessions(sessions));
+    return std::unique_ptr<Series>(new PeakSeries(std::move(result.groups), bounds, result.newest_start_ms));
   }
 
   Result<std::unique_ptr<Series>> Window(const MetricDefinition& definition, const Plan& plan) {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <roaring/roaring.hh>
@@ -126,14 +127,58 @@ struct AggregateResult {
   void Merge(const AggregateResult& other, size_t offset = 0, size_t buckets = 0);
 };
 
-// The rows a query reads, one by one (for computations that need event order, such as sessions): each row's
-// time, user, type, group and the text of some properties (nullopt: missing or null).
-struct RowSet {
-  std::vector<int64_t> time_ms;
-  std::vector<uint32_t> users;
-  std::vector<std::string> types;
-  std::vector<GroupKey> groups;
-  std::vector<std::vector<std::optional<std::string>>> values;  // per row, one per requested property
+// Sessions of peak_concurrent (docs/metrics.md section 3): a start event opens the session named by (its user,
+// its key_property value), the first later end event of the same name closes it, max_session_ms after the start
+// at the latest. Only events in [from_ms, to_ms) are read; `filter` and `group_by` apply to start events, ends
+// only close sessions.
+struct SessionQuery {
+  std::string start_type, end_type;
+  std::string key_property;
+  FilterExpr filter;
+  std::vector<std::string> group_by;
+  int64_t from_ms = 0, to_ms = 0;
+  int64_t max_session_ms = 0;
+  // Canonical text of what decides the events read and their marks, all but the time range (cache keys).
+  std::string Fingerprint() const;
+};
+
+// One session: open on [start_ms, end_ms).
+struct Session {
+  int64_t start_ms = 0, end_ms = 0;
+  uint32_t user = kNoUser;
+};
+
+struct SessionResult {
+  std::map<GroupKey, std::vector<Session>> groups;  // by the group of the start event
+  int64_t newest_start_ms = std::numeric_limits<int64_t>::min();  // among the start events read
+};
+
+// The start and end events of some rows (a segment, the memtable) as a SessionQuery reads them, whatever its
+// time range, sorted for pairing (query::PairSessions). Kept per segment by the embedded store: immutable
+// once built.
+struct SessionMarks {
+  static constexpr uint32_t kEnd = std::numeric_limits<uint32_t>::max();
+  struct Mark {
+    uint64_t hash = 0;   // of the key text
+    int64_t time_ms = 0;
+    uint32_t user = kNoUser;
+    uint32_t group = kEnd;  // a start: index into `groups`; an end: kEnd
+    uint32_t key = 0;       // index into the key texts; equal indexes, equal texts
+  };
+  // Sorted by (hash, user, time, ends first) and, among equals, in the order the rows were read.
+  std::vector<Mark> marks;
+  // The marks by the top kPartitionBits of their hash: partition p is marks [partition_ends[p - 1] (0 for p = 0),
+  // partition_ends[p]), so that pairing takes the same hash range from every source without searching.
+  static constexpr int kPartitionBits = 13;
+  std::vector<uint32_t> partition_ends;
+  std::vector<GroupKey> groups;   // distinct groups of the starts
+  std::string keys;               // distinct key texts, back to back
+  std::vector<uint32_t> key_ends; // per key text: its end in `keys`
+  std::string_view Key(uint32_t key) const {
+    const uint32_t begin = key == 0 ? 0 : key_ends[key - 1];
+    return std::string_view(keys).substr(begin, key_ends[key] - begin);
+  }
+  uint64_t MemoryBytes() const;
 };
 
 // --- Columnar input ------------------------------------------------------------------------------------

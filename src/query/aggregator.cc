@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstring>
 #include <cmath>
+#include <thread>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -560,40 +561,258 @@ void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateRe
 
 }  // namespace analytics::query
 
+
+
 namespace analytics::query {
 
-void SelectRows(const AggregateQuery& query, const EventBatch& batch, const std::vector<std::string>& properties,
-                RowSet& out) {
-  if (batch.rows == 0 || query.bounds.size() < 2) return;
-  if (batch.max_time_ms < query.bounds.front() || batch.min_time_ms >= query.bounds.back()) return;
-  std::vector<uint8_t> type_read(batch.types.size(), query.event_types.empty() ? 1 : 0);
-  for (size_t type_idx = 0; type_idx < batch.types.size() && !query.event_types.empty(); ++type_idx) {
-    type_read[type_idx] = std::find(query.event_types.begin(), query.event_types.end(), batch.types[type_idx]) !=
-                          query.event_types.end();
+std::string SessionQuery::Fingerprint() const {
+  return json{{"start", start_type}, {"end", end_type}, {"key", key_property}, {"filter", filter.ToString()},
+              {"group_by", group_by}}
+      .dump();
+}
+
+uint64_t SessionMarks::MemoryBytes() const {
+  uint64_t bytes = sizeof(SessionMarks) + marks.capacity() * sizeof(Mark) + keys.capacity() +
+                   key_ends.capacity() * sizeof(uint32_t);
+  for (const GroupKey& group : groups) {
+    bytes += sizeof(GroupKey) + group.capacity() * sizeof(std::optional<std::string>);
+    for (const auto& value : group) bytes += value ? value->capacity() : 0;
   }
-  const CompiledFilter filter = CompileFilter(query.filter, batch);
-  auto column_of = [&](const std::string& path) -> const PropertyColumn* {
+  return bytes;
+}
+
+uint32_t SessionMarksBuilder::InternKey(std::string_view text, uint64_t& hash) {
+  hash = std::hash<std::string_view>()(text);
+  auto [it, inserted] = key_index_.try_emplace(std::string(text), static_cast<uint32_t>(out_.key_ends.size()));
+  if (inserted) {
+    out_.keys.append(text);
+    out_.key_ends.push_back(static_cast<uint32_t>(out_.keys.size()));
+  }
+  return it->second;
+}
+
+void SessionMarksBuilder::Add(const EventBatch& batch) {
+  enum Role : uint8_t { kOther, kStart, kEnd };
+  std::vector<uint8_t> roles(batch.types.size(), kOther);
+  bool any = false;
+  for (size_t type_idx = 0; type_idx < batch.types.size(); ++type_idx) {
+    if (batch.types[type_idx] == query_.start_type) roles[type_idx] = kStart;
+    if (batch.types[type_idx] == query_.end_type) roles[type_idx] = kEnd;
+    any = any || roles[type_idx] != kOther;
+  }
+  auto keys_it = batch.properties.find(query_.key_property);
+  if (!any || batch.rows == 0 || keys_it == batch.properties.end()) return;
+  const PropertyColumn& keys = keys_it->second;
+  const CompiledFilter filter = CompileFilter(query_.filter, batch);
+  std::vector<const PropertyColumn*> group_columns;
+  for (const auto& path : query_.group_by) {
     auto it = batch.properties.find(path);
-    return it == batch.properties.end() ? nullptr : &it->second;
-  };
-  std::vector<const PropertyColumn*> group_columns, value_columns;
-  for (const auto& path : query.group_by) group_columns.push_back(column_of(path));
-  for (const auto& path : properties) value_columns.push_back(column_of(path));
-  for (size_t row = 0; row < batch.rows; ++row) {
-    if (!type_read[batch.type_codes[row]]) continue;
-    const int64_t time = batch.time_ms[row];
-    if (time < query.bounds.front() || time >= query.bounds.back()) continue;
-    if (!filter.Holds(row)) continue;
-    out.time_ms.push_back(time);
-    out.users.push_back(row < batch.users.size() ? batch.users[row] : kNoUser);
-    out.types.push_back(batch.types[batch.type_codes[row]]);
+    group_columns.push_back(it == batch.properties.end() ? nullptr : &it->second);
+  }
+  // Keys and groups are decided once per dictionary code of the batch (session keys and game ids are strings).
+  constexpr uint32_t kUnknown = std::numeric_limits<uint32_t>::max();
+  std::vector<uint32_t> string_keys(keys.strings.size(), kUnknown), other_keys(keys.others.size(), kUnknown);
+  std::vector<uint64_t> string_hashes(keys.strings.size()), other_hashes(keys.others.size());
+  const PropertyColumn* single = group_columns.size() == 1 ? group_columns.front() : nullptr;
+  std::vector<uint32_t> string_groups(single != nullptr ? single->strings.size() : 0, kUnknown);
+  auto group_of = [&](size_t row) -> uint32_t {
+    const bool by_code = single != nullptr && single->kinds[row] == ValueKind::kString;
+    if (by_code && string_groups[single->codes[row]] != kUnknown) return string_groups[single->codes[row]];
     GroupKey group;
     for (const PropertyColumn* column : group_columns) group.push_back(GroupValue(column, row));
-    out.groups.push_back(std::move(group));
-    std::vector<std::optional<std::string>> values;
-    for (const PropertyColumn* column : value_columns) values.push_back(GroupValue(column, row));
-    out.values.push_back(std::move(values));
+    auto [it, inserted] = group_index_.try_emplace(std::move(group), static_cast<uint32_t>(out_.groups.size()));
+    if (inserted) out_.groups.push_back(it->first);
+    if (by_code) string_groups[single->codes[row]] = it->second;
+    return it->second;
+  };
+  auto by_code = [&](const std::vector<std::string>& texts, std::vector<uint32_t>& interned,
+                     std::vector<uint64_t>& hashes, uint32_t code, SessionMarks::Mark& mark) {
+    if (interned[code] == kUnknown) interned[code] = InternKey(texts[code], hashes[code]);
+    mark.key = interned[code];
+    mark.hash = hashes[code];
+  };
+  for (size_t row = 0; row < batch.rows; ++row) {
+    const uint8_t role = roles[batch.type_codes[row]];
+    if (role == kOther) continue;
+    SessionMarks::Mark mark;
+    switch (keys.kinds[row]) {
+      case ValueKind::kMissing:
+      case ValueKind::kNull:
+        continue;
+      case ValueKind::kString:
+        by_code(keys.strings, string_keys, string_hashes, keys.codes[row], mark);
+        break;
+      case ValueKind::kOther:
+        by_code(keys.others, other_keys, other_hashes, keys.codes[row], mark);
+        break;
+      default:
+        mark.key = InternKey(*GroupValue(&keys, row), mark.hash);
+        break;
+    }
+    if (role == kStart) {
+      if (!filter.Holds(row)) continue;
+      mark.group = group_of(row);
+    }
+    mark.time_ms = batch.time_ms[row];
+    mark.user = row < batch.users.size() ? batch.users[row] : kNoUser;
+    out_.marks.push_back(mark);
   }
+}
+
+namespace {
+
+// Pairing order: by name (hash, user), then time, ends before starts at equal times.
+bool MarkBefore(const SessionMarks::Mark& a, const SessionMarks::Mark& b) {
+  if (a.hash != b.hash) return a.hash < b.hash;
+  if (a.user != b.user) return a.user < b.user;
+  if (a.time_ms != b.time_ms) return a.time_ms < b.time_ms;
+  return a.group == SessionMarks::kEnd && b.group != SessionMarks::kEnd;
+}
+
+}  // namespace
+
+SessionMarks SessionMarksBuilder::Finish() {
+  std::stable_sort(out_.marks.begin(), out_.marks.end(), MarkBefore);  // stable: read order among equals
+  out_.marks.shrink_to_fit();
+  constexpr size_t kPartitions = size_t{1} << SessionMarks::kPartitionBits;
+  out_.partition_ends.assign(kPartitions, 0);
+  for (const SessionMarks::Mark& mark : out_.marks) ++out_.partition_ends[mark.hash >> (64 - SessionMarks::kPartitionBits)];
+  for (size_t partition = 1; partition < kPartitions; ++partition) {
+    out_.partition_ends[partition] += out_.partition_ends[partition - 1];
+  }
+  out_.keys.shrink_to_fit();
+  out_.key_ends.shrink_to_fit();
+  key_index_.clear();
+  group_index_.clear();
+  return std::move(out_);
+}
+
+SessionResult PairSessions(const SessionQuery& query, const std::vector<const SessionMarks*>& sources,
+                           size_t threads) {
+  SessionResult result;
+  // The sources' groups as one list.
+  std::map<GroupKey, uint32_t> group_index;
+  std::vector<const GroupKey*> groups;
+  std::vector<std::vector<uint32_t>> group_ids(sources.size());
+  for (size_t source_idx = 0; source_idx < sources.size(); ++source_idx) {
+    for (const GroupKey& group : sources[source_idx]->groups) {
+      auto [it, inserted] = group_index.try_emplace(group, static_cast<uint32_t>(groups.size()));
+      if (inserted) groups.push_back(&it->first);
+      group_ids[source_idx].push_back(it->second);
+    }
+  }
+  // Each source is sorted by hash: the marks of one hash range (a partition) lie in one slice of every source.
+  // Partition by partition, the slices are gathered, sorted (a few hundred marks) and paired; consecutive
+  // partitions form a few chunks, one per thread, whose sessions are then joined in chunk order.
+  struct Entry {
+    SessionMarks::Mark mark;
+    uint32_t source = 0;
+    uint32_t seq = 0;  // read order
+  };
+  struct Chunk {
+    std::vector<std::vector<Session>> sessions;  // per group
+    int64_t newest_start_ms = std::numeric_limits<int64_t>::min();
+  };
+  auto text_of = [&](const Entry& entry) { return sources[entry.source]->Key(entry.mark.key); };
+  auto before = [](const Entry& a, const Entry& b) {
+    if (MarkBefore(a.mark, b.mark)) return true;
+    if (MarkBefore(b.mark, a.mark)) return false;
+    return a.seq < b.seq;
+  };
+  auto pair_partitions = [&](size_t first_partition, size_t last_partition, Chunk& chunk) {
+    chunk.sessions.resize(groups.size());
+    std::vector<Entry> entries;
+    auto pair_run = [&](const Entry* first, const Entry* last) {
+      const Entry* open = nullptr;
+      auto close = [&](int64_t end) {
+        chunk.sessions[open->mark.group].push_back({open->mark.time_ms, end, open->mark.user});
+        open = nullptr;
+      };
+      for (const Entry* entry = first; entry != last; ++entry) {
+        if (open != nullptr && entry->mark.time_ms >= open->mark.time_ms + query.max_session_ms) {
+          close(open->mark.time_ms + query.max_session_ms);
+        }
+        if (entry->mark.group != SessionMarks::kEnd) {
+          if (open == nullptr) open = entry;
+        } else if (open != nullptr) {
+          close(entry->mark.time_ms);
+        }
+      }
+      if (open != nullptr) close(open->mark.time_ms + query.max_session_ms);
+    };
+    for (size_t partition = first_partition; partition < last_partition; ++partition) {
+      entries.clear();
+      for (size_t source_idx = 0; source_idx < sources.size(); ++source_idx) {
+        const SessionMarks& source = *sources[source_idx];
+        const size_t end = source.partition_ends[partition];
+        for (size_t mark_idx = partition == 0 ? 0 : source.partition_ends[partition - 1]; mark_idx < end; ++mark_idx) {
+          const SessionMarks::Mark& mark = source.marks[mark_idx];
+          if (mark.time_ms < query.from_ms || mark.time_ms >= query.to_ms) continue;
+          Entry& entry = entries.emplace_back();
+          entry.mark = mark;
+          entry.source = static_cast<uint32_t>(source_idx);
+          entry.seq = static_cast<uint32_t>(entries.size() - 1);
+          if (mark.group != SessionMarks::kEnd) {
+            entry.mark.group = group_ids[source_idx][mark.group];
+            chunk.newest_start_ms = std::max(chunk.newest_start_ms, mark.time_ms);
+          }
+        }
+      }
+      std::sort(entries.begin(), entries.end(), before);
+      for (size_t begin = 0; begin < entries.size();) {
+        const Entry& head = entries[begin];
+        size_t end = begin + 1;
+        bool same_text = true;
+        for (; end < entries.size() && entries[end].mark.hash == head.mark.hash &&
+               entries[end].mark.user == head.mark.user;
+             ++end) {
+          const Entry& entry = entries[end];
+          if (same_text && (entry.source != head.source || entry.mark.key != head.mark.key)) {
+            same_text = text_of(entry) == text_of(head);
+          }
+        }
+        if (!same_text) {
+          // Different names with one hash: each name on its own, in the same order.
+          std::stable_sort(entries.begin() + static_cast<ptrdiff_t>(begin),
+                           entries.begin() + static_cast<ptrdiff_t>(end),
+                           [&](const Entry& a, const Entry& b) { return text_of(a) < text_of(b); });
+        }
+        for (size_t run = begin; run < end;) {
+          size_t run_end = run + 1;
+          while (run_end < end && (same_text || text_of(entries[run_end]) == text_of(entries[run]))) ++run_end;
+          pair_run(entries.data() + run, entries.data() + run_end);
+          run = run_end;
+        }
+        begin = end;
+      }
+    }
+  };
+  constexpr size_t kPartitions = size_t{1} << SessionMarks::kPartitionBits;
+  size_t total = 0;
+  for (const SessionMarks* source : sources) total += source->marks.size();
+  const size_t chunks = std::clamp<size_t>(std::min(threads, total / 100000), 1, 64);
+  std::vector<Chunk> outputs(chunks);
+  std::vector<std::thread> workers;
+  for (size_t chunk_idx = 1; chunk_idx < chunks; ++chunk_idx) {
+    workers.emplace_back(pair_partitions, kPartitions * chunk_idx / chunks, kPartitions * (chunk_idx + 1) / chunks,
+                         std::ref(outputs[chunk_idx]));
+  }
+  pair_partitions(0, kPartitions / chunks, outputs[0]);
+  for (auto& worker : workers) worker.join();
+  for (size_t group_idx = 0; group_idx < groups.size(); ++group_idx) {
+    size_t count = 0;
+    for (const Chunk& chunk : outputs) count += chunk.sessions[group_idx].size();
+    if (count == 0) continue;
+    std::vector<Session> sessions = std::move(outputs[0].sessions[group_idx]);
+    sessions.reserve(count);
+    for (size_t chunk_idx = 1; chunk_idx < chunks; ++chunk_idx) {
+      const auto& more = outputs[chunk_idx].sessions[group_idx];
+      sessions.insert(sessions.end(), more.begin(), more.end());
+    }
+    result.groups.emplace(*groups[group_idx], std::move(sessions));
+  }
+  for (const Chunk& chunk : outputs) result.newest_start_ms = std::max(result.newest_start_ms, chunk.newest_start_ms);
+  return result;
 }
 
 }  // namespace analytics::query

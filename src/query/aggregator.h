@@ -7,7 +7,9 @@
 // time with the next rows' cells prefetched (a batch's rows hit cells all over the result). Distinct users go
 // into roaring bitmaps; consecutive rows of the same user (segments are sorted by user) add the user once.
 // Semantics are docs/metrics.md sections 2 and 3 to the letter (no type coercion, missing/null rules).
-// Thread-safety: Aggregate is reentrant; batches and results are not shared.
+// Sessions (peak_concurrent) are built in two steps: SessionMarksBuilder turns a source's batches into sorted
+// marks (cacheable per segment), PairSessions pairs the marks of every source for one period.
+// Thread-safety: Aggregate and PairSessions are reentrant; batches and results are not shared.
 #pragma once
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/status.h"
@@ -162,10 +165,29 @@ PackedResult Pack(AggregateResult result);
 void MergeResult(AggregateResult& out, const AggregateResult& other, size_t offset, size_t buckets, GroupIndex& index);
 void MergeResult(AggregateResult& out, const PackedResult& other, size_t offset, size_t buckets, GroupIndex& index);
 
-// Appends the rows of `batch` that the query reads (types, bounds as the time range, filter) to `out`, with
-// their group (query.group_by) and the values of `properties`.
-void SelectRows(const AggregateQuery& query, const EventBatch& batch, const std::vector<std::string>& properties,
-                RowSet& out);
+// Builds the SessionMarks of one source (a segment, the memtable) from its batches, added in read order.
+class SessionMarksBuilder {
+ public:
+  explicit SessionMarksBuilder(const SessionQuery& query) : query_(query) {}
+  // Adds the start events of `batch` that meet the query's filter and its end events, those with a key.
+  void Add(const EventBatch& batch);
+  // The marks, sorted; the builder is spent.
+  SessionMarks Finish();
+
+ private:
+  uint32_t InternKey(std::string_view text, uint64_t& hash);
+  const SessionQuery& query_;
+  SessionMarks out_;
+  std::unordered_map<std::string, uint32_t> key_index_;  // key text → index in out_'s keys
+  std::map<GroupKey, uint32_t> group_index_;             // group → index in out_.groups
+};
+
+// Pairs the marks of `sources` (in read order) into sessions (docs/metrics.md section 3), reading only the marks
+// in [query.from_ms, query.to_ms). Marks of one name are ordered by time, ends before starts at equal times,
+// then in read order. Names are compared by their text (hashes only narrow the search). `threads`: how many
+// threads pair (hash ranges each); the result does not depend on it.
+SessionResult PairSessions(const SessionQuery& query, const std::vector<const SessionMarks*>& sources,
+                           size_t threads = 1);
 
 // The text form of a group value for numbers: integers without a fraction ("17"), others shortest
 // round-trip ("0.5").

@@ -64,9 +64,9 @@ class EventStore {
   // The cells of `query` over every stored event, memory and disk (query/aggregate.h, docs/metrics.md).
   // Events past retention and erased users' events are never read.
   virtual common::Result<query::AggregateResult> Aggregate(const query::AggregateQuery& query) = 0;
-  // The rows `query` reads (its bounds as the time range), with the text of `properties` (query/aggregate.h).
-  virtual common::Result<query::RowSet> SelectRows(const query::AggregateQuery& query,
-                                                   const std::vector<std::string>& properties) = 0;
+  // The sessions `query` reads, paired (query::SessionQuery, docs/metrics.md section 3 peak_concurrent), grouped
+  // by their start event. Events past retention and erased users' events are never read.
+  virtual common::Result<query::SessionResult> Sessions(const query::SessionQuery& query) = 0;
   // The event time of the newest stored event (Unix ms), INT64_MIN when there is none.
   virtual int64_t NewestEventMs() = 0;
 

@@ -1,5 +1,9 @@
 // The query engine's pieces: time grids in zones with DST, the filter language, and the aggregator's
 // semantics (docs/metrics.md sections 2 and 3) on hand-made batches.
+#include <map>
+#include <random>
+#include <tuple>
+
 #include <gtest/gtest.h>
 
 #include "common/time_util.h"
@@ -171,6 +175,178 @@ TEST(AggregatorTest, CellsWeightSumDistinctUsersAndPercentiles) {
   EXPECT_FALSE(Percentile(none, 50).has_value());
   EXPECT_EQ(FormatNumber(17), "17");
   EXPECT_EQ(FormatNumber(0.5), "0.5");
+}
+
+// Sessions (peak_concurrent, docs/metrics.md section 3) on random rows split over several sources, against a
+// reference that pairs each name's events in time order (ends first at equal times, then read order).
+struct SessionRow {
+  int64_t time_ms;
+  int type;  // 0 start, 1 end, 2 other
+  uint32_t user;
+  int key;   // -1 missing, 0..5 "s0".."s5", 6 the number 3, 7 the string "3"
+  int game;  // -1 missing
+  bool excluded;  // platform "x": fails the filter
+};
+
+EventBatch SessionBatch(const std::vector<SessionRow>& rows) {
+  EventBatch batch;
+  batch.rows = rows.size();
+  batch.types = {"t.other", "t.end", "t.start"};
+  PropertyColumn key, game, platform;
+  key.Resize(rows.size());
+  game.Resize(rows.size());
+  platform.Resize(rows.size());
+  key.strings = {"s0", "s1", "s2", "s3", "s4", "s5", "3"};
+  game.strings = {"g0", "g1", "g2"};
+  platform.strings = {"x", "y"};
+  for (size_t row = 0; row < rows.size(); ++row) {
+    const SessionRow& r = rows[row];
+    batch.time_ms.push_back(r.time_ms);
+    batch.type_codes.push_back(r.type == 0 ? 2 : r.type == 1 ? 1 : 0);
+    batch.users.push_back(r.user);
+    batch.min_time_ms = std::min(batch.min_time_ms, r.time_ms);
+    batch.max_time_ms = std::max(batch.max_time_ms, r.time_ms);
+    if (r.key == 6) {
+      key.kinds[row] = ValueKind::kNumber;
+      key.numbers[row] = 3;
+    } else if (r.key >= 0) {
+      key.kinds[row] = ValueKind::kString;
+      key.codes[row] = static_cast<uint32_t>(r.key == 7 ? 6 : r.key);
+    }
+    if (r.game >= 0) {
+      game.kinds[row] = ValueKind::kString;
+      game.codes[row] = static_cast<uint32_t>(r.game);
+    }
+    platform.kinds[row] = ValueKind::kString;
+    platform.codes[row] = r.excluded ? 0 : 1;
+  }
+  batch.properties["key"] = key;
+  batch.properties["game"] = game;
+  batch.properties["platform"] = platform;
+  return batch;
+}
+
+using SessionTuple = std::tuple<int64_t, int64_t, uint32_t>;
+
+std::map<GroupKey, std::vector<SessionTuple>> Sorted(const SessionResult& result) {
+  std::map<GroupKey, std::vector<SessionTuple>> out;
+  for (const auto& [group, sessions] : result.groups) {
+    for (const Session& session : sessions) out[group].emplace_back(session.start_ms, session.end_ms, session.user);
+    std::sort(out[group].begin(), out[group].end());
+  }
+  return out;
+}
+
+TEST(SessionsTest, PairingMatchesAReferenceOverSourcesRangesAndThreads) {
+  std::mt19937 random(7);
+  for (const size_t row_count : {size_t{300}, size_t{3000}, size_t{240000}}) {
+    std::vector<SessionRow> rows;
+    for (size_t row = 0; row < row_count; ++row) {
+      SessionRow r;
+      r.time_ms = static_cast<int64_t>(random() % 500) * 100;  // many equal times
+      const uint32_t kind = random() % 5;
+      r.type = kind < 2 ? 0 : kind < 4 ? 1 : 2;
+      r.user = random() % 10 == 0 ? kNoUser : static_cast<uint32_t>(random() % (row_count / 20 + 3));
+      r.key = static_cast<int>(random() % 9) - 1;
+      r.game = static_cast<int>(random() % 4) - 1;
+      r.excluded = random() % 6 == 0;
+      rows.push_back(r);
+    }
+    SessionQuery query;
+    query.start_type = "t.start";
+    query.end_type = "t.end";
+    query.key_property = "key";
+    query.filter = ParseFilterExpr(json::parse(R"({"property":"platform","op":"ne","value":"x"})"), "filters").value();
+    query.group_by = {"game"};
+    query.max_session_ms = 3000;
+    // Sources of a few batches each, in read order.
+    std::vector<SessionMarks> sources;
+    for (size_t begin = 0; begin < rows.size();) {
+      SessionMarksBuilder builder(query);
+      for (int batch_idx = 0; batch_idx < 3 && begin < rows.size(); ++batch_idx) {
+        const size_t end = std::min(rows.size(), begin + 1 + random() % (row_count / 4));
+        builder.Add(SessionBatch(std::vector<SessionRow>(rows.begin() + static_cast<ptrdiff_t>(begin),
+                                                         rows.begin() + static_cast<ptrdiff_t>(end))));
+        begin = end;
+      }
+      sources.push_back(builder.Finish());
+    }
+    std::vector<const SessionMarks*> pointers;
+    for (const auto& source : sources) pointers.push_back(&source);
+    for (const auto& [from, to] : std::vector<std::pair<int64_t, int64_t>>{{0, 50000}, {12345, 30000}}) {
+      query.from_ms = from;
+      query.to_ms = to;
+      // Reference: per (user, key text), events in time order, ends first, then read order.
+      std::map<std::pair<uint32_t, std::string>, std::vector<size_t>> by_name;
+      int64_t newest = std::numeric_limits<int64_t>::min();
+      for (size_t row = 0; row < rows.size(); ++row) {
+        const SessionRow& r = rows[row];
+        if (r.type == 2 || r.key < 0 || r.time_ms < from || r.time_ms >= to) continue;
+        if (r.type == 0 && r.excluded) continue;
+        const std::string text = r.key >= 6 ? "3" : "s" + std::to_string(r.key);
+        by_name[{r.user, text}].push_back(row);
+        if (r.type == 0) newest = std::max(newest, r.time_ms);
+      }
+      std::map<GroupKey, std::vector<SessionTuple>> expected;
+      for (auto& [name, indexes] : by_name) {
+        std::stable_sort(indexes.begin(), indexes.end(), [&](size_t a, size_t b) {
+          if (rows[a].time_ms != rows[b].time_ms) return rows[a].time_ms < rows[b].time_ms;
+          return rows[a].type > rows[b].type;  // ends (1) first
+        });
+        std::optional<size_t> open;
+        auto close = [&](int64_t end) {
+          const SessionRow& start = rows[*open];
+          GroupKey group = {start.game < 0 ? std::nullopt : std::optional<std::string>("g" + std::to_string(start.game))};
+          expected[group].emplace_back(start.time_ms, end, name.first);
+          open.reset();
+        };
+        for (size_t row : indexes) {
+          if (open && rows[row].time_ms >= rows[*open].time_ms + 3000) close(rows[*open].time_ms + 3000);
+          if (rows[row].type == 0) {
+            if (!open) open = row;
+          } else if (open) {
+            close(rows[row].time_ms);
+          }
+        }
+        if (open) close(rows[*open].time_ms + 3000);
+      }
+      for (auto& [group, sessions] : expected) std::sort(sessions.begin(), sessions.end());
+      for (const size_t threads : {size_t{1}, size_t{3}}) {
+        SCOPED_TRACE(std::to_string(row_count) + " rows, from " + std::to_string(from) + ", threads " +
+                     std::to_string(threads));
+        const SessionResult result = PairSessions(query, pointers, threads);
+        EXPECT_EQ(Sorted(result), expected);
+        EXPECT_EQ(result.newest_start_ms, newest);
+      }
+    }
+  }
+}
+
+TEST(SessionsTest, NamesSharingAHashArePairedByTheirText) {
+  // Hand-made marks whose hashes all collide: "a" and "b" of one user must not close each other's sessions.
+  SessionQuery query;
+  query.max_session_ms = 1000;
+  query.from_ms = 0;
+  query.to_ms = 100000;
+  auto source = [](std::vector<std::pair<std::string, SessionMarks::Mark>> marks) {
+    SessionMarks out;
+    out.groups = {GroupKey{}};
+    for (auto& [text, mark] : marks) {
+      out.keys += text;
+      out.key_ends.push_back(static_cast<uint32_t>(out.keys.size()));
+      mark.key = static_cast<uint32_t>(out.key_ends.size() - 1);
+      out.marks.push_back(mark);
+    }
+    out.partition_ends.assign(size_t{1} << SessionMarks::kPartitionBits, static_cast<uint32_t>(out.marks.size()));
+    return out;
+  };
+  using Mark = SessionMarks::Mark;
+  const SessionMarks first = source({{"a", Mark{0, 100, 1, 0, 0}}, {"b", Mark{0, 200, 1, 0, 0}}});
+  const SessionMarks second =
+      source({{"b", Mark{0, 300, 1, SessionMarks::kEnd, 0}}, {"a", Mark{0, 500, 1, SessionMarks::kEnd, 0}}});
+  const SessionResult result = PairSessions(query, {&first, &second});
+  const std::vector<SessionTuple> expected = {{100, 500, 1}, {200, 300, 1}};
+  EXPECT_EQ(Sorted(result)[GroupKey{}], expected);
 }
 
 }  // namespace

@@ -927,27 +927,63 @@ void EmbeddedEventStore::QueryView(const query::AggregateQuery& query, MemoryVie
   }
 }
 
-Result<query::RowSet> EmbeddedEventStore::SelectRows(const query::AggregateQuery& query,
-                                                     const std::vector<std::string>& properties) {
-  query::RowSet rows;
-  if (query.bounds.size() < 2) return rows;
-  const std::vector<std::string> paths = PathsOf(query, properties);
+Result<query::SessionResult> EmbeddedEventStore::Sessions(const query::SessionQuery& query) {
+  if (query.to_ms <= query.from_ms) return query::SessionResult();
+  query::AggregateQuery view;  // what QueryView and PathsOf read
+  view.event_types = {query.start_type, query.end_type};
+  view.filter = query.filter;
+  view.group_by = query.group_by;
+  view.bounds = {query.from_ms, query.to_ms};
+  const std::vector<std::string> paths = PathsOf(view, {query.key_property});
   MemoryView memory;
   std::vector<SegmentRef> segments;
-  QueryView(query, memory, segments);
+  QueryView(view, memory, segments);
   uint64_t purge_epoch = 0;
   const auto unpurged = PendingPurge(purge_epoch);
-  embedded::SegmentReadContext context{user_directory_, segment_cache_};
-  for (const auto& segment : segments) {
-    ANALYTICS_RETURN_IF_ERROR(
-        embedded::SelectSegmentRows(segment->info.path, query, properties, paths, unpurged, context, rows));
+  // A segment's marks do not depend on the period: one cache entry per segment and session shape. Segments are
+  // read by several threads like Aggregate's; pairing needs them all.
+  const std::string fingerprint =
+      query.Fingerprint() + (unpurged.empty() ? std::string() : "|purge" + std::to_string(purge_epoch));
+  std::vector<std::shared_ptr<const query::SessionMarks>> marks(segments.size());
+  std::vector<std::string> keys(segments.size());
+  std::vector<Status> statuses(segments.size());
+  for (size_t segment_idx = 0; segment_idx < segments.size() && partial_cache_.enabled(); ++segment_idx) {
+    keys[segment_idx] = "sessions|" + segments[segment_idx]->info.path + "|" + fingerprint;
+    marks[segment_idx] = partial_cache_.GetMarks(keys[segment_idx]);
   }
+  embedded::SegmentReadContext context{user_directory_, segment_cache_};
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t segment_idx = next++; segment_idx < segments.size(); segment_idx = next++) {
+      if (marks[segment_idx]) continue;
+      auto read = std::make_shared<query::SessionMarks>();
+      statuses[segment_idx] =
+          embedded::ReadSegmentSessionMarks(segments[segment_idx]->info.path, query, paths, unpurged, context, *read);
+      if (!statuses[segment_idx].ok()) continue;
+      if (partial_cache_.enabled()) partial_cache_.PutMarks(keys[segment_idx], read);
+      marks[segment_idx] = std::move(read);
+    }
+  };
+  size_t pending = 0;
+  for (const auto& segment_marks : marks) pending += segment_marks == nullptr;
+  const size_t hardware = std::max(1u, std::thread::hardware_concurrency());
+  const size_t max_threads = options_.query_threads > 0 ? size_t(options_.query_threads) : hardware;
+  std::vector<std::thread> workers;
+  for (size_t thread_idx = 1; thread_idx < std::min(pending, max_threads); ++thread_idx) workers.emplace_back(work);
+  work();
+  for (auto& worker : workers) worker.join();
+  for (const auto& status : statuses) ANALYTICS_RETURN_IF_ERROR(status);
+  std::vector<const query::SessionMarks*> sources;
+  for (const auto& segment_marks : marks) sources.push_back(segment_marks.get());
+  query::SessionMarks memory_marks;
   if (!memory.rows.empty()) {
     embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, embedded::ColumnsFor(paths));
-    query::EventBatch batch = embedded::BatchFromColumns(columns, paths, user_directory_);
-    query::SelectRows(query, batch, properties, rows);
+    query::SessionMarksBuilder builder(query);
+    builder.Add(embedded::BatchFromColumns(columns, paths, user_directory_));
+    memory_marks = builder.Finish();
+    sources.push_back(&memory_marks);
   }
-  return rows;
+  return query::PairSessions(query, sources, max_threads);
 }
 
 Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::AggregateQuery& query) {

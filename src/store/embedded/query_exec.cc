@@ -667,49 +667,73 @@ Status AggregateSegment(const std::string& path, const AggregateQuery& query, co
   return Status::Ok();
 }
 
-Status SelectSegmentRows(const std::string& path, const AggregateQuery& query,
-                         const std::vector<std::string>& properties, const std::vector<std::string>& paths,
-                         const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
-                         query::RowSet& out) {
-  if (query.bounds.size() < 2) return Status::Ok();
+Status ReadSegmentSessionMarks(const std::string& path, const query::SessionQuery& query,
+                               const std::vector<std::string>& paths,
+                               const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
+                               query::SessionMarks& out) {
+  query::SessionMarksBuilder builder(query);
   ANALYTICS_ASSIGN_OR_RETURN(auto state, context.segments.Get(path));
   if (state->format == 2) {
     ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users));
-    query::SelectRows(query, batch, properties, out);
+    builder.Add(batch);
+    out = builder.Finish();
     return Status::Ok();
   }
   SegmentReader reader(path, state, context);
   const v3::Footer& footer = reader.footer();
   for (size_t part_idx = 0; part_idx < footer.parts.size(); ++part_idx) {
     const v3::Part& part = footer.parts[part_idx];
-    if (part.rows == 0 || part.max_time_ms < query.bounds.front() || part.min_time_ms >= query.bounds.back()) continue;
-    if (std::none_of(part.types.begin(), part.types.end(),
-                     [&](const std::string& type) { return ReadsType(query, type); })) {
+    if (part.rows == 0 || std::none_of(part.types.begin(), part.types.end(), [&](const std::string& type) {
+          return type == query.start_type || type == query.end_type;
+        })) {
       continue;
     }
     ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, /*need_users=*/true, excluded));
-    query::SelectRows(query, batch, properties, out);
+    builder.Add(batch);
   }
+  out = builder.Finish();
   return Status::Ok();
 }
 
 // ---- PartialCache -----------------------------------------------------------------------------------------
 
-std::shared_ptr<const query::PackedResult> PartialCache::Get(const std::string& key) {
+PartialCache::Value PartialCache::Find(const std::string& key) {
   std::lock_guard lock(mu_);
   auto it = index_.find(key);
   if (it == index_.end()) {
     ++misses_;
-    return nullptr;
+    return {};
   }
   ++hits_;
   lru_.splice(lru_.begin(), lru_, it->second);
   return it->second->value;
 }
 
+std::shared_ptr<const query::PackedResult> PartialCache::Get(const std::string& key) {
+  Value value = Find(key);
+  auto* partial = std::get_if<std::shared_ptr<const query::PackedResult>>(&value);
+  return partial != nullptr ? *partial : nullptr;
+}
+
+std::shared_ptr<const query::SessionMarks> PartialCache::GetMarks(const std::string& key) {
+  Value value = Find(key);
+  auto* marks = std::get_if<std::shared_ptr<const query::SessionMarks>>(&value);
+  return marks != nullptr ? *marks : nullptr;
+}
+
 void PartialCache::Put(const std::string& key, std::shared_ptr<const query::PackedResult> value) {
+  const uint64_t bytes = value->MemoryBytes();
+  Insert(key, std::move(value), bytes);
+}
+
+void PartialCache::PutMarks(const std::string& key, std::shared_ptr<const query::SessionMarks> value) {
+  const uint64_t bytes = value->MemoryBytes();
+  Insert(key, std::move(value), bytes);
+}
+
+void PartialCache::Insert(const std::string& key, Value value, uint64_t value_bytes) {
   if (max_bytes_ == 0) return;
-  const uint64_t bytes = value->MemoryBytes() + key.size() + 128;
+  const uint64_t bytes = value_bytes + key.size() + 128;
   if (bytes > max_bytes_ / 4) return;  // never let one entry push out most of the cache
   std::lock_guard lock(mu_);
   if (auto it = index_.find(key); it != index_.end()) {

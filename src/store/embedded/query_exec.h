@@ -11,7 +11,9 @@
 //   are kept whatever the partial cache's size, in a fixed byte budget.
 // - PartialCache: the partial aggregate of one segment for one query shape, keyed by the segment path, the
 //   query's fingerprint and the bucket bounds that cut the segment. Repeated and overlapping queries
-//   (dashboards, the same KPI per day) then only merge small partials and scan the memtable.
+//   (dashboards, the same KPI per day) then only merge small partials and scan the memtable. The same cache
+//   holds the session marks of a segment (query::SessionMarks, peak_concurrent), keyed by the segment path and
+//   the session query's fingerprint only: marks do not depend on the period, pairing applies it.
 // Rare event types are stored in parts of their own (docs/formats/segment.md, format 4), so a query on them
 // reads a few small blocks per segment. Users become dense ids (UserDirectory) so that distinct counts are
 // exact roaring bitmaps.
@@ -28,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "common/status.h"
@@ -164,29 +167,38 @@ common::Status AggregateSegment(const std::string& path, const query::AggregateQ
                                 const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
                                 query::AggregateResult& out, query::GroupIndex* index = nullptr);
 
-// Appends the rows of the segment at `path` that `query` reads (query::SelectRows) to `out`.
-common::Status SelectSegmentRows(const std::string& path, const query::AggregateQuery& query,
-                                 const std::vector<std::string>& properties, const std::vector<std::string>& paths,
-                                 const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
-                                 query::RowSet& out);
+// The start and end events of the segment at `path` that `query` reads, whatever its time range (so the marks of
+// a segment serve every period: PairSessions applies the range). Reads only the parts holding the query's two
+// types. Corruption / IOError naming the file on damage.
+common::Status ReadSegmentSessionMarks(const std::string& path, const query::SessionQuery& query,
+                                       const std::vector<std::string>& paths,
+                                       const std::set<std::string, std::less<>>& excluded,
+                                       SegmentReadContext& context, query::SessionMarks& out);
 
-// A byte-bounded LRU of partial aggregates (packed: query::PackedResult, merged by the thousand).
+// A byte-bounded LRU of what queries derive from one segment: partial aggregates (packed: query::PackedResult,
+// merged by the thousand) and session marks (query::SessionMarks). Both kinds share the budget; a key names
+// one kind (callers prefix session keys).
 class PartialCache {
  public:
   explicit PartialCache(uint64_t max_bytes) : max_bytes_(max_bytes) {}
   std::shared_ptr<const query::PackedResult> Get(const std::string& key);
   void Put(const std::string& key, std::shared_ptr<const query::PackedResult> value);
+  std::shared_ptr<const query::SessionMarks> GetMarks(const std::string& key);
+  void PutMarks(const std::string& key, std::shared_ptr<const query::SessionMarks> value);
   bool enabled() const { return max_bytes_ > 0; }
   uint64_t bytes() const;
   uint64_t hits() const;
   uint64_t misses() const;
 
  private:
+  using Value = std::variant<std::shared_ptr<const query::PackedResult>, std::shared_ptr<const query::SessionMarks>>;
   struct Entry {
     std::string key;
-    std::shared_ptr<const query::PackedResult> value;
+    Value value;
     uint64_t bytes;
   };
+  Value Find(const std::string& key);
+  void Insert(const std::string& key, Value value, uint64_t bytes);
   const uint64_t max_bytes_;
   mutable std::mutex mu_;
   std::list<Entry> lru_;  // guarded by mu_; front = most recent
