@@ -12,11 +12,11 @@
 // sequence, and rebuilds the dedup window from recent segments and the replayed events.
 // Background work (one maintenance thread): compaction merges the small segments of a day partition
 // (compaction.h); retention drops day partitions older than `retention_days`; the purge of erased users.
-// Erasure is two steps: at once (EraseUser) the user is recorded as erased in the MANIFEST, their events
-// leave the memtable (and the WAL with the next flush, recovery filtering them until then), and queries leave
-// their rows out of segments; after `purge_delay_ms` the maintenance thread rewrites the segments holding them
-// (one pass for every user erased meanwhile), so an erasure costs the intake request a MANIFEST write and a
-// pass over the memtable, not a flush or a rewrite of the store.
+// Erasure is two steps: at once (EraseUser) the user is recorded as erased in the MANIFEST; reads leave their
+// events out of the memtable (the next flush drops them, and its WAL truncation the WAL records, recovery
+// filtering them until then) and out of segments; after `purge_delay_ms` the maintenance thread rewrites the
+// segments holding them (one pass for every user erased meanwhile), so an erasure costs the intake request a
+// MANIFEST write and a WAL roll, not a flush or a rewrite of the store.
 // Segment files are reference-counted: a replaced segment is deleted when the last reader lets go of it.
 // Memory is bounded by options: the memtable by events and bytes (appends wait for the flush when twice the
 // limit is buffered: backpressure), the dedup index by `dedup_max_bytes` (dedup_index.h), a merge by
