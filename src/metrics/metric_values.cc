@@ -212,16 +212,30 @@ class CellSeries : public Series {
     for (const auto& [key, cells] : result_.groups) keys.push_back(key);
     return keys;
   }
+  // Per bucket, the cells of `keys` merged in the keys' order.
   std::vector<AggregateCell> Merged(const std::vector<GroupKey>& keys) const {
-    std::vector<AggregateCell> merged(buckets_);
+    std::vector<const std::vector<AggregateCell>*> groups;
     for (const auto& key : keys) {
       auto it = result_.groups.find(key);
-      if (it == result_.groups.end()) continue;
-      for (size_t bucket = 0; bucket < buckets_ && bucket < it->second.size(); ++bucket) {
-        merged[bucket].Merge(it->second[bucket]);
+      if (it != result_.groups.end()) groups.push_back(&it->second);
+    }
+    std::vector<AggregateCell> merged;
+    merged.reserve(buckets_);
+    std::vector<const AggregateCell*> cells;
+    for (size_t bucket = 0; bucket < buckets_; ++bucket) {
+      cells.clear();
+      for (const auto* group : groups) {
+        if (bucket < group->size()) cells.push_back(&(*group)[bucket]);
       }
+      merged.push_back(AggregateCell::MergeAll(cells));
     }
     return merged;
+  }
+  // The cells of one group over all buckets, merged in bucket order.
+  AggregateCell GroupTotal(const std::vector<AggregateCell>& group) const {
+    std::vector<const AggregateCell*> cells;
+    for (size_t bucket = 0; bucket < buckets_ && bucket < group.size(); ++bucket) cells.push_back(&group[bucket]);
+    return AggregateCell::MergeAll(cells);
   }
   std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
     std::vector<std::optional<double>> values;
@@ -240,18 +254,11 @@ class CellSeries : public Series {
   }
   std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
     // Bucket by bucket into one cell, in the same order as merging the buckets first (so the same sums).
-    AggregateCell total;
     if (keys.size() == 1) {
       auto it = result_.groups.find(keys.front());
-      if (it != result_.groups.end()) {
-        for (size_t bucket = 0; bucket < buckets_ && bucket < it->second.size(); ++bucket) {
-          total.Merge(it->second[bucket]);
-        }
-      }
-      return Evaluate(definition_, total);
+      return Evaluate(definition_, it != result_.groups.end() ? GroupTotal(it->second) : AggregateCell());
     }
-    for (const auto& cell : Merged(keys)) total.Merge(cell);
-    return Evaluate(definition_, total);
+    return Evaluate(definition_, GroupTotal(Merged(keys)));
   }
   std::vector<std::optional<double>> EachTotal(const std::vector<GroupKey>& keys) const override {
     // Keys ascend like the groups: one walk along both instead of a search per key.
@@ -260,20 +267,13 @@ class CellSeries : public Series {
     auto it = result_.groups.begin();
     for (const auto& key : keys) {
       while (it != result_.groups.end() && it->first < key) ++it;
-      AggregateCell total;
-      if (it != result_.groups.end() && it->first == key) {
-        for (size_t bucket = 0; bucket < buckets_ && bucket < it->second.size(); ++bucket) {
-          total.Merge(it->second[bucket]);
-        }
-      }
-      totals.push_back(Evaluate(definition_, total));
+      const bool found = it != result_.groups.end() && it->first == key;
+      totals.push_back(Evaluate(definition_, found ? GroupTotal(it->second) : AggregateCell()));
     }
     return totals;
   }
   Roaring Users(const std::vector<GroupKey>& keys) const override {
-    Roaring users;
-    for (const auto& cell : Merged(keys)) users |= cell.users.bitmap();
-    return users;
+    return GroupTotal(Merged(keys)).users.bitmap();
   }
   int64_t Newest() const override { return result_.newest_event_ms; }
 

@@ -99,17 +99,24 @@ struct AggregateCell {
   // Adds `other` (inline: results merge cells by the tens of thousands; most have no users and no values, whose
   // merge stays out of line so that the rest inlines).
   void Merge(const AggregateCell& other) {
+    MergeNumbers(other);
+    if (!other.users.empty() || !other.values.empty()) MergeUsersAndValues(other);
+  }
+  // The merge of `cells`, in their order (so the same sums as merging them one by one into an empty cell), with
+  // the users of all of them in one multi-way union: merging hundreds of large bitmaps pairwise re-copies the
+  // growing result each time.
+  static AggregateCell MergeAll(const std::vector<const AggregateCell*>& cells);
+  uint64_t MemoryBytes() const;
+
+ private:
+  void MergeNumbers(const AggregateCell& other) {
     weighted_count += other.weighted_count;
     weighted_sum += other.weighted_sum;
     value_count += other.value_count;
     value_sum += other.value_sum;
     min = other.min < min ? other.min : min;
     max = other.max > max ? other.max : max;
-    if (!other.users.empty() || !other.values.empty()) MergeUsersAndValues(other);
   }
-  uint64_t MemoryBytes() const;
-
- private:
   void MergeUsersAndValues(const AggregateCell& other);
 };
 

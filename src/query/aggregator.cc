@@ -233,6 +233,19 @@ void AggregateCell::MergeUsersAndValues(const AggregateCell& other) {
   values.insert(values.end(), other.values.begin(), other.values.end());
 }
 
+AggregateCell AggregateCell::MergeAll(const std::vector<const AggregateCell*>& cells) {
+  AggregateCell out;
+  std::vector<const Roaring*> users;
+  for (const AggregateCell* cell : cells) {
+    out.MergeNumbers(*cell);
+    out.values.insert(out.values.end(), cell->values.begin(), cell->values.end());
+    if (!cell->users.empty()) users.push_back(&cell->users.bitmap());
+  }
+  if (users.size() == 1) out.users = *users.front();
+  if (users.size() > 1) out.users = Roaring::fastunion(users.size(), users.data());
+  return out;
+}
+
 uint64_t AggregateCell::MemoryBytes() const {
   return sizeof(AggregateCell) + users.getSizeInBytes() + values.capacity() * sizeof(double);
 }
