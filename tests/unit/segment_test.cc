@@ -1099,6 +1099,19 @@ std::string BuildFile(const std::vector<std::string>& raw_columns, v3::Footer fo
   return BuildParts(RawParts{std::move(footer), {std::string()}, {raw_columns}});
 }
 
+// `good`, a segment file that ends in `footer_bytes` and the trailer, with footer byte `pos` xor `flip` and the
+// footer's size and checksum recomputed: a footer that passes its checksum but decodes to absurd values.
+std::string WithFooterByteFlipped(const std::string& good, const std::string& footer_bytes, size_t pos, uint8_t flip) {
+  std::string footer = footer_bytes;
+  footer[pos] = static_cast<char>(footer[pos] ^ flip);
+  std::string damaged = good.substr(0, good.size() - v3::kTrailerBytes - footer_bytes.size()) + footer;
+  v3::PutFixed32(damaged, static_cast<uint32_t>(footer.size()));
+  v3::PutFixed32(damaged, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(footer.data()),
+                                                      static_cast<uInt>(footer.size()))));
+  damaged.append(v3::kEndMagic, sizeof(v3::kEndMagic));
+  return damaged;
+}
+
 TEST_F(SegmentTest, DamageInsideColumnsWithValidChecksumsIsCorruptionNeverACrash) {
   const std::vector<StoredEvent> events = SmallVariedEvents();
   const std::string original_path = Path("original.col");
@@ -1155,17 +1168,9 @@ TEST_F(SegmentTest, DamageInsideColumnsWithValidChecksumsIsCorruptionNeverACrash
   // The footer: every byte flipped, the checksum recomputed (absurd counts, offsets, sizes, names).
   const std::string footer_bytes = v3::EncodeFooter(footer);
   const std::string good = BuildFile(raw_columns, footer);
-  const size_t footer_start = good.size() - v3::kTrailerBytes - footer_bytes.size();
   for (size_t pos = 0; pos < footer_bytes.size(); ++pos) {
     for (uint8_t flip : {0x01, 0x40, 0x80, 0xFF}) {
-      std::string damaged_footer = footer_bytes;
-      damaged_footer[pos] = static_cast<char>(damaged_footer[pos] ^ flip);
-      std::string damaged = good.substr(0, footer_start) + damaged_footer;
-      v3::PutFixed32(damaged, static_cast<uint32_t>(damaged_footer.size()));
-      v3::PutFixed32(damaged, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(damaged_footer.data()),
-                                                          static_cast<uInt>(damaged_footer.size()))));
-      damaged.append(v3::kEndMagic, sizeof(v3::kEndMagic));
-      WriteFileBytes(path, damaged);
+      WriteFileBytes(path, WithFooterByteFlipped(good, footer_bytes, pos, flip));
       SCOPED_TRACE("footer byte " + std::to_string(pos));
       std::vector<StoredEvent> out;
       const common::Status status = ReadSegmentEvents(path, out);
@@ -1409,17 +1414,9 @@ TEST_F(SegmentTest, DamageInsidePartsIsCorruptionNeverACrash) {
   const std::string good = BuildParts(raw);
   ASSERT_OK_AND_ASSIGN(auto rebuilt, v3::SegmentFile::Open((WriteFileBytes(path, good), path)));
   const std::string footer_bytes = v3::EncodeFooter(rebuilt->footer());
-  const size_t footer_start = good.size() - v3::kTrailerBytes - footer_bytes.size();
   for (size_t pos = 0; pos < footer_bytes.size(); ++pos) {
     for (uint8_t flip : {0x01, 0x40, 0x80, 0xFF}) {
-      std::string damaged_footer = footer_bytes;
-      damaged_footer[pos] = static_cast<char>(damaged_footer[pos] ^ flip);
-      std::string damaged = good.substr(0, footer_start) + damaged_footer;
-      v3::PutFixed32(damaged, static_cast<uint32_t>(damaged_footer.size()));
-      v3::PutFixed32(damaged, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(damaged_footer.data()),
-                                                          static_cast<uInt>(damaged_footer.size()))));
-      damaged.append(v3::kEndMagic, sizeof(v3::kEndMagic));
-      WriteFileBytes(path, damaged);
+      WriteFileBytes(path, WithFooterByteFlipped(good, footer_bytes, pos, flip));
       SCOPED_TRACE("footer byte " + std::to_string(pos));
       std::vector<StoredEvent> out;
       expect_corruption_or_ok(ReadSegmentEvents(path, out));

@@ -36,55 +36,6 @@ void PutFixed64(std::string& out, uint64_t value) {
   out.append(buf, 8);
 }
 
-bool Reader::GetVarint(uint64_t& value) {
-  value = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (pos_ >= data_.size()) return false;
-    uint8_t byte = static_cast<uint8_t>(data_[pos_++]);
-    value |= static_cast<uint64_t>(byte & 0x7F) << shift;
-    if ((byte & 0x80) == 0) return true;
-  }
-  return false;
-}
-
-bool Reader::GetZigzag(int64_t& value) {
-  uint64_t raw;
-  if (!GetVarint(raw)) return false;
-  value = static_cast<int64_t>(raw >> 1) ^ -static_cast<int64_t>(raw & 1);
-  return true;
-}
-
-bool Reader::GetBytes(std::string_view& bytes) {
-  uint64_t len;
-  if (!GetVarint(len) || len > data_.size() - pos_) return false;
-  bytes = data_.substr(pos_, len);
-  pos_ += len;
-  return true;
-}
-
-bool Reader::GetFixed64(uint64_t& value) {
-  if (data_.size() - pos_ < 8) return false;
-  value = 0;
-  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
-    value |= static_cast<uint64_t>(static_cast<uint8_t>(data_[pos_ + byte_idx])) << (8 * byte_idx);
-  }
-  pos_ += 8;
-  return true;
-}
-
-bool Reader::GetRaw(size_t length, std::string_view& bytes) {
-  if (data_.size() - pos_ < length) return false;
-  bytes = data_.substr(pos_, length);
-  pos_ += length;
-  return true;
-}
-
-bool Reader::GetByte(uint8_t& value) {
-  if (pos_ >= data_.size()) return false;
-  value = static_cast<uint8_t>(data_[pos_++]);
-  return true;
-}
-
 std::string EncodeEventBatch(const std::vector<events::StoredEvent>& batch) {
   std::string out;
   EncodeEventBatch(batch, out);

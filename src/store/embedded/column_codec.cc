@@ -168,7 +168,7 @@ void PutUserRefs(std::string& out, const std::vector<std::string_view>& users,
   PutStringList(out, extras);
 }
 
-bool ReadUserRefs(ColumnReader& reader, uint64_t count, uint64_t base_count, std::string& storage, UserRefs& out) {
+bool ReadUserRefs(Reader& reader, uint64_t count, uint64_t base_count, std::string& storage, UserRefs& out) {
   uint64_t stored = 0;
   if (base_count >= kExtraUser || !reader.GetVarint(stored) || stored != count || count > reader.remaining()) {
     return false;
@@ -190,7 +190,7 @@ bool ReadUserRefs(ColumnReader& reader, uint64_t count, uint64_t base_count, std
   return ReadStringList(reader, extras, storage, out.extras) && out.extras.size() == extras;
 }
 
-bool ReadStringList(ColumnReader& reader, uint64_t max_count, std::string& storage,
+bool ReadStringList(Reader& reader, uint64_t max_count, std::string& storage,
                     std::vector<std::string_view>& values) {
   const size_t start = reader.position();
   uint64_t count = 0;
@@ -248,7 +248,7 @@ void StringDictWriter::Finish(std::string& out) const {
   out.append(codes_);
 }
 
-bool ReadStringDict(ColumnReader& reader, uint64_t count, std::string& storage,
+bool ReadStringDict(Reader& reader, uint64_t count, std::string& storage,
                     std::vector<std::string_view>& dictionary, std::vector<uint32_t>& codes) {
   if (!ReadStringList(reader, count, storage, dictionary)) return false;
   const uint64_t size = dictionary.size();
@@ -297,7 +297,7 @@ void PutBitPacked(std::string& out, const std::vector<uint64_t>& values) {
   if (pending_bits > 0) out.push_back(static_cast<char>(pending & 0xFF));
 }
 
-bool ReadBitPacked(ColumnReader& reader, uint64_t count, std::vector<uint64_t>& values) {
+bool ReadBitPacked(Reader& reader, uint64_t count, std::vector<uint64_t>& values) {
   std::string_view widths;
   if (!reader.GetRaw(count, widths)) return false;
   uint64_t total_bits = 0;
@@ -350,7 +350,7 @@ void PutUintValues(std::string& out, const std::vector<uint64_t>& values, bool b
   }
 }
 
-bool ReadUintValues(ColumnReader& reader, uint64_t count, bool bit_packed, std::vector<uint64_t>& values) {
+bool ReadUintValues(Reader& reader, uint64_t count, bool bit_packed, std::vector<uint64_t>& values) {
   if (bit_packed) return ReadBitPacked(reader, count, values);
   if (count > reader.remaining()) return false;  // a byte per varint at least
   values.resize(count);
@@ -382,7 +382,7 @@ void PutIntStream(std::string& out, const std::vector<int64_t>& values, const Co
   out += best;
 }
 
-bool ReadIntStream(ColumnReader& reader, uint64_t count, std::vector<int64_t>& values) {
+bool ReadIntStream(Reader& reader, uint64_t count, std::vector<int64_t>& values) {
   uint8_t mode = 0;
   std::vector<uint64_t> stored;
   if (!reader.GetByte(mode) || mode > (kIntDelta | kIntBitPacked) ||
@@ -471,7 +471,7 @@ void PropertyColumnWriter::Finish(std::string& out, const CompressedSize& compre
 }
 
 bool DecodePropertyValues(std::string_view block, uint64_t count, PropertyValues& out) {
-  ColumnReader reader(block);
+  Reader reader(block);
   uint64_t mask = 0;
   if (!reader.GetVarint(mask) || mask >= (1u << kTagCount) || (mask == 0) != (count == 0)) return false;
   out.tags.resize(count);

@@ -18,68 +18,6 @@
 
 namespace analytics::store::embedded {
 
-// Reader of column blocks (the same encodings as codec.h's Reader, inline: decoding a column is mostly varints)
-// that also knows how many bytes are left (to cap counts read from the data before allocating).
-class ColumnReader {
- public:
-  explicit ColumnReader(std::string_view data) : data_(data) {}
-  size_t remaining() const { return data_.size() - pos_; }
-  size_t position() const { return pos_; }
-  bool done() const { return pos_ == data_.size(); }
-
-  // Unsigned LEB128, at most 10 bytes.
-  bool GetVarint(uint64_t& value) {
-    if (pos_ < data_.size() && static_cast<uint8_t>(data_[pos_]) < 0x80) {  // the common one-byte value
-      value = static_cast<uint8_t>(data_[pos_++]);
-      return true;
-    }
-    value = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (pos_ >= data_.size()) return false;
-      const auto byte = static_cast<uint8_t>(data_[pos_++]);
-      value |= static_cast<uint64_t>(byte & 0x7F) << shift;
-      if ((byte & 0x80) == 0) return true;
-    }
-    return false;
-  }
-  bool GetZigzag(int64_t& value) {
-    uint64_t raw = 0;
-    if (!GetVarint(raw)) return false;
-    value = static_cast<int64_t>(raw >> 1) ^ -static_cast<int64_t>(raw & 1);
-    return true;
-  }
-  bool GetBytes(std::string_view& bytes) {
-    uint64_t length = 0;
-    if (!GetVarint(length) || length > data_.size() - pos_) return false;
-    bytes = data_.substr(pos_, length);
-    pos_ += length;
-    return true;
-  }
-  bool GetFixed64(uint64_t& value) {
-    if (data_.size() - pos_ < 8) return false;
-    value = 0;
-    for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
-      value |= static_cast<uint64_t>(static_cast<uint8_t>(data_[pos_ + byte_idx])) << (8 * byte_idx);
-    }
-    pos_ += 8;
-    return true;
-  }
-  bool GetByte(uint8_t& value) {
-    if (pos_ >= data_.size()) return false;
-    value = static_cast<uint8_t>(data_[pos_++]);
-    return true;
-  }
-  bool GetRaw(size_t length, std::string_view& bytes) {
-    if (data_.size() - pos_ < length) return false;
-    bytes = data_.substr(pos_, length);
-    pos_ += length;
-    return true;
-  }
-
- private:
-  std::string_view data_;
-  size_t pos_ = 0;
-};
 
 // A list of strings, front-coded: varint n; n varints, each the length of the prefix shared with the previous
 // string; n varints, each (stored bytes of the rest << 1 | hex); then the rests' bytes. Sorted or similar
@@ -91,7 +29,7 @@ inline constexpr uint64_t kMaxFrontCodingExpansion = 16;
 inline constexpr uint64_t kFrontCodingSlack = 65536;
 void PutStringList(std::string& out, const std::vector<std::string_view>& values);
 // At most `max_count` strings; they are decoded into `storage` (reallocated) and `values` points into it.
-bool ReadStringList(ColumnReader& reader, uint64_t max_count, std::string& storage,
+bool ReadStringList(Reader& reader, uint64_t max_count, std::string& storage,
                     std::vector<std::string_view>& values);
 
 // The user column of a segment part after the first (format 4): varint n; per user (ascending) a varint: k >= 1
@@ -107,7 +45,7 @@ struct UserRefs {
   std::vector<std::string_view> extras;    // the others, in order (views into the storage string)
 };
 // Exactly `count` users, references below `base_count`.
-bool ReadUserRefs(ColumnReader& reader, uint64_t count, uint64_t base_count, std::string& storage, UserRefs& out);
+bool ReadUserRefs(Reader& reader, uint64_t count, uint64_t base_count, std::string& storage, UserRefs& out);
 
 // Distinct strings numbered 0, 1, ... in first-seen order: the writer's dictionaries, property names, users and
 // types. Writing a segment looks up several strings per row, so this is an open-addressing table (linear
@@ -163,7 +101,7 @@ class StringDictWriter {
 
 // Reads what StringDictWriter::Finish wrote, with `count` values: `dictionary` (pointing into `storage`)
 // and per value its index.
-bool ReadStringDict(ColumnReader& reader, uint64_t count, std::string& storage,
+bool ReadStringDict(Reader& reader, uint64_t count, std::string& storage,
                     std::vector<std::string_view>& dictionary, std::vector<uint32_t>& codes);
 
 // Per-value type tags of a property column.
@@ -236,16 +174,16 @@ bool DecodePropertyValues(std::string_view block, uint64_t count, PropertyValues
 // packed LSB first: the widths compress well (zstd entropy-codes them) and the low bits, which are noise, cost
 // exactly their number.
 void PutBitPacked(std::string& out, const std::vector<uint64_t>& values);
-bool ReadBitPacked(ColumnReader& reader, uint64_t count, std::vector<uint64_t>& values);
+bool ReadBitPacked(Reader& reader, uint64_t count, std::vector<uint64_t>& values);
 
 // Unsigned values as varints, or bit-packed.
 void PutUintValues(std::string& out, const std::vector<uint64_t>& values, bool bit_packed);
-bool ReadUintValues(ColumnReader& reader, uint64_t count, bool bit_packed, std::vector<uint64_t>& values);
+bool ReadUintValues(Reader& reader, uint64_t count, bool bit_packed, std::vector<uint64_t>& values);
 
 // Integers: a mode byte (bit 1: each value minus the previous one; bit 2: bit-packed instead of varints), then
 // the zigzag-coded values. The writer tries the four modes and keeps the one `compressed_size` finds smallest
 // (the raw size when it is empty).
 void PutIntStream(std::string& out, const std::vector<int64_t>& values, const CompressedSize& compressed_size);
-bool ReadIntStream(ColumnReader& reader, uint64_t count, std::vector<int64_t>& values);
+bool ReadIntStream(Reader& reader, uint64_t count, std::vector<int64_t>& values);
 
 }  // namespace analytics::store::embedded

@@ -122,7 +122,7 @@ Result<std::unique_ptr<EmbeddedEventStore>> EmbeddedEventStore::Open(const Embed
   wal_options.max_file_bytes = options.wal_max_file_bytes;
   wal_options.sync = options.sync;
   const uint64_t next = std::max<uint64_t>(store->recovery_report_.value("last_sequence", uint64_t{0}),
-                                           store->flushed_sequence_) + 1;
+                                           store->flushed_sequence_.load()) + 1;
   ANALYTICS_ASSIGN_OR_RETURN(store->wal_, wal::WalWriter::Open(wal_options, next));
   // Replayed WAL files may hold events of erased users (filtered on replay, still on disk).
   if (!store->erased_users_.empty()) store->erasure_wal_sequence_ = next - 1;
@@ -168,7 +168,6 @@ Status EmbeddedEventStore::Recover() {
       return Status::Corruption("event store manifest " + manifest_path.string() + " is not valid JSON");
     }
     flushed_sequence_ = manifest.value("flushed_sequence", uint64_t{0});
-    flushed_sequence_seen_ = flushed_sequence_;
     segment_counter_ = manifest.value("segment_counter", uint64_t{0});
     for (const auto& segment : manifest.value("segments", nlohmann::json::array())) {
       listed.insert(segment.get<std::string>());
@@ -253,8 +252,8 @@ Status EmbeddedEventStore::Recover() {
   if (!replay.ok()) return replay.status();
   memtable_oldest_ms_ = SteadyMillis();
   recovery_report_ = {
-      {"flushed_sequence", flushed_sequence_},
-      {"last_sequence", std::max(replay->last_sequence, flushed_sequence_)},
+      {"flushed_sequence", flushed_sequence_.load()},
+      {"last_sequence", std::max(replay->last_sequence, flushed_sequence_.load())},
       {"segments", segments_.size()},
       {"removed_unlisted_files", removed_leftovers},
       {"corrupt_segments", corrupt_segments_},
@@ -270,7 +269,7 @@ Status EmbeddedEventStore::Recover() {
 
 Status EmbeddedEventStore::WriteManifest() {
   nlohmann::json manifest = {
-      {"format", 1}, {"flushed_sequence", flushed_sequence_}, {"segment_counter", segment_counter_.load()}};
+      {"format", 1}, {"flushed_sequence", flushed_sequence_.load()}, {"segment_counter", segment_counter_.load()}};
   nlohmann::json segments = nlohmann::json::array();
   {
     std::lock_guard lock(segments_mu_);
@@ -304,7 +303,7 @@ Status EmbeddedEventStore::WaitForMemtableRoom() {
 
 Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) {
   if (failed_) return Status::Unavailable("event store failed earlier: " + failure_);
-  if (purge_pending_count_ > 0 || erasure_wal_sequence_ > flushed_sequence_seen_) {
+  if (purge_pending_count_ > 0 || erasure_wal_sequence_ > flushed_sequence_) {
     // A user registering again gets new events; their old ones must be out of the segments first, or a later
     // purge could not tell the two apart, and out of the WAL, or a recovery would bring them back.
     bool purge_first = false;
@@ -517,8 +516,7 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
     flushing_bytes_ = 0;
   }
   mem_cv_.notify_all();
-  flushed_sequence_ = std::max(flushed_sequence_, max_sequence);
-  flushed_sequence_seen_ = flushed_sequence_;
+  flushed_sequence_ = std::max(flushed_sequence_.load(), max_sequence);
   // On failure the new segments are unlisted: a restart removes them and replays the WAL.
   ANALYTICS_RETURN_IF_ERROR(WriteManifest());
   expired_events_ += expired;

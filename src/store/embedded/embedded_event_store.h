@@ -170,7 +170,6 @@ class EmbeddedEventStore final : public EventStore {
   // The WAL's last sequence when the latest erasure rolled it: until a flush covers it, older WAL files may
   // hold erased users' events (recovery filters them), so a re-registration flushes first.
   std::atomic<uint64_t> erasure_wal_sequence_{0};
-  std::atomic<uint64_t> flushed_sequence_seen_{0};  // flushed_sequence_ for lock-free readers
   std::atomic<int64_t> purge_pending_since_ms_{0};  // wall time the oldest pending erasure was made (or recovered)
 
   mutable std::mutex mem_mu_;
@@ -187,7 +186,7 @@ class EmbeddedEventStore final : public EventStore {
   std::vector<SegmentRef> segments_;                                  // guarded by segments_mu_
   std::vector<std::string> corrupt_segments_;                         // guarded by segments_mu_
   std::string last_maintenance_error_;                                // guarded by segments_mu_
-  uint64_t flushed_sequence_ = 0;                                     // guarded by flush_mu_
+  std::atomic<uint64_t> flushed_sequence_{0};  // written under flush_mu_; Append reads it without the lock
   std::atomic<uint64_t> segment_counter_{0};                          // names new segment files
 
   std::atomic<bool> failed_{false};

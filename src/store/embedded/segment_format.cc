@@ -33,7 +33,7 @@ uint32_t GetFixed32(const char* bytes) {
   return value;
 }
 
-bool DecodeColumnEntry(ColumnReader& reader, ColumnEntry& column) {
+bool DecodeColumnEntry(Reader& reader, ColumnEntry& column) {
   std::string_view name, crc;
   if (!reader.GetBytes(name) || !reader.GetVarint(column.offset) || !reader.GetVarint(column.size) ||
       !reader.GetVarint(column.raw_size) || !reader.GetRaw(4, crc)) {
@@ -44,7 +44,7 @@ bool DecodeColumnEntry(ColumnReader& reader, ColumnEntry& column) {
   return true;
 }
 
-bool DecodeColumnList(ColumnReader& reader, std::vector<ColumnEntry>& columns) {
+bool DecodeColumnList(Reader& reader, std::vector<ColumnEntry>& columns) {
   uint64_t column_count = 0;
   // Every entry takes at least 8 bytes.
   if (!reader.GetVarint(column_count) || column_count > reader.remaining()) return false;
@@ -57,7 +57,7 @@ bool DecodeColumnList(ColumnReader& reader, std::vector<ColumnEntry>& columns) {
 
 // Structure only; SegmentFile::Open checks the columns against the file and the parts against each other.
 bool DecodeFooter(std::string_view bytes, uint64_t format, Footer& footer) {
-  ColumnReader reader(bytes);
+  Reader reader(bytes);
   uint64_t version = 0, type_count = 0;
   if (!reader.GetVarint(version) || version != format || !reader.GetVarint(footer.rows) ||
       !reader.GetZigzag(footer.min_time_ms) || !reader.GetZigzag(footer.max_time_ms) ||

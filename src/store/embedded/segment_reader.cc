@@ -329,7 +329,7 @@ Status Decoder::DecodeLayout() {
   property_decoded_.assign(property_count, 0);
 
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kLayout));
-  ColumnReader reader(block);
+  Reader reader(block);
   auto bad = [&](const char* what) { return Corrupt(kLayout, what); };
   uint64_t count = 0;
   for (auto* names : {&types_, &sources_}) {
@@ -410,7 +410,7 @@ Status Decoder::DecodeUsers() {
   if (users_decoded_) return Status::Ok();
   ANALYTICS_RETURN_IF_ERROR(DecodeRuns());
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kUser));
-  ColumnReader reader(block);
+  Reader reader(block);
   if (part_idx_ == 0) {
     if (!ReadStringList(reader, rows_, users_storage_, users_) || users_.size() != user_runs_.size() ||
         !reader.done()) {
@@ -420,7 +420,7 @@ Status Decoder::DecodeUsers() {
     // References into the first part's users (docs/formats/segment.md, format 4).
     if (base_users_ == nullptr) {
       ANALYTICS_ASSIGN_OR_RETURN(base_block_, file_.PartColumn(0, kUser));
-      ColumnReader base_reader(base_block_);
+      Reader base_reader(base_block_);
       if (!ReadStringList(base_reader, file_.part(0).rows, base_storage_, own_base_users_) || !base_reader.done()) {
         return file_.PartColumnCorrupt(0, kUser, "bad user list");
       }
@@ -444,7 +444,7 @@ Status Decoder::DecodeUsers() {
 Status Decoder::DecodeRuns() {
   if (runs_decoded_) return Status::Ok();
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kUserRuns));
-  ColumnReader reader(block);
+  Reader reader(block);
   auto bad = [&](const char* what) { return Corrupt(kUserRuns, what); };
   run_start_.assign(rows_, 0);
   uint64_t row_idx = 0;
@@ -462,7 +462,7 @@ Status Decoder::DecodeRuns() {
 
 Status Decoder::DecodeTimes() {
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kTime));
-  ColumnReader reader(block);
+  Reader reader(block);
   std::vector<uint64_t> deltas;
   uint8_t form = 0;
   if (!reader.GetByte(form) || (form != 0 && form != 2) || !ReadUintValues(reader, rows_, form == 2, deltas)) {
@@ -481,7 +481,7 @@ Status Decoder::DecodeTimes() {
 
 Status Decoder::DecodeReceived() {
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kReceived));
-  ColumnReader reader(block);
+  Reader reader(block);
   auto bad = [&](const char* what) { return Corrupt(kReceived, what); };
   uint8_t mode = 0;
   if (!reader.GetByte(mode) || mode > 2 || rows_ > reader.remaining()) return bad("bad header");
@@ -563,7 +563,7 @@ Status Decoder::DecodeReceived() {
 
 Status Decoder::DecodeIds() {
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kId));
-  ColumnReader reader(block);
+  Reader reader(block);
   if (rows_ > reader.remaining()) return Corrupt(kId, "truncated");
   ids_.resize(rows_);
   for (size_t row_idx = 0; row_idx < rows_; ++row_idx) {
@@ -583,7 +583,7 @@ Status Decoder::DecodeIds() {
 Status Decoder::DecodeExplicit(int field) {
   const CoreColumn column = kWellKnownColumns[field];
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(column));
-  ColumnReader reader(block);
+  Reader reader(block);
   if (field == kFieldAmount) {
     if (block.size() != explicit_rows_[field] * 8) return Corrupt(column, "size mismatch");
     explicit_amounts_.resize(explicit_rows_[field]);
@@ -604,7 +604,7 @@ Status Decoder::DecodeExplicit(int field) {
 
 Status Decoder::DecodeExtensions() {
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kExtensions));
-  ColumnReader reader(block);
+  Reader reader(block);
   if (!ReadStringDict(reader, rows_, extensions_storage_, extensions_dictionary_, extensions_codes_) ||
       !reader.done()) {
     return Corrupt(kExtensions, "bad dictionary or codes");
@@ -614,7 +614,7 @@ Status Decoder::DecodeExtensions() {
 
 Status Decoder::DecodeDataRaw() {
   ANALYTICS_ASSIGN_OR_RETURN(std::string_view block, Load(kDataRaw));
-  ColumnReader reader(block);
+  Reader reader(block);
   if (raw_rows_ > reader.remaining()) return Corrupt(kDataRaw, "truncated");
   data_raw_.resize(raw_rows_);
   for (auto& data : data_raw_) {
@@ -936,7 +936,7 @@ Result<std::vector<uint64_t>> ReadPositions(const SegmentFile& file, size_t part
   const uint64_t rows = file.part(part_idx).rows;
   const uint64_t total = file.footer().rows;
   ANALYTICS_ASSIGN_OR_RETURN(std::string block, file.Positions(part_idx));
-  ColumnReader reader(block);
+  Reader reader(block);
   auto bad = [&](const char* what) { return file.PartColumnCorrupt(part_idx, kPositionsColumn, what); };
   if (rows > reader.remaining()) return bad("fewer positions than rows");
   std::vector<uint64_t> positions(rows);
@@ -980,7 +980,7 @@ Result<std::vector<uint32_t>> PartOfRows(const SegmentFile& file) {
 Status ReadPartUsers(const SegmentFile& file, size_t part_idx, PartUserList& out, uint64_t first_user_count) {
   const uint64_t rows = file.part(part_idx).rows;
   ANALYTICS_ASSIGN_OR_RETURN(std::string runs_block, file.PartColumn(part_idx, kUserRuns));
-  ColumnReader runs_reader(runs_block);
+  Reader runs_reader(runs_block);
   out.runs.clear();
   uint64_t row_idx = 0;
   while (row_idx < rows) {
@@ -993,7 +993,7 @@ Status ReadPartUsers(const SegmentFile& file, size_t part_idx, PartUserList& out
   }
   if (!runs_reader.done()) return file.PartColumnCorrupt(part_idx, kUserRuns, "trailing bytes");
   ANALYTICS_ASSIGN_OR_RETURN(std::string users_block, file.PartColumn(part_idx, kUser));
-  ColumnReader reader(users_block);
+  Reader reader(users_block);
   if (part_idx == 0) {
     out.base_refs.clear();
     if (!ReadStringList(reader, rows, out.storage, out.users) || out.users.size() != out.runs.size() ||
@@ -1006,7 +1006,7 @@ Status ReadPartUsers(const SegmentFile& file, size_t part_idx, PartUserList& out
   if (first_user_count == UINT64_MAX) {
     // The first part's user count: one run (one varint) per user.
     ANALYTICS_ASSIGN_OR_RETURN(std::string first_runs, file.PartColumn(0, kUserRuns));
-    ColumnReader first_reader(first_runs);
+    Reader first_reader(first_runs);
     for (first_user_count = 0; !first_reader.done(); ++first_user_count) {
       uint64_t length = 0;
       if (!first_reader.GetVarint(length)) return file.PartColumnCorrupt(0, kUserRuns, "bad run length");
