@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <map>
+#include <span>
 
 #include <absl/time/civil_time.h>
 
@@ -196,10 +198,37 @@ class Series {
     for (const auto& key : keys) totals.push_back(Total({key}));
     return totals;
   }
+  // For ranking without every exact total: per key (ascending), bounds {lower, upper} of Total({key}) when the
+  // series can give them cheaply (distinct users: the largest bucket, the sum of the buckets), else nothing.
+  virtual std::optional<std::vector<std::pair<double, double>>> TotalBounds(const std::vector<GroupKey>&) const {
+    return std::nullopt;
+  }
   // Distinct users behind the groups (k-anonymity).
   virtual Roaring Users(const std::vector<GroupKey>& keys) const = 0;
   virtual int64_t Newest() const = 0;
 };
+
+// Per key (ascending, like the groups), bounds of the distinct users of its cells [from, to): at least the
+// largest cell's, at most the sum of the cells'.
+std::vector<std::pair<double, double>> UserCountBounds(const AggregateResult& result, const std::vector<GroupKey>& keys,
+                                                       size_t from, size_t to) {
+  std::vector<std::pair<double, double>> bounds;
+  bounds.reserve(keys.size());
+  auto it = result.groups.begin();
+  for (const auto& key : keys) {
+    while (it != result.groups.end() && it->first < key) ++it;
+    double lower = 0, upper = 0;
+    if (it != result.groups.end() && it->first == key) {
+      for (size_t cell = from; cell < to && cell < it->second.size(); ++cell) {
+        const auto users = static_cast<double>(it->second[cell].users.cardinality());
+        lower = std::max(lower, users);
+        upper += users;
+      }
+    }
+    bounds.emplace_back(lower, upper);
+  }
+  return bounds;
+}
 
 // count, sum, avg, min, max, percentile, unique_users without a window: cells on the output grid.
 class CellSeries : public Series {
@@ -272,8 +301,12 @@ class CellSeries : public Series {
     }
     return totals;
   }
+  std::optional<std::vector<std::pair<double, double>>> TotalBounds(const std::vector<GroupKey>& keys) const override {
+    if (definition_.aggregation != Aggregation::kUniqueUsers) return std::nullopt;
+    return UserCountBounds(result_, keys, 0, buckets_);
+  }
   Roaring Users(const std::vector<GroupKey>& keys) const override {
-    return GroupTotal(Merged(keys)).users.bitmap();
+    return GroupTotal(Merged(keys)).users.ToRoaring();
   }
   int64_t Newest() const override { return result_.newest_event_ms; }
 
@@ -296,27 +329,61 @@ class WindowSeries : public Series {
     for (const auto& [key, cells] : result_.groups) keys.push_back(key);
     return keys;
   }
-  Roaring Union(const std::vector<GroupKey>& keys, size_t from, size_t to) const {
-    Roaring users;
+  // Per fine cell, the users of `keys` together: the group's own cells for one key (no copy), else one union
+  // per fine cell, so that overlapping windows reuse it instead of merging every group's cells per window.
+  std::vector<const query::UserSet*> FineUsers(const std::vector<GroupKey>& keys,
+                                               std::vector<query::UserSet>& merged) const {
+    std::vector<const query::UserSet*> fine(fine_bounds_.size(), &kNoUsers);
+    if (keys.size() == 1) {
+      auto it = result_.groups.find(keys.front());
+      if (it == result_.groups.end()) return fine;
+      for (size_t cell = 0; cell < fine.size() && cell < it->second.size(); ++cell) fine[cell] = &it->second[cell].users;
+      return fine;
+    }
+    std::vector<const std::vector<AggregateCell>*> groups;
     for (const auto& key : keys) {
       auto it = result_.groups.find(key);
-      if (it == result_.groups.end()) continue;
-      for (size_t fine = from; fine < to && fine < it->second.size(); ++fine) users |= it->second[fine].users.bitmap();
+      if (it != result_.groups.end()) groups.push_back(&it->second);
     }
-    return users;
+    merged.assign(fine.size(), query::UserSet());
+    std::vector<const query::UserSet*> sets;
+    for (size_t cell = 0; cell < fine.size(); ++cell) {
+      sets.clear();
+      for (const auto* group : groups) {
+        if (cell < group->size()) sets.push_back(&(*group)[cell].users);
+      }
+      merged[cell] = query::UserSet::UnionAll(sets);
+      fine[cell] = &merged[cell];
+    }
+    return fine;
+  }
+  static query::UserSet Union(const std::vector<const query::UserSet*>& fine, size_t from, size_t to) {
+    to = std::min(to, fine.size());
+    if (from >= to) return query::UserSet();
+    return query::UserSet::UnionAll(std::span<const query::UserSet* const>(fine.data() + from, to - from));
   }
   std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
+    std::vector<query::UserSet> merged;
+    const auto fine = FineUsers(keys, merged);
     std::vector<std::optional<double>> values;
-    for (const auto& [from, to] : windows_) values.push_back(static_cast<double>(Union(keys, from, to).cardinality()));
+    for (const auto& [from, to] : windows_) values.push_back(static_cast<double>(Union(fine, from, to).cardinality()));
     return values;
   }
   std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
-    return static_cast<double>(Union(keys, period_.first, period_.second).cardinality());
+    std::vector<query::UserSet> merged;
+    return static_cast<double>(Union(FineUsers(keys, merged), period_.first, period_.second).cardinality());
   }
-  Roaring Users(const std::vector<GroupKey>& keys) const override { return Union(keys, 0, fine_bounds_.size()); }
+  std::optional<std::vector<std::pair<double, double>>> TotalBounds(const std::vector<GroupKey>& keys) const override {
+    return UserCountBounds(result_, keys, period_.first, period_.second);
+  }
+  Roaring Users(const std::vector<GroupKey>& keys) const override {
+    std::vector<query::UserSet> merged;
+    return Union(FineUsers(keys, merged), 0, fine_bounds_.size()).ToRoaring();
+  }
   int64_t Newest() const override { return result_.newest_event_ms; }
 
  private:
+  static inline const query::UserSet kNoUsers;
   AggregateResult result_;
   std::vector<int64_t> fine_bounds_;
   std::vector<std::pair<size_t, size_t>> windows_;  // per output bucket: fine cells [first, second)
@@ -637,6 +704,20 @@ Result<json> MetricValues::Compute(const std::string& metric_name, const MetricV
   if (plan.limit && keys.size() > *plan.limit) {
     std::vector<std::pair<std::optional<double>, GroupKey>> ranked;
     if (!std::is_sorted(keys.begin(), keys.end())) std::sort(keys.begin(), keys.end());
+    // A key whose total is surely below the limit-th largest lower bound cannot be in the top: its exact
+    // total (a union over the whole period) is not computed, it goes to "other" (unranked: after the rest).
+    std::vector<GroupKey> unranked;
+    if (auto bounds = series->TotalBounds(keys)) {
+      std::vector<double> lowers;
+      for (const auto& bound : *bounds) lowers.push_back(bound.first);
+      std::nth_element(lowers.begin(), lowers.begin() + (*plan.limit - 1), lowers.end(), std::greater<>());
+      const double threshold = lowers[*plan.limit - 1];
+      std::vector<GroupKey> candidates;
+      for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
+        ((*bounds)[key_idx].second < threshold ? unranked : candidates).push_back(std::move(keys[key_idx]));
+      }
+      keys = std::move(candidates);
+    }
     std::vector<std::optional<double>> totals = series->EachTotal(keys);
     for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
       ranked.emplace_back(totals[key_idx], std::move(keys[key_idx]));
@@ -650,6 +731,7 @@ Result<json> MetricValues::Compute(const std::string& metric_name, const MetricV
     for (size_t rank = 0; rank < ranked.size(); ++rank) {
       (rank < *plan.limit ? keys : others).push_back(std::move(ranked[rank].second));
     }
+    for (auto& key : unranked) others.push_back(std::move(key));
   }
   const bool additive = Additive(definition.aggregation);
   const std::vector<int64_t>& bounds = plan.grid.bounds();

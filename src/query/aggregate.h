@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,48 +42,66 @@ struct AggregateQuery {
   std::string Fingerprint() const;
 };
 
-// The distinct users of a cell. The bitmap exists from the first user on: most cells of most queries (counts,
-// sums) have none, and a result holds tens of thousands of cells, each of which would otherwise construct and
-// destroy a Roaring (two library calls) and carry its 40 bytes.
+// The distinct users of a cell: a sorted vector of ids while there are few, a roaring bitmap beyond.
+// Most cells of most queries (counts, sums) have no users; most cells of a user-counting query have a few
+// dozen users spread over the whole id range (a game's players of one day, out of millions of users), where a
+// bitmap is one container of a handful of ids per 65,536 ids and every union pays per container. A sorted
+// vector of those ids merges in one pass. Kept small_ or bits_, never both.
+// The aggregator adds ids in any order (AppendUnsorted) and calls Normalize before anyone reads the set;
+// every other operation keeps it sorted.
 class UserSet {
  public:
+  static constexpr size_t kSmallMax = 1024;  // ids in the vector at most; more go to a bitmap
+
   UserSet() = default;
-  UserSet(const UserSet& other) : bits_(other.bits_ ? std::make_unique<Roaring>(*other.bits_) : nullptr) {}
+  UserSet(const UserSet& other)
+      : small_(other.small_), bits_(other.bits_ ? std::make_unique<Roaring>(*other.bits_) : nullptr) {}
   UserSet(UserSet&&) noexcept = default;
   UserSet& operator=(const UserSet& other) {
-    if (this != &other) bits_ = other.bits_ ? std::make_unique<Roaring>(*other.bits_) : nullptr;
+    if (this != &other) {
+      small_ = other.small_;
+      bits_ = other.bits_ ? std::make_unique<Roaring>(*other.bits_) : nullptr;
+    }
     return *this;
   }
   UserSet& operator=(UserSet&&) noexcept = default;
-  UserSet& operator=(Roaring bits) {
-    bits_ = std::make_unique<Roaring>(std::move(bits));
-    return *this;
-  }
 
-  void add(uint32_t user) { Mutable().add(user); }
-  UserSet& operator|=(const UserSet& other) {
-    if (!other.empty()) Mutable() |= *other.bits_;
-    return *this;
+  void add(uint32_t user);
+  // Adds `user` without keeping the vector sorted. True when the set just became unsorted: the caller must call
+  // Normalize before the set is read or merged.
+  bool AppendUnsorted(uint32_t user) {
+    if (bits_) {
+      bits_->add(user);
+      return false;
+    }
+    const bool was_sorted = unsorted_ == false;
+    if (!small_.empty() && user <= small_.back()) {
+      if (user == small_.back()) return false;
+      unsorted_ = true;
+    }
+    small_.push_back(user);
+    if (small_.size() > kSmallMax) Normalize();
+    return was_sorted && unsorted_;
   }
-  UserSet& operator|=(const Roaring& other) {
-    if (!other.isEmpty()) Mutable() |= other;
-    return *this;
+  void Normalize();
+  UserSet& operator|=(const UserSet& other);
+  UserSet& operator|=(const Roaring& other);
+  bool empty() const { return small_.empty() && (bits_ == nullptr || bits_->isEmpty()); }
+  uint64_t cardinality() const { return bits_ ? bits_->cardinality() : small_.size(); }
+  uint64_t getSizeInBytes() const {
+    return small_.capacity() * sizeof(uint32_t) + (bits_ ? sizeof(Roaring) + bits_->getSizeInBytes() : 0);
   }
-  bool empty() const { return bits_ == nullptr || bits_->isEmpty(); }
-  uint64_t cardinality() const { return bits_ ? bits_->cardinality() : 0; }
-  uint64_t getSizeInBytes() const { return bits_ ? sizeof(Roaring) + bits_->getSizeInBytes() : 0; }
-  // The users as a bitmap (an empty one when there are none).
-  const Roaring& bitmap() const {
-    static const Roaring kEmpty;
-    return bits_ ? *bits_ : kEmpty;
-  }
-  bool operator==(const UserSet& other) const { return bitmap() == other.bitmap(); }
+  // The users as a bitmap (a copy).
+  Roaring ToRoaring() const;
+  void AddTo(Roaring& target) const;
+  bool operator==(const UserSet& other) const;
+  // The union of `sets`.
+  static UserSet UnionAll(std::span<const UserSet* const> sets);
 
  private:
-  Roaring& Mutable() {
-    if (!bits_) bits_ = std::make_unique<Roaring>();
-    return *bits_;
-  }
+  void Promote();  // small_ (sorted) into bits_
+  std::vector<uint32_t> small_;   // sorted and unique unless unsorted_
+  bool unsorted_ = false;
   std::unique_ptr<Roaring> bits_;
 };
 
@@ -105,7 +124,7 @@ struct AggregateCell {
   // The merge of `cells`, in their order (so the same sums as merging them one by one into an empty cell), with
   // the users of all of them in one multi-way union: merging hundreds of large bitmaps pairwise re-copies the
   // growing result each time.
-  static AggregateCell MergeAll(const std::vector<const AggregateCell*>& cells);
+  static AggregateCell MergeAll(std::span<const AggregateCell* const> cells);
   uint64_t MemoryBytes() const;
 
  private:

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <map>
+#include <span>
 #include <cmath>
 #include <thread>
 #include <unordered_map>
@@ -233,16 +235,197 @@ void AggregateCell::MergeUsersAndValues(const AggregateCell& other) {
   values.insert(values.end(), other.values.begin(), other.values.end());
 }
 
-AggregateCell AggregateCell::MergeAll(const std::vector<const AggregateCell*>& cells) {
+AggregateCell AggregateCell::MergeAll(std::span<const AggregateCell* const> cells) {
   AggregateCell out;
-  std::vector<const Roaring*> users;
+  std::vector<const UserSet*> users;
   for (const AggregateCell* cell : cells) {
     out.MergeNumbers(*cell);
     out.values.insert(out.values.end(), cell->values.begin(), cell->values.end());
-    if (!cell->users.empty()) users.push_back(&cell->users.bitmap());
+    if (!cell->users.empty()) users.push_back(&cell->users);
   }
   if (users.size() == 1) out.users = *users.front();
-  if (users.size() > 1) out.users = Roaring::fastunion(users.size(), users.data());
+  if (users.size() > 1) out.users = UserSet::UnionAll(users);
+  return out;
+}
+
+void UserSet::add(uint32_t user) {
+  if (bits_) return bits_->add(user);
+  Normalize();
+  auto it = std::lower_bound(small_.begin(), small_.end(), user);
+  if (it != small_.end() && *it == user) return;
+  small_.insert(it, user);
+  if (small_.size() > kSmallMax) Promote();
+}
+
+void UserSet::Normalize() {
+  if (unsorted_) {
+    std::sort(small_.begin(), small_.end());
+    small_.erase(std::unique(small_.begin(), small_.end()), small_.end());
+    unsorted_ = false;
+  }
+  if (small_.size() > kSmallMax) Promote();
+}
+
+void UserSet::Promote() {
+  if (!bits_) bits_ = std::make_unique<Roaring>();
+  bits_->addMany(small_.size(), small_.data());
+  small_.clear();
+  small_.shrink_to_fit();
+}
+
+UserSet& UserSet::operator|=(const UserSet& other) {
+  if (other.empty()) return *this;
+  if (other.bits_) {
+    if (!bits_) {
+      auto merged = std::make_unique<Roaring>(*other.bits_);
+      merged->addMany(small_.size(), small_.data());
+      small_.clear();
+      bits_ = std::move(merged);
+    } else {
+      *bits_ |= *other.bits_;
+    }
+    return *this;
+  }
+  if (bits_) {
+    bits_->addMany(other.small_.size(), other.small_.data());
+    return *this;
+  }
+  std::vector<uint32_t> merged;
+  merged.reserve(small_.size() + other.small_.size());
+  std::set_union(small_.begin(), small_.end(), other.small_.begin(), other.small_.end(), std::back_inserter(merged));
+  small_ = std::move(merged);
+  if (small_.size() > kSmallMax) Promote();
+  return *this;
+}
+
+UserSet& UserSet::operator|=(const Roaring& other) {
+  if (other.isEmpty()) return *this;
+  if (!bits_ && small_.size() + other.cardinality() <= kSmallMax) {
+    std::vector<uint32_t> ids(other.cardinality());
+    other.toUint32Array(ids.data());
+    UserSet from;
+    from.small_ = std::move(ids);
+    return *this |= from;
+  }
+  if (!bits_) {
+    bits_ = std::make_unique<Roaring>(other);
+    bits_->addMany(small_.size(), small_.data());
+    small_.clear();
+  } else {
+    *bits_ |= other;
+  }
+  return *this;
+}
+
+Roaring UserSet::ToRoaring() const {
+  if (bits_) return *bits_;
+  Roaring out;
+  out.addMany(small_.size(), small_.data());
+  return out;
+}
+
+void UserSet::AddTo(Roaring& target) const {
+  if (bits_) {
+    target |= *bits_;
+  } else {
+    target.addMany(small_.size(), small_.data());
+  }
+}
+
+bool UserSet::operator==(const UserSet& other) const {
+  if (!bits_ && !other.bits_) return small_ == other.small_;
+  return ToRoaring() == other.ToRoaring();
+}
+
+namespace {
+
+// The sorted union of sorted runs of ids. Many ids over a small id range (the users of thousands of cells) go
+// through a bitset of the range: one pass over the ids and one over the words. Otherwise the runs are merged
+// pairwise, log2(runs) passes.
+std::vector<uint32_t> UnionOfRuns(const std::vector<const std::vector<uint32_t>*>& runs, size_t total, uint32_t max_id) {
+  std::vector<uint32_t> ids;
+  ids.reserve(total);
+  if (runs.size() > 8 && total >= max_id / 32) {
+    std::vector<uint64_t> words(max_id / 64 + 1, 0);
+    for (const auto* run : runs) {
+      for (uint32_t id : *run) words[id / 64] |= uint64_t{1} << (id % 64);
+    }
+    for (size_t word_idx = 0; word_idx < words.size(); ++word_idx) {
+      for (uint64_t word = words[word_idx]; word != 0; word &= word - 1) {
+        ids.push_back(static_cast<uint32_t>(word_idx * 64 + static_cast<size_t>(__builtin_ctzll(word))));
+      }
+    }
+    return ids;
+  }
+  std::vector<size_t> ends;  // run r is ids[r == 0 ? 0 : ends[r - 1], ends[r])
+  for (const auto* run : runs) {
+    ids.insert(ids.end(), run->begin(), run->end());
+    ends.push_back(ids.size());
+  }
+  std::vector<uint32_t> spare(ids.size());
+  while (ends.size() > 1) {
+    std::vector<size_t> merged_ends;
+    size_t begin = 0;
+    for (size_t run = 0; run < ends.size(); run += 2) {
+      const size_t middle = ends[run], end = run + 1 < ends.size() ? ends[run + 1] : middle;
+      std::merge(ids.begin() + begin, ids.begin() + middle, ids.begin() + middle, ids.begin() + end,
+                 spare.begin() + begin);
+      merged_ends.push_back(end);
+      begin = end;
+    }
+    ids.swap(spare);
+    ends = std::move(merged_ends);
+  }
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+}  // namespace
+
+UserSet UserSet::UnionAll(std::span<const UserSet* const> sets) {
+  std::vector<const Roaring*> bitmaps;
+  std::vector<const std::vector<uint32_t>*> runs;
+  size_t small_ids = 0;
+  uint32_t max_id = 0;
+  for (const UserSet* set : sets) {
+    if (set->bits_) bitmaps.push_back(set->bits_.get());
+    if (set->small_.empty()) continue;
+    runs.push_back(&set->small_);
+    small_ids += set->small_.size();
+    max_id = std::max(max_id, set->small_.back());
+  }
+  UserSet out;
+  if (!runs.empty()) out.small_ = runs.size() == 1 ? *runs.front() : UnionOfRuns(runs, small_ids, max_id);
+  if (bitmaps.empty()) {
+    out.Normalize();  // to a bitmap when it has grown past kSmallMax
+    return out;
+  }
+  // The small sets' users as one more bitmap (built from sorted ids: container by container).
+  Roaring from_small;
+  if (!out.small_.empty()) {
+    from_small.addMany(out.small_.size(), out.small_.data());
+    bitmaps.push_back(&from_small);
+    out.small_ = std::vector<uint32_t>();
+  }
+  // The multi-way union of bitmaps turns every container it meets into an 8 KiB bitset before it counts: a
+  // win for dense containers (the users of a big game over a month), a loss of an order of magnitude for sparse
+  // ones, which pairwise unions keep as small sorted arrays.
+  if (bitmaps.size() == 1) {
+    out.bits_ = std::make_unique<Roaring>(*bitmaps.front());
+    return out;
+  }
+  uint64_t cardinality = 0;
+  uint32_t containers = 1;
+  for (const Roaring* bitmap : bitmaps) {
+    cardinality += bitmap->cardinality();
+    containers = std::max<uint32_t>(containers, bitmap->roaring.high_low_container.size);
+  }
+  if (cardinality >= uint64_t{containers} * 4096) {
+    out.bits_ = std::make_unique<Roaring>(Roaring::fastunion(bitmaps.size(), bitmaps.data()));
+  } else {
+    out.bits_ = std::make_unique<Roaring>(*bitmaps.front());
+    for (size_t bitmap_idx = 1; bitmap_idx < bitmaps.size(); ++bitmap_idx) *out.bits_ |= *bitmaps[bitmap_idx];
+  }
   return out;
 }
 
@@ -279,39 +462,6 @@ void AggregateResult::Merge(const AggregateResult& other, size_t offset, size_t 
   }
   newest_event_ms = std::max(newest_event_ms, other.newest_event_ms);
   rows_read += other.rows_read;
-}
-
-void MergeResult(AggregateResult& out, const AggregateResult& other, size_t offset, size_t buckets, GroupIndex& index) {
-  const bool single_strings = std::all_of(other.groups.begin(), other.groups.end(), [](const auto& group) {
-    return group.first.size() == 1 && group.first.front().has_value();
-  });
-  if (!single_strings || other.groups.empty()) return out.Merge(other, offset, buckets);
-  // Each cell of `other` and the cell of `out` it goes to; then added in order, a few ahead prefetched (the
-  // destinations of one bucket lie a group's cells apart).
-  std::vector<std::pair<AggregateCell*, const AggregateCell*>> moves;
-  moves.reserve(other.groups.size());
-  for (const auto& [key, cells] : other.groups) {
-    std::vector<AggregateCell>* target = index.Find(*key.front());
-    if (target == nullptr) {
-      auto [group, inserted] = out.groups.try_emplace(key);
-      if (inserted) group->second.resize(buckets == 0 ? cells.size() : buckets);
-      target = &group->second;
-      index.Insert(*group->first.front(), target);
-    }
-    for (size_t bucket = 0; bucket < cells.size() && offset + bucket < target->size(); ++bucket) {
-      moves.emplace_back(target->data() + offset + bucket, &cells[bucket]);
-    }
-  }
-  constexpr size_t kAhead = 6;
-  for (size_t move_idx = 0; move_idx < moves.size(); ++move_idx) {
-    if (move_idx + kAhead < moves.size()) {
-      __builtin_prefetch(moves[move_idx + kAhead].first);
-      __builtin_prefetch(reinterpret_cast<const char*>(moves[move_idx + kAhead].first) + 64);
-    }
-    moves[move_idx].first->Merge(*moves[move_idx].second);
-  }
-  out.newest_event_ms = std::max(out.newest_event_ms, other.newest_event_ms);
-  out.rows_read += other.rows_read;
 }
 
 PackedResult Pack(AggregateResult result) {
@@ -351,36 +501,101 @@ uint64_t PackedResult::MemoryBytes() const {
   return bytes;
 }
 
-void MergeResult(AggregateResult& out, const PackedResult& other, size_t offset, size_t buckets, GroupIndex& index) {
-  if (!other.packed) return MergeResult(out, other.generic, offset, buckets, index);
-  const size_t groups = other.hashes.size();
-  // Resolved first (the index and `out`'s keys are hot), then added in order with the destinations prefetched.
-  std::vector<std::pair<AggregateCell*, size_t>> targets(groups);  // the group's cells from `offset`, how many
-  for (size_t group_idx = 0; group_idx < groups; ++group_idx) {
-    const uint32_t begin = group_idx == 0 ? 0 : other.key_ends[group_idx - 1];
-    const std::string_view value(other.keys.data() + begin, other.key_ends[group_idx] - begin);
-    std::vector<AggregateCell>* target = index.Find(value, other.hashes[group_idx]);
-    if (target == nullptr) {
-      auto [group, inserted] = out.groups.try_emplace(GroupKey{std::string(value)});
-      if (inserted) group->second.resize(buckets == 0 ? other.width : buckets);
-      target = &group->second;
-      index.Insert(*group->first.front(), target);
+void MergeResults(AggregateResult& out, const std::vector<PartialRef>& partials, size_t buckets, size_t threads) {
+  // 1. The groups: numbered in the order first met; single-string keys found by their text (views of out's
+  // keys, which stay put), other keys through a map.
+  struct TextHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return GroupIndex::Hash(text); }
+  };
+  std::unordered_map<std::string_view, uint32_t, TextHash, std::equal_to<>> by_text;
+  std::map<GroupKey, uint32_t> by_key;
+  std::vector<std::vector<AggregateCell>*> groups;
+  auto add_group = [&](GroupKey key) {
+    auto [group, inserted] = out.groups.try_emplace(std::move(key));
+    group->second.resize(buckets);
+    groups.push_back(&group->second);
+    return std::pair{group, static_cast<uint32_t>(groups.size() - 1)};
+  };
+  auto ordinal_of_text = [&](std::string_view value) {
+    if (auto it = by_text.find(value); it != by_text.end()) return it->second;
+    auto [group, ordinal] = add_group(GroupKey{std::string(value)});
+    by_text.emplace(*group->first.front(), ordinal);
+    return ordinal;
+  };
+  auto ordinal_of_key = [&](const GroupKey& key) {
+    if (key.size() == 1 && key.front()) return ordinal_of_text(*key.front());
+    if (auto it = by_key.find(key); it != by_key.end()) return it->second;
+    const uint32_t ordinal = add_group(key).second;
+    by_key.emplace(key, ordinal);
+    return ordinal;
+  };
+  // Per partial: its cells as (group ordinal, first cell, width), in its order.
+  struct Span {
+    uint32_t group;
+    const AggregateCell* cells;
+    size_t width;
+    size_t offset;
+  };
+  std::vector<Span> spans;
+  for (const PartialRef& ref : partials) {
+    const PackedResult& partial = *ref.partial;
+    if (partial.packed) {
+      for (size_t group_idx = 0; group_idx < partial.hashes.size(); ++group_idx) {
+        const uint32_t begin = group_idx == 0 ? 0 : partial.key_ends[group_idx - 1];
+        const std::string_view value(partial.keys.data() + begin, partial.key_ends[group_idx] - begin);
+        spans.push_back({ordinal_of_text(value), partial.cells.data() + group_idx * partial.width, partial.width,
+                         ref.offset});
+      }
+    } else {
+      for (const auto& [key, cells] : partial.generic.groups) {
+        spans.push_back({ordinal_of_key(key), cells.data(), cells.size(), ref.offset});
+      }
     }
-    const size_t count = target->size() > offset ? std::min(other.width, target->size() - offset) : 0;
-    targets[group_idx] = {count > 0 ? target->data() + offset : nullptr, count};
+    out.newest_event_ms = std::max(out.newest_event_ms, partial.newest_event_ms);
+    out.rows_read += partial.rows_read;
   }
-  constexpr size_t kAhead = 4;
-  for (size_t group_idx = 0; group_idx < groups; ++group_idx) {
-    if (group_idx + kAhead < groups && targets[group_idx + kAhead].first != nullptr) {
-      __builtin_prefetch(targets[group_idx + kAhead].first);
-      __builtin_prefetch(reinterpret_cast<const char*>(targets[group_idx + kAhead].first) + 64);
+  if (buckets == 0) return;
+  // 2. The cells each output cell merges, in partial order (a counting sort by output cell).
+  const size_t cells = groups.size() * buckets;
+  std::vector<uint32_t> starts(cells + 1, 0);
+  auto each_source = [&](auto&& visit) {
+    for (const Span& span : spans) {
+      const size_t first = size_t{span.group} * buckets + span.offset;
+      const size_t width = span.offset < buckets ? std::min(span.width, buckets - span.offset) : 0;
+      for (size_t bucket = 0; bucket < width; ++bucket) visit(first + bucket, span.cells + bucket);
     }
-    const auto [cells, count] = targets[group_idx];
-    const AggregateCell* source = other.cells.data() + group_idx * other.width;
-    for (size_t bucket = 0; bucket < count; ++bucket) cells[bucket].Merge(source[bucket]);
+  };
+  each_source([&](size_t cell, const AggregateCell*) { ++starts[cell + 1]; });
+  for (size_t cell = 0; cell < cells; ++cell) starts[cell + 1] += starts[cell];
+  std::vector<const AggregateCell*> sources(starts[cells]);
+  {
+    std::vector<uint32_t> next(starts.begin(), starts.end() - 1);
+    each_source([&](size_t cell, const AggregateCell* source) { sources[next[cell]++] = source; });
   }
-  out.newest_event_ms = std::max(out.newest_event_ms, other.newest_event_ms);
-  out.rows_read += other.rows_read;
+  // 3. Each output cell from its sources; groups split among the threads.
+  auto merge_groups = [&](size_t first_group, size_t end_group) {
+    for (size_t group = first_group; group < end_group; ++group) {
+      for (size_t bucket = 0; bucket < buckets; ++bucket) {
+        const size_t cell = group * buckets + bucket;
+        const std::span<const AggregateCell* const> from(sources.data() + starts[cell], starts[cell + 1] - starts[cell]);
+        if (from.empty()) continue;
+        AggregateCell& target = (*groups[group])[bucket];
+        if (from.size() == 1) {
+          target.Merge(*from.front());
+        } else {
+          target = AggregateCell::MergeAll(from);
+        }
+      }
+    }
+  };
+  threads = std::clamp<size_t>(threads, 1, std::max<size_t>(1, sources.size() / 4096));
+  std::vector<std::thread> workers;
+  for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) {
+    workers.emplace_back(merge_groups, groups.size() * thread_idx / threads, groups.size() * (thread_idx + 1) / threads);
+  }
+  merge_groups(0, groups.size() / threads);
+  for (auto& worker : workers) worker.join();
 }
 
 void PropertyColumn::Resize(size_t rows) {
@@ -408,8 +623,7 @@ std::string AggregateQuery::Fingerprint() const {
       .dump();
 }
 
-void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out, GroupIndex* index,
-               CellStaging* staging) {
+void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out, GroupIndex* index) {
   if (batch.rows == 0 || query.bounds.size() < 2) return;
   if (batch.max_time_ms < query.bounds.front() || batch.min_time_ms >= query.bounds.back()) return;
   const size_t buckets = query.bounds.size() - 1;
@@ -451,8 +665,6 @@ void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateRe
   const PropertyColumn* single_strings =
       group_columns.size() == 1 && group_columns.front() != nullptr ? group_columns.front() : nullptr;
   std::vector<std::vector<AggregateCell>*> string_groups(single_strings ? single_strings->strings.size() : 0, nullptr);
-  std::vector<AggregateCell*> staged_by_code(
-      staging != nullptr && single_strings != nullptr && fixed_bucket >= 0 ? single_strings->strings.size() : 0, nullptr);
   std::vector<AggregateCell>* ungrouped = nullptr;
   if (query.group_by.empty()) {
     auto [it, inserted] = out.groups.try_emplace(GroupKey{});
@@ -464,6 +676,7 @@ void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateRe
   std::string key_bytes;
   AggregateCell* last_user_cell = nullptr;
   uint32_t last_user = kNoUser;
+  std::vector<AggregateCell*> unsorted;  // cells whose users were appended out of order: sorted at the end
   uint64_t rows_read = 0;
   // The cells of a batch's rows are scattered over the result (a group's buckets lie together, a bucket's
   // groups do not), so rows are resolved to their cells a chunk at a time, and the chunk is then added with
@@ -497,7 +710,7 @@ void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateRe
       if (collect_users) {
         const uint32_t user = batch.users[row];
         if (user != kNoUser && (user != last_user || &cell != last_user_cell)) {
-          cell.users.add(user);
+          if (cell.users.AppendUnsorted(user)) unsorted.push_back(&cell);
           last_user = user;
           last_user_cell = &cell;
         }
@@ -517,16 +730,6 @@ void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateRe
       bucket = std::upper_bound(query.bounds.begin(), query.bounds.end(), time) - query.bounds.begin() - 1;
     }
     if (!filter_trivial && !filter.Holds(row)) continue;
-    // The batch in one bucket, grouped by one string, staged: a row's staging cell found by its code.
-    AggregateCell** staged = nullptr;
-    if (!staged_by_code.empty() && single_strings->kinds[row] == ValueKind::kString) {
-      staged = &staged_by_code[single_strings->codes[row]];
-      if (*staged != nullptr) {
-        chunk[filled++] = {static_cast<uint32_t>(row), *staged};
-        if (filled == kChunkRows) add_chunk();
-        continue;
-      }
-    }
     std::vector<AggregateCell>* cells = ungrouped;
     if (cells == nullptr) {
       std::vector<AggregateCell>** by_code = nullptr;
@@ -562,13 +765,11 @@ void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateRe
         if (by_code != nullptr) *by_code = cells;
       }
     }
-    AggregateCell* target = cells->data() + bucket;
-    AggregateCell* cell = staging != nullptr ? staging->For(target) : target;
-    if (staged != nullptr) *staged = cell;
-    chunk[filled++] = {static_cast<uint32_t>(row), cell};
+    chunk[filled++] = {static_cast<uint32_t>(row), cells->data() + bucket};
     if (filled == kChunkRows) add_chunk();
   }
   add_chunk();
+  for (AggregateCell* cell : unsorted) cell->users.Normalize();
   out.rows_read += rows_read;
 }
 

@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <functional>
 #include <limits>
 #include <string>
@@ -86,62 +85,9 @@ class GroupIndex {
   size_t used_ = 0;
 };
 
-// Cells that collect the rows of one segment before they are added to the result's (Flush): a result built
-// segment by segment then adds the same sums in the same order as merging one partial result per segment, so
-// an answer does not depend on whether partials were cached (floating-point sums depend on their order).
-class CellStaging {
- public:
-  // The staging cell of `target` (a result cell), empty when first asked for.
-  AggregateCell* For(AggregateCell* target) {
-    if ((used_ + 1) * 2 > slots_.size()) Grow();
-    const size_t mask = slots_.size() - 1;
-    for (size_t slot = Hash(target) & mask;; slot = (slot + 1) & mask) {
-      if (slots_[slot].first == target) return &cells_[slots_[slot].second];
-      if (slots_[slot].first == nullptr) {
-        if (used_ == cells_.size()) cells_.emplace_back();
-        slots_[slot] = {target, static_cast<uint32_t>(used_)};
-        targets_.push_back(target);
-        return &cells_[used_++];
-      }
-    }
-  }
-  // Adds every staging cell to its target, and empties the staging.
-  void Flush() {
-    for (size_t cell_idx = 0; cell_idx < used_; ++cell_idx) {
-      targets_[cell_idx]->Merge(cells_[cell_idx]);
-      cells_[cell_idx] = AggregateCell();
-    }
-    std::fill(slots_.begin(), slots_.end(), std::pair<AggregateCell*, uint32_t>(nullptr, 0));
-    targets_.clear();
-    used_ = 0;
-  }
-
- private:
-  static size_t Hash(const AggregateCell* cell) {
-    return static_cast<size_t>((reinterpret_cast<uintptr_t>(cell) >> 4) * 0x9E3779B97F4A7C15ULL >> 16);
-  }
-  void Grow() {
-    std::vector<std::pair<AggregateCell*, uint32_t>> old = std::move(slots_);
-    slots_.assign(std::max<size_t>(256, old.size() * 2), {nullptr, 0});
-    const size_t mask = slots_.size() - 1;
-    for (const auto& entry : old) {
-      if (entry.first == nullptr) continue;
-      size_t slot = Hash(entry.first) & mask;
-      while (slots_[slot].first != nullptr) slot = (slot + 1) & mask;
-      slots_[slot] = entry;
-    }
-  }
-  std::vector<std::pair<AggregateCell*, uint32_t>> slots_;  // target → index in cells_; a power of two
-  std::deque<AggregateCell> cells_;                         // stable addresses; the first used_ in use
-  std::vector<AggregateCell*> targets_;
-  size_t used_ = 0;
-};
-
 // Adds the rows of `batch` that the query reads into `out` (which must have been made for the same
-// query: out.groups cells sized bounds.size() - 1). `index`, when given, must be used with `out` only; with
-// `staging`, the rows' values go to staging cells until staging->Flush().
-void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out, GroupIndex* index = nullptr,
-               CellStaging* staging = nullptr);
+// query: out.groups cells sized bounds.size() - 1). `index`, when given, must be used with `out` only.
+void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out, GroupIndex* index = nullptr);
 
 // A partial result laid out to be merged fast, many times (the embedded store caches these, one per segment and
 // query): grouped by one string property, its keys, their hashes and all cells lie in three arrays, so merging
@@ -160,10 +106,18 @@ struct PackedResult {
 };
 PackedResult Pack(AggregateResult result);
 
-// out.Merge(other, offset, buckets), finding `out`'s groups through `index` when both are grouped by one string
-// property (a hash per group instead of key comparisons), and adding cells with the next ones prefetched.
-void MergeResult(AggregateResult& out, const AggregateResult& other, size_t offset, size_t buckets, GroupIndex& index);
-void MergeResult(AggregateResult& out, const PackedResult& other, size_t offset, size_t buckets, GroupIndex& index);
+// A partial result and where its cells go in the whole: buckets [offset, offset + width) (offset 0 and the same
+// width: the same bounds).
+struct PartialRef {
+  const PackedResult* partial = nullptr;
+  size_t offset = 0;
+};
+// Merges `partials` into the empty `out` of `buckets` buckets. Every cell of `out` is AggregateCell::MergeAll of
+// its cells in the partials, in the partials' order: the same numbers as merging the partials one by one
+// (AggregateResult::Merge), but the users of a cell are one multi-way union instead of a chain of pairwise unions, each
+// of which copies the growing bitmap again (a user-counting query over a month of segments merges hundreds of
+// thousands of cells). `threads` merge disjoint groups; the result does not depend on it.
+void MergeResults(AggregateResult& out, const std::vector<PartialRef>& partials, size_t buckets, size_t threads = 1);
 
 // Builds the SessionMarks of one source (a segment, the memtable) from its batches, added in read order.
 class SessionMarksBuilder {

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -219,6 +221,64 @@ TEST_F(MetricValuesE2eTest, RefundAwareRevenueTopGamesAndOtherAddUpExactly) {
       if (it != days.end()) expected += it->second;
     }
     EXPECT_NEAR(point[1].get<double>(), expected, 1e-6) << point[0];
+  }
+}
+
+// Distinct users per game, top 3 by the users of the whole period (ties by game, no game first) and the rest
+// as "other": per day (dau) and over rolling 7 days (wau, reaching before the period), from the raw events.
+TEST_F(MetricValuesE2eTest, DistinctUsersTopGamesAndOtherMatchTheReference) {
+  using Game = std::optional<std::string>;
+  std::map<Game, std::map<std::string, std::set<std::string>>> active;  // game → day → users
+  for (const auto& event : *events_) {
+    if (!kActive.count(event.type) || event.user.empty()) continue;
+    const Game game = event.data.contains("game_id") && event.data["game_id"].is_string()
+                          ? Game(event.data["game_id"].get<std::string>())
+                          : std::nullopt;
+    active[game][Day(event.time_ms)].insert(event.user);
+  }
+  for (const auto& [metric, first_day, window] :
+       {std::tuple<std::string, std::string, int>{"dau", "2024-01-01", 1}, {"wau", "2024-01-05", 7}}) {
+    const int64_t first_ms = common::ParseRfc3339Millis(first_day + "T00:00:00Z").value();
+    const int64_t last_ms = common::ParseRfc3339Millis("2024-01-12T00:00:00Z").value();
+    auto users_of = [&](const std::vector<Game>& games, int64_t from_ms, int64_t to_ms) {  // days [from, to]
+      std::set<std::string> users;
+      for (const auto& game : games) {
+        for (int64_t day = from_ms; day <= to_ms; day += kDayMs) {
+          auto& day_users = active[game][Day(day)];
+          users.insert(day_users.begin(), day_users.end());
+        }
+      }
+      return users;
+    };
+    std::vector<std::pair<int64_t, Game>> ranked;
+    for (const auto& [game, days] : active) {
+      ranked.emplace_back(-static_cast<int64_t>(users_of({game}, first_ms, last_ms).size()), game);
+    }
+    std::sort(ranked.begin(), ranked.end());
+    ASSERT_GT(ranked.size(), 6u);
+    json document = Values(metric, "period_start=" + first_day + "&period_end=2024-01-12&dimensions=" +
+                                       Encode("[\"game_id\"]") + "&limit=3");
+    ASSERT_EQ(document["series"].size(), 4u) << document.dump();
+    auto check = [&](const json& series, const std::vector<Game>& games) {
+      for (const auto& point : series["points"]) {
+        const int64_t day_ms = common::ParseRfc3339Millis(point[0].get<std::string>()).value();
+        EXPECT_EQ(point[1].get<double>(),
+                  static_cast<double>(users_of(games, day_ms - (window - 1) * kDayMs, day_ms).size()))
+            << metric << " " << series["dimensions"].dump() << " " << point[0];
+      }
+    };
+    for (size_t rank = 0; rank < 3; ++rank) {
+      const Game& game = ranked[rank].second;
+      const json& series = document["series"][rank];
+      EXPECT_EQ(series["dimensions"]["game_id"], game ? json(*game) : json(nullptr)) << metric << " " << rank;
+      check(series, {game});
+    }
+    std::vector<Game> others;
+    for (size_t rank = 3; rank < ranked.size(); ++rank) others.push_back(ranked[rank].second);
+    const json& other = document["series"][3];
+    EXPECT_EQ(other["dimensions"]["game_id"], "other");
+    EXPECT_EQ(other["groups"], others.size());
+    check(other, others);
   }
 }
 

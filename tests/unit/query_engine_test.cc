@@ -2,6 +2,7 @@
 // semantics (docs/metrics.md sections 2 and 3) on hand-made batches.
 #include <map>
 #include <random>
+#include <set>
 #include <tuple>
 
 #include <gtest/gtest.h>
@@ -365,3 +366,134 @@ TEST(GroupIndexTest, HashesOfIdsDifferingInTheirLastCharactersSpreadOverTheLowBi
   EXPECT_EQ(analytics::query::GroupIndex::Hash(std::string("game_1")), analytics::query::GroupIndex::Hash("game_1"));
   EXPECT_NE(analytics::query::GroupIndex::Hash(std::string_view("a\0", 2)), analytics::query::GroupIndex::Hash("a"));
 }
+
+namespace analytics::query {
+namespace {
+
+std::set<uint32_t> Reference(const UserSet& set) {
+  std::set<uint32_t> ids;
+  for (uint32_t id : set.ToRoaring()) ids.insert(id);
+  return ids;
+}
+
+// Random sets on both sides of the vector/bitmap boundary (UserSet::kSmallMax), over a small and a large id
+// range, built by add, AppendUnsorted + Normalize and unions, checked against std::set after every step.
+TEST(UserSetTest, EveryOperationMatchesAReferenceSetAcrossTheVectorBitmapBoundary) {
+  std::mt19937 random(7);
+  for (uint32_t range : {3000u, 2000000u}) {
+    for (int round = 0; round < 40; ++round) {
+      const size_t sizes[] = {0, 1, 5, 100, UserSet::kSmallMax - 1, UserSet::kSmallMax, UserSet::kSmallMax + 1, 3000};
+      std::vector<UserSet> sets(6);
+      std::vector<std::set<uint32_t>> expected(6);
+      for (size_t set_idx = 0; set_idx < sets.size(); ++set_idx) {
+        const size_t size = sizes[random() % std::size(sizes)];
+        std::vector<UserSet*> unsorted;
+        for (size_t added = 0; added < size; ++added) {
+          const uint32_t id = random() % range;
+          expected[set_idx].insert(id);
+          if (set_idx % 2 == 0) {
+            sets[set_idx].add(id);
+          } else if (sets[set_idx].AppendUnsorted(id)) {
+            unsorted.push_back(&sets[set_idx]);
+          }
+        }
+        for (UserSet* set : unsorted) set->Normalize();
+        ASSERT_EQ(Reference(sets[set_idx]), expected[set_idx]) << range << " " << round << " " << set_idx;
+        ASSERT_EQ(sets[set_idx].cardinality(), expected[set_idx].size());
+        ASSERT_EQ(sets[set_idx].empty(), expected[set_idx].empty());
+      }
+      // Pairwise unions, with sets and with bitmaps.
+      UserSet left = sets[0];
+      left |= sets[1];
+      std::set<uint32_t> left_expected = expected[0];
+      left_expected.insert(expected[1].begin(), expected[1].end());
+      ASSERT_EQ(Reference(left), left_expected);
+      left |= sets[2].ToRoaring();
+      left_expected.insert(expected[2].begin(), expected[2].end());
+      ASSERT_EQ(Reference(left), left_expected);
+      // The union of all of them, and of many copies (the bitset path of UnionAll).
+      std::vector<const UserSet*> all;
+      std::set<uint32_t> all_expected;
+      for (size_t set_idx = 0; set_idx < sets.size(); ++set_idx) {
+        for (int copy = 0; copy < 3; ++copy) all.push_back(&sets[set_idx]);
+        all_expected.insert(expected[set_idx].begin(), expected[set_idx].end());
+      }
+      const UserSet merged = UserSet::UnionAll(all);
+      ASSERT_EQ(Reference(merged), all_expected) << range << " " << round;
+      ASSERT_EQ(merged.cardinality(), all_expected.size());
+      // Equality does not depend on the representation.
+      UserSet same;
+      for (uint32_t id : all_expected) same.add(id);
+      EXPECT_TRUE(same == merged);
+      Roaring into;
+      merged.AddTo(into);
+      EXPECT_EQ(into.cardinality(), all_expected.size());
+    }
+  }
+}
+
+TEST(UserSetTest, MergeAllGivesTheCellsOfPairwiseMerges) {
+  std::mt19937 random(11);
+  std::vector<AggregateCell> cells(40);
+  for (auto& cell : cells) {
+    const size_t users = random() % 3 == 0 ? 2000 : random() % 50;
+    for (size_t added = 0; added < users; ++added) cell.users.add(random() % 100000);
+    cell.weighted_count = random() % 10;
+  }
+  AggregateCell pairwise;
+  std::vector<const AggregateCell*> pointers;
+  for (const auto& cell : cells) {
+    pairwise.Merge(cell);
+    pointers.push_back(&cell);
+  }
+  const AggregateCell all = AggregateCell::MergeAll(pointers);
+  EXPECT_TRUE(all.users == pairwise.users);
+  EXPECT_EQ(all.users.cardinality(), pairwise.users.cardinality());
+  EXPECT_EQ(all.weighted_count, pairwise.weighted_count);
+}
+
+// MergeResults of partials over slices of the bounds equals merging them one by one.
+TEST(MergeResultsTest, CellsEqualPairwiseMergesInPartialOrder) {
+  std::mt19937 random(5);
+  const size_t buckets = 6;
+  std::vector<PackedResult> packed;
+  std::vector<size_t> offsets;
+  AggregateResult expected;
+  for (int partial_idx = 0; partial_idx < 12; ++partial_idx) {
+    const size_t offset = random() % buckets;
+    const size_t width = 1 + random() % (buckets - offset);
+    AggregateResult partial;
+    for (int group = 0; group < 30; ++group) {
+      if (random() % 3 == 0) continue;
+      auto& cells = partial.groups[GroupKey{group % 7 == 0 ? std::nullopt : std::optional<std::string>("g" + std::to_string(group))}];
+      cells.resize(width);
+      for (auto& cell : cells) {
+        cell.weighted_count = static_cast<double>(random() % 100) / 7;
+        for (size_t added = random() % 40; added > 0; --added) cell.users.add(random() % 5000);
+      }
+    }
+    partial.rows_read = 10;
+    expected.Merge(partial, offset, buckets);
+    packed.push_back(Pack(std::move(partial)));
+    offsets.push_back(offset);
+  }
+  std::vector<PartialRef> refs;
+  for (size_t idx = 0; idx < packed.size(); ++idx) refs.push_back({&packed[idx], offsets[idx]});
+  for (size_t threads : {1, 2, 3}) {
+    AggregateResult merged;
+    MergeResults(merged, refs, buckets, threads);
+    ASSERT_EQ(merged.groups.size(), expected.groups.size());
+    EXPECT_EQ(merged.rows_read, expected.rows_read);
+    for (const auto& [key, cells] : expected.groups) {
+      const auto& got = merged.groups.at(key);
+      ASSERT_EQ(got.size(), cells.size());
+      for (size_t bucket = 0; bucket < cells.size(); ++bucket) {
+        EXPECT_EQ(got[bucket].weighted_count, cells[bucket].weighted_count);
+        EXPECT_TRUE(got[bucket].users == cells[bucket].users);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace analytics::query

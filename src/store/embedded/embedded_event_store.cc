@@ -1029,79 +1029,40 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     }
     tasks.push_back(std::move(task));
   }
-  // Segments are read (the expensive part: only the parts and columns the slice needs, query_exec.h) by
-  // several threads, and added to the result by one thread at a time in the segments' order, so the sums are
-  // added in the same order on every run, cached or not. Without a cache to keep partials in, segments go
-  // straight into the result (their groups are looked up there, not built per segment and merged again).
+  // Segments not in the cache are read (the expensive part: only the parts and columns the slice needs,
+  // query_exec.h) and aggregated into their partials by several threads; then all partials are merged in the
+  // segments' order, cell by cell (query::MergeResults), so the sums are added in the same order on every run,
+  // cached or not.
   embedded::SegmentReadContext context{user_directory_, segment_cache_};
-  const bool keep_partials = partial_cache_.enabled();
-  std::vector<embedded::SegmentRows> read(tasks.size());
-  std::vector<uint8_t> ready(tasks.size(), 0);  // guarded by add_mu
-  for (size_t task_idx = 0; task_idx < tasks.size(); ++task_idx) ready[task_idx] = tasks[task_idx].partial != nullptr;
-  std::mutex add_mu;
-  size_t added = 0;     // guarded by add_mu: tasks added to the result so far
-  bool adding = false;  // guarded by add_mu: a thread is adding
-  query::GroupIndex index;
-  query::CellStaging staging;
-  auto add = [&](Task& task, embedded::SegmentRows& rows) {
-    if (!task.status.ok()) return;
-    if (task.partial) {
-      query::MergeResult(result, *task.partial, task.offset, buckets, index);
-    } else if (keep_partials) {
-      query::AggregateResult partial;
-      embedded::AddSegmentRows(task.slice, rows, partial);
-      auto packed = std::make_shared<const query::PackedResult>(query::Pack(std::move(partial)));
-      partial_cache_.Put(task.key, packed);
-      query::MergeResult(result, *packed, task.offset, buckets, index);
-    } else {
-      embedded::AddSegmentRows(query, rows, result, &index, &staging);
-    }
-    rows = embedded::SegmentRows();
-  };
-  auto add_ready = [&] {
-    for (;;) {
-      size_t task_idx = 0;
-      {
-        std::lock_guard lock(add_mu);
-        if (added == tasks.size() || !ready[added]) {
-          adding = false;
-          return;
-        }
-        task_idx = added++;
-      }
-      add(tasks[task_idx], read[task_idx]);
-    }
-  };
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t task_idx = next++; task_idx < tasks.size(); task_idx = next++) {
       Task& task = tasks[task_idx];
       if (task.partial) continue;
-      task.status = embedded::ReadSegmentRows(task.segment->info.path, keep_partials ? task.slice : query, paths,
-                                              unpurged, context, read[task_idx]);
-      {
-        std::lock_guard lock(add_mu);
-        ready[task_idx] = 1;
-        if (adding) continue;  // the adding thread will come to it
-        adding = true;
-      }
-      add_ready();
+      embedded::SegmentRows rows;
+      task.status = embedded::ReadSegmentRows(task.segment->info.path, task.slice, paths, unpurged, context, rows);
+      if (!task.status.ok()) continue;
+      query::AggregateResult partial;
+      embedded::AddSegmentRows(task.slice, rows, partial);
+      task.partial = std::make_shared<const query::PackedResult>(query::Pack(std::move(partial)));
+      if (partial_cache_.enabled()) partial_cache_.Put(task.key, task.partial);
     }
   };
   size_t pending = 0;
   for (const auto& task : tasks) pending += task.partial == nullptr;
   const size_t hardware = std::max(1u, std::thread::hardware_concurrency());
-  const size_t threads = std::min(pending, options_.query_threads > 0 ? size_t(options_.query_threads) : hardware);
+  const size_t threads = options_.query_threads > 0 ? size_t(options_.query_threads) : hardware;
   std::vector<std::thread> workers;
-  for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) workers.emplace_back(work);
+  for (size_t thread_idx = 1; thread_idx < std::min(pending, threads); ++thread_idx) workers.emplace_back(work);
   work();
   for (auto& worker : workers) worker.join();
-  {
-    std::lock_guard lock(add_mu);
-    adding = true;  // every thread is done: the rest (cached partials after the last read) is added here
+  std::vector<query::PartialRef> partials;
+  partials.reserve(tasks.size());
+  for (auto& task : tasks) {
+    ANALYTICS_RETURN_IF_ERROR(task.status);
+    partials.push_back({task.partial.get(), task.offset});
   }
-  add_ready();
-  for (auto& task : tasks) ANALYTICS_RETURN_IF_ERROR(task.status);
+  query::MergeResults(result, partials, buckets, threads);
 
   if (!memory.rows.empty()) {
     embedded::SegmentColumns columns =

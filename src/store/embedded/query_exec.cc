@@ -634,7 +634,7 @@ Status ReadSegmentRows(const std::string& path, const AggregateQuery& query, con
 }
 
 void AddSegmentRows(const AggregateQuery& query, const SegmentRows& rows, query::AggregateResult& out,
-                    query::GroupIndex* index, query::CellStaging* staging) {
+                    query::GroupIndex* index) {
   if (query.bounds.size() < 2) return;
   const size_t buckets = query.bounds.size() - 1;
   if (rows.ungrouped) {
@@ -652,10 +652,9 @@ void AddSegmentRows(const AggregateQuery& query, const SegmentRows& rows, query:
       out.rows_read += part.rows;
       out.newest_event_ms = std::max(out.newest_event_ms, part.newest_ms);
     } else {
-      query::Aggregate(query, rows.batches[batch_idx++], out, index, staging);
+      query::Aggregate(query, rows.batches[batch_idx++], out, index);
     }
   }
-  if (staging != nullptr) staging->Flush();
 }
 
 Status AggregateSegment(const std::string& path, const AggregateQuery& query, const std::vector<std::string>& paths,

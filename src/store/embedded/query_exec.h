@@ -157,10 +157,9 @@ common::Status ReadSegmentRows(const std::string& path, const query::AggregateQu
                                const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
                                SegmentRows& out);
 // Adds what ReadSegmentRows read to `out` (query::Aggregate over its batches). `index`: Aggregate's memory of
-// `out`'s groups, when one result collects several segments; `staging`: cells that sum the segment's rows
-// before they are added to `out`, as a partial of the segment would be (the same sums, cached or not).
+// `out`'s groups, when one result collects several segments.
 void AddSegmentRows(const query::AggregateQuery& query, const SegmentRows& rows, query::AggregateResult& out,
-                    query::GroupIndex* index = nullptr, query::CellStaging* staging = nullptr);
+                    query::GroupIndex* index = nullptr);
 // Both, for one segment.
 common::Status AggregateSegment(const std::string& path, const query::AggregateQuery& query,
                                 const std::vector<std::string>& paths,
