@@ -2,11 +2,13 @@
 #include "metrics/metric_values.h"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <functional>
 #include <map>
 #include <span>
+#include <thread>
 
 #include <absl/time/civil_time.h>
 
@@ -208,6 +210,22 @@ class Series {
   virtual int64_t Newest() const = 0;
 };
 
+// Calls `merge(bucket)` for buckets [0, buckets), on all cores when each merges many groups (the "other" row of
+// thousands): buckets are independent.
+template <typename Merge>
+void ForEachBucket(size_t buckets, size_t groups, Merge&& merge) {
+  const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const size_t threads = groups >= 512 && buckets > 1 ? std::min(buckets, cores) : 1;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t bucket = next++; bucket < buckets; bucket = next++) merge(bucket);
+  };
+  std::vector<std::thread> workers;
+  for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) workers.emplace_back(work);
+  work();
+  for (auto& worker : workers) worker.join();
+}
+
 // Per key (ascending, like the groups), bounds of the distinct users of its cells [from, to): at least the
 // largest cell's, at most the sum of the cells'.
 std::vector<std::pair<double, double>> UserCountBounds(const AggregateResult& result, const std::vector<GroupKey>& keys,
@@ -248,16 +266,14 @@ class CellSeries : public Series {
       auto it = result_.groups.find(key);
       if (it != result_.groups.end()) groups.push_back(&it->second);
     }
-    std::vector<AggregateCell> merged;
-    merged.reserve(buckets_);
-    std::vector<const AggregateCell*> cells;
-    for (size_t bucket = 0; bucket < buckets_; ++bucket) {
-      cells.clear();
+    std::vector<AggregateCell> merged(buckets_);
+    ForEachBucket(buckets_, groups.size(), [&](size_t bucket) {
+      std::vector<const AggregateCell*> cells;
       for (const auto* group : groups) {
         if (bucket < group->size()) cells.push_back(&(*group)[bucket]);
       }
-      merged.push_back(AggregateCell::MergeAll(cells));
-    }
+      merged[bucket] = AggregateCell::MergeAll(cells);
+    });
     return merged;
   }
   // The cells of one group over all buckets, merged in bucket order.
@@ -346,15 +362,14 @@ class WindowSeries : public Series {
       if (it != result_.groups.end()) groups.push_back(&it->second);
     }
     merged.assign(fine.size(), query::UserSet());
-    std::vector<const query::UserSet*> sets;
-    for (size_t cell = 0; cell < fine.size(); ++cell) {
-      sets.clear();
+    ForEachBucket(fine.size(), groups.size(), [&](size_t cell) {
+      std::vector<const query::UserSet*> sets;
       for (const auto* group : groups) {
         if (cell < group->size()) sets.push_back(&(*group)[cell].users);
       }
       merged[cell] = query::UserSet::UnionAll(sets);
       fine[cell] = &merged[cell];
-    }
+    });
     return fine;
   }
   static query::UserSet Union(const std::vector<const query::UserSet*>& fine, size_t from, size_t to) {
@@ -718,7 +733,22 @@ Result<json> MetricValues::Compute(const std::string& metric_name, const MetricV
       }
       keys = std::move(candidates);
     }
-    std::vector<std::optional<double>> totals = series->EachTotal(keys);
+    // Totals of thousands of groups (a union over the whole period each, for distinct users) by all cores:
+    // consecutive slices of the ascending keys, each one EachTotal.
+    std::vector<std::optional<double>> totals(keys.size());
+    {
+      const size_t threads = keys.size() >= 512 ? std::max(1u, std::thread::hardware_concurrency()) : 1;
+      auto slice = [&](size_t part) {
+        const size_t begin = keys.size() * part / threads, end = keys.size() * (part + 1) / threads;
+        const std::vector<GroupKey> part_keys(keys.begin() + begin, keys.begin() + end);
+        const auto part_totals = series->EachTotal(part_keys);
+        std::copy(part_totals.begin(), part_totals.end(), totals.begin() + begin);
+      };
+      std::vector<std::thread> workers;
+      for (size_t part = 1; part < threads; ++part) workers.emplace_back(slice, part);
+      slice(0);
+      for (auto& worker : workers) worker.join();
+    }
     for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
       ranked.emplace_back(totals[key_idx], std::move(keys[key_idx]));
     }
