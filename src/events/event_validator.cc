@@ -6,7 +6,6 @@
 #include <cassert>
 #include <cmath>
 
-#include "common/time_util.h"
 #include "events/json_text.h"
 #include "events/value_formats.h"
 
@@ -360,10 +359,9 @@ std::optional<Violation> ValidateEvent(element root, const ValidatorOptions& opt
 
   // ---- Optional attributes. ----
   if (present(kTime)) {
-    common::Result<int64_t> time = GetString(attributes[kTime], text)
-                                       ? common::ParseRfc3339Millis(text)
-                                       : common::Result<int64_t>(common::Status::InvalidArgument("not a string"));
-    if (!time.ok()) {
+    const std::optional<int64_t> time =
+        GetString(attributes[kTime], text) ? ParseTimestampMillis(text) : std::nullopt;
+    if (!time) {
       return MakeViolation(RejectionCode::kInvalidAttribute, "time",
                            "time must be an RFC 3339 date-time with a zone offset");
     }

@@ -44,18 +44,6 @@ char* WriteEscape(char* out, unsigned char c) {
   return out;
 }
 
-// Nonzero when a byte of `word` may need an escape: it is < 0x20, or zero after an xor (equal to '"' or '\\').
-// Bytes >= 0x80 (UTF-8) never are flagged; a borrow can flag a clean byte next to a flagged one, which only
-// sends the word to the byte loop.
-template <typename Word>
-Word NeedsEscapeMask(Word word) {
-  constexpr Word kOnes = static_cast<Word>(0x0101010101010101ULL);
-  constexpr Word kHighs = static_cast<Word>(0x8080808080808080ULL);
-  const Word quotes = word ^ static_cast<Word>(kOnes * '"');
-  const Word backslashes = word ^ static_cast<Word>(kOnes * '\\');
-  return ((word - kOnes * 0x20) | (quotes - kOnes) | (backslashes - kOnes)) & ~word & kHighs;
-}
-
 // Copies `value` escaped to `out` (room for 6 bytes per input byte); returns the end.
 char* CopyEscaped(char* out, std::string_view value) {
   const auto* in = reinterpret_cast<const unsigned char*>(value.data());
@@ -87,7 +75,7 @@ char* CopyEscaped(char* out, std::string_view value) {
   while (pos + 8 <= value.size()) {
     uint64_t word;
     std::memcpy(&word, in + pos, 8);
-    if (NeedsEscapeMask(word) != 0) break;
+    if (JsonEscapeMask(word) != 0) break;
     std::memcpy(out, in + pos, 8);
     out += 8;
     pos += 8;
@@ -100,7 +88,7 @@ char* CopyEscaped(char* out, std::string_view value) {
     if (size >= 8) {
       uint64_t word;
       std::memcpy(&word, in + size - 8, 8);
-      if (NeedsEscapeMask(word) == 0) {
+      if (JsonEscapeMask(word) == 0) {
         std::memcpy(out - (pos - (size - 8)), &word, 8);
         return out + (size - pos);
       }
@@ -109,7 +97,7 @@ char* CopyEscaped(char* out, std::string_view value) {
       uint32_t tail;
       std::memcpy(&head, in, 4);
       std::memcpy(&tail, in + size - 4, 4);
-      if (NeedsEscapeMask(head) == 0 && NeedsEscapeMask(tail) == 0) {
+      if (JsonEscapeMask(head) == 0 && JsonEscapeMask(tail) == 0) {
         std::memcpy(out, &head, 4);
         std::memcpy(out + size - 4, &tail, 4);
         return out + size;
@@ -137,7 +125,7 @@ void JsonBuffer::Grow(size_t extra) {
   data_ = storage_.data();
 }
 
-void JsonBuffer::AppendString(std::string_view value) {
+void JsonBuffer::AppendStringGeneral(std::string_view value) {
   Reserve(value.size() * 6 + 2);
   char* out = data_ + size_;
   *out++ = '"';

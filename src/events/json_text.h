@@ -12,6 +12,18 @@
 
 namespace analytics::events {
 
+// Nonzero when a byte of `word` (8 or 4 bytes of text) may need an escape in a JSON string: it is < 0x20, or
+// zero after an xor (equal to '"' or '\\'). Bytes >= 0x80 (UTF-8) never are flagged; a borrow can flag a
+// clean byte next to a flagged one, which only sends the text to a slower exact path.
+template <typename Word>
+constexpr Word JsonEscapeMask(Word word) {
+  constexpr Word kOnes = static_cast<Word>(0x0101010101010101ULL);
+  constexpr Word kHighs = static_cast<Word>(0x8080808080808080ULL);
+  const Word quotes = word ^ static_cast<Word>(kOnes * '"');
+  const Word backslashes = word ^ static_cast<Word>(kOnes * '\\');
+  return ((word - kOnes * 0x20) | (quotes - kOnes) | (backslashes - kOnes)) & ~word & kHighs;
+}
+
 // Append-only text buffer for building JSON. It keeps its memory between uses (Clear keeps the capacity),
 // so one buffer per thread writes every event without allocating; the result is copied out once.
 // Rationale: writing an event's data through std::string::push_back/append cost ~4 times more
@@ -37,7 +49,18 @@ class JsonBuffer {
   }
   // `value` as a JSON string literal (with quotes). `value` must be valid UTF-8 (simdjson validated it):
   // only '"', '\\' and control characters are escaped; everything else is copied as is.
-  void AppendString(std::string_view value);
+  // Inline for 4-16 bytes with nothing to escape (most member names and short values: "platform",
+  // "game_1001"): two overlapping words cover the string, and the call and the general path's setup cost as
+  // much as the copy. Everything else takes the general path.
+  void AppendString(std::string_view value) {
+    const size_t length = value.size();
+    if (length >= 8 && length <= 16) {
+      if (AppendShortClean<uint64_t>(value)) return;
+    } else if (length >= 4 && length < 8) {
+      if (AppendShortClean<uint32_t>(value)) return;
+    }
+    AppendStringGeneral(value);
+  }
   void AppendInt(int64_t value);
   void AppendUint(uint64_t value);
   // Shortest text that reads back as the same double ("1049.3", "499", "1e+21").
@@ -48,6 +71,27 @@ class JsonBuffer {
     if (size_ + extra > storage_.size()) Grow(extra);
   }
   void Grow(size_t extra);
+  void AppendStringGeneral(std::string_view value);
+
+  // `value` holds sizeof(Word) to 2 * sizeof(Word) bytes: appended quoted when none needs an escape (a head
+  // and a tail word, overlapping), else nothing is written and false returned.
+  template <typename Word>
+  bool AppendShortClean(std::string_view value) {
+    const size_t length = value.size();
+    Word head;
+    Word tail;
+    std::memcpy(&head, value.data(), sizeof(Word));
+    std::memcpy(&tail, value.data() + length - sizeof(Word), sizeof(Word));
+    if ((JsonEscapeMask(head) | JsonEscapeMask(tail)) != 0) return false;
+    Reserve(length + 2);
+    char* out = data_ + size_;
+    out[0] = '"';
+    std::memcpy(out + 1, &head, sizeof(Word));
+    std::memcpy(out + 1 + length - sizeof(Word), &tail, sizeof(Word));
+    out[length + 1] = '"';
+    size_ += length + 2;
+    return true;
+  }
 
   std::string storage_;  // its size() is the capacity; bytes [0, size_) hold the text
   char* data_ = nullptr;

@@ -5,14 +5,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include <array>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <cstdint>
-#include <functional>
-#include <mutex>
 #include <vector>
+
+#include "events/string_cache.h"
 
 namespace analytics::events {
 namespace {
@@ -102,114 +100,6 @@ bool DecodeHex(std::string_view text, std::string& out) {
   return true;
 }
 
-// ---- Bounded cache: string -> string ----
-// 4-way set-associative: a set is one 64-byte cache line of (hash, entry) slots, an entry holds key and
-// value in one allocation, so a hit touches two cache lines (an LRU list + hash map took ~5 misses and
-// showed as the top item of the intake profile). A full set replaces a pseudo-random way.
-class StringCache {
- public:
-  explicit StringCache(size_t capacity) {
-    if (capacity == 0) return;
-    size_t sets = 1;
-    while (sets * kWays < capacity) sets *= 2;
-    sets_ = std::vector<Set>(sets);
-    set_mask_ = sets - 1;
-  }
-  ~StringCache() {
-    for (Set& set : sets_) {
-      for (Slot& slot : set.slots) delete[] slot.entry;
-    }
-  }
-  StringCache(const StringCache&) = delete;
-  StringCache& operator=(const StringCache&) = delete;
-
-  bool enabled() const { return !sets_.empty(); }
-
-  bool Get(std::string_view key, std::string& value) const {
-    const uint64_t hash = Hash(key);
-    const size_t set_idx = hash & set_mask_;
-    std::lock_guard lock(LockFor(set_idx));
-    for (const Slot& slot : sets_[set_idx].slots) {
-      if (slot.hash == hash && slot.entry != nullptr && KeyOf(slot.entry) == key) {
-        value.assign(ValueOf(slot.entry));
-        return true;
-      }
-    }
-    return false;
-  }
-
-  void Put(std::string_view key, std::string_view value) {
-    const uint64_t hash = Hash(key);
-    const size_t set_idx = hash & set_mask_;
-    char* entry = MakeEntry(key, value);
-    std::lock_guard lock(LockFor(set_idx));
-    Set& set = sets_[set_idx];
-    Slot* target = &set.slots[(hash >> 40) % kWays];
-    for (Slot& slot : set.slots) {
-      if (slot.entry != nullptr && slot.hash == hash && KeyOf(slot.entry) == key) {
-        delete[] entry;  // a concurrent Put won
-        return;
-      }
-      if (slot.entry == nullptr) target = &slot;
-    }
-    delete[] target->entry;
-    target->hash = hash;
-    target->entry = entry;
-  }
-
-  size_t Size() const {
-    size_t total = 0;
-    for (size_t set_idx = 0; set_idx < sets_.size(); ++set_idx) {
-      std::lock_guard lock(LockFor(set_idx));
-      for (const Slot& slot : sets_[set_idx].slots) total += slot.entry != nullptr;
-    }
-    return total;
-  }
-
- private:
-  static constexpr size_t kWays = 4;
-  static constexpr size_t kLocks = 64;
-  struct Slot {
-    uint64_t hash = 0;
-    char* entry = nullptr;  // [uint32 key size][uint32 value size][key][value], owned
-  };
-  struct alignas(64) Set {
-    std::array<Slot, kWays> slots;
-  };
-  struct alignas(64) Lock {
-    std::mutex mu;
-  };
-
-  static uint64_t Hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
-  static char* MakeEntry(std::string_view key, std::string_view value) {
-    const auto key_size = static_cast<uint32_t>(key.size());
-    const auto value_size = static_cast<uint32_t>(value.size());
-    char* entry = new char[8 + key.size() + value.size()];
-    std::memcpy(entry, &key_size, 4);
-    std::memcpy(entry + 4, &value_size, 4);
-    std::memcpy(entry + 8, key.data(), key.size());
-    std::memcpy(entry + 8 + key.size(), value.data(), value.size());
-    return entry;
-  }
-  static std::string_view KeyOf(const char* entry) {
-    uint32_t key_size = 0;
-    std::memcpy(&key_size, entry, 4);
-    return {entry + 8, key_size};
-  }
-  static std::string_view ValueOf(const char* entry) {
-    uint32_t key_size = 0;
-    uint32_t value_size = 0;
-    std::memcpy(&key_size, entry, 4);
-    std::memcpy(&value_size, entry + 4, 4);
-    return {entry + 8 + key_size, value_size};
-  }
-  std::mutex& LockFor(size_t set_idx) const { return locks_[set_idx % kLocks].mu; }
-
-  std::vector<Set> sets_;                    // GUARDED_BY(locks_[set index % kLocks])
-  size_t set_mask_ = 0;
-  mutable std::array<Lock, kLocks> locks_;
-};
-
 struct CipherCtxDeleter {
   void operator()(EVP_CIPHER_CTX* ctx) const { EVP_CIPHER_CTX_free(ctx); }
 };
@@ -232,6 +122,18 @@ EVP_MD_CTX* ThreadMdCtx() {
   return ctx.get();
 }
 
+// The per-thread level in front of the shared caches (string_cache.h): 1024 slots each for pseudonyms and
+// hashes, 256 KiB per thread that pseudonymizes, allocated on its first lookup.
+constexpr size_t kThreadCacheSlots = 1024;
+struct ThreadCaches {
+  ThreadStringCache pseudonyms{kThreadCacheSlots};
+  ThreadStringCache hashes{kThreadCacheSlots};
+};
+ThreadCaches& ThreadFront() {
+  thread_local ThreadCaches caches;
+  return caches;
+}
+
 }  // namespace
 
 struct Pseudonymizer::Impl {
@@ -249,6 +151,26 @@ struct Pseudonymizer::Impl {
   MdCtxPtr hmac_outer;            // SHA-256 state after (hash_key ^ opad)
   StringCache pseudonym_cache;
   StringCache hash_cache;
+  const uint64_t cache_owner = NewStringCacheOwner();  // this key's entries in the per-thread caches
+
+  // `out` = the result for `key`: from this thread's cache, else the shared one, else `compute(out)` (the
+  // result is then cached in both). Both levels are bypassed when caching is disabled.
+  template <typename Compute>
+  void CachedResult(StringCache& shared, ThreadStringCache ThreadCaches::*thread_level, std::string_view key,
+                    std::string& out, Compute compute) {
+    if (!shared.enabled()) {
+      compute(out);
+      return;
+    }
+    const uint64_t hash = StringCacheHash(key);
+    ThreadStringCache& front = ThreadFront().*thread_level;
+    if (front.Get(cache_owner, key, hash, out)) return;
+    if (!shared.Get(key, hash, out)) {
+      compute(out);
+      shared.Put(key, hash, out);
+    }
+    front.Put(cache_owner, key, hash, out);
+  }
 
   // Seals kFormatVersion || user_id. The version byte leaves room for a future format and keeps the message
   // non-empty (OpenSSL skips a zero-length update, and SIV then never runs).
@@ -398,13 +320,13 @@ std::string Pseudonymizer::Pseudonymize(std::string_view user_id) const {
 }
 
 void Pseudonymizer::Pseudonymize(std::string_view user_id, std::string& out) const {
-  if (impl_->pseudonym_cache.enabled() && impl_->pseudonym_cache.Get(user_id, out)) return;
-  if (IsOwnPseudonym(user_id)) {
-    out.assign(user_id);  // already treated (a replayed dead letter, a read-back event)
-  } else {
-    out = impl_->Encrypt(user_id);
-  }
-  if (impl_->pseudonym_cache.enabled()) impl_->pseudonym_cache.Put(user_id, out);
+  impl_->CachedResult(impl_->pseudonym_cache, &ThreadCaches::pseudonyms, user_id, out, [&](std::string& result) {
+    if (IsOwnPseudonym(user_id)) {
+      result.assign(user_id);  // already treated (a replayed dead letter, a read-back event)
+    } else {
+      result = impl_->Encrypt(user_id);
+    }
+  });
 }
 
 bool Pseudonymizer::IsOwnPseudonym(std::string_view text) const {
@@ -432,9 +354,8 @@ std::string Pseudonymizer::Hash(std::string_view value) const {
 }
 
 void Pseudonymizer::Hash(std::string_view value, std::string& out) const {
-  if (impl_->hash_cache.enabled() && impl_->hash_cache.Get(value, out)) return;
-  out = impl_->Hmac(value);
-  if (impl_->hash_cache.enabled()) impl_->hash_cache.Put(value, out);
+  impl_->CachedResult(impl_->hash_cache, &ThreadCaches::hashes, value, out,
+                      [&](std::string& result) { result = impl_->Hmac(value); });
 }
 
 size_t Pseudonymizer::CachedPseudonymsForTest() const { return impl_->pseudonym_cache.Size(); }

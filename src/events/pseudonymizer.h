@@ -13,9 +13,11 @@
 //
 // Rationale: the secret is 32 bytes (AES-128-SIV, which takes a 256-bit key) or 64 bytes (AES-256-SIV). AES-SIV
 // costs about 1 us per call in OpenSSL 3 (a context copy per message), and the same users come back all the
-// time, so results are kept in a bounded cache (4-way set-associative, one cache line per set, pseudo-random
-// replacement); the hash results too. Results never depend on the cache.
-// Concurrency: all methods are const and thread-safe; the cache is guarded by 64 striped mutexes.
+// time, so results are kept in a bounded shared cache, the hash results too, with a small per-thread cache in
+// front of each (string_cache.h: a user's events come in bursts, and a per-thread hit takes no lock). Results
+// never depend on the cache.
+// Concurrency: all methods are const and thread-safe; the shared caches are guarded by 64 striped mutexes, the
+// per-thread ones are thread_local (entries tagged with this instance's owner id).
 // Limitations: key rotation is not handled here (a new key gives new pseudonyms; re-keying stored data is a
 // migration). OpenSSL failures after a successful Create (out of memory) abort the process.
 #pragma once
@@ -30,8 +32,10 @@
 namespace analytics::events {
 
 struct PseudonymizerOptions {
-  // Entries in each of the two caches (pseudonyms, hashes), rounded up to a power of two; 0 disables
-  // caching. Default: 262144 entries, roughly 40 MB when full of UUID user ids.
+  // Entries in each of the two shared caches (pseudonyms, hashes), rounded up to a power of two; 0 disables
+  // caching (the per-thread caches too). Default: 262144 entries, roughly 40 MB when full of UUID user ids.
+  // Each thread that pseudonymizes adds 256 KiB of per-thread cache (1024 slots per kind), shared by all
+  // instances.
   size_t cache_entries = 262144;
 };
 

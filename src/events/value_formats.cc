@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <string>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -142,7 +143,51 @@ bool IsDate(std::string_view value) {
   return day <= days_in_month;
 }
 
-bool IsTimestamp(std::string_view value) { return common::ParseRfc3339Millis(value).ok(); }
+// Producers send `time` as "YYYY-MM-DDTHH:MM:SS.mmmZ" nearly always, and the events of a stream share their
+// date. That form is read here, with the last date's midnight remembered per thread; the midnight itself comes
+// from common::ParseRfc3339Millis("<date>T00:00:00Z"), so the calendar rules (month lengths, leap years) stay
+// in one place: it fails exactly when the full text's date fails there. Any other form, or a time of day out
+// of range, goes to common::ParseRfc3339Millis whole. The general parser was ~3% of intake instructions.
+std::optional<int64_t> ParseTimestampMillis(std::string_view value) {
+  constexpr size_t kDateChars = 10;  // YYYY-MM-DD
+  auto two_digits = [&](size_t pos, int max, int& out) {
+    if (!IsDigit(value[pos]) || !IsDigit(value[pos + 1])) return false;
+    out = (value[pos] - '0') * 10 + (value[pos + 1] - '0');
+    return out <= max;
+  };
+  int hour = 0;
+  int minute = 0;
+  int second = 0;
+  if (value.size() == 24 && (value[10] == 'T' || value[10] == 't') && value[13] == ':' && value[16] == ':' &&
+      value[19] == '.' && (value[23] == 'Z' || value[23] == 'z') && two_digits(11, 23, hour) &&
+      two_digits(14, 59, minute) && two_digits(17, 60, second) && IsDigit(value[20]) && IsDigit(value[21]) &&
+      IsDigit(value[22])) {
+    struct LastDate {
+      char date[kDateChars] = {};
+      int64_t midnight_ms = 0;
+      bool set = false;
+    };
+    thread_local LastDate last;
+    const std::string_view date = value.substr(0, kDateChars);
+    if (!last.set || date != std::string_view(last.date, kDateChars)) {
+      std::string midnight(date);
+      midnight += "T00:00:00Z";
+      const common::Result<int64_t> parsed = common::ParseRfc3339Millis(midnight);
+      if (!parsed.ok()) return std::nullopt;
+      date.copy(last.date, kDateChars);
+      last.midnight_ms = *parsed;
+      last.set = true;
+    }
+    if (second == 60) second = 59;  // leap second: clamped, as common::ParseRfc3339Millis does
+    const int millis = (value[20] - '0') * 100 + (value[21] - '0') * 10 + (value[22] - '0');
+    return last.midnight_ms + (int64_t{hour} * 3600 + minute * 60 + second) * 1000 + millis;
+  }
+  common::Result<int64_t> parsed = common::ParseRfc3339Millis(value);
+  if (!parsed.ok()) return std::nullopt;
+  return *parsed;
+}
+
+bool IsTimestamp(std::string_view value) { return ParseTimestampMillis(value).has_value(); }
 
 bool IsUriReference(std::string_view value) {
   // Fast path for the usual source ("/services/store"): every byte a plain URI character, no escape. '%' is

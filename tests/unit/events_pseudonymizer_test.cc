@@ -18,6 +18,7 @@
 #include "events/normalizer.h"
 #include "events/personal_data.h"
 #include "events/pseudonymizer.h"
+#include "events/string_cache.h"
 #include "support/test_env.h"
 
 namespace analytics::events {
@@ -216,6 +217,127 @@ TEST(PseudonymizerTest, CacheIsBoundedAndConcurrentUseAgrees) {
   EXPECT_EQ(mismatches.load(), 0);
   EXPECT_LE(cached->CachedPseudonymsForTest(), 64u + 16u);  // per-shard rounding
   EXPECT_GT(cached->CachedPseudonymsForTest(), 0u);
+}
+
+TEST(PseudonymizerTest, InstancesSharingAThreadNeverMixResults) {
+  // The per-thread cache is shared by every instance on a thread: alternate two keys over the same ids.
+  auto first = Make(Key('f'));
+  auto second = Make(Key('s'));
+  auto first_reference = Make(Key('f'), PseudonymizerOptions{0});
+  auto second_reference = Make(Key('s'), PseudonymizerOptions{0});
+  for (int round = 0; round < 3; ++round) {
+    for (int user_idx = 0; user_idx < 50; ++user_idx) {
+      const std::string user = "3f6c1a52-0d1e-4c4b-9a8e-" + std::to_string(100000000000 + user_idx);
+      EXPECT_EQ(first->Pseudonymize(user), first_reference->Pseudonymize(user));
+      EXPECT_EQ(second->Pseudonymize(user), second_reference->Pseudonymize(user));
+      EXPECT_EQ(first->Hash(user), first_reference->Hash(user));
+      EXPECT_EQ(second->Hash(user), second_reference->Hash(user));
+    }
+  }
+}
+
+TEST(PseudonymizerTest, LongIdsAreServedWithoutThePerThreadCache) {
+  auto cached = Make(Key('l'));
+  auto reference = Make(Key('l'), PseudonymizerOptions{0});
+  const std::string long_id(128, 'x');  // its pseudonym does not fit a per-thread slot
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(cached->Pseudonymize(long_id), reference->Pseudonymize(long_id));
+    EXPECT_EQ(cached->Hash(long_id), reference->Hash(long_id));
+  }
+  EXPECT_EQ(cached->CachedPseudonymsForTest(), 1u);
+}
+
+// ---- String caches (string_cache.h) ----
+
+TEST(StringCacheTest, ReturnsWhatWasPut) {
+  StringCache cache(16);
+  std::string value;
+  EXPECT_FALSE(cache.Get("a", StringCacheHash("a"), value));
+  cache.Put("a", StringCacheHash("a"), "alpha");
+  ASSERT_TRUE(cache.Get("a", StringCacheHash("a"), value));
+  EXPECT_EQ(value, "alpha");
+  cache.Put("a", StringCacheHash("a"), "other");  // a cached key keeps its value
+  ASSERT_TRUE(cache.Get("a", StringCacheHash("a"), value));
+  EXPECT_EQ(value, "alpha");
+  EXPECT_EQ(cache.Size(), 1u);
+}
+
+TEST(StringCacheTest, EqualHashesDoNotMakeEqualKeys) {
+  StringCache cache(16);
+  cache.Put("a", 42, "alpha");
+  std::string value;
+  EXPECT_FALSE(cache.Get("b", 42, value));
+  cache.Put("b", 42, "beta");
+  ASSERT_TRUE(cache.Get("a", 42, value));
+  EXPECT_EQ(value, "alpha");
+  ASSERT_TRUE(cache.Get("b", 42, value));
+  EXPECT_EQ(value, "beta");
+}
+
+TEST(StringCacheTest, StaysBoundedAndDisabledCacheNeverHits) {
+  StringCache cache(8);
+  for (int key_idx = 0; key_idx < 1000; ++key_idx) {
+    const std::string key = "key-" + std::to_string(key_idx);
+    cache.Put(key, StringCacheHash(key), "value-" + std::to_string(key_idx));
+  }
+  EXPECT_LE(cache.Size(), 8u);
+  std::string value;
+  for (int key_idx = 0; key_idx < 1000; ++key_idx) {  // whatever survived is still right
+    const std::string key = "key-" + std::to_string(key_idx);
+    if (cache.Get(key, StringCacheHash(key), value)) {
+      EXPECT_EQ(value, "value-" + std::to_string(key_idx));
+    }
+  }
+  StringCache disabled(0);
+  EXPECT_FALSE(disabled.enabled());
+  disabled.Put("a", StringCacheHash("a"), "alpha");
+  EXPECT_FALSE(disabled.Get("a", StringCacheHash("a"), value));
+  EXPECT_EQ(disabled.Size(), 0u);
+}
+
+TEST(ThreadStringCacheTest, HitsOnlyForTheSameOwnerAndKey) {
+  ThreadStringCache cache(64);
+  const uint64_t owner = NewStringCacheOwner();
+  const uint64_t other_owner = NewStringCacheOwner();
+  EXPECT_NE(owner, other_owner);
+  std::string value;
+  EXPECT_FALSE(cache.Get(owner, "a", StringCacheHash("a"), value));
+  cache.Put(owner, "a", StringCacheHash("a"), "alpha");
+  ASSERT_TRUE(cache.Get(owner, "a", StringCacheHash("a"), value));
+  EXPECT_EQ(value, "alpha");
+  EXPECT_FALSE(cache.Get(other_owner, "a", StringCacheHash("a"), value));
+  EXPECT_FALSE(cache.Get(owner, "b", StringCacheHash("a"), value));  // same slot and tag, another key
+  EXPECT_FALSE(cache.Get(owner, "ab", StringCacheHash("a"), value));
+}
+
+TEST(ThreadStringCacheTest, ANewPairReplacesTheSlot) {
+  ThreadStringCache cache(1);  // one slot: every key lands in it
+  const uint64_t owner = NewStringCacheOwner();
+  std::string value;
+  cache.Put(owner, "a", StringCacheHash("a"), "alpha");
+  cache.Put(owner, "b", StringCacheHash("b"), "beta");
+  EXPECT_FALSE(cache.Get(owner, "a", StringCacheHash("a"), value));
+  ASSERT_TRUE(cache.Get(owner, "b", StringCacheHash("b"), value));
+  EXPECT_EQ(value, "beta");
+}
+
+TEST(ThreadStringCacheTest, PairsTooLargeForASlotAreNotCached) {
+  ThreadStringCache cache(4);
+  const uint64_t owner = NewStringCacheOwner();
+  const std::string key(40, 'k');
+  const std::string fits(ThreadStringCache::kMaxPairBytes - key.size(), 'v');
+  const std::string other_key = "other";
+  const std::string too_long(ThreadStringCache::kMaxPairBytes - other_key.size() + 1, 'v');
+  std::string value;
+  cache.Put(owner, key, StringCacheHash(key), fits);
+  ASSERT_TRUE(cache.Get(owner, key, StringCacheHash(key), value));
+  EXPECT_EQ(value, fits);
+  cache.Put(owner, other_key, StringCacheHash(key), too_long);  // not stored: the old pair stays
+  EXPECT_FALSE(cache.Get(owner, other_key, StringCacheHash(key), value));
+  ASSERT_TRUE(cache.Get(owner, key, StringCacheHash(key), value));
+  cache.Put(owner, "", StringCacheHash(""), "empty key");
+  ASSERT_TRUE(cache.Get(owner, "", StringCacheHash(""), value));
+  EXPECT_EQ(value, "empty key");
 }
 
 TEST(DecodeSecretKeyTest, HexAndBase64) {
