@@ -1,4 +1,5 @@
 // The embedded event store: durability, dedup, erasure, recovery, read-back. Real files in a temp dir.
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -604,6 +605,99 @@ TEST_F(EmbeddedEventStoreTest, ReadersDuringCompactionAndErasureSeeEveryEventExa
   done = true;
   reader.join();
   EXPECT_EQ(ScanAll(*store).size(), others_expected + 300u);
+}
+
+TEST_F(EmbeddedEventStoreTest, AnErasureOfAnotherUserDuringAMergeDoesNotDiscardIt) {
+  auto store = Open();
+  for (int flush_idx = 0; flush_idx < 3; ++flush_idx) {
+    ASSERT_OK(store->Append(Batch("e" + std::to_string(flush_idx) + "-", 100, kJan1 + flush_idx * 60000)));
+    ASSERT_OK(store->Flush());
+  }
+  ASSERT_OK(store->Append({MakeEvent("other", "u_elsewhere", kJan1 + 5 * kDay)}));
+  ASSERT_OK(store->Flush());
+  std::atomic<bool> erased{false};
+  store->SetBeforeCompactionSwapForTest([&] {
+    if (!erased.exchange(true)) ASSERT_OK(store->EraseUser("u_elsewhere"));
+  });
+  ASSERT_OK(store->RunMaintenance());
+  auto stats = store->Stats();
+  EXPECT_EQ(stats["compactions"], 1);
+  EXPECT_EQ(stats["compaction_conflicts"], 0);
+  EXPECT_EQ(SegmentFiles(dir_.path()).size(), 2u);  // the merged day, and u_elsewhere's day until its purge
+  EXPECT_EQ(ScanAll(*store).size(), 300u);
+  ASSERT_OK(store->RunMaintenance());
+  EXPECT_EQ(SegmentFiles(dir_.path()).size(), 1u);
+  EXPECT_EQ(ScanAll(*store).size(), 300u);
+}
+
+TEST_F(EmbeddedEventStoreTest, AnErasureOfAMergedUserDuringAMergeMakesItPlanAgain) {
+  auto store = Open();
+  for (int flush_idx = 0; flush_idx < 3; ++flush_idx) {
+    ASSERT_OK(store->Append(Batch("e" + std::to_string(flush_idx) + "-", 100, kJan1 + flush_idx * 60000)));
+    ASSERT_OK(store->Flush());
+  }
+  std::atomic<bool> erased{false};
+  store->SetBeforeCompactionSwapForTest([&] {
+    if (!erased.exchange(true)) ASSERT_OK(store->EraseUser("u_3"));
+  });
+  // The purge runs first (nothing pending yet), then the merge meets the erasure and is planned again without
+  // u_3; the next round purges u_3 from whatever still holds them.
+  ASSERT_OK(store->RunMaintenance());
+  EXPECT_EQ(store->Stats()["compaction_conflicts"], 1);
+  EXPECT_EQ(store->Stats()["compactions"], 1);
+  ASSERT_OK(store->RunMaintenance());
+  EXPECT_EQ(SegmentFileUsers().count("u_3"), 0u);
+  EXPECT_GT(SegmentFileUsers().count("u_4"), 0u);
+  for (const auto& event : ScanAll(*store)) EXPECT_NE(event.user, "u_3");
+}
+
+TEST_F(EmbeddedEventStoreTest, AnOldDayStillReceivingFlushesIsMergedOnlyOnceItSettles) {
+  EmbeddedEventStoreOptions options = Options();
+  options.maintenance_interval_ms = 20;
+  options.compaction.settle_ms = 3600000;
+  auto store = Open(options);
+  for (int flush_idx = 0; flush_idx < 3; ++flush_idx) {
+    ASSERT_OK(store->Append(Batch("b" + std::to_string(flush_idx) + "-", 100, kJan1 + flush_idx * 60000)));
+    ASSERT_OK(store->Flush());
+  }
+  // Three similar segments of a backfilled day: below min_segments of a tier, so the background rounds wait.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(SegmentFiles(dir_.path()).size(), 3u);
+  EXPECT_EQ(store->Stats()["compactions"], 0);
+  // RunMaintenance takes the day as closed at once.
+  ASSERT_OK(store->RunMaintenance());
+  EXPECT_EQ(SegmentFiles(dir_.path()).size(), 1u);
+  EXPECT_EQ(ScanAll(*store).size(), 300u);
+
+  // Once settled, a background round merges it.
+  store.reset();
+  options.compaction.settle_ms = 0;
+  store = Open(options);
+  ASSERT_OK(store->Append(Batch("late-", 50, kJan1 + 7200000)));
+  ASSERT_OK(store->Flush());
+  for (int wait_idx = 0; wait_idx < 500 && SegmentFiles(dir_.path()).size() > 1; ++wait_idx) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(SegmentFiles(dir_.path()).size(), 1u);
+  EXPECT_EQ(ScanAll(*store).size(), 350u);
+}
+
+TEST_F(EmbeddedEventStoreTest, RecoveryKeepsTheNewestDedupKeysWhenTheWindowHoldsMoreThanTheIndexKeeps) {
+  EmbeddedEventStoreOptions options = Options();
+  options.dedup_max_bytes = 64 << 10;  // 4096 slots: 2048 keys after a start
+  auto store = Open(options);
+  for (int day_idx = 0; day_idx < 3; ++day_idx) {
+    ASSERT_OK(store->Append(Batch("d" + std::to_string(day_idx) + "-", 1000, kJan1 + day_idx * kDay)));
+    ASSERT_OK(store->Flush());
+  }
+  store.reset();
+  store = Open(options);
+  EXPECT_EQ(store->Stats()["dedup_keys"], 2048);
+  EXPECT_EQ(store->Stats()["dedup_evicted_days"], 0);
+  // The two newest receive days are known whole; of the oldest only what fitted.
+  EXPECT_EQ(store->Append(Batch("d2-", 1000, kJan1 + 2 * kDay))->duplicates, 1000u);
+  EXPECT_EQ(store->Append(Batch("d1-", 1000, kJan1 + kDay))->duplicates, 1000u);
+  EXPECT_EQ(store->Append(Batch("d0-", 1000, kJan1))->duplicates, 48u);
 }
 
 TEST_F(EmbeddedEventStoreTest, RetentionDropsOldDayPartitionsAndExpiredEventsEverywhere) {

@@ -19,6 +19,16 @@ TEST(DedupIndexTest, KeysDependOnSourceAndIdAndAreNeverEmpty) {
   EXPECT_FALSE(DedupIndex::KeyOf("ab", "c") == DedupIndex::KeyOf("a", "bc"));
   const DedupKey empty = DedupIndex::KeyOf("", "");
   EXPECT_FALSE(empty.a == 0 && empty.b == 0);
+  // Recovery hashes a segment's source once and its ids with that seed: the same keys.
+  EXPECT_EQ(DedupIndex::KeyOf(DedupIndex::SourceSeed("/services/store"), "id-7"),
+            DedupIndex::KeyOf("/services/store", "id-7"));
+}
+
+TEST(DedupIndexTest, TheSettledCapacityIsHalfTheLargestTable) {
+  DedupIndex index(64 << 10);  // the smallest table: 4096 slots
+  EXPECT_EQ(index.settled_capacity(), 2048u);
+  for (uint64_t n = 0; n < 2048; ++n) ASSERT_TRUE(index.Insert(Key(n), 19000));
+  EXPECT_EQ(index.evicted_days(), 0u);  // recovery fills it this far without giving up a day
 }
 
 TEST(DedupIndexTest, RandomInsertsErasesAndExpiriesMatchAReferenceSet) {

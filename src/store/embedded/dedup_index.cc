@@ -21,11 +21,14 @@ DedupIndex::DedupIndex(size_t max_bytes) {
   slots_.assign(kMinSlots, DedupKey{});
 }
 
-DedupKey DedupIndex::KeyOf(std::string_view source, std::string_view id) {
+uint64_t DedupIndex::SourceSeed(std::string_view source) {
+  return XXH3_64bits_withSeed(source.data(), source.size(), 0x51 + source.size());
+}
+
+DedupKey DedupIndex::KeyOf(uint64_t source_seed, std::string_view id) {
   // XXH3 (128 bits) of the id, seeded with a hash of the source and its length, so that ("ab", "c") and
   // ("a", "bc") differ. The keys live in memory only (rebuilt at start-up), so the function may change.
-  const uint64_t source_hash = XXH3_64bits_withSeed(source.data(), source.size(), 0x51 + source.size());
-  const XXH128_hash_t hash = XXH3_128bits_withSeed(id.data(), id.size(), source_hash);
+  const XXH128_hash_t hash = XXH3_128bits_withSeed(id.data(), id.size(), source_seed);
   DedupKey key{hash.low64, hash.high64 & kHashMask};
   if (key.a == 0) key.a = 1;  // zero marks an empty slot
   return key;
@@ -108,6 +111,17 @@ void DedupIndex::Erase(DedupKey key) {
     slots_[hole] = slots_[next];
     slots_[next] = DedupKey{};
     hole = next;
+  }
+}
+
+void DedupIndex::Reserve(size_t keys) {
+  size_t slots = slots_.size();
+  while (slots < max_slots_ && (keys + 1) * 4 > slots * 3) slots *= 2;
+  if (slots == slots_.size()) return;
+  std::vector<DedupKey> old(slots, DedupKey{});
+  old.swap(slots_);
+  for (const DedupKey& slot : old) {
+    if (!Empty(slot)) InsertSlot(slot);
   }
 }
 

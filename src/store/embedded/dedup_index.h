@@ -33,7 +33,10 @@ class DedupIndex {
   explicit DedupIndex(size_t max_bytes);
 
   // The key of (source, id): 112 bits of hash, day tag bits zero.
-  static DedupKey KeyOf(std::string_view source, std::string_view id);
+  static DedupKey KeyOf(std::string_view source, std::string_view id) { return KeyOf(SourceSeed(source), id); }
+  // The same in two steps, for many ids of one source: KeyOf(SourceSeed(source), id) == KeyOf(source, id).
+  static uint64_t SourceSeed(std::string_view source);
+  static DedupKey KeyOf(uint64_t source_seed, std::string_view id);
 
   // Adds `key` for receive day `day` (days since the Unix epoch). False when the key is already present
   // (from any day): a duplicate.
@@ -42,12 +45,18 @@ class DedupIndex {
   // Starts loading the cache line `key` would be looked up in: a batch prefetches all its keys before
   // inserting them, so the table's cache misses overlap instead of adding up.
   void Prefetch(const DedupKey& key) const { __builtin_prefetch(&slots_[Home(key)]); }
+  // Sizes the table for `keys` keys (within the budget) at once, so that loading them does not grow it step by
+  // step (each step re-places every key; recovery knows its count up front).
+  void Reserve(size_t keys);
   // Removes a key added by Insert (a batch whose WAL write failed gives its keys back).
   void Erase(DedupKey key);
   // Drops every key received before `oldest_day` (the window moved on).
   void ExpireBefore(int64_t oldest_day);
 
   size_t size() const { return size_; }
+  // Keys the table holds at its budget right after it gave up days (half its largest size): recovery fills it
+  // up to this, newest receive days first, so the first appends after a start do not evict at once.
+  size_t settled_capacity() const { return max_slots_ / 2; }
   size_t memory_bytes() const { return slots_.size() * sizeof(DedupKey); }
   // How many receive days were dropped early to stay within max_bytes, since construction.
   uint64_t evicted_days() const { return evicted_days_; }

@@ -29,6 +29,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,10 +93,16 @@ class EmbeddedEventStore final : public EventStore {
   // Writes the memtable to segments now (also used at shutdown).
   common::Status Flush();
   // One round of background work now: the purge of erased users (whatever purge_delay_ms says), retention,
-  // then compaction of every partition that needs it.
+  // then compaction of every partition that needs it (an old day counts as closed whatever
+  // compaction.settle_ms says).
   common::Status RunMaintenance();
   // What recovery found at Open (for logs and the crash-safety tests).
   const nlohmann::json& recovery_report() const { return recovery_report_; }
+  // Called by a merge after it wrote its output, before it swaps it in (to erase users meanwhile in tests).
+  // Set before the merge runs.
+  void SetBeforeCompactionSwapForTest(std::function<void()> hook) {
+    before_compaction_swap_for_test_ = std::move(hook);
+  }
 
  private:
   // One appended batch (one WAL record) in memory. Immutable once published, so a flush or a query reads it
@@ -116,6 +123,7 @@ class EmbeddedEventStore final : public EventStore {
   struct LiveSegment {
     embedded::SegmentInfo info;
     int64_t day = 0;
+    int64_t flushed_ms = 0;  // steady clock when a flush wrote it; 0 for merged, purged and recovered segments
     std::atomic<bool> obsolete{false};
     ~LiveSegment();
   };
@@ -123,13 +131,17 @@ class EmbeddedEventStore final : public EventStore {
 
   explicit EmbeddedEventStore(EmbeddedEventStoreOptions options);
   common::Status Recover();
+  // Rebuilds the dedup window from the segments received since `window_start_ms` (newest first, up to what
+  // the index keeps after giving up days); quarantines a segment whose columns do not decode.
+  common::Status RecoverDedupWindow(int64_t window_start_ms);
   common::Status WriteManifest();
   static embedded::DedupKey KeyOf(const events::StoredEvent& event);
   void ExpireDedupLocked(int64_t now_ms);
   void FlushLoop();
   void MaintenanceLoop();
-  // RunMaintenance; the purge only when `purge_now` or its delay is over.
-  common::Status MaintenanceRound(bool purge_now);
+  // RunMaintenance when `now`; else the background round: the purge only once its delay is over, and an old
+  // day counts as closed for compaction only once it settled (compaction.settle_ms).
+  common::Status MaintenanceRound(bool now);
   common::Status FlushLocked(std::unique_lock<std::mutex>& flush_lock);
   // Rewrites every segment holding events of a user whose purge is pending, without them (erasure's second,
   // physical step; maintenance runs it, and so does a re-registration of such a user before its first event).
@@ -197,6 +209,8 @@ class EmbeddedEventStore final : public EventStore {
   std::atomic<uint64_t> expired_events_{0};       // dropped by retention (at flush or with their partition)
   std::atomic<uint64_t> compactions_{0};
   std::atomic<uint64_t> compacted_segments_{0};   // inputs merged away
+  std::atomic<uint64_t> compacted_rows_{0};       // rows they held (each rewritten once more)
+  std::atomic<uint64_t> compaction_conflicts_{0}; // merges discarded at the swap (inputs or their users changed)
   std::atomic<uint64_t> flushes_{0};              // flushes that wrote segments
   std::atomic<uint64_t> flushed_events_{0};       // events they wrote
   std::atomic<uint64_t> flush_micros_{0};         // wall time they took, summed
@@ -213,6 +227,7 @@ class EmbeddedEventStore final : public EventStore {
   bool maintenance_due_ = false;  // guarded by loop_mu_; a flush wrote segments
   std::thread flusher_;
   std::thread maintainer_;
+  std::function<void()> before_compaction_swap_for_test_;
 
   // What queries keep of each segment (footers, the dense ids of its users: query_exec.h), in a budget of its
   // own: kept whatever query_cache_bytes says, like the user directory.
