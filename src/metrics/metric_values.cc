@@ -2,16 +2,15 @@
 #include "metrics/metric_values.h"
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <functional>
 #include <map>
 #include <span>
-#include <thread>
 
 #include <absl/time/civil_time.h>
 
+#include "common/parallel.h"
 #include "common/time_util.h"
 #include "query/aggregator.h"
 #include "query/filter_expr.h"
@@ -214,16 +213,7 @@ class Series {
 // thousands): buckets are independent.
 template <typename Merge>
 void ForEachBucket(size_t buckets, size_t groups, Merge&& merge) {
-  const size_t cores = std::max(1u, std::thread::hardware_concurrency());
-  const size_t threads = groups >= 512 && buckets > 1 ? std::min(buckets, cores) : 1;
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t bucket = next++; bucket < buckets; bucket = next++) merge(bucket);
-  };
-  std::vector<std::thread> workers;
-  for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) workers.emplace_back(work);
-  work();
-  for (auto& worker : workers) worker.join();
+  common::ParallelFor(buckets, groups >= 512 ? common::QueryThreads(0) : 1, merge);
 }
 
 // Per key (ascending, like the groups), bounds of the distinct users of its cells [from, to): at least the
@@ -736,19 +726,12 @@ Result<json> MetricValues::Compute(const std::string& metric_name, const MetricV
     // Totals of thousands of groups (a union over the whole period each, for distinct users) by all cores:
     // consecutive slices of the ascending keys, each one EachTotal.
     std::vector<std::optional<double>> totals(keys.size());
-    {
-      const size_t threads = keys.size() >= 512 ? std::max(1u, std::thread::hardware_concurrency()) : 1;
-      auto slice = [&](size_t part) {
-        const size_t begin = keys.size() * part / threads, end = keys.size() * (part + 1) / threads;
-        const std::vector<GroupKey> part_keys(keys.begin() + begin, keys.begin() + end);
-        const auto part_totals = series->EachTotal(part_keys);
-        std::copy(part_totals.begin(), part_totals.end(), totals.begin() + begin);
-      };
-      std::vector<std::thread> workers;
-      for (size_t part = 1; part < threads; ++part) workers.emplace_back(slice, part);
-      slice(0);
-      for (auto& worker : workers) worker.join();
-    }
+    const size_t slices = keys.size() >= 512 ? common::QueryThreads(0) : 1;
+    common::ParallelFor(slices, slices, [&](size_t part) {
+      const size_t begin = keys.size() * part / slices, end = keys.size() * (part + 1) / slices;
+      const auto part_totals = series->EachTotal(std::vector<GroupKey>(keys.begin() + begin, keys.begin() + end));
+      std::copy(part_totals.begin(), part_totals.end(), totals.begin() + begin);
+    });
     for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
       ranked.emplace_back(totals[key_idx], std::move(keys[key_idx]));
     }

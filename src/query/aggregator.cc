@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/parallel.h"
+
 namespace analytics::query {
 
 namespace {
@@ -483,15 +485,13 @@ PackedResult Pack(AggregateResult result) {
     const std::string& value = *key.front();
     packed.keys += value;
     packed.key_ends.push_back(static_cast<uint32_t>(packed.keys.size()));
-    packed.hashes.push_back(GroupIndex::Hash(value));
     for (auto& cell : cells) packed.cells.push_back(std::move(cell));
   }
   return packed;
 }
 
 uint64_t PackedResult::MemoryBytes() const {
-  uint64_t bytes = sizeof(PackedResult) + keys.capacity() + key_ends.capacity() * sizeof(uint32_t) +
-                   hashes.capacity() * sizeof(uint64_t);
+  uint64_t bytes = sizeof(PackedResult) + keys.capacity() + key_ends.capacity() * sizeof(uint32_t);
   for (const auto& cell : cells) bytes += cell.MemoryBytes();
   for (const auto& [key, group_cells] : generic.groups) {
     bytes += 64;
@@ -541,7 +541,7 @@ void MergeResults(AggregateResult& out, const std::vector<PartialRef>& partials,
   for (const PartialRef& ref : partials) {
     const PackedResult& partial = *ref.partial;
     if (partial.packed) {
-      for (size_t group_idx = 0; group_idx < partial.hashes.size(); ++group_idx) {
+      for (size_t group_idx = 0; group_idx < partial.key_ends.size(); ++group_idx) {
         const uint32_t begin = group_idx == 0 ? 0 : partial.key_ends[group_idx - 1];
         const std::string_view value(partial.keys.data() + begin, partial.key_ends[group_idx] - begin);
         spans.push_back({ordinal_of_text(value), partial.cells.data() + group_idx * partial.width, partial.width,
@@ -590,12 +590,9 @@ void MergeResults(AggregateResult& out, const std::vector<PartialRef>& partials,
     }
   };
   threads = std::clamp<size_t>(threads, 1, std::max<size_t>(1, sources.size() / 4096));
-  std::vector<std::thread> workers;
-  for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) {
-    workers.emplace_back(merge_groups, groups.size() * thread_idx / threads, groups.size() * (thread_idx + 1) / threads);
-  }
-  merge_groups(0, groups.size() / threads);
-  for (auto& worker : workers) worker.join();
+  common::ParallelFor(threads, threads, [&](size_t part) {
+    merge_groups(groups.size() * part / threads, groups.size() * (part + 1) / threads);
+  });
 }
 
 void PropertyColumn::Resize(size_t rows) {

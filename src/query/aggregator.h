@@ -90,7 +90,7 @@ class GroupIndex {
 void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out, GroupIndex* index = nullptr);
 
 // A partial result laid out to be merged fast, many times (the embedded store caches these, one per segment and
-// query): grouped by one string property, its keys, their hashes and all cells lie in three arrays, so merging
+// query): grouped by one string property, its keys and all cells lie in a few arrays, so merging
 // it walks memory in order instead of a tree of scattered nodes. Other results are kept as they are.
 struct PackedResult {
   bool packed = false;
@@ -98,7 +98,6 @@ struct PackedResult {
   size_t width = 0;                  // cells per group
   std::string keys;                  // the groups' values, back to back
   std::vector<uint32_t> key_ends;    // per group: the end of its value in `keys`
-  std::vector<uint64_t> hashes;      // per group: GroupIndex::Hash of its value
   std::vector<AggregateCell> cells;  // group after group, `width` each
   int64_t newest_event_ms = std::numeric_limits<int64_t>::min();
   uint64_t rows_read = 0;

@@ -12,6 +12,7 @@
 #include <functional>
 #include <sstream>
 
+#include "common/parallel.h"
 #include "common/time_util.h"
 #include "store/embedded/codec.h"
 #include "store/embedded/file_util.h"
@@ -270,8 +271,7 @@ Status EmbeddedEventStore::RecoverDedupWindow(int64_t window_start_ms) {
     std::vector<embedded::DedupKey> keys;
     std::vector<int64_t> days;
   };
-  const size_t hardware = std::max<size_t>(1, std::thread::hardware_concurrency());
-  const size_t threads = options_.query_threads > 0 ? size_t(options_.query_threads) : hardware;
+  const size_t threads = common::QueryThreads(options_.query_threads);
   const size_t capacity = dedup_.settled_capacity();
   uint64_t window_rows = 0;
   for (const auto& segment : sources) window_rows += segment->info.rows;
@@ -304,12 +304,7 @@ Status EmbeddedEventStore::RecoverDedupWindow(int64_t window_start_ms) {
         out.days.push_back(DayOf(received_ms));
       }
     };
-    std::vector<std::thread> workers;
-    for (size_t source_idx = wave_start + 1; source_idx < wave_end; ++source_idx) {
-      workers.emplace_back(decode, source_idx);
-    }
-    decode(wave_start);
-    for (auto& worker : workers) worker.join();
+    common::ParallelFor(wave_end - wave_start, threads, [&](size_t idx) { decode(wave_start + idx); });
     for (size_t source_idx = wave_start; source_idx < wave_end; ++source_idx) {
       Decoded& out = decoded[source_idx - wave_start];
       if (!out.status.ok()) {
@@ -1061,26 +1056,18 @@ Result<query::SessionResult> EmbeddedEventStore::Sessions(const query::SessionQu
     marks[segment_idx] = partial_cache_.GetMarks(keys[segment_idx]);
   }
   embedded::SegmentReadContext context{user_directory_, segment_cache_};
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t segment_idx = next++; segment_idx < segments.size(); segment_idx = next++) {
-      if (marks[segment_idx]) continue;
-      auto read = std::make_shared<query::SessionMarks>();
-      statuses[segment_idx] =
-          embedded::ReadSegmentSessionMarks(segments[segment_idx]->info.path, query, paths, unpurged, context, *read);
-      if (!statuses[segment_idx].ok()) continue;
-      if (partial_cache_.enabled()) partial_cache_.PutMarks(keys[segment_idx], read);
-      marks[segment_idx] = std::move(read);
-    }
-  };
   size_t pending = 0;
   for (const auto& segment_marks : marks) pending += segment_marks == nullptr;
-  const size_t hardware = std::max(1u, std::thread::hardware_concurrency());
-  const size_t max_threads = options_.query_threads > 0 ? size_t(options_.query_threads) : hardware;
-  std::vector<std::thread> workers;
-  for (size_t thread_idx = 1; thread_idx < std::min(pending, max_threads); ++thread_idx) workers.emplace_back(work);
-  work();
-  for (auto& worker : workers) worker.join();
+  const size_t max_threads = common::QueryThreads(options_.query_threads);
+  common::ParallelFor(segments.size(), std::min(pending, max_threads), [&](size_t segment_idx) {
+    if (marks[segment_idx]) return;
+    auto read = std::make_shared<query::SessionMarks>();
+    statuses[segment_idx] =
+        embedded::ReadSegmentSessionMarks(segments[segment_idx]->info.path, query, paths, unpurged, context, *read);
+    if (!statuses[segment_idx].ok()) return;
+    if (partial_cache_.enabled()) partial_cache_.PutMarks(keys[segment_idx], read);
+    marks[segment_idx] = std::move(read);
+  });
   for (const auto& status : statuses) ANALYTICS_RETURN_IF_ERROR(status);
   std::vector<const query::SessionMarks*> sources;
   for (const auto& segment_marks : marks) sources.push_back(segment_marks.get());
@@ -1142,28 +1129,20 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
   // segments' order, cell by cell (query::MergeResults), so the sums are added in the same order on every run,
   // cached or not.
   embedded::SegmentReadContext context{user_directory_, segment_cache_};
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t task_idx = next++; task_idx < tasks.size(); task_idx = next++) {
-      Task& task = tasks[task_idx];
-      if (task.partial) continue;
-      embedded::SegmentRows rows;
-      task.status = embedded::ReadSegmentRows(task.segment->info.path, task.slice, paths, unpurged, context, rows);
-      if (!task.status.ok()) continue;
-      query::AggregateResult partial;
-      embedded::AddSegmentRows(task.slice, rows, partial);
-      task.partial = std::make_shared<const query::PackedResult>(query::Pack(std::move(partial)));
-      if (partial_cache_.enabled()) partial_cache_.Put(task.key, task.partial);
-    }
-  };
   size_t pending = 0;
   for (const auto& task : tasks) pending += task.partial == nullptr;
-  const size_t hardware = std::max(1u, std::thread::hardware_concurrency());
-  const size_t threads = options_.query_threads > 0 ? size_t(options_.query_threads) : hardware;
-  std::vector<std::thread> workers;
-  for (size_t thread_idx = 1; thread_idx < std::min(pending, threads); ++thread_idx) workers.emplace_back(work);
-  work();
-  for (auto& worker : workers) worker.join();
+  const size_t threads = common::QueryThreads(options_.query_threads);
+  common::ParallelFor(tasks.size(), std::min(pending, threads), [&](size_t task_idx) {
+    Task& task = tasks[task_idx];
+    if (task.partial) return;
+    embedded::SegmentRows rows;
+    task.status = embedded::ReadSegmentRows(task.segment->info.path, task.slice, paths, unpurged, context, rows);
+    if (!task.status.ok()) return;
+    query::AggregateResult partial;
+    embedded::AddSegmentRows(task.slice, rows, partial);
+    task.partial = std::make_shared<const query::PackedResult>(query::Pack(std::move(partial)));
+    if (partial_cache_.enabled()) partial_cache_.Put(task.key, task.partial);
+  });
   std::vector<query::PartialRef> partials;
   partials.reserve(tasks.size());
   for (auto& task : tasks) {
