@@ -2,8 +2,11 @@
 #include "config/config.h"
 
 #include <libpq-fe.h>
+#include <unistd.h>
+
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
@@ -56,6 +59,14 @@ Result<YAML::Node> ParseYaml(std::string_view text, std::string_view origin) {
   } catch (const YAML::Exception& e) {
     return Status::InvalidArgument(std::string(origin) + " is not valid YAML: " + e.what(), "");
   }
+}
+
+// "auto" query cache: an eighth of the machine's memory, from 64 MB to 8 GB.
+uint64_t AutoQueryCacheMb() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return 256;
+  const uint64_t mb = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / 8 >> 20;
+  return std::clamp<uint64_t>(mb, 64, 8192);
 }
 
 class Reader {
@@ -196,7 +207,16 @@ Result<Config> BuildConfig(const std::map<std::string, std::string>& values) {
                                            event_store.erasure_purge_delay_seconds, 0, 30 * 86400));
   ANALYTICS_RETURN_IF_ERROR(reader.String("privacy.pseudonym_key_file", config.privacy.pseudonym_key_file));
   ANALYTICS_RETURN_IF_ERROR(reader.Integer("privacy.k_anonymity", config.privacy.k_anonymity, 1, 1000));
-  ANALYTICS_RETURN_IF_ERROR(reader.Integer("event_store.query_cache_mb", config.event_store.query_cache_mb, 0, 1 << 20));
+  {
+    std::string text;
+    ANALYTICS_RETURN_IF_ERROR(reader.String("event_store.query_cache_mb", text));
+    if (text == "auto") {
+      config.event_store.query_cache_mb = AutoQueryCacheMb();
+    } else {
+      ANALYTICS_RETURN_IF_ERROR(
+          reader.Integer("event_store.query_cache_mb", config.event_store.query_cache_mb, 0, 1 << 20));
+    }
+  }
   if (config.privacy.pseudonym_key_file.empty()) {
     return Status::InvalidArgument("must not be empty", "privacy.pseudonym_key_file");
   }

@@ -181,29 +181,24 @@ struct SessionResult {
 
 // The start and end events of some rows (a segment, the memtable) as a SessionQuery reads them, whatever its
 // time range, sorted for pairing (query::PairSessions). Kept per segment by the embedded store: immutable
-// once built.
+// once built. A session's name is (user, key text); the text is kept as its 128-bit XXH3 hash (as the dedup
+// index keeps event ids), so two keys of one user are told apart unless their 128-bit hashes collide.
 struct SessionMarks {
   static constexpr uint32_t kEnd = std::numeric_limits<uint32_t>::max();
   struct Mark {
-    uint64_t hash = 0;   // of the key text
+    uint64_t hash = 0;      // of the key text: high 64 bits
+    uint64_t hash_low = 0;  // low 64 bits
     int64_t time_ms = 0;
     uint32_t user = kNoUser;
     uint32_t group = kEnd;  // a start: index into `groups`; an end: kEnd
-    uint32_t key = 0;       // index into the key texts; equal indexes, equal texts
   };
-  // Sorted by (hash, user, time, ends first) and, among equals, in the order the rows were read.
+  // Sorted by (hash, hash_low, user, time, ends first) and, among equals, in the order the rows were read.
   std::vector<Mark> marks;
   // The marks by the top kPartitionBits of their hash: partition p is marks [partition_ends[p - 1] (0 for p = 0),
   // partition_ends[p]), so that pairing takes the same hash range from every source without searching.
   static constexpr int kPartitionBits = 13;
   std::vector<uint32_t> partition_ends;
-  std::vector<GroupKey> groups;   // distinct groups of the starts
-  std::string keys;               // distinct key texts, back to back
-  std::vector<uint32_t> key_ends; // per key text: its end in `keys`
-  std::string_view Key(uint32_t key) const {
-    const uint32_t begin = key == 0 ? 0 : key_ends[key - 1];
-    return std::string_view(keys).substr(begin, key_ends[key] - begin);
-  }
+  std::vector<GroupKey> groups;  // distinct groups of the starts
   uint64_t MemoryBytes() const;
 };
 

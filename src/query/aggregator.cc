@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
 
 #include "common/parallel.h"
 
@@ -783,8 +784,7 @@ std::string SessionQuery::Fingerprint() const {
 }
 
 uint64_t SessionMarks::MemoryBytes() const {
-  uint64_t bytes = sizeof(SessionMarks) + marks.capacity() * sizeof(Mark) + keys.capacity() +
-                   key_ends.capacity() * sizeof(uint32_t);
+  uint64_t bytes = sizeof(SessionMarks) + marks.capacity() * sizeof(Mark) + partition_ends.capacity() * sizeof(uint32_t);
   for (const GroupKey& group : groups) {
     bytes += sizeof(GroupKey) + group.capacity() * sizeof(std::optional<std::string>);
     for (const auto& value : group) bytes += value ? value->capacity() : 0;
@@ -792,15 +792,15 @@ uint64_t SessionMarks::MemoryBytes() const {
   return bytes;
 }
 
-uint32_t SessionMarksBuilder::InternKey(std::string_view text, uint64_t& hash) {
-  hash = std::hash<std::string_view>()(text);
-  auto [it, inserted] = key_index_.try_emplace(std::string(text), static_cast<uint32_t>(out_.key_ends.size()));
-  if (inserted) {
-    out_.keys.append(text);
-    out_.key_ends.push_back(static_cast<uint32_t>(out_.keys.size()));
-  }
-  return it->second;
+namespace {
+
+void SetKeyHash(std::string_view text, SessionMarks::Mark& mark) {
+  const XXH128_hash_t hash = XXH3_128bits(text.data(), text.size());
+  mark.hash = hash.high64;
+  mark.hash_low = hash.low64;
 }
+
+}  // namespace
 
 void SessionMarksBuilder::Add(const EventBatch& batch) {
   enum Role : uint8_t { kOther, kStart, kEnd };
@@ -820,10 +820,14 @@ void SessionMarksBuilder::Add(const EventBatch& batch) {
     auto it = batch.properties.find(path);
     group_columns.push_back(it == batch.properties.end() ? nullptr : &it->second);
   }
-  // Keys and groups are decided once per dictionary code of the batch (session keys and game ids are strings).
+  // Key hashes and groups are computed once per dictionary code of the batch (session keys and game ids are
+  // strings).
   constexpr uint32_t kUnknown = std::numeric_limits<uint32_t>::max();
-  std::vector<uint32_t> string_keys(keys.strings.size(), kUnknown), other_keys(keys.others.size(), kUnknown);
-  std::vector<uint64_t> string_hashes(keys.strings.size()), other_hashes(keys.others.size());
+  struct CodeHash {
+    uint64_t high = 0, low = 0;
+    bool known = false;
+  };
+  std::vector<CodeHash> string_hashes(keys.strings.size()), other_hashes(keys.others.size());
   const PropertyColumn* single = group_columns.size() == 1 ? group_columns.front() : nullptr;
   std::vector<uint32_t> string_groups(single != nullptr ? single->strings.size() : 0, kUnknown);
   auto group_of = [&](size_t row) -> uint32_t {
@@ -836,11 +840,15 @@ void SessionMarksBuilder::Add(const EventBatch& batch) {
     if (by_code) string_groups[single->codes[row]] = it->second;
     return it->second;
   };
-  auto by_code = [&](const std::vector<std::string>& texts, std::vector<uint32_t>& interned,
-                     std::vector<uint64_t>& hashes, uint32_t code, SessionMarks::Mark& mark) {
-    if (interned[code] == kUnknown) interned[code] = InternKey(texts[code], hashes[code]);
-    mark.key = interned[code];
-    mark.hash = hashes[code];
+  auto by_code = [&](const std::vector<std::string>& texts, std::vector<CodeHash>& hashes, uint32_t code,
+                     SessionMarks::Mark& mark) {
+    CodeHash& hash = hashes[code];
+    if (!hash.known) {
+      SetKeyHash(texts[code], mark);
+      hash = {mark.hash, mark.hash_low, true};
+    }
+    mark.hash = hash.high;
+    mark.hash_low = hash.low;
   };
   for (size_t row = 0; row < batch.rows; ++row) {
     const uint8_t role = roles[batch.type_codes[row]];
@@ -851,13 +859,13 @@ void SessionMarksBuilder::Add(const EventBatch& batch) {
       case ValueKind::kNull:
         continue;
       case ValueKind::kString:
-        by_code(keys.strings, string_keys, string_hashes, keys.codes[row], mark);
+        by_code(keys.strings, string_hashes, keys.codes[row], mark);
         break;
       case ValueKind::kOther:
-        by_code(keys.others, other_keys, other_hashes, keys.codes[row], mark);
+        by_code(keys.others, other_hashes, keys.codes[row], mark);
         break;
       default:
-        mark.key = InternKey(*GroupValue(&keys, row), mark.hash);
+        SetKeyHash(*GroupValue(&keys, row), mark);
         break;
     }
     if (role == kStart) {
@@ -875,25 +883,39 @@ namespace {
 // Pairing order: by name (hash, user), then time, ends before starts at equal times.
 bool MarkBefore(const SessionMarks::Mark& a, const SessionMarks::Mark& b) {
   if (a.hash != b.hash) return a.hash < b.hash;
+  if (a.hash_low != b.hash_low) return a.hash_low < b.hash_low;
   if (a.user != b.user) return a.user < b.user;
   if (a.time_ms != b.time_ms) return a.time_ms < b.time_ms;
   return a.group == SessionMarks::kEnd && b.group != SessionMarks::kEnd;
 }
 
+bool SameName(const SessionMarks::Mark& a, const SessionMarks::Mark& b) {
+  return a.hash == b.hash && a.hash_low == b.hash_low && a.user == b.user;
+}
+
+size_t PartitionOf(const SessionMarks::Mark& mark) { return mark.hash >> (64 - SessionMarks::kPartitionBits); }
+
 }  // namespace
 
 SessionMarks SessionMarksBuilder::Finish() {
-  std::stable_sort(out_.marks.begin(), out_.marks.end(), MarkBefore);  // stable: read order among equals
-  out_.marks.shrink_to_fit();
+  // A stable counting sort by partition (the hash's top bits), then each partition (a few dozen marks) sorted
+  // stably: the same order as one stable sort of all marks, without its passes over the whole array.
   constexpr size_t kPartitions = size_t{1} << SessionMarks::kPartitionBits;
   out_.partition_ends.assign(kPartitions, 0);
-  for (const SessionMarks::Mark& mark : out_.marks) ++out_.partition_ends[mark.hash >> (64 - SessionMarks::kPartitionBits)];
+  for (const SessionMarks::Mark& mark : out_.marks) ++out_.partition_ends[PartitionOf(mark)];
   for (size_t partition = 1; partition < kPartitions; ++partition) {
     out_.partition_ends[partition] += out_.partition_ends[partition - 1];
   }
-  out_.keys.shrink_to_fit();
-  out_.key_ends.shrink_to_fit();
-  key_index_.clear();
+  std::vector<SessionMarks::Mark> sorted(out_.marks.size());
+  std::vector<uint32_t> next(kPartitions, 0);
+  for (size_t partition = 1; partition < kPartitions; ++partition) next[partition] = out_.partition_ends[partition - 1];
+  for (const SessionMarks::Mark& mark : out_.marks) sorted[next[PartitionOf(mark)]++] = mark;
+  for (size_t partition = 0; partition < kPartitions; ++partition) {
+    const auto first = sorted.begin() + (partition == 0 ? 0 : out_.partition_ends[partition - 1]);
+    const auto last = sorted.begin() + out_.partition_ends[partition];
+    if (last - first > 1) std::stable_sort(first, last, MarkBefore);
+  }
+  out_.marks = std::move(sorted);
   group_index_.clear();
   return std::move(out_);
 }
@@ -917,14 +939,12 @@ SessionResult PairSessions(const SessionQuery& query, const std::vector<const Se
   // partitions form a few chunks, one per thread, whose sessions are then joined in chunk order.
   struct Entry {
     SessionMarks::Mark mark;
-    uint32_t source = 0;
     uint32_t seq = 0;  // read order
   };
   struct Chunk {
     std::vector<std::vector<Session>> sessions;  // per group
     int64_t newest_start_ms = std::numeric_limits<int64_t>::min();
   };
-  auto text_of = [&](const Entry& entry) { return sources[entry.source]->Key(entry.mark.key); };
   auto before = [](const Entry& a, const Entry& b) {
     if (MarkBefore(a.mark, b.mark)) return true;
     if (MarkBefore(b.mark, a.mark)) return false;
@@ -932,7 +952,8 @@ SessionResult PairSessions(const SessionQuery& query, const std::vector<const Se
   };
   auto pair_partitions = [&](size_t first_partition, size_t last_partition, Chunk& chunk) {
     chunk.sessions.resize(groups.size());
-    std::vector<Entry> entries;
+    std::vector<Entry> entries, sorted;
+    std::vector<uint32_t> bucket_ends, next;
     auto pair_run = [&](const Entry* first, const Entry* last) {
       const Entry* open = nullptr;
       auto close = [&](int64_t end) {
@@ -961,7 +982,6 @@ SessionResult PairSessions(const SessionQuery& query, const std::vector<const Se
           if (mark.time_ms < query.from_ms || mark.time_ms >= query.to_ms) continue;
           Entry& entry = entries.emplace_back();
           entry.mark = mark;
-          entry.source = static_cast<uint32_t>(source_idx);
           entry.seq = static_cast<uint32_t>(entries.size() - 1);
           if (mark.group != SessionMarks::kEnd) {
             entry.mark.group = group_ids[source_idx][mark.group];
@@ -969,31 +989,33 @@ SessionResult PairSessions(const SessionQuery& query, const std::vector<const Se
           }
         }
       }
-      std::sort(entries.begin(), entries.end(), before);
-      for (size_t begin = 0; begin < entries.size();) {
-        const Entry& head = entries[begin];
+      // Sorted by a stable counting sort on the next hash bits (about one mark per bucket), then each bucket by
+      // `before` (insertion sort when small): the order of a full sort by `before`, in about linear time.
+      constexpr int kSubBits = 11;
+      constexpr int kSubShift = 64 - SessionMarks::kPartitionBits - kSubBits;
+      constexpr size_t kSubMask = (size_t{1} << kSubBits) - 1;
+      bucket_ends.assign(kSubMask + 2, 0);
+      for (const Entry& entry : entries) ++bucket_ends[((entry.mark.hash >> kSubShift) & kSubMask) + 1];
+      for (size_t bucket = 1; bucket < bucket_ends.size(); ++bucket) bucket_ends[bucket] += bucket_ends[bucket - 1];
+      sorted.resize(entries.size());
+      next.assign(bucket_ends.begin(), bucket_ends.end() - 1);
+      for (const Entry& entry : entries) sorted[next[(entry.mark.hash >> kSubShift) & kSubMask]++] = entry;
+      for (size_t bucket = 0; bucket + 1 < bucket_ends.size(); ++bucket) {
+        if (bucket_ends[bucket + 1] - bucket_ends[bucket] > 16) {  // keys shared by many users, or skew
+          std::sort(sorted.begin() + bucket_ends[bucket], sorted.begin() + bucket_ends[bucket + 1], before);
+          continue;
+        }
+        for (size_t idx = bucket_ends[bucket] + 1; idx < bucket_ends[bucket + 1]; ++idx) {
+          const Entry entry = sorted[idx];
+          size_t to = idx;
+          for (; to > bucket_ends[bucket] && before(entry, sorted[to - 1]); --to) sorted[to] = sorted[to - 1];
+          sorted[to] = entry;
+        }
+      }
+      for (size_t begin = 0; begin < sorted.size();) {
         size_t end = begin + 1;
-        bool same_text = true;
-        for (; end < entries.size() && entries[end].mark.hash == head.mark.hash &&
-               entries[end].mark.user == head.mark.user;
-             ++end) {
-          const Entry& entry = entries[end];
-          if (same_text && (entry.source != head.source || entry.mark.key != head.mark.key)) {
-            same_text = text_of(entry) == text_of(head);
-          }
-        }
-        if (!same_text) {
-          // Different names with one hash: each name on its own, in the same order.
-          std::stable_sort(entries.begin() + static_cast<ptrdiff_t>(begin),
-                           entries.begin() + static_cast<ptrdiff_t>(end),
-                           [&](const Entry& a, const Entry& b) { return text_of(a) < text_of(b); });
-        }
-        for (size_t run = begin; run < end;) {
-          size_t run_end = run + 1;
-          while (run_end < end && (same_text || text_of(entries[run_end]) == text_of(entries[run]))) ++run_end;
-          pair_run(entries.data() + run, entries.data() + run_end);
-          run = run_end;
-        }
+        while (end < sorted.size() && SameName(sorted[end].mark, sorted[begin].mark)) ++end;
+        pair_run(sorted.data() + begin, sorted.data() + end);
         begin = end;
       }
     }

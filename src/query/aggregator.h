@@ -128,16 +128,14 @@ class SessionMarksBuilder {
   SessionMarks Finish();
 
  private:
-  uint32_t InternKey(std::string_view text, uint64_t& hash);
   const SessionQuery& query_;
   SessionMarks out_;
-  std::unordered_map<std::string, uint32_t> key_index_;  // key text → index in out_'s keys
-  std::map<GroupKey, uint32_t> group_index_;             // group → index in out_.groups
+  std::map<GroupKey, uint32_t> group_index_;  // group → index in out_.groups
 };
 
 // Pairs the marks of `sources` (in read order) into sessions (docs/metrics.md section 3), reading only the marks
 // in [query.from_ms, query.to_ms). Marks of one name are ordered by time, ends before starts at equal times,
-// then in read order. Names are compared by their text (hashes only narrow the search). `threads`: how many
+// then in read order. Names are (user, 128-bit hash of the key text). `threads`: how many
 // threads pair (hash ranges each); the result does not depend on it.
 SessionResult PairSessions(const SessionQuery& query, const std::vector<const SessionMarks*>& sources,
                            size_t threads = 1);

@@ -2,6 +2,9 @@
 // the tests never depend on (or change) the real process environment.
 #include "config/config.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -217,6 +220,20 @@ storage:
   EXPECT_EQ(config.api_server.host, "0.0.0.0");
   EXPECT_EQ(config.api_server.max_header_bytes, 16384u);
   EXPECT_EQ(config.s3.bucket_lake, "analytics-lake");
+}
+
+TEST(LoadConfigTest, QueryCacheIsAnEighthOfMemoryByDefaultOrTheSizeGiven) {
+  ASSERT_OK_AND_ASSIGN(Config automatic, LoadConfigFromText(DefaultConfigYaml(), std::nullopt, kNoEnv));
+  const uint64_t memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) >> 20;
+  EXPECT_EQ(automatic.event_store.query_cache_mb, std::clamp<uint64_t>(memory_mb / 8, 64, 8192));
+  ASSERT_OK_AND_ASSIGN(Config sized,
+                       LoadConfigFromText(DefaultConfigYaml(), "event_store:\n  query_cache_mb: 100\n", kNoEnv));
+  EXPECT_EQ(sized.event_store.query_cache_mb, 100u);
+  ASSERT_OK_AND_ASSIGN(Config off, LoadConfigFromText(DefaultConfigYaml(), "event_store:\n  query_cache_mb: 0\n", kNoEnv));
+  EXPECT_EQ(off.event_store.query_cache_mb, 0u);
+  auto bad = LoadConfigFromText(DefaultConfigYaml(), "event_store:\n  query_cache_mb: lots\n", kNoEnv);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().field(), "event_store.query_cache_mb");
 }
 
 TEST(LoadConfigTest, UserYamlBeatsTheEnvironmentReferenceItReplaces) {

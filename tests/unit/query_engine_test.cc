@@ -323,30 +323,30 @@ TEST(SessionsTest, PairingMatchesAReferenceOverSourcesRangesAndThreads) {
   }
 }
 
-TEST(SessionsTest, NamesSharingAHashArePairedByTheirText) {
-  // Hand-made marks whose hashes all collide: "a" and "b" of one user must not close each other's sessions.
+TEST(SessionsTest, NamesSharingTheHighHashHalfArePairedByTheWholeName) {
+  // Hand-made marks in one partition whose high hash halves collide: "a" and "b" (different low halves) of
+  // one user must not close each other's sessions, nor "a" of another user.
   SessionQuery query;
   query.max_session_ms = 1000;
   query.from_ms = 0;
   query.to_ms = 100000;
-  auto source = [](std::vector<std::pair<std::string, SessionMarks::Mark>> marks) {
+  auto source = [](std::vector<SessionMarks::Mark> marks) {
     SessionMarks out;
     out.groups = {GroupKey{}};
-    for (auto& [text, mark] : marks) {
-      out.keys += text;
-      out.key_ends.push_back(static_cast<uint32_t>(out.keys.size()));
-      mark.key = static_cast<uint32_t>(out.key_ends.size() - 1);
-      out.marks.push_back(mark);
-    }
+    std::stable_sort(marks.begin(), marks.end(), [](const SessionMarks::Mark& x, const SessionMarks::Mark& y) {
+      return std::tie(x.hash_low, x.user, x.time_ms) < std::tie(y.hash_low, y.user, y.time_ms);
+    });
+    out.marks = std::move(marks);
     out.partition_ends.assign(size_t{1} << SessionMarks::kPartitionBits, static_cast<uint32_t>(out.marks.size()));
     return out;
   };
   using Mark = SessionMarks::Mark;
-  const SessionMarks first = source({{"a", Mark{0, 100, 1, 0, 0}}, {"b", Mark{0, 200, 1, 0, 0}}});
-  const SessionMarks second =
-      source({{"b", Mark{0, 300, 1, SessionMarks::kEnd, 0}}, {"a", Mark{0, 500, 1, SessionMarks::kEnd, 0}}});
+  constexpr uint64_t kA = 1, kB = 2;
+  const SessionMarks first = source({Mark{0, kA, 100, 1, 0}, Mark{0, kB, 200, 1, 0}, Mark{0, kA, 150, 2, 0}});
+  const SessionMarks second = source({Mark{0, kB, 300, 1, SessionMarks::kEnd}, Mark{0, kA, 500, 1, SessionMarks::kEnd},
+                                      Mark{0, kA, 900, 2, SessionMarks::kEnd}});
   const SessionResult result = PairSessions(query, {&first, &second});
-  const std::vector<SessionTuple> expected = {{100, 500, 1}, {200, 300, 1}};
+  const std::vector<SessionTuple> expected = {{100, 500, 1}, {150, 900, 2}, {200, 300, 1}};
   EXPECT_EQ(Sorted(result)[GroupKey{}], expected);
 }
 

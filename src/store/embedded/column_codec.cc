@@ -214,26 +214,30 @@ bool ReadStringList(Reader& reader, uint64_t max_count, std::string& storage,
   }
   const uint64_t encoded = reader.position() - start + stored_total;
   if (total > kMaxFrontCodingExpansion * encoded + kFrontCodingSlack) return false;
-  storage.clear();
-  storage.reserve(std::max<uint64_t>(total, 32));  // on the heap: views survive moving `storage`
+  // Written through a pointer into a buffer of the final size (on the heap: views survive moving `storage`).
+  storage.assign(std::max<uint64_t>(total, 32), '\0');
+  char* const text = storage.data();
   std::vector<uint64_t> offsets(count + 1);
-  size_t previous_offset = 0;
+  size_t size = 0, previous_offset = 0;
   static constexpr char kHex[] = "0123456789abcdef";
   for (uint64_t value_idx = 0; value_idx < count; ++value_idx) {
     std::string_view rest;
     if (!reader.GetRaw(stored[value_idx] >> 1, rest)) return false;
-    offsets[value_idx] = storage.size();
-    storage.append(storage, previous_offset, shared[value_idx]);
+    offsets[value_idx] = size;
+    std::memcpy(text + size, text + previous_offset, shared[value_idx]);  // the previous value ends at `size`
+    size += shared[value_idx];
     if (stored[value_idx] & 1) {
       for (char byte : rest) {
-        storage.push_back(kHex[static_cast<uint8_t>(byte) >> 4]);
-        storage.push_back(kHex[static_cast<uint8_t>(byte) & 15]);
+        text[size++] = kHex[static_cast<uint8_t>(byte) >> 4];
+        text[size++] = kHex[static_cast<uint8_t>(byte) & 15];
       }
     } else {
-      storage.append(rest);
+      std::memcpy(text + size, rest.data(), rest.size());
+      size += rest.size();
     }
     previous_offset = offsets[value_idx];
   }
+  storage.resize(size);  // == total
   offsets[count] = storage.size();
   values.resize(count);
   for (uint64_t value_idx = 0; value_idx < count; ++value_idx) {

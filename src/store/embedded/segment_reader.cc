@@ -767,17 +767,30 @@ Status TypedStringField(Decoder& decoder, int field, StringColumn& out) {
   }
   std::unordered_map<std::string_view, uint32_t> index;  // built when a value outside the data's is met
   bool indexed = false;
+  uint32_t appended_empty = kNone;  // "" added after the data's strings (by intern_empty, before the index)
   auto intern = [&](std::string_view value) {
     if (!indexed) {
       indexed = true;
       // Views into the decoder's storage, which stays put while `out.dictionary` grows.
       for (uint32_t slot = 0; slot < data_code.size(); ++slot) index.emplace(values->strings[slot], slot);
+      if (appended_empty != kNone) index.emplace(std::string_view(), appended_empty);
     }
     auto it = index.find(value);
     if (it != index.end()) return it->second;
     index.emplace(value, static_cast<uint32_t>(out.dictionary.size()));
     out.dictionary.emplace_back(value);
     return static_cast<uint32_t>(out.dictionary.size() - 1);
+  };
+  // "" (rows without the field) is looked for among the data's strings directly: indexing them all for it
+  // cost more than the rest of the read when the data's strings are all distinct (session ids).
+  auto intern_empty = [&]() -> uint32_t {
+    if (indexed) return intern("");
+    for (uint32_t slot = 0; slot < data_code.size(); ++slot) {
+      if (values->strings[slot].empty()) return slot;
+    }
+    out.dictionary.emplace_back();
+    appended_empty = static_cast<uint32_t>(out.dictionary.size() - 1);
+    return appended_empty;
   };
   std::vector<uint32_t> explicit_code(decoder.explicit_dictionary_[field].size(), kNone);
   uint32_t empty_code = kNone;
@@ -803,7 +816,7 @@ Status TypedStringField(Decoder& decoder, int field, StringColumn& out) {
         break;
       }
       default:
-        if (empty_code == kNone) empty_code = intern("");
+        if (empty_code == kNone) empty_code = intern_empty();
         out.codes[row_idx] = empty_code;
     }
   }
