@@ -1559,9 +1559,9 @@ TEST_F(SegmentTest, QueriesOverPartsGiveTheAggregatesOfAllRows) {
 }
 
 TEST_F(SegmentTest, StoreAggregatesEqualOneBatchOfAllEventsWithOrWithoutTheCache) {
-  // Two busy days (parts), flushed to segments read by two threads, plus rows still in the memtable. And
-  // purchases of one game on both days whose amounts round when added (0.1, 0.2, ...): their sum depends on
-  // the order of the additions.
+  // Two busy days (parts), flushed to several segments per day read by two threads (days merged, and cached,
+  // on their own), plus rows still in the memtable. And purchases of one game on both days whose amounts round
+  // when added (0.1, 0.2, ...): their sum depends on the order of the additions.
   std::vector<StoredEvent> events = NormalizedGeneratedEvents(2500, 2);
   const int64_t day = events.front().time_ms / 86400000 * 86400000;
   std::vector<StoredEvent> sums;
@@ -1575,7 +1575,10 @@ TEST_F(SegmentTest, StoreAggregatesEqualOneBatchOfAllEventsWithOrWithoutTheCache
     sums.push_back(std::move(event));
   }
   events.insert(events.begin(), sums.begin(), sums.end());  // flushed (the last events stay in the memtable)
-  const size_t in_memory = events.size() / 20;
+  const size_t in_memory = events.size() / 20, late = events.size() / 20;
+  // The last `late` events are flushed after the first queries: they go to days whose merged partials are cached.
+  std::vector<StoredEvent> late_events(events.end() - static_cast<std::ptrdiff_t>(late), events.end());
+  events.resize(events.size() - late);
   std::vector<StoredEvent> flushed(events.begin(), events.end() - static_cast<std::ptrdiff_t>(in_memory));
   std::vector<StoredEvent> unflushed(events.end() - static_cast<std::ptrdiff_t>(in_memory), events.end());
   const std::string purchase = "com.platform.payments.purchase.completed.v1";
@@ -1602,7 +1605,7 @@ TEST_F(SegmentTest, StoreAggregatesEqualOneBatchOfAllEventsWithOrWithoutTheCache
   filtered.weights = {{purchase, 0.5}};
   queries.push_back(filtered);
 
-  std::vector<query::AggregateResult> uncached;  // per query, the answer without the partial cache
+  std::vector<query::AggregateResult> uncached[2];  // per phase (before, after the late flush) and query: no cache
   for (const uint64_t cache_bytes : {uint64_t{0}, uint64_t{64} << 20}) {
     SCOPED_TRACE(cache_bytes == 0 ? "no partial cache" : "partial cache");
     TempDir dir;
@@ -1620,10 +1623,12 @@ TEST_F(SegmentTest, StoreAggregatesEqualOneBatchOfAllEventsWithOrWithoutTheCache
       std::vector<StoredEvent> batch(flushed.begin() + static_cast<std::ptrdiff_t>(start),
                                      flushed.begin() + static_cast<std::ptrdiff_t>(end));
       ASSERT_OK(store->Append(std::move(batch)));
+      if (start % 15000 == 10000) ASSERT_OK(store->Flush());  // several segments per day
     }
     ASSERT_OK(store->Flush());
     ASSERT_OK(store->Append(unflushed));
-    for (size_t query_idx = 0; query_idx < queries.size(); ++query_idx) {
+    int phase = 0;
+    auto check = [&](size_t query_idx) {
       SCOPED_TRACE("query " + std::to_string(query_idx));
       const query::AggregateQuery& query = queries[query_idx];
       std::vector<std::string> paths = query.group_by;
@@ -1637,11 +1642,11 @@ TEST_F(SegmentTest, StoreAggregatesEqualOneBatchOfAllEventsWithOrWithoutTheCache
         ASSERT_OK_AND_ASSIGN(query::AggregateResult actual, store->Aggregate(query));
         ExpectSameResult(expected, actual, /*users_by_count=*/true);
         if (cache_bytes == 0 && round == 0) {
-          uncached.push_back(actual);
+          uncached[phase].push_back(actual);
           continue;
         }
-        // The cache changes no answer, not even a sum's last bit: segments are summed one by one either way.
-        const query::AggregateResult& without = uncached.at(query_idx);
+        // The cache changes no answer, not even a sum's last bit: segments and days are summed in the same order.
+        const query::AggregateResult& without = uncached[phase].at(query_idx);
         ASSERT_EQ(actual.groups.size(), without.groups.size());
         for (const auto& [key, cells] : without.groups) {
           ASSERT_TRUE(actual.groups.count(key));
@@ -1653,8 +1658,17 @@ TEST_F(SegmentTest, StoreAggregatesEqualOneBatchOfAllEventsWithOrWithoutTheCache
           }
         }
       }
-      if (HasFailure()) return;
-    }
+    };
+    for (size_t query_idx = 0; query_idx < queries.size() && !HasFailure(); ++query_idx) check(query_idx);
+    if (HasFailure()) return;
+    // A flush adds a segment to days already merged and cached: the answers include it at once.
+    phase = 1;
+    ASSERT_OK(store->Append(late_events));
+    ASSERT_OK(store->Flush());
+    events.insert(events.end(), late_events.begin(), late_events.end());
+    for (size_t query_idx = 0; query_idx < queries.size() && !HasFailure(); ++query_idx) check(query_idx);
+    if (HasFailure()) return;
+    events.resize(events.size() - late_events.size());
   }
 }
 

@@ -1108,6 +1108,15 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
   const auto unpurged = PendingPurge(purge_epoch);
   const std::string fingerprint =
       query.Fingerprint() + (unpurged.empty() ? std::string() : "|purge" + std::to_string(purge_epoch));
+  // Segments by day partition (stable: the same order on every run), so that a day's partials are merged once
+  // and kept: a repeated query over closed days then merges one partial per day instead of one per segment.
+  std::stable_sort(segments.begin(), segments.end(),
+                   [](const SegmentRef& a, const SegmentRef& b) { return a->day < b->day; });
+  auto slice_key = [](const std::vector<int64_t>& slice_bounds) {
+    std::string key;
+    for (int64_t bound : slice_bounds) key += std::to_string(bound) + ",";
+    return key;
+  };
   for (auto& segment : segments) {
     const embedded::SegmentInfo& info = segment->info;
     const auto first = std::upper_bound(bounds.begin(), bounds.end(), std::max(info.min_time_ms, bounds.front())) - 1;
@@ -1117,24 +1126,58 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     task.offset = static_cast<size_t>(first - bounds.begin());
     task.slice = query;
     task.slice.bounds.assign(first, last + 1);
-    if (partial_cache_.enabled()) {
-      task.key = info.path + "|" + fingerprint + "|";
-      for (int64_t bound : task.slice.bounds) task.key += std::to_string(bound) + ",";
-      task.partial = partial_cache_.Get(task.key);
-    }
+    if (partial_cache_.enabled()) task.key = info.path + "|" + fingerprint + "|" + slice_key(task.slice.bounds);
     tasks.push_back(std::move(task));
   }
-  // Segments not in the cache are read (the expensive part: only the parts and columns the slice needs,
-  // query_exec.h) and aggregated into their partials by several threads; then all partials are merged in the
-  // segments' order, cell by cell (query::MergeResults), so the sums are added in the same order on every run,
-  // cached or not.
+  // Days: runs of tasks of one day partition. A day of several segments has its merged partial cached under
+  // the paths of all of them (a flush or compaction that changes the day changes the key).
+  struct Day {
+    size_t first_task = 0, last_task = 0;  // [first, last)
+    size_t offset = 0, width = 0;          // its bucket slice
+    std::string key;
+    std::shared_ptr<const query::PackedResult> partial;
+  };
+  std::vector<Day> days;
+  for (size_t task_idx = 0; task_idx < tasks.size();) {
+    Day day;
+    day.first_task = task_idx;
+    day.offset = tasks[task_idx].offset;
+    size_t end = tasks[task_idx].offset + tasks[task_idx].slice.bounds.size() - 1;
+    for (++task_idx; task_idx < tasks.size() && tasks[task_idx].segment->day == tasks[day.first_task].segment->day;
+         ++task_idx) {
+      day.offset = std::min(day.offset, tasks[task_idx].offset);
+      end = std::max(end, tasks[task_idx].offset + tasks[task_idx].slice.bounds.size() - 1);
+    }
+    day.last_task = task_idx;
+    day.width = end - day.offset;
+    if (partial_cache_.enabled() && day.last_task - day.first_task > 1) {
+      day.key = "day|" + fingerprint + "|" +
+                slice_key(std::vector<int64_t>(bounds.begin() + static_cast<ptrdiff_t>(day.offset),
+                                               bounds.begin() + static_cast<ptrdiff_t>(end + 1)));
+      for (size_t idx = day.first_task; idx < day.last_task; ++idx) day.key += "|" + tasks[idx].segment->info.path;
+      day.partial = partial_cache_.Get(day.key);
+    }
+    if (!day.partial && partial_cache_.enabled()) {
+      for (size_t idx = day.first_task; idx < day.last_task; ++idx) tasks[idx].partial = partial_cache_.Get(tasks[idx].key);
+    }
+    days.push_back(std::move(day));
+  }
+  // Segments not in the cache (of days not in it) are read (the expensive part: only the parts and columns the
+  // slice needs, query_exec.h) and aggregated into their partials by several threads; then each uncached day's
+  // partials are merged in order, and all days' partials, cell by cell (query::MergeResults), so the sums are
+  // added in the same order on every run, cached or not.
+  std::vector<uint8_t> needed(tasks.size(), 0);
+  for (const Day& day : days) {
+    if (day.partial) continue;
+    for (size_t idx = day.first_task; idx < day.last_task; ++idx) needed[idx] = tasks[idx].partial == nullptr;
+  }
   embedded::SegmentReadContext context{user_directory_, segment_cache_};
   size_t pending = 0;
-  for (const auto& task : tasks) pending += task.partial == nullptr;
+  for (uint8_t need : needed) pending += need;
   const size_t threads = common::QueryThreads(options_.query_threads);
   common::ParallelFor(tasks.size(), std::min(pending, threads), [&](size_t task_idx) {
     Task& task = tasks[task_idx];
-    if (task.partial) return;
+    if (!needed[task_idx]) return;
     embedded::SegmentRows rows;
     task.status = embedded::ReadSegmentRows(task.segment->info.path, task.slice, paths, unpurged, context, rows);
     if (!task.status.ok()) return;
@@ -1143,11 +1186,25 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     task.partial = std::make_shared<const query::PackedResult>(query::Pack(std::move(partial)));
     if (partial_cache_.enabled()) partial_cache_.Put(task.key, task.partial);
   });
+  for (const auto& task : tasks) ANALYTICS_RETURN_IF_ERROR(task.status);
   std::vector<query::PartialRef> partials;
-  partials.reserve(tasks.size());
-  for (auto& task : tasks) {
-    ANALYTICS_RETURN_IF_ERROR(task.status);
-    partials.push_back({task.partial.get(), task.offset});
+  partials.reserve(days.size());
+  for (Day& day : days) {
+    if (day.last_task - day.first_task == 1) {
+      partials.push_back({tasks[day.first_task].partial.get(), tasks[day.first_task].offset});
+      continue;
+    }
+    if (!day.partial) {
+      std::vector<query::PartialRef> parts;
+      for (size_t idx = day.first_task; idx < day.last_task; ++idx) {
+        parts.push_back({tasks[idx].partial.get(), tasks[idx].offset - day.offset});
+      }
+      query::AggregateResult merged;
+      query::MergeResults(merged, parts, day.width, threads);
+      day.partial = std::make_shared<const query::PackedResult>(query::Pack(std::move(merged)));
+      if (partial_cache_.enabled()) partial_cache_.Put(day.key, day.partial);
+    }
+    partials.push_back({day.partial.get(), day.offset});
   }
   query::MergeResults(result, partials, buckets, threads);
 
