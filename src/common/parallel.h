@@ -12,13 +12,19 @@
 
 namespace analytics::common {
 
-// The threads a query may use: `configured` when positive, else the machine's cores.
+// The threads a query may use: `configured` when positive, else the machine's cores (counted once: glibc's
+// hardware_concurrency opens and reads a /sys file on every call, a cost per query).
 inline size_t QueryThreads(int configured) {
-  return configured > 0 ? static_cast<size_t>(configured) : std::max(1u, std::thread::hardware_concurrency());
+  static const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  return configured > 0 ? static_cast<size_t>(configured) : cores;
 }
 
 template <typename Fn>
 void ParallelFor(size_t count, size_t threads, Fn&& fn) {
+  if (threads <= 1 || count <= 1) {  // a job for one thread runs on the caller's, without the shared counter
+    for (size_t index = 0; index < count; ++index) fn(index);
+    return;
+  }
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t index = next++; index < count; index = next++) fn(index);

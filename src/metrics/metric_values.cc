@@ -216,6 +216,14 @@ void ForEachBucket(size_t buckets, size_t groups, Merge&& merge) {
   common::ParallelFor(buckets, groups >= 512 ? common::QueryThreads(0) : 1, merge);
 }
 
+// Calls `merge(from, to)` for consecutive ranges of buckets covering [0, buckets), one range per core when each
+// bucket merges many groups (the "other" row of thousands), else one range: buckets are independent.
+template <typename Merge>
+void ForEachBucketRange(size_t buckets, size_t groups, Merge&& merge) {
+  const size_t parts = std::min(buckets, groups >= 512 ? common::QueryThreads(0) : size_t{1});
+  common::ParallelFor(parts, parts, [&](size_t part) { merge(buckets * part / parts, buckets * (part + 1) / parts); });
+}
+
 // Per key (ascending, like the groups), bounds of the distinct users of its cells [from, to): at least the
 // largest cell's, at most the sum of the cells'.
 std::vector<std::pair<double, double>> UserCountBounds(const AggregateResult& result, const std::vector<GroupKey>& keys,
@@ -257,12 +265,8 @@ class CellSeries : public Series {
       if (it != result_.groups.end()) groups.push_back(&it->second);
     }
     std::vector<AggregateCell> merged(buckets_);
-    ForEachBucket(buckets_, groups.size(), [&](size_t bucket) {
-      std::vector<const AggregateCell*> cells;
-      for (const auto* group : groups) {
-        if (bucket < group->size()) cells.push_back(&(*group)[bucket]);
-      }
-      merged[bucket] = AggregateCell::MergeAll(cells);
+    ForEachBucketRange(buckets_, groups.size(), [&](size_t from, size_t to) {
+      AggregateCell::MergeColumns(groups, from, to, std::span(merged).subspan(from, to - from));
     });
     return merged;
   }
@@ -724,14 +728,20 @@ Result<json> MetricValues::Compute(const std::string& metric_name, const MetricV
       keys = std::move(candidates);
     }
     // Totals of thousands of groups (a union over the whole period each, for distinct users) by all cores:
-    // consecutive slices of the ascending keys, each one EachTotal.
-    std::vector<std::optional<double>> totals(keys.size());
+    // consecutive slices of the ascending keys, each one EachTotal. Fewer keys: one EachTotal of them all, on this
+    // thread and without copying them into a slice.
     const size_t slices = keys.size() >= 512 ? common::QueryThreads(0) : 1;
-    common::ParallelFor(slices, slices, [&](size_t part) {
-      const size_t begin = keys.size() * part / slices, end = keys.size() * (part + 1) / slices;
-      const auto part_totals = series->EachTotal(std::vector<GroupKey>(keys.begin() + begin, keys.begin() + end));
-      std::copy(part_totals.begin(), part_totals.end(), totals.begin() + begin);
-    });
+    std::vector<std::optional<double>> totals;
+    if (slices == 1) {
+      totals = series->EachTotal(keys);
+    } else {
+      totals.resize(keys.size());
+      common::ParallelFor(slices, slices, [&](size_t part) {
+        const size_t begin = keys.size() * part / slices, end = keys.size() * (part + 1) / slices;
+        const auto part_totals = series->EachTotal(std::vector<GroupKey>(keys.begin() + begin, keys.begin() + end));
+        std::copy(part_totals.begin(), part_totals.end(), totals.begin() + begin);
+      });
+    }
     for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
       ranked.emplace_back(totals[key_idx], std::move(keys[key_idx]));
     }

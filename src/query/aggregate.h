@@ -125,6 +125,11 @@ struct AggregateCell {
   // the users of all of them in one multi-way union: merging hundreds of large bitmaps pairwise re-copies the
   // growing result each time.
   static AggregateCell MergeAll(std::span<const AggregateCell* const> cells);
+  // For each column c in [from, to): out[c - from] = MergeAll of rows[r][c] over the rows that have column c, in
+  // the rows' order. The same cells as a MergeAll per column, but read row by row: each row's cells lie
+  // together, while a column's are scattered over every row.
+  static void MergeColumns(std::span<const std::vector<AggregateCell>* const> rows, size_t from, size_t to,
+                           std::span<AggregateCell> out);
   uint64_t MemoryBytes() const;
 
  private:

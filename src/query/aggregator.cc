@@ -2,6 +2,7 @@
 #include "query/aggregator.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <map>
@@ -249,6 +250,28 @@ AggregateCell AggregateCell::MergeAll(std::span<const AggregateCell* const> cell
   if (users.size() == 1) out.users = *users.front();
   if (users.size() > 1) out.users = UserSet::UnionAll(users);
   return out;
+}
+
+void AggregateCell::MergeColumns(std::span<const std::vector<AggregateCell>* const> rows, size_t from, size_t to,
+                                 std::span<AggregateCell> out) {
+  for (auto& cell : out.first(to - from)) cell = AggregateCell();
+  std::vector<std::vector<const UserSet*>> users;  // per column, when any row has users there
+  for (const std::vector<AggregateCell>* row : rows) {
+    for (size_t column = from; column < to && column < row->size(); ++column) {
+      const AggregateCell& cell = (*row)[column];
+      AggregateCell& target = out[column - from];
+      target.MergeNumbers(cell);
+      if (!cell.values.empty()) target.values.insert(target.values.end(), cell.values.begin(), cell.values.end());
+      if (!cell.users.empty()) {
+        if (users.empty()) users.resize(to - from);
+        users[column - from].push_back(&cell.users);
+      }
+    }
+  }
+  for (size_t column = 0; column < users.size(); ++column) {
+    if (users[column].size() == 1) out[column].users = *users[column].front();
+    if (users[column].size() > 1) out[column].users = UserSet::UnionAll(users[column]);
+  }
 }
 
 void UserSet::add(uint32_t user) {
@@ -502,32 +525,119 @@ uint64_t PackedResult::MemoryBytes() const {
   return bytes;
 }
 
-void MergeResults(AggregateResult& out, const std::vector<PartialRef>& partials, size_t buckets, size_t threads) {
-  // 1. The groups: numbered in the order first met; single-string keys found by their text (views of out's
-  // keys, which stay put), other keys through a map.
-  struct TextHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view text) const { return GroupIndex::Hash(text); }
+namespace {
+
+// Group ordinals by single-string key (MergeResults meets each group once per partial): open addressing over
+// (hash, text). A text of up to 16 bytes (the short ids groups mostly are: "game_1042", "RU") is read as two
+// words, which are its hash's input and compare in its slot without reading the text again. The words are
+// loaded whole (overlapping when shorter than 16 bytes): a copy of n bytes into zeroed words stalls the loads
+// that read them back.
+class TextOrdinals {
+ public:
+  static constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+  struct Probe {
+    std::string_view text;
+    uint64_t words[2] = {0, 0};  // texts of up to 16 bytes: all their bytes (with the size, they name the text)
+    uint64_t hash = 0;
   };
-  std::unordered_map<std::string_view, uint32_t, TextHash, std::equal_to<>> by_text;
+  static Probe ProbeOf(std::string_view text) {
+    Probe probe{text};
+    const char* data = text.data();
+    const size_t size = text.size();
+    auto load = [](const char* at, auto word) {
+      std::memcpy(&word, at, sizeof(word));
+      return static_cast<uint64_t>(word);
+    };
+    if (size >= 8 && size <= 16) {
+      probe.words[0] = load(data, uint64_t{});
+      probe.words[1] = load(data + size - 8, uint64_t{});
+    } else if (size >= 4 && size < 8) {
+      probe.words[0] = load(data, uint32_t{}) | load(data + size - 4, uint32_t{}) << 32;
+    } else if (size < 4) {
+      for (size_t byte = 0; byte < size; ++byte) {
+        probe.words[0] |= uint64_t{static_cast<uint8_t>(data[byte])} << (8 * byte);
+      }
+    }
+    probe.hash = size > kWordBytes ? std::hash<std::string_view>()(text)
+                                   : Fold(probe.words[0] ^ Fold(probe.words[1] ^ size, 0xC2B2AE3D27D4EB4FULL),
+                                          0x9E3779B97F4A7C15ULL);
+    return probe;
+  }
+  uint32_t Find(const Probe& probe) const {
+    if (slots_.empty()) return kNone;
+    for (size_t slot = probe.hash & (slots_.size() - 1);; slot = (slot + 1) & (slots_.size() - 1)) {
+      const Slot& entry = slots_[slot];
+      if (entry.ordinal == kNone) return kNone;
+      if (entry.probe.hash == probe.hash && entry.probe.text.size() == probe.text.size() &&
+          entry.probe.words[0] == probe.words[0] && entry.probe.words[1] == probe.words[1] &&
+          (probe.text.size() <= kWordBytes || entry.probe.text == probe.text)) {
+        return entry.ordinal;
+      }
+    }
+  }
+  // The probe's text must outlive the table; it must not be in it yet.
+  void Insert(const Probe& probe, uint32_t ordinal) {
+    if ((used_ + 1) * 2 > slots_.size()) {
+      std::vector<Slot> old = std::move(slots_);
+      slots_.assign(std::max<size_t>(256, old.size() * 2), Slot());
+      used_ = 0;
+      for (const Slot& entry : old) {
+        if (entry.ordinal != kNone) Place(entry);
+      }
+    }
+    Place({probe, ordinal});
+  }
+
+ private:
+  static constexpr size_t kWordBytes = 16;
+  __extension__ using Wide = unsigned __int128;  // GCC/Clang; __extension__ keeps -Wpedantic quiet
+  // As GroupIndex::Hash: every bit of the result depends on every input bit.
+  static uint64_t Fold(uint64_t value, uint64_t key) {
+    const Wide product = static_cast<Wide>(value) * key;
+    return static_cast<uint64_t>(product) ^ static_cast<uint64_t>(product >> 64);
+  }
+  struct Slot {
+    Probe probe;
+    uint32_t ordinal = kNone;
+  };
+  void Place(const Slot& entry) {
+    size_t slot = entry.probe.hash & (slots_.size() - 1);
+    while (slots_[slot].ordinal != kNone) slot = (slot + 1) & (slots_.size() - 1);
+    slots_[slot] = entry;
+    ++used_;
+  }
+  std::vector<Slot> slots_;  // a power of two, at most half full
+  size_t used_ = 0;
+};
+
+// Below this many source cells per thread, merging costs less than starting a thread.
+constexpr size_t kSourcesPerMergeThread = 32768;
+
+}  // namespace
+
+void MergeResults(AggregateResult& out, const std::vector<PartialRef>& partials, size_t buckets, size_t threads) {
+  // 1. The groups: numbered in the order first met; single-string keys found by their text (a TextOrdinals of
+  // views of the partials' keys, which stay put), other keys through a map. Their cells are filled in step 3.
+  TextOrdinals by_text;
   std::map<GroupKey, uint32_t> by_key;
   std::vector<std::vector<AggregateCell>*> groups;
   auto add_group = [&](GroupKey key) {
-    auto [group, inserted] = out.groups.try_emplace(std::move(key));
-    group->second.resize(buckets);
+    // Only keys not met before come here, mostly ascending (a partial's keys ascend): the end is the usual hint.
+    auto group = out.groups.emplace_hint(out.groups.end(), std::move(key), std::vector<AggregateCell>());
     groups.push_back(&group->second);
-    return std::pair{group, static_cast<uint32_t>(groups.size() - 1)};
+    return static_cast<uint32_t>(groups.size() - 1);
   };
   auto ordinal_of_text = [&](std::string_view value) {
-    if (auto it = by_text.find(value); it != by_text.end()) return it->second;
-    auto [group, ordinal] = add_group(GroupKey{std::string(value)});
-    by_text.emplace(*group->first.front(), ordinal);
+    const TextOrdinals::Probe probe = TextOrdinals::ProbeOf(value);
+    if (const uint32_t found = by_text.Find(probe); found != TextOrdinals::kNone) return found;
+    const uint32_t ordinal = add_group(GroupKey{std::string(value)});
+    by_text.Insert(probe, ordinal);
     return ordinal;
   };
   auto ordinal_of_key = [&](const GroupKey& key) {
     if (key.size() == 1 && key.front()) return ordinal_of_text(*key.front());
     if (auto it = by_key.find(key); it != by_key.end()) return it->second;
-    const uint32_t ordinal = add_group(key).second;
+    const uint32_t ordinal = add_group(key);
     by_key.emplace(key, ordinal);
     return ordinal;
   };
@@ -539,6 +649,11 @@ void MergeResults(AggregateResult& out, const std::vector<PartialRef>& partials,
     size_t offset;
   };
   std::vector<Span> spans;
+  size_t span_count = 0;
+  for (const PartialRef& ref : partials) {
+    span_count += ref.partial->packed ? ref.partial->key_ends.size() : ref.partial->generic.groups.size();
+  }
+  spans.reserve(span_count);
   for (const PartialRef& ref : partials) {
     const PackedResult& partial = *ref.partial;
     if (partial.packed) {
@@ -574,23 +689,25 @@ void MergeResults(AggregateResult& out, const std::vector<PartialRef>& partials,
     std::vector<uint32_t> next(starts.begin(), starts.end() - 1);
     each_source([&](size_t cell, const AggregateCell* source) { sources[next[cell]++] = source; });
   }
-  // 3. Each output cell from its sources; groups split among the threads.
+  // 3. Each output cell from its sources, written once (not cleared first, then merged into); groups split
+  // among the threads.
   auto merge_groups = [&](size_t first_group, size_t end_group) {
     for (size_t group = first_group; group < end_group; ++group) {
+      std::vector<AggregateCell>& row = *groups[group];
+      row.reserve(buckets);
       for (size_t bucket = 0; bucket < buckets; ++bucket) {
         const size_t cell = group * buckets + bucket;
         const std::span<const AggregateCell* const> from(sources.data() + starts[cell], starts[cell + 1] - starts[cell]);
-        if (from.empty()) continue;
-        AggregateCell& target = (*groups[group])[bucket];
-        if (from.size() == 1) {
-          target.Merge(*from.front());
+        if (from.size() > 1) {
+          row.push_back(AggregateCell::MergeAll(from));
         } else {
-          target = AggregateCell::MergeAll(from);
+          row.emplace_back();
+          if (from.size() == 1) row.back().Merge(*from.front());  // as MergeAll would: 0 + -0 is 0
         }
       }
     }
   };
-  threads = std::clamp<size_t>(threads, 1, std::max<size_t>(1, sources.size() / 4096));
+  threads = std::clamp<size_t>(threads, 1, std::max<size_t>(1, sources.size() / kSourcesPerMergeThread));
   common::ParallelFor(threads, threads, [&](size_t part) {
     merge_groups(groups.size() * part / threads, groups.size() * (part + 1) / threads);
   });

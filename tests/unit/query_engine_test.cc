@@ -1,5 +1,6 @@
 // The query engine's pieces: time grids in zones with DST, the filter language, and the aggregator's
 // semantics (docs/metrics.md sections 2 and 3) on hand-made batches.
+#include <cstring>
 #include <map>
 #include <random>
 #include <set>
@@ -450,6 +451,40 @@ TEST(UserSetTest, MergeAllGivesTheCellsOfPairwiseMerges) {
   EXPECT_TRUE(all.users == pairwise.users);
   EXPECT_EQ(all.users.cardinality(), pairwise.users.cardinality());
   EXPECT_EQ(all.weighted_count, pairwise.weighted_count);
+}
+
+// MergeColumns over rows of different lengths equals one MergeAll per column, in the rows' order (sums to the
+// bit, users, values).
+TEST(UserSetTest, MergeColumnsEqualsMergeAllPerColumn) {
+  std::mt19937 random(13);
+  std::vector<std::vector<AggregateCell>> rows(30);
+  for (auto& row : rows) {
+    row.resize(4 + random() % 5);
+    for (auto& cell : row) {
+      const size_t users = random() % 4 == 0 ? 1500 : random() % 20;
+      for (size_t added = 0; added < users; ++added) cell.users.add(random() % 50000);
+      cell.weighted_count = random() % 10;
+      cell.weighted_sum = 0.1 * static_cast<double>(random() % 9);
+      if (random() % 3 == 0) cell.values.push_back(static_cast<double>(random() % 100));
+    }
+  }
+  std::vector<const std::vector<AggregateCell>*> pointers;
+  for (const auto& row : rows) pointers.push_back(&row);
+  const size_t from = 1, to = 8;
+  std::vector<AggregateCell> out(to - from);
+  AggregateCell::MergeColumns(pointers, from, to, out);
+  for (size_t column = from; column < to; ++column) {
+    std::vector<const AggregateCell*> cells;
+    for (const auto& row : rows) {
+      if (column < row.size()) cells.push_back(&row[column]);
+    }
+    const AggregateCell expected = AggregateCell::MergeAll(cells);
+    const AggregateCell& got = out[column - from];
+    EXPECT_TRUE(got.users == expected.users) << column;
+    EXPECT_EQ(got.weighted_count, expected.weighted_count) << column;
+    EXPECT_EQ(std::memcmp(&got.weighted_sum, &expected.weighted_sum, sizeof(double)), 0) << column;
+    EXPECT_EQ(got.values, expected.values) << column;
+  }
 }
 
 // MergeResults of partials over slices of the bounds equals merging them one by one.
