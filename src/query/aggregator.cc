@@ -542,25 +542,12 @@ class TextOrdinals {
   };
   static Probe ProbeOf(std::string_view text) {
     Probe probe{text};
-    const char* data = text.data();
-    const size_t size = text.size();
-    auto load = [](const char* at, auto word) {
-      std::memcpy(&word, at, sizeof(word));
-      return static_cast<uint64_t>(word);
-    };
-    if (size >= 8 && size <= 16) {
-      probe.words[0] = load(data, uint64_t{});
-      probe.words[1] = load(data + size - 8, uint64_t{});
-    } else if (size >= 4 && size < 8) {
-      probe.words[0] = load(data, uint32_t{}) | load(data + size - 4, uint32_t{}) << 32;
-    } else if (size < 4) {
-      for (size_t byte = 0; byte < size; ++byte) {
-        probe.words[0] |= uint64_t{static_cast<uint8_t>(data[byte])} << (8 * byte);
-      }
+    if (text.size() > kWordBytes) {
+      probe.hash = std::hash<std::string_view>()(text);
+    } else {
+      GroupIndex::ShortTextWords(text, probe.words);
+      probe.hash = GroupIndex::HashWords(probe.words, text.size());
     }
-    probe.hash = size > kWordBytes ? std::hash<std::string_view>()(text)
-                                   : Fold(probe.words[0] ^ Fold(probe.words[1] ^ size, 0xC2B2AE3D27D4EB4FULL),
-                                          0x9E3779B97F4A7C15ULL);
     return probe;
   }
   uint32_t Find(const Probe& probe) const {
@@ -589,13 +576,7 @@ class TextOrdinals {
   }
 
  private:
-  static constexpr size_t kWordBytes = 16;
-  __extension__ using Wide = unsigned __int128;  // GCC/Clang; __extension__ keeps -Wpedantic quiet
-  // As GroupIndex::Hash: every bit of the result depends on every input bit.
-  static uint64_t Fold(uint64_t value, uint64_t key) {
-    const Wide product = static_cast<Wide>(value) * key;
-    return static_cast<uint64_t>(product) ^ static_cast<uint64_t>(product >> 64);
-  }
+  static constexpr size_t kWordBytes = GroupIndex::kShortText;
   struct Slot {
     Probe probe;
     uint32_t ordinal = kNone;

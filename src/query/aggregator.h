@@ -59,11 +59,35 @@ class GroupIndex {
   // their last bytes (the high bytes of a little-endian word) must still differ in the low bits the table uses
   // (a plain multiply keeps those low bits equal, and probe chains grew to dozens of slots).
   static uint64_t Hash(std::string_view text) {
-    if (text.size() > 16) return std::hash<std::string_view>()(text);
-    uint64_t words[2] = {0, 0};
-    std::memcpy(words, text.data(), text.size());
-    return Fold(words[0] ^ Fold(words[1] ^ text.size(), 0xC2B2AE3D27D4EB4FULL), 0x9E3779B97F4A7C15ULL);
+    if (text.size() > kShortText) return std::hash<std::string_view>()(text);
+    uint64_t words[2];
+    ShortTextWords(text, words);
+    return HashWords(words, text.size());
   }
+  // A text of up to kShortText bytes as two words that, with its size, name it: loaded whole (overlapping when
+  // shorter than 16 bytes), since a copy of n bytes into zeroed words stalls the loads that read them back.
+  static constexpr size_t kShortText = 16;
+  static void ShortTextWords(std::string_view text, uint64_t (&words)[2]) {
+    const char* data = text.data();
+    const size_t size = text.size();
+    auto load = [](const char* at, auto word) {
+      std::memcpy(&word, at, sizeof(word));
+      return static_cast<uint64_t>(word);
+    };
+    words[0] = words[1] = 0;
+    if (size >= 8) {
+      words[0] = load(data, uint64_t{});
+      words[1] = load(data + size - 8, uint64_t{});
+    } else if (size >= 4) {
+      words[0] = load(data, uint32_t{}) | load(data + size - 4, uint32_t{}) << 32;
+    } else {
+      for (size_t byte = 0; byte < size; ++byte) words[0] |= uint64_t{static_cast<uint8_t>(data[byte])} << (8 * byte);
+    }
+  }
+  static uint64_t HashWords(const uint64_t (&words)[2], size_t size) {
+    return Fold(words[0] ^ Fold(words[1] ^ size, 0xC2B2AE3D27D4EB4FULL), 0x9E3779B97F4A7C15ULL);
+  }
+
  private:
   __extension__ using Wide = unsigned __int128;  // GCC/Clang; __extension__ keeps -Wpedantic quiet
   static uint64_t Fold(uint64_t value, uint64_t key) {
