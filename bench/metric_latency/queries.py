@@ -1,7 +1,8 @@
 """Asks every metric definition of a running service for a whole period per day, without and with a game_id
 dimension (top 10), --runs times each over one keep-alive connection, and prints per query the first run,
-median, p95 and max latency (ms, request sent until the whole answer is read), then the worst p95 against
-the spec's 500 ms. Used by bench/metric_latency/run."""
+median, p95 and max latency (ms, request sent until the whole answer is read), and the p95 of the runs after
+the first (warm: the first run of a shape after a start reads the segments and fills the caches), then the
+worst of each against the spec's 500 ms. Used by bench/metric_latency/run."""
 import argparse
 import datetime as dt
 import http.client
@@ -49,16 +50,23 @@ def main() -> None:
                     raise SystemExit(f"GET {path} answered {status}: {body[:300]!r}")
                 latencies.append(ms)
             ordered = sorted(latencies)
-            p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+            warm = sorted(latencies[1:]) or ordered
             name = definition["name"] + (" by game_id" if dimensions else "")
-            rows.append((name, latencies[0], ordered[len(ordered) // 2], p95, ordered[-1]))
-    print(f"{'query':<44}{'first':>10}{'median':>10}{'p95':>10}{'max':>10}  (ms, {args.runs} runs)")
-    for name, first, median, p95, worst in rows:
-        print(f"{name:<44}{first:>10.1f}{median:>10.1f}{p95:>10.1f}{worst:>10.1f}")
+            rows.append((name, latencies[0], ordered[len(ordered) // 2], percentile_95(ordered), ordered[-1],
+                         percentile_95(warm)))
+    print(f"{'query':<44}{'first':>10}{'median':>10}{'p95':>10}{'max':>10}{'warm p95':>10}  (ms, {args.runs} runs)")
+    for name, first, median, p95, worst, warm_p95 in rows:
+        print(f"{name:<44}{first:>10.1f}{median:>10.1f}{p95:>10.1f}{worst:>10.1f}{warm_p95:>10.1f}")
     worst_p95 = max(rows, key=lambda row: row[3])
+    worst_warm = max(rows, key=lambda row: row[5])
     worst_first = max(rows, key=lambda row: row[1])
-    print(f"worst p95: {worst_p95[3]:.1f} ms ({worst_p95[0]}); worst first run: {worst_first[1]:.1f} ms "
-          f"({worst_first[0]}); spec: p95 under 500 ms for every metric")
+    print(f"worst p95: {worst_p95[3]:.1f} ms ({worst_p95[0]}); worst warm p95: {worst_warm[5]:.1f} ms "
+          f"({worst_warm[0]}); worst first run: {worst_first[1]:.1f} ms ({worst_first[0]}); "
+          f"spec: p95 under 500 ms for every metric")
+
+
+def percentile_95(ordered: list[float]) -> float:
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
 
 
 if __name__ == "__main__":
