@@ -204,6 +204,8 @@ def main() -> int:
         if not load:
             continue
         extra = f" (+ OPTIMIZE FINAL {load['optimize_seconds']:.1f} s)" if "optimize_seconds" in load else ""
+        if "settle_seconds" in load:
+            extra = f" (+ compaction settle {load['settle_seconds']:.1f} s)"
         lines.append(f"| {label[name]} | {load['load_seconds']:.1f}{extra} | {load['events_per_second']:,.0f} | "
                      f"{load['load_cpu_seconds']:.1f} | {load['bytes']:,} | {load['bytes_per_event']:.1f} |")
     lines.append("")
