@@ -11,6 +11,7 @@
 #include <absl/time/civil_time.h>
 
 #include "common/parallel.h"
+#include "common/radix_sort.h"
 #include "common/time_util.h"
 #include "query/aggregator.h"
 #include "query/filter_expr.h"
@@ -436,27 +437,6 @@ class RatioSeries : public Series {
   std::unique_ptr<Series> numerator_, denominator_;
 };
 
-// Sorts `keys` (LSD radix, 11 bits a pass, only as many passes as the largest key needs): the change lists of
-// PeakSeries hold up to two keys per session, millions for a month, where std::sort was the hot spot.
-void RadixSort(std::vector<uint64_t>& keys) {
-  if (keys.size() < 256) {
-    std::sort(keys.begin(), keys.end());
-    return;
-  }
-  uint64_t largest = 0;
-  for (uint64_t key : keys) largest |= key;
-  constexpr int kBits = 11;
-  constexpr size_t kBuckets = size_t{1} << kBits;
-  std::vector<uint64_t> scratch(keys.size());
-  for (int shift = 0; shift < 64 && (largest >> shift) != 0; shift += kBits) {
-    std::vector<size_t> offsets(kBuckets + 1, 0);
-    for (uint64_t key : keys) ++offsets[((key >> shift) & (kBuckets - 1)) + 1];
-    for (size_t bucket = 1; bucket <= kBuckets; ++bucket) offsets[bucket] += offsets[bucket - 1];
-    for (uint64_t key : keys) scratch[offsets[(key >> shift) & (kBuckets - 1)]++] = key;
-    keys.swap(scratch);
-  }
-}
-
 // peak_concurrent: sessions as [start, end) intervals per group; the value of a bucket is the most sessions
 // open at one instant in it (closes before opens at equal times). Each group's opens and closes are kept
 // sorted, as keys (time - origin) * 2 + (1 for an open), so that a close sorts before an open at equal times.
@@ -469,15 +449,19 @@ class PeakSeries : public Series {
     for (const auto& [key, group] : sessions_) {
       for (const Session& session : group) origin_ = std::min(origin_, session.start_ms);
     }
-    for (const auto& [key, group] : sessions_) {
-      std::vector<uint64_t>& changes = changes_[key];
-      changes.reserve(group.size() * 2);
-      for (const Session& session : group) {
-        changes.push_back(Change(session.start_ms, true));
-        changes.push_back(Change(session.end_ms, false));
+    // Each group's changes sorted: groups spread over the cores, or one group's list split among them.
+    std::vector<std::pair<const std::vector<Session>*, std::vector<uint64_t>*>> lists;
+    for (const auto& [key, group] : sessions_) lists.emplace_back(&group, &changes_[key]);
+    const size_t threads = common::QueryThreads(0);
+    common::ParallelFor(lists.size(), lists.size() >= 64 ? threads : 1, [&](size_t list_idx) {
+      const auto& [group, changes] = lists[list_idx];
+      changes->reserve(group->size() * 2);
+      for (const Session& session : *group) {
+        changes->push_back(Change(session.start_ms, true));
+        changes->push_back(Change(session.end_ms, false));
       }
-      RadixSort(changes);
-    }
+      common::RadixSort(*changes, lists.size() >= 64 ? 1 : threads);
+    });
   }
 
   std::vector<GroupKey> Keys() const override {
@@ -495,7 +479,7 @@ class PeakSeries : public Series {
       auto it = changes_.find(key);
       if (it != changes_.end()) changes.insert(changes.end(), it->second.begin(), it->second.end());
     }
-    RadixSort(changes);
+    common::RadixSort(changes, common::QueryThreads(0));
     return Sweep(changes, bounds);
   }
   std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
