@@ -1050,7 +1050,7 @@ SessionResult PairSessions(const SessionQuery& query, const std::vector<const Se
   };
   auto pair_partitions = [&](size_t first_partition, size_t last_partition, Chunk& chunk) {
     chunk.sessions.resize(groups.size());
-    std::vector<Entry> entries, sorted;
+    std::vector<Entry> sorted;
     std::vector<uint32_t> bucket_ends, next;
     auto pair_run = [&](const Entry* first, const Entry* last) {
       const Entry* open = nullptr;
@@ -1071,33 +1071,41 @@ SessionResult PairSessions(const SessionQuery& query, const std::vector<const Se
       if (open != nullptr) close(open->mark.time_ms + query.max_session_ms);
     };
     for (size_t partition = first_partition; partition < last_partition; ++partition) {
-      entries.clear();
-      for (size_t source_idx = 0; source_idx < sources.size(); ++source_idx) {
-        const SessionMarks& source = *sources[source_idx];
-        const size_t end = source.partition_ends[partition];
-        for (size_t mark_idx = partition == 0 ? 0 : source.partition_ends[partition - 1]; mark_idx < end; ++mark_idx) {
-          const SessionMarks::Mark& mark = source.marks[mark_idx];
-          if (mark.time_ms < query.from_ms || mark.time_ms >= query.to_ms) continue;
-          Entry& entry = entries.emplace_back();
-          entry.mark = mark;
-          entry.seq = static_cast<uint32_t>(entries.size() - 1);
-          if (mark.group != SessionMarks::kEnd) {
-            entry.mark.group = group_ids[source_idx][mark.group];
-            chunk.newest_start_ms = std::max(chunk.newest_start_ms, mark.time_ms);
-          }
-        }
-      }
-      // Sorted by a stable counting sort on the next hash bits (about one mark per bucket), then each bucket by
-      // `before` (insertion sort when small): the order of a full sort by `before`, in about linear time.
+      // The partition's marks in [from, to) of every source, in read order (source by source), go straight into
+      // a stable counting sort on the next hash bits (about one mark per bucket): one pass counts, one places
+      // (the slices are then in cache); then each bucket is sorted by `before` (insertion sort when small). The
+      // order of a full sort by `before`, in about linear time.
       constexpr int kSubBits = 11;
       constexpr int kSubShift = 64 - SessionMarks::kPartitionBits - kSubBits;
       constexpr size_t kSubMask = (size_t{1} << kSubBits) - 1;
+      auto for_each_mark = [&](auto&& visit) {
+        for (size_t source_idx = 0; source_idx < sources.size(); ++source_idx) {
+          const SessionMarks& source = *sources[source_idx];
+          const size_t end = source.partition_ends[partition];
+          for (size_t mark_idx = partition == 0 ? 0 : source.partition_ends[partition - 1]; mark_idx < end;
+               ++mark_idx) {
+            const SessionMarks::Mark& mark = source.marks[mark_idx];
+            if (mark.time_ms >= query.from_ms && mark.time_ms < query.to_ms) visit(source_idx, mark);
+          }
+        }
+      };
       bucket_ends.assign(kSubMask + 2, 0);
-      for (const Entry& entry : entries) ++bucket_ends[((entry.mark.hash >> kSubShift) & kSubMask) + 1];
+      for_each_mark([&](size_t, const SessionMarks::Mark& mark) {
+        ++bucket_ends[((mark.hash >> kSubShift) & kSubMask) + 1];
+      });
       for (size_t bucket = 1; bucket < bucket_ends.size(); ++bucket) bucket_ends[bucket] += bucket_ends[bucket - 1];
-      sorted.resize(entries.size());
+      sorted.resize(bucket_ends.back());
       next.assign(bucket_ends.begin(), bucket_ends.end() - 1);
-      for (const Entry& entry : entries) sorted[next[(entry.mark.hash >> kSubShift) & kSubMask]++] = entry;
+      uint32_t seq = 0;
+      for_each_mark([&](size_t source_idx, const SessionMarks::Mark& mark) {
+        Entry& entry = sorted[next[(mark.hash >> kSubShift) & kSubMask]++];
+        entry.mark = mark;
+        entry.seq = seq++;
+        if (mark.group != SessionMarks::kEnd) {
+          entry.mark.group = group_ids[source_idx][mark.group];
+          chunk.newest_start_ms = std::max(chunk.newest_start_ms, mark.time_ms);
+        }
+      });
       for (size_t bucket = 0; bucket + 1 < bucket_ends.size(); ++bucket) {
         if (bucket_ends[bucket + 1] - bucket_ends[bucket] > 16) {  // keys shared by many users, or skew
           std::sort(sorted.begin() + bucket_ends[bucket], sorted.begin() + bucket_ends[bucket + 1], before);
