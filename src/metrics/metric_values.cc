@@ -453,14 +453,15 @@ class PeakSeries : public Series {
     std::vector<std::pair<const std::vector<Session>*, std::vector<uint64_t>*>> lists;
     for (const auto& [key, group] : sessions_) lists.emplace_back(&group, &changes_[key]);
     const size_t threads = common::QueryThreads(0);
-    common::ParallelFor(lists.size(), lists.size() >= 64 ? threads : 1, [&](size_t list_idx) {
+    const bool spread = lists.size() >= 64;  // else each list's sort uses the threads
+    common::ParallelFor(lists.size(), spread ? threads : 1, [&](size_t list_idx) {
       const auto& [group, changes] = lists[list_idx];
       changes->reserve(group->size() * 2);
       for (const Session& session : *group) {
         changes->push_back(Change(session.start_ms, true));
         changes->push_back(Change(session.end_ms, false));
       }
-      common::RadixSort(*changes, lists.size() >= 64 ? 1 : threads);
+      common::RadixSort(*changes, spread ? 1 : threads);
     });
   }
 

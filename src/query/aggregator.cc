@@ -8,7 +8,6 @@
 #include <map>
 #include <span>
 #include <cmath>
-#include <thread>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -892,8 +891,9 @@ uint64_t SessionMarks::MemoryBytes() const {
 
 namespace {
 
-void SetKeyHash(std::string_view text, SessionMarks::Mark& mark) {
-  const XXH128_hash_t hash = XXH3_128bits(text.data(), text.size());
+XXH128_hash_t KeyHash(std::string_view text) { return XXH3_128bits(text.data(), text.size()); }
+
+void SetKeyHash(const XXH128_hash_t& hash, SessionMarks::Mark& mark) {
   mark.hash = hash.high64;
   mark.hash_low = hash.low64;
 }
@@ -922,7 +922,7 @@ void SessionMarksBuilder::Add(const EventBatch& batch) {
   // strings).
   constexpr uint32_t kUnknown = std::numeric_limits<uint32_t>::max();
   struct CodeHash {
-    uint64_t high = 0, low = 0;
+    XXH128_hash_t hash{};
     bool known = false;
   };
   std::vector<CodeHash> string_hashes(keys.strings.size()), other_hashes(keys.others.size());
@@ -940,13 +940,9 @@ void SessionMarksBuilder::Add(const EventBatch& batch) {
   };
   auto by_code = [&](const std::vector<std::string>& texts, std::vector<CodeHash>& hashes, uint32_t code,
                      SessionMarks::Mark& mark) {
-    CodeHash& hash = hashes[code];
-    if (!hash.known) {
-      SetKeyHash(texts[code], mark);
-      hash = {mark.hash, mark.hash_low, true};
-    }
-    mark.hash = hash.high;
-    mark.hash_low = hash.low;
+    CodeHash& known = hashes[code];
+    if (!known.known) known = {KeyHash(texts[code]), true};
+    SetKeyHash(known.hash, mark);
   };
   for (size_t row = 0; row < batch.rows; ++row) {
     const uint8_t role = roles[batch.type_codes[row]];
@@ -963,7 +959,7 @@ void SessionMarksBuilder::Add(const EventBatch& batch) {
         by_code(keys.others, other_hashes, keys.codes[row], mark);
         break;
       default:
-        SetKeyHash(*GroupValue(&keys, row), mark);
+        SetKeyHash(KeyHash(*GroupValue(&keys, row)), mark);
         break;
     }
     if (role == kStart) {
@@ -1131,13 +1127,9 @@ SessionResult PairSessions(const SessionQuery& query, const std::vector<const Se
   for (const SessionMarks* source : sources) total += source->marks.size();
   const size_t chunks = std::clamp<size_t>(std::min(threads, total / 100000), 1, 64);
   std::vector<Chunk> outputs(chunks);
-  std::vector<std::thread> workers;
-  for (size_t chunk_idx = 1; chunk_idx < chunks; ++chunk_idx) {
-    workers.emplace_back(pair_partitions, kPartitions * chunk_idx / chunks, kPartitions * (chunk_idx + 1) / chunks,
-                         std::ref(outputs[chunk_idx]));
-  }
-  pair_partitions(0, kPartitions / chunks, outputs[0]);
-  for (auto& worker : workers) worker.join();
+  common::ParallelFor(chunks, chunks, [&](size_t chunk_idx) {
+    pair_partitions(kPartitions * chunk_idx / chunks, kPartitions * (chunk_idx + 1) / chunks, outputs[chunk_idx]);
+  });
   for (size_t group_idx = 0; group_idx < groups.size(); ++group_idx) {
     size_t count = 0;
     for (const Chunk& chunk : outputs) count += chunk.sessions[group_idx].size();
