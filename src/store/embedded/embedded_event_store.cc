@@ -1158,7 +1158,9 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
       day.partial = partial_cache_.Get(day.key);
     }
     if (!day.partial && partial_cache_.enabled()) {
-      for (size_t idx = day.first_task; idx < day.last_task; ++idx) tasks[idx].partial = partial_cache_.Get(tasks[idx].key);
+      for (size_t idx = day.first_task; idx < day.last_task; ++idx) {
+        tasks[idx].partial = partial_cache_.Get(tasks[idx].key);
+      }
     }
     days.push_back(std::move(day));
   }
