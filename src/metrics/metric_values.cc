@@ -6,15 +6,16 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <span>
 
 #include <absl/time/civil_time.h>
 
 #include "common/parallel.h"
-#include "common/radix_sort.h"
 #include "common/time_util.h"
 #include "query/aggregator.h"
 #include "query/filter_expr.h"
+#include "query/sessions.h"
 #include "query/time_grid.h"
 
 namespace analytics::metrics {
@@ -437,107 +438,100 @@ class RatioSeries : public Series {
   std::unique_ptr<Series> numerator_, denominator_;
 };
 
-// peak_concurrent: sessions as [start, end) intervals per group; the value of a bucket is the most sessions
-// open at one instant in it (closes before opens at equal times). Each group's opens and closes are kept
-// sorted, as keys (time - origin) * 2 + (1 for an open), so that a close sorts before an open at equal times.
+// peak_concurrent: the sessions as the store pairs them (query/sessions.h); the value of a bucket is the most
+// sessions open at one instant in it (closes before opens at equal times), read by query::SweepPeaks. One sweep
+// gives the peaks of every group (or, with very many groups, their whole-period peaks, and each group's buckets
+// on demand); a set of groups ("other") is swept as one.
 class PeakSeries : public Series {
  public:
-  using Session = query::Session;
-  PeakSeries(std::map<GroupKey, std::vector<Session>> sessions, std::vector<int64_t> bounds, int64_t newest)
-      : sessions_(std::move(sessions)), bounds_(std::move(bounds)), newest_(newest) {
-    origin_ = INT64_MAX;
-    for (const auto& [key, group] : sessions_) {
-      for (const Session& session : group) origin_ = std::min(origin_, session.start_ms);
+  PeakSeries(query::PairedSessions sessions, std::vector<int64_t> bounds)
+      : sessions_(std::move(sessions)), bounds_(std::move(bounds)) {
+    for (size_t group = 0; group < sessions_.groups.size(); ++group) {
+      if (sessions_.session_counts[group] > 0) index_.emplace(sessions_.groups[group], group);
     }
-    // Each group's changes sorted: groups spread over the cores, or one group's list split among them.
-    std::vector<std::pair<const std::vector<Session>*, std::vector<uint64_t>*>> lists;
-    for (const auto& [key, group] : sessions_) lists.emplace_back(&group, &changes_[key]);
-    const size_t threads = common::QueryThreads(0);
-    const bool spread = lists.size() >= 64;  // else each list's sort uses the threads
-    common::ParallelFor(lists.size(), spread ? threads : 1, [&](size_t list_idx) {
-      const auto& [group, changes] = lists[list_idx];
-      changes->reserve(group->size() * 2);
-      for (const Session& session : *group) {
-        changes->push_back(Change(session.start_ms, true));
-        changes->push_back(Change(session.end_ms, false));
-      }
-      common::RadixSort(*changes, spread ? 1 : threads);
-    });
   }
 
   std::vector<GroupKey> Keys() const override {
     std::vector<GroupKey> keys;
-    for (const auto& [key, sessions] : sessions_) keys.push_back(key);
+    for (const auto& [key, group] : index_) keys.push_back(key);
     return keys;
   }
-  std::vector<std::optional<double>> Peaks(const std::vector<GroupKey>& keys, const std::vector<int64_t>& bounds) const {
-    if (keys.size() == 1) {
-      auto it = changes_.find(keys.front());
-      return Sweep(it == changes_.end() ? std::vector<uint64_t>() : it->second, bounds);
-    }
-    std::vector<uint64_t> changes;
-    for (const auto& key : keys) {
-      auto it = changes_.find(key);
-      if (it != changes_.end()) changes.insert(changes.end(), it->second.begin(), it->second.end());
-    }
-    common::RadixSort(changes, common::QueryThreads(0));
-    return Sweep(changes, bounds);
-  }
   std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
-    return Peaks(keys, bounds_);
+    std::lock_guard lock(mu_);
+    if (keys.size() == 1) {
+      auto it = index_.find(keys.front());
+      if (it == index_.end()) return std::vector<std::optional<double>>(bounds_.size() - 1, 0.0);
+      if (AllFit()) return ToValues(All()[it->second]);
+    }
+    return ToValues(Merged(keys));
   }
   std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
-    return Peaks(keys, {bounds_.front(), bounds_.back()}).front();
+    std::lock_guard lock(mu_);
+    std::vector<int64_t> peaks;  // the period's peak is its busiest bucket's
+    if (keys.size() == 1) {
+      auto it = index_.find(keys.front());
+      if (it == index_.end()) return 0.0;
+      if (!AllFit()) {
+        if (totals_.empty()) totals_ = Sweep({bounds_.front(), bounds_.back()}, Identity());
+        return static_cast<double>(totals_[it->second].front());
+      }
+      peaks = All()[it->second];
+    } else {
+      peaks = Merged(keys);
+    }
+    return static_cast<double>(peaks.empty() ? 0 : *std::max_element(peaks.begin(), peaks.end()));
   }
   Roaring Users(const std::vector<GroupKey>& keys) const override {
     Roaring users;
     for (const auto& key : keys) {
-      auto it = sessions_.find(key);
-      if (it == sessions_.end()) continue;
-      for (const auto& session : it->second) {
-        if (session.user != query::kNoUser) users.add(session.user);
-      }
+      auto it = index_.find(key);
+      if (it != index_.end() && it->second < sessions_.users.size()) users |= sessions_.users[it->second];
     }
     return users;
   }
-  int64_t Newest() const override { return newest_; }
+  int64_t Newest() const override { return sessions_.newest_start_ms; }
 
  private:
-  uint64_t Change(int64_t time, bool open) const {
-    return (static_cast<uint64_t>(time - origin_) << 1) | (open ? 1 : 0);
+  static constexpr size_t kAllGroupsCells = size_t{1} << 22;  // 32 MB of peaks
+  // Whether one sweep keeps every group's bucket peaks.
+  bool AllFit() const { return sessions_.groups.size() * (bounds_.size() - 1) <= kAllGroupsCells; }
+  const std::vector<std::vector<int64_t>>& All() const {
+    if (all_.empty()) all_ = Sweep(bounds_, Identity());
+    return all_;
   }
-  // The peak of each bucket of `bounds` over `changes` (sorted).
-  std::vector<std::optional<double>> Sweep(const std::vector<uint64_t>& changes, const std::vector<int64_t>& bounds) const {
-    std::vector<std::optional<double>> peaks;
-    size_t next = 0;
-    int64_t open = 0;
-    auto delta = [&](uint64_t change) { return (change & 1) != 0 ? 1 : -1; };
-    for (size_t bucket = 0; bucket + 1 < bounds.size(); ++bucket) {
-      // Changes at or before the bucket's start, then those inside it (a key ≤ 2·(b - origin) + 1 is at or before b).
-      const int64_t start = bounds[bucket], end = bounds[bucket + 1];
-      while (next < changes.size() && Before(changes[next], start, true)) open += delta(changes[next++]);
-      int64_t peak = open;
-      while (next < changes.size() && Before(changes[next], end, false)) {
-        open += delta(changes[next++]);
-        peak = std::max(peak, open);
+  // The bucket peaks of `keys` as one group.
+  const std::vector<int64_t>& Merged(const std::vector<GroupKey>& keys) const {
+    if (keys != last_keys_ || last_.empty()) {
+      std::vector<int32_t> slot_of(sessions_.groups.size(), -1);
+      for (const GroupKey& key : keys) {
+        auto it = index_.find(key);
+        if (it != index_.end()) slot_of[it->second] = 0;
       }
-      peaks.push_back(static_cast<double>(peak));
+      last_ = Sweep(bounds_, slot_of, 1).front();
+      last_keys_ = keys;
     }
-    return peaks;
+    return last_;
   }
-  // Whether a change is before `bound` (or at it, when `inclusive`).
-  bool Before(uint64_t change, int64_t bound, bool inclusive) const {
-    if (bound < origin_) return false;  // every change is at or after the origin
-    const auto time = static_cast<uint64_t>(bound - origin_);
-    const uint64_t at = change >> 1;
-    return inclusive ? at <= time : at < time;
+  std::vector<int32_t> Identity() const {
+    std::vector<int32_t> slot_of(sessions_.groups.size());
+    for (size_t group = 0; group < slot_of.size(); ++group) slot_of[group] = static_cast<int32_t>(group);
+    return slot_of;
+  }
+  std::vector<std::vector<int64_t>> Sweep(const std::vector<int64_t>& bounds, const std::vector<int32_t>& slot_of,
+                                          size_t slots = 0) const {
+    return query::SweepPeaks(sessions_, bounds, slot_of, slots == 0 ? slot_of.size() : slots, common::QueryThreads(0));
+  }
+  static std::vector<std::optional<double>> ToValues(const std::vector<int64_t>& peaks) {
+    return std::vector<std::optional<double>>(peaks.begin(), peaks.end());
   }
 
-  std::map<GroupKey, std::vector<Session>> sessions_;
-  std::map<GroupKey, std::vector<uint64_t>> changes_;  // per group, sorted
+  query::PairedSessions sessions_;
   std::vector<int64_t> bounds_;
-  int64_t newest_;
-  int64_t origin_ = 0;  // the earliest start: every change is at or after it
+  std::map<GroupKey, size_t> index_;  // groups with sessions → index in sessions_.groups
+  mutable std::mutex mu_;
+  mutable std::vector<std::vector<int64_t>> all_, totals_;  // per group: bucket peaks, whole-period peak
+  mutable std::vector<GroupKey> last_keys_;                 // the last set of groups swept as one
+  mutable std::vector<int64_t> last_;
 };
 
 AggregateQuery BaseQuery(const MetricDefinition& definition, const Plan& plan) {
@@ -609,8 +603,9 @@ class SeriesBuilder {
     sessions.max_session_ms = spec.max_session_seconds * 1000;
     sessions.from_ms = bounds.front() - sessions.max_session_ms;
     sessions.to_ms = bounds.back();
+    sessions.collect_users = plan.k_anonymity;
     ANALYTICS_ASSIGN_OR_RETURN(auto result, store_.Sessions(sessions));
-    return std::unique_ptr<Series>(new PeakSeries(std::move(result.groups), bounds, result.newest_start_ms));
+    return std::unique_ptr<Series>(new PeakSeries(std::move(result), bounds));
   }
 
   Result<std::unique_ptr<Series>> Window(const MetricDefinition& definition, const Plan& plan) {

@@ -161,7 +161,7 @@ struct AggregateResult {
 // Sessions of peak_concurrent (docs/metrics.md section 3): a start event opens the session named by (its user,
 // its key_property value), the first later end event of the same name closes it, max_session_ms after the start
 // at the latest. Only events in [from_ms, to_ms) are read; `filter` and `group_by` apply to start events, ends
-// only close sessions.
+// only close sessions. Pairing: query/sessions.h.
 struct SessionQuery {
   std::string start_type, end_type;
   std::string key_property;
@@ -169,25 +169,16 @@ struct SessionQuery {
   std::vector<std::string> group_by;
   int64_t from_ms = 0, to_ms = 0;
   int64_t max_session_ms = 0;
-  // Canonical text of what decides the events read and their marks, all but the time range (cache keys).
+  bool collect_users = false;  // the users of each group's sessions (k-anonymity)
+  // Canonical text of what decides the events read and their marks, all but the time range and
+  // collect_users (cache keys).
   std::string Fingerprint() const;
 };
 
-// One session: open on [start_ms, end_ms).
-struct Session {
-  int64_t start_ms = 0, end_ms = 0;
-  uint32_t user = kNoUser;
-};
-
-struct SessionResult {
-  std::map<GroupKey, std::vector<Session>> groups;  // by the group of the start event
-  int64_t newest_start_ms = std::numeric_limits<int64_t>::min();  // among the start events read
-};
-
 // The start and end events of some rows (a segment, the memtable) as a SessionQuery reads them, whatever its
-// time range, sorted for pairing (query::PairSessions). Kept per segment by the embedded store: immutable
-// once built. A session's name is (user, key text); the text is kept as its 128-bit XXH3 hash (as the dedup
-// index keeps event ids), so two keys of one user are told apart unless their 128-bit hashes collide.
+// time range, in the order the rows were read. A session's name is (user, key text); the text is kept as its
+// 128-bit XXH3 hash (as the dedup index keeps event ids), so two keys of one user are told apart unless their
+// 128-bit hashes collide.
 struct SessionMarks {
   static constexpr uint32_t kEnd = std::numeric_limits<uint32_t>::max();
   struct Mark {
@@ -197,12 +188,7 @@ struct SessionMarks {
     uint32_t user = kNoUser;
     uint32_t group = kEnd;  // a start: index into `groups`; an end: kEnd
   };
-  // Sorted by (hash, hash_low, user, time, ends first) and, among equals, in the order the rows were read.
   std::vector<Mark> marks;
-  // The marks by the top kPartitionBits of their hash: partition p is marks [partition_ends[p - 1] (0 for p = 0),
-  // partition_ends[p]), so that pairing takes the same hash range from every source without searching.
-  static constexpr int kPartitionBits = 13;
-  std::vector<uint32_t> partition_ends;
   std::vector<GroupKey> groups;  // distinct groups of the starts
   uint64_t MemoryBytes() const;
 };

@@ -7,9 +7,9 @@
 // time with the next rows' cells prefetched (a batch's rows hit cells all over the result). Distinct users go
 // into roaring bitmaps; consecutive rows of the same user (segments are sorted by user) add the user once.
 // Semantics are docs/metrics.md sections 2 and 3 to the letter (no type coercion, missing/null rules).
-// Sessions (peak_concurrent) are built in two steps: SessionMarksBuilder turns a source's batches into sorted
-// marks (cacheable per segment), PairSessions pairs the marks of every source for one period.
-// Thread-safety: Aggregate and PairSessions are reentrant; batches and results are not shared.
+// Sessions (peak_concurrent): SessionMarksBuilder turns a source's batches into marks, which query/sessions.h
+// pairs.
+// Thread-safety: Aggregate is reentrant; batches and results are not shared.
 #pragma once
 
 #include <algorithm>
@@ -148,7 +148,7 @@ class SessionMarksBuilder {
   explicit SessionMarksBuilder(const SessionQuery& query) : query_(query) {}
   // Adds the start events of `batch` that meet the query's filter and its end events, those with a key.
   void Add(const EventBatch& batch);
-  // The marks, sorted; the builder is spent.
+  // The marks, in the order they were added; the builder is spent.
   SessionMarks Finish();
 
  private:
@@ -156,13 +156,6 @@ class SessionMarksBuilder {
   SessionMarks out_;
   std::map<GroupKey, uint32_t> group_index_;  // group → index in out_.groups
 };
-
-// Pairs the marks of `sources` (in read order) into sessions (docs/metrics.md section 3), reading only the marks
-// in [query.from_ms, query.to_ms). Marks of one name are ordered by time, ends before starts at equal times,
-// then in read order. Names are (user, 128-bit hash of the key text). `threads`: how many
-// threads pair (hash ranges each); the result does not depend on it.
-SessionResult PairSessions(const SessionQuery& query, const std::vector<const SessionMarks*>& sources,
-                           size_t threads = 1);
 
 // The text form of a group value for numbers: integers without a fraction ("17"), others shortest
 // round-trip ("0.5").

@@ -21,6 +21,7 @@
 #include "common/status.h"
 #include "events/event.h"
 #include "query/aggregate.h"
+#include "query/sessions.h"
 
 namespace analytics::store {
 
@@ -65,8 +66,9 @@ class EventStore {
   // Events past retention and erased users' events are never read.
   virtual common::Result<query::AggregateResult> Aggregate(const query::AggregateQuery& query) = 0;
   // The sessions `query` reads, paired (query::SessionQuery, docs/metrics.md section 3 peak_concurrent), grouped
-  // by their start event. Events past retention and erased users' events are never read.
-  virtual common::Result<query::SessionResult> Sessions(const query::SessionQuery& query) = 0;
+  // by their start event, as query::PairDays joins them. Events past retention and erased users' events are
+  // never read.
+  virtual common::Result<query::PairedSessions> Sessions(const query::SessionQuery& query) = 0;
   // The event time of the newest stored event (Unix ms), INT64_MIN when there is none.
   virtual int64_t NewestEventMs() = 0;
 

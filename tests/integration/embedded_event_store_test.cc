@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "store/embedded/segment.h"
 #include "query/aggregate.h"
 #include "common/time_util.h"
+#include "support/session_reference.h"
 #include "support/test_env.h"
 
 namespace analytics::testing {
@@ -436,6 +438,76 @@ TEST_F(EmbeddedEventStoreTest, ConcurrentAppendsAndFlushesLoseNothing) {
   EXPECT_EQ(ScanAll(*store).size(), 4000u);
   store.reset();
   EXPECT_EQ(ScanAll(*Open()).size(), 4000u);
+}
+
+TEST_F(EmbeddedEventStoreTest, SessionsStayRightOverCachedDaysLateEventsAndFlushes) {
+  // Session starts and ends of a few users over four days (many sessions cross midnight), read from the memtable,
+  // then from segments (days and their links cached), then with late events in the memtable for days already
+  // cached, then with those flushed too: every time the same as the reference.
+  auto store = Open();
+  const std::string kStart = "com.platform.library.session.started.v1", kEnd = "com.platform.library.session.ended.v1";
+  std::mt19937 random(11);
+  std::set<int64_t> used_times;  // distinct times: the reference's read order never decides
+  std::vector<StoredEvent> all;
+  int next_id = 0;
+  auto events = [&](size_t count) {
+    std::vector<StoredEvent> batch;
+    while (batch.size() < count) {
+      const int64_t time_ms = kJan1 + static_cast<int64_t>(random() % (4 * kDay));
+      if (!used_times.insert(time_ms).second) continue;
+      StoredEvent event = MakeEvent("s" + std::to_string(next_id++), "u_" + std::to_string(random() % 30), time_ms,
+                                    random() % 2 == 0 ? kStart : kEnd);
+      event.session_id = "k" + std::to_string(random() % 3);
+      batch.push_back(event);
+    }
+    all.insert(all.end(), batch.begin(), batch.end());
+    return batch;
+  };
+  query::SessionQuery query;
+  query.start_type = kStart;
+  query.end_type = kEnd;
+  query.key_property = "session_id";
+  query.group_by = {"game_id"};
+  query.max_session_ms = 8 * 3600000;
+  query.from_ms = kJan1 + 3600000;  // the first day is cut
+  query.to_ms = kJan1 + 4 * kDay;
+  query.collect_users = true;
+  auto check = [&](const std::string& phase) {
+    SCOPED_TRACE(phase);
+    std::vector<analytics::testing::SessionEvent> read;
+    std::map<std::string, uint32_t> user_ids;
+    for (const StoredEvent& event : all) {
+      if (event.time_ms < query.from_ms || event.time_ms >= query.to_ms) continue;
+      const uint32_t user = user_ids.try_emplace(event.user, static_cast<uint32_t>(user_ids.size())).first->second;
+      read.push_back({event.time_ms, event.type == kStart, user, event.session_id, {event.game_id}});
+    }
+    const auto expected = analytics::testing::ReferenceSessions(read, query.max_session_ms);
+    auto paired = store->Sessions(query);
+    ASSERT_TRUE(paired.ok()) << paired.status().ToString();
+    EXPECT_EQ(analytics::testing::NetChanges(*paired), analytics::testing::NetChanges(expected));
+    std::map<query::GroupKey, std::pair<uint64_t, uint64_t>> got, want;  // sessions, distinct users
+    for (size_t group = 0; group < paired->groups.size(); ++group) {
+      if (paired->session_counts[group] > 0) {
+        got[paired->groups[group]] = {paired->session_counts[group], paired->users[group].cardinality()};
+      }
+    }
+    for (const auto& [group, sessions] : expected) {
+      std::set<uint32_t> users;
+      for (const auto& session : sessions) users.insert(std::get<2>(session));
+      want[group] = {sessions.size(), users.size()};
+    }
+    EXPECT_EQ(got, want);
+  };
+  ASSERT_OK(store->Append(events(400)));
+  check("memtable");
+  ASSERT_OK(store->Flush());
+  check("segments, first read");
+  check("segments, cached");
+  ASSERT_OK(store->Append(events(120)));
+  check("late events in the memtable");
+  ASSERT_OK(store->Flush());
+  check("late events flushed");
+  check("late events flushed, cached");
 }
 
 TEST_F(EmbeddedEventStoreTest, SegmentRoundTripKeepsEveryFieldForUuidAndOtherIds) {

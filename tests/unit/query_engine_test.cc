@@ -11,6 +11,8 @@
 #include "common/time_util.h"
 #include "query/aggregator.h"
 #include "query/filter_expr.h"
+#include "query/sessions.h"
+#include "support/session_reference.h"
 #include "query/time_grid.h"
 
 namespace analytics::query {
@@ -228,127 +230,171 @@ EventBatch SessionBatch(const std::vector<SessionRow>& rows) {
   return batch;
 }
 
-using SessionTuple = std::tuple<int64_t, int64_t, uint32_t>;
+using analytics::testing::NetChanges;
+using analytics::testing::SessionTuple;
 
-std::map<GroupKey, std::vector<SessionTuple>> Sorted(const SessionResult& result) {
-  std::map<GroupKey, std::vector<SessionTuple>> out;
-  for (const auto& [group, sessions] : result.groups) {
-    for (const Session& session : sessions) out[group].emplace_back(session.start_ms, session.end_ms, session.user);
-    std::sort(out[group].begin(), out[group].end());
+// Reference peaks: per bucket, the most of `sessions` covering one instant of it, found by checking the bucket's
+// start and every session start inside it.
+std::vector<int64_t> ReferencePeaks(const std::vector<SessionTuple>& sessions, const std::vector<int64_t>& bounds) {
+  std::vector<int64_t> peaks;
+  for (size_t bucket = 0; bucket + 1 < bounds.size(); ++bucket) {
+    std::vector<int64_t> instants = {bounds[bucket]};
+    for (const auto& [start, end, user] : sessions) {
+      if (start > bounds[bucket] && start < bounds[bucket + 1]) instants.push_back(start);
+    }
+    int64_t peak = 0;
+    for (int64_t instant : instants) {
+      int64_t open = 0;
+      for (const auto& [start, end, user] : sessions) open += start <= instant && instant < end;
+      peak = std::max(peak, open);
+    }
+    peaks.push_back(peak);
   }
-  return out;
+  return peaks;
 }
 
-TEST(SessionsTest, PairingMatchesAReferenceOverSourcesRangesAndThreads) {
+TEST(SessionsTest, DaysJoinedMatchAReferenceOverSourcesDaysAndCarries) {
   std::mt19937 random(7);
-  for (const size_t row_count : {size_t{300}, size_t{3000}, size_t{240000}}) {
-    std::vector<SessionRow> rows;
-    for (size_t row = 0; row < row_count; ++row) {
-      SessionRow r;
-      r.time_ms = static_cast<int64_t>(random() % 500) * 100;  // many equal times
-      const uint32_t kind = random() % 5;
-      r.type = kind < 2 ? 0 : kind < 4 ? 1 : 2;
-      r.user = random() % 10 == 0 ? kNoUser : static_cast<uint32_t>(random() % (row_count / 20 + 3));
-      r.key = static_cast<int>(random() % 9) - 1;
-      r.game = static_cast<int>(random() % 4) - 1;
-      r.excluded = random() % 6 == 0;
-      rows.push_back(r);
-    }
-    SessionQuery query;
-    query.start_type = "t.start";
-    query.end_type = "t.end";
-    query.key_property = "key";
-    query.filter = ParseFilterExpr(json::parse(R"({"property":"platform","op":"ne","value":"x"})"), "filters").value();
-    query.group_by = {"game"};
-    query.max_session_ms = 3000;
-    // Sources of a few batches each, in read order.
-    std::vector<SessionMarks> sources;
-    for (size_t begin = 0; begin < rows.size();) {
-      SessionMarksBuilder builder(query);
-      for (int batch_idx = 0; batch_idx < 3 && begin < rows.size(); ++batch_idx) {
-        const size_t end = std::min(rows.size(), begin + 1 + random() % (row_count / 4));
-        builder.Add(SessionBatch(std::vector<SessionRow>(rows.begin() + static_cast<ptrdiff_t>(begin),
-                                                         rows.begin() + static_cast<ptrdiff_t>(end))));
-        begin = end;
+  for (const size_t row_count : {size_t{300}, size_t{3000}, size_t{30000}}) {
+    for (const int64_t max_session_ms : {int64_t{3000}, int64_t{20000}}) {
+      std::vector<SessionRow> rows;
+      for (size_t row = 0; row < row_count; ++row) {
+        SessionRow r;
+        r.time_ms = static_cast<int64_t>(random() % 500) * 100;  // many equal times
+        const uint32_t kind = random() % 5;
+        r.type = kind < 2 ? 0 : kind < 4 ? 1 : 2;
+        r.user = random() % 10 == 0 ? kNoUser : static_cast<uint32_t>(random() % (row_count / 20 + 3));
+        r.key = static_cast<int>(random() % 9) - 1;
+        r.game = static_cast<int>(random() % 4) - 1;
+        r.excluded = random() % 6 == 0;
+        rows.push_back(r);
       }
-      sources.push_back(builder.Finish());
-    }
-    std::vector<const SessionMarks*> pointers;
-    for (const auto& source : sources) pointers.push_back(&source);
-    for (const auto& [from, to] : std::vector<std::pair<int64_t, int64_t>>{{0, 50000}, {12345, 30000}}) {
-      query.from_ms = from;
-      query.to_ms = to;
-      // Reference: per (user, key text), events in time order, ends first, then read order.
-      std::map<std::pair<uint32_t, std::string>, std::vector<size_t>> by_name;
-      int64_t newest = std::numeric_limits<int64_t>::min();
-      for (size_t row = 0; row < rows.size(); ++row) {
-        const SessionRow& r = rows[row];
-        if (r.type == 2 || r.key < 0 || r.time_ms < from || r.time_ms >= to) continue;
-        if (r.type == 0 && r.excluded) continue;
-        const std::string text = r.key >= 6 ? "3" : "s" + std::to_string(r.key);
-        by_name[{r.user, text}].push_back(row);
-        if (r.type == 0) newest = std::max(newest, r.time_ms);
+      SessionQuery query;
+      query.start_type = "t.start";
+      query.end_type = "t.end";
+      query.key_property = "key";
+      query.filter = ParseFilterExpr(json::parse(R"({"property":"platform","op":"ne","value":"x"})"), "filters").value();
+      query.group_by = {"game"};
+      query.max_session_ms = max_session_ms;
+      query.collect_users = true;
+      // Sources of a few batches each, in read order.
+      std::vector<SessionMarks> sources;
+      for (size_t begin = 0; begin < rows.size();) {
+        SessionMarksBuilder builder(query);
+        for (int batch_idx = 0; batch_idx < 3 && begin < rows.size(); ++batch_idx) {
+          const size_t end = std::min(rows.size(), begin + 1 + random() % (row_count / 4));
+          builder.Add(SessionBatch(std::vector<SessionRow>(rows.begin() + static_cast<ptrdiff_t>(begin),
+                                                           rows.begin() + static_cast<ptrdiff_t>(end))));
+          begin = end;
+        }
+        sources.push_back(builder.Finish());
       }
-      std::map<GroupKey, std::vector<SessionTuple>> expected;
-      for (auto& [name, indexes] : by_name) {
-        std::stable_sort(indexes.begin(), indexes.end(), [&](size_t a, size_t b) {
-          if (rows[a].time_ms != rows[b].time_ms) return rows[a].time_ms < rows[b].time_ms;
-          return rows[a].type > rows[b].type;  // ends (1) first
-        });
-        std::optional<size_t> open;
-        auto close = [&](int64_t end) {
-          const SessionRow& start = rows[*open];
-          GroupKey group = {start.game < 0 ? std::nullopt : std::optional<std::string>("g" + std::to_string(start.game))};
-          expected[group].emplace_back(start.time_ms, end, name.first);
-          open.reset();
-        };
-        for (size_t row : indexes) {
-          if (open && rows[row].time_ms >= rows[*open].time_ms + 3000) close(rows[*open].time_ms + 3000);
-          if (rows[row].type == 0) {
-            if (!open) open = row;
-          } else if (open) {
-            close(rows[row].time_ms);
+      std::vector<const SessionMarks*> pointers;
+      for (const auto& source : sources) pointers.push_back(&source);
+      for (const auto& [from, to] : std::vector<std::pair<int64_t, int64_t>>{{0, 50000}, {12345, 30000}}) {
+        query.from_ms = from;
+        query.to_ms = to;
+        // Reference: per (user, key text), events in time order, ends first, then read order.
+        std::vector<analytics::testing::SessionEvent> read;
+        int64_t newest = std::numeric_limits<int64_t>::min();
+        for (const SessionRow& r : rows) {
+          if (r.type == 2 || r.key < 0 || r.time_ms < from || r.time_ms >= to) continue;
+          if (r.type == 0 && r.excluded) continue;
+          read.push_back({r.time_ms, r.type == 0, r.user, r.key >= 6 ? "3" : "s" + std::to_string(r.key),
+                          {r.game < 0 ? std::nullopt : std::optional<std::string>("g" + std::to_string(r.game))}});
+          if (r.type == 0) newest = std::max(newest, r.time_ms);
+        }
+        auto expected = analytics::testing::ReferenceSessions(read, max_session_ms);
+        // Days of random lengths (some shorter than a session, some longer), those without marks left out as the
+        // store leaves out days without data.
+        for (int split = 0; split < 3; ++split) {
+          std::vector<std::shared_ptr<const SessionDay>> days;
+          for (int64_t start = from; start < to;) {
+            const int64_t end = std::min(to, start + 100 + static_cast<int64_t>(random() % (split == 0 ? 50000 : 6000)));
+            auto day = BuildSessionDay(query, start, end, pointers);
+            ASSERT_TRUE(day.ok()) << day.status().message();
+            if (!day.value().marks.empty() || random() % 2 == 0) {
+              days.push_back(std::make_shared<const SessionDay>(std::move(day).value()));
+            }
+            start = end;
+          }
+          SCOPED_TRACE(std::to_string(row_count) + " rows, max " + std::to_string(max_session_ms) + ", from " +
+                       std::to_string(from) + ", " + std::to_string(days.size()) + " days");
+          // Joined without links, with links made on the way, and with those links given.
+          std::vector<std::shared_ptr<const SessionLink>> links;
+          for (int variant = 0; variant < 3; ++variant) {
+            SCOPED_TRACE("variant " + std::to_string(variant));
+            const PairedSessions paired = PairDays(query, days, variant == 0 ? nullptr : &links);
+            EXPECT_EQ(NetChanges(paired), NetChanges(expected));
+            EXPECT_EQ(paired.newest_start_ms, newest);
+            std::map<GroupKey, uint64_t> counts;
+            std::map<GroupKey, std::set<uint32_t>> users;
+            for (size_t group = 0; group < paired.groups.size(); ++group) {
+              if (paired.session_counts[group] > 0) counts[paired.groups[group]] = paired.session_counts[group];
+              for (uint32_t user : paired.users[group]) users[paired.groups[group]].insert(user);
+            }
+            std::map<GroupKey, uint64_t> expected_counts;
+            std::map<GroupKey, std::set<uint32_t>> expected_users;
+            for (const auto& [group, sessions] : expected) {
+              expected_counts[group] = sessions.size();
+              for (const auto& [start, end, user] : sessions) {
+                if (user != kNoUser) expected_users[group].insert(user);
+              }
+            }
+            std::erase_if(users, [](const auto& entry) { return entry.second.empty(); });
+            EXPECT_EQ(counts, expected_counts);
+            EXPECT_EQ(users, expected_users);
+            // Peaks per group and for two groups as one slot, over buckets that start before the period, cut it
+            // unevenly and end after it.
+            std::vector<int64_t> bounds = {from - 1000};
+            while (bounds.back() < to + 2000) bounds.push_back(bounds.back() + 1 + static_cast<int64_t>(random() % 7000));
+            if (row_count > 3000) bounds = {from - 1000, from + 100, to / 2, to + 5000};
+            std::vector<int32_t> each(paired.groups.size()), pair(paired.groups.size(), -1);
+            for (size_t group = 0; group < paired.groups.size(); ++group) {
+              each[group] = static_cast<int32_t>(group);
+              if (paired.groups[group] == GroupKey{"g1"} || paired.groups[group] == GroupKey{std::nullopt}) pair[group] = 0;
+            }
+            const auto peaks = SweepPeaks(paired, bounds, each, each.size(), 1 + split, 50);
+            for (size_t group = 0; group < paired.groups.size(); ++group) {
+              EXPECT_EQ(peaks[group], ReferencePeaks(expected[paired.groups[group]], bounds));
+            }
+            std::vector<SessionTuple> both = expected[GroupKey{"g1"}];
+            both.insert(both.end(), expected[GroupKey{std::nullopt}].begin(), expected[GroupKey{std::nullopt}].end());
+            EXPECT_EQ(SweepPeaks(paired, bounds, pair, 1, 3, 10).front(), ReferencePeaks(both, bounds));
           }
         }
-        if (open) close(rows[*open].time_ms + 3000);
-      }
-      for (auto& [group, sessions] : expected) std::sort(sessions.begin(), sessions.end());
-      for (const size_t threads : {size_t{1}, size_t{3}}) {
-        SCOPED_TRACE(std::to_string(row_count) + " rows, from " + std::to_string(from) + ", threads " +
-                     std::to_string(threads));
-        const SessionResult result = PairSessions(query, pointers, threads);
-        EXPECT_EQ(Sorted(result), expected);
-        EXPECT_EQ(result.newest_start_ms, newest);
       }
     }
   }
 }
 
 TEST(SessionsTest, NamesSharingTheHighHashHalfArePairedByTheWholeName) {
-  // Hand-made marks in one partition whose high hash halves collide: "a" and "b" (different low halves) of
-  // one user must not close each other's sessions, nor "a" of another user.
+  // Hand-made marks whose high hash halves collide: "a" and "b" (different low halves) of one user must not
+  // close each other's sessions, nor "a" of another user.
   SessionQuery query;
   query.max_session_ms = 1000;
   query.from_ms = 0;
   query.to_ms = 100000;
-  auto source = [](std::vector<SessionMarks::Mark> marks) {
-    SessionMarks out;
-    out.groups = {GroupKey{}};
-    std::stable_sort(marks.begin(), marks.end(), [](const SessionMarks::Mark& x, const SessionMarks::Mark& y) {
-      return std::tie(x.hash_low, x.user, x.time_ms) < std::tie(y.hash_low, y.user, y.time_ms);
-    });
-    out.marks = std::move(marks);
-    out.partition_ends.assign(size_t{1} << SessionMarks::kPartitionBits, static_cast<uint32_t>(out.marks.size()));
-    return out;
-  };
   using Mark = SessionMarks::Mark;
   constexpr uint64_t kA = 1, kB = 2;
-  const SessionMarks first = source({Mark{0, kA, 100, 1, 0}, Mark{0, kB, 200, 1, 0}, Mark{0, kA, 150, 2, 0}});
-  const SessionMarks second = source({Mark{0, kB, 300, 1, SessionMarks::kEnd}, Mark{0, kA, 500, 1, SessionMarks::kEnd},
-                                      Mark{0, kA, 900, 2, SessionMarks::kEnd}});
-  const SessionResult result = PairSessions(query, {&first, &second});
-  const std::vector<SessionTuple> expected = {{100, 500, 1}, {150, 900, 2}, {200, 300, 1}};
-  EXPECT_EQ(Sorted(result)[GroupKey{}], expected);
+  SessionMarks first, second;
+  first.groups = {GroupKey{}};
+  first.marks = {Mark{0, kA, 100, 1, 0}, Mark{0, kB, 200, 1, 0}, Mark{0, kA, 150, 2, 0}};
+  second.marks = {Mark{0, kB, 300, 1, SessionMarks::kEnd}, Mark{0, kA, 500, 1, SessionMarks::kEnd},
+                  Mark{0, kA, 900, 2, SessionMarks::kEnd}};
+  auto day = BuildSessionDay(query, 0, 100000, {&first, &second});
+  ASSERT_TRUE(day.ok());
+  const PairedSessions paired = PairDays(query, {std::make_shared<const SessionDay>(std::move(day).value())});
+  const analytics::testing::SessionsByGroup expected = {{GroupKey{}, {{100, 500, 1}, {150, 900, 2}, {200, 300, 1}}}};
+  EXPECT_EQ(NetChanges(paired), NetChanges(expected));
+}
+
+TEST(SessionsTest, ADayLongerThanTwoDaysIsRefused) {
+  SessionQuery query;
+  query.max_session_ms = 1000;
+  EXPECT_FALSE(BuildSessionDay(query, 0, 3 * 86'400'000LL, {}).ok());
+  query.max_session_ms = 31 * 86'400'000LL;
+  EXPECT_FALSE(BuildSessionDay(query, 0, 1000, {}).ok());
 }
 
 }  // namespace

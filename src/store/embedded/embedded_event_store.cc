@@ -1031,8 +1031,8 @@ void EmbeddedEventStore::QueryView(const query::AggregateQuery& query, MemoryVie
   }
 }
 
-Result<query::SessionResult> EmbeddedEventStore::Sessions(const query::SessionQuery& query) {
-  if (query.to_ms <= query.from_ms) return query::SessionResult();
+Result<query::PairedSessions> EmbeddedEventStore::Sessions(const query::SessionQuery& query) {
+  if (query.to_ms <= query.from_ms) return query::PairDays(query, {});
   query::AggregateQuery view;  // what QueryView and PathsOf read
   view.event_types = {query.start_type, query.end_type};
   view.filter = query.filter;
@@ -1044,42 +1044,100 @@ Result<query::SessionResult> EmbeddedEventStore::Sessions(const query::SessionQu
   QueryView(view, memory, segments);
   uint64_t purge_epoch = 0;
   const auto unpurged = PendingPurge(purge_epoch);
-  // A segment's marks do not depend on the period: one cache entry per segment and session shape. Segments are
-  // read by several threads like Aggregate's; pairing needs them all.
   const std::string fingerprint =
       query.Fingerprint() + (unpurged.empty() ? std::string() : "|purge" + std::to_string(purge_epoch));
-  std::vector<std::shared_ptr<const query::SessionMarks>> marks(segments.size());
-  std::vector<std::string> keys(segments.size());
-  std::vector<Status> statuses(segments.size());
-  for (size_t segment_idx = 0; segment_idx < segments.size() && partial_cache_.enabled(); ++segment_idx) {
-    keys[segment_idx] = "sessions|" + segments[segment_idx]->info.path + "|" + fingerprint;
-    marks[segment_idx] = partial_cache_.GetMarks(keys[segment_idx]);
-  }
-  embedded::SegmentReadContext context{user_directory_, segment_cache_};
-  size_t pending = 0;
-  for (const auto& segment_marks : marks) pending += segment_marks == nullptr;
-  const size_t max_threads = common::QueryThreads(options_.query_threads);
-  common::ParallelFor(segments.size(), std::min(pending, max_threads), [&](size_t segment_idx) {
-    if (marks[segment_idx]) return;
-    auto read = std::make_shared<query::SessionMarks>();
-    statuses[segment_idx] =
-        embedded::ReadSegmentSessionMarks(segments[segment_idx]->info.path, query, paths, unpurged, context, *read);
-    if (!statuses[segment_idx].ok()) return;
-    if (partial_cache_.enabled()) partial_cache_.PutMarks(keys[segment_idx], read);
-    marks[segment_idx] = std::move(read);
-  });
-  for (const auto& status : statuses) ANALYTICS_RETURN_IF_ERROR(status);
-  std::vector<const query::SessionMarks*> sources;
-  for (const auto& segment_marks : marks) sources.push_back(segment_marks.get());
+  // The memtable's marks are read on every query (it changes with every append).
   query::SessionMarks memory_marks;
   if (!memory.rows.empty()) {
     embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, embedded::ColumnsFor(paths));
     query::SessionMarksBuilder builder(query);
     builder.Add(embedded::BatchFromColumns(columns, paths, user_directory_));
     memory_marks = builder.Finish();
-    sources.push_back(&memory_marks);
   }
-  return query::PairSessions(query, sources, max_threads);
+  // Days: the day partitions the query reads, each paired on its own (query/sessions.h) and kept in the cache
+  // under the paths of all its segments (a flush or compaction into the day changes the key) and the part of the
+  // day the query reads. A day the memtable also holds events of is paired on every query, from its segments'
+  // cached marks and the memtable's.
+  struct Day {
+    int64_t start_ms = 0, end_ms = 0;
+    std::vector<SegmentRef> segments;
+    bool with_memory = false;
+    std::string key;
+    std::shared_ptr<const query::SessionDay> sessions;
+    Status status;
+  };
+  std::map<int64_t, Day> by_day;
+  for (auto& segment : segments) by_day[segment->day].segments.push_back(std::move(segment));
+  for (const auto& mark : memory_marks.marks) {
+    if (mark.time_ms >= query.from_ms && mark.time_ms < query.to_ms) {
+      by_day[DayOf(mark.time_ms)].with_memory = true;
+    }
+  }
+  std::vector<Day> days;
+  for (auto& [day_index, day] : by_day) {
+    day.start_ms = std::max(query.from_ms, day_index * kDayMs);
+    day.end_ms = std::min(query.to_ms, (day_index + 1) * kDayMs);
+    if (day.start_ms >= day.end_ms) continue;
+    if (partial_cache_.enabled() && !day.with_memory) {
+      day.key = "sessionday|" + fingerprint + "|" + std::to_string(day.start_ms) + "|" + std::to_string(day.end_ms);
+      for (const auto& segment : day.segments) day.key += "|" + segment->info.path;
+      day.sessions = partial_cache_.Get<query::SessionDay>(day.key);
+    }
+    days.push_back(std::move(day));
+  }
+  embedded::SegmentReadContext context{user_directory_, segment_cache_};
+  size_t pending = 0;
+  for (const Day& day : days) pending += day.sessions == nullptr;
+  const size_t max_threads = common::QueryThreads(options_.query_threads);
+  common::ParallelFor(days.size(), std::min(pending, max_threads), [&](size_t day_idx) {
+    Day& day = days[day_idx];
+    if (day.sessions) return;
+    std::vector<std::shared_ptr<const query::SessionMarks>> marks;
+    for (const auto& segment : day.segments) {
+      const std::string key = "sessions|" + segment->info.path + "|" + fingerprint;
+      std::shared_ptr<const query::SessionMarks> read;
+      if (day.with_memory && partial_cache_.enabled()) read = partial_cache_.Get<query::SessionMarks>(key);
+      if (!read) {
+        auto fresh = std::make_shared<query::SessionMarks>();
+        day.status = embedded::ReadSegmentSessionMarks(segment->info.path, query, paths, unpurged, context, *fresh);
+        if (!day.status.ok()) return;
+        if (day.with_memory && partial_cache_.enabled()) partial_cache_.Put<query::SessionMarks>(key, fresh);
+        read = std::move(fresh);
+      }
+      marks.push_back(std::move(read));
+    }
+    std::vector<const query::SessionMarks*> sources;
+    for (const auto& source : marks) sources.push_back(source.get());
+    if (day.with_memory) sources.push_back(&memory_marks);
+    auto built = query::BuildSessionDay(query, day.start_ms, day.end_ms, sources);
+    if (!built.ok()) {
+      day.status = built.status();
+      return;
+    }
+    day.sessions = std::make_shared<const query::SessionDay>(std::move(built).value());
+    if (!day.key.empty()) partial_cache_.Put(day.key, day.sessions);
+  });
+  std::vector<std::shared_ptr<const query::SessionDay>> paired;
+  for (Day& day : days) {
+    ANALYTICS_RETURN_IF_ERROR(day.status);
+    paired.push_back(std::move(day.sessions));
+  }
+  // The links of consecutive cached days are cached too (under both days' keys): joining closed days then reads
+  // no marks at all.
+  std::vector<std::shared_ptr<const query::SessionLink>> links(days.size());
+  std::vector<std::string> link_keys(days.size());
+  for (size_t day_idx = 1; day_idx < days.size(); ++day_idx) {
+    if (days[day_idx - 1].key.empty() || days[day_idx].key.empty()) continue;
+    link_keys[day_idx] = "sessionlink|" + days[day_idx - 1].key + "|" + days[day_idx].key;
+    links[day_idx] = partial_cache_.Get<query::SessionLink>(link_keys[day_idx]);
+  }
+  std::vector<bool> had_link(days.size());
+  for (size_t day_idx = 0; day_idx < days.size(); ++day_idx) had_link[day_idx] = links[day_idx] != nullptr;
+  query::PairedSessions result = query::PairDays(query, std::move(paired), &links);
+  for (size_t day_idx = 1; day_idx < days.size(); ++day_idx) {
+    if (!had_link[day_idx] && !link_keys[day_idx].empty()) partial_cache_.Put(link_keys[day_idx], links[day_idx]);
+  }
+  return result;
 }
 
 Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::AggregateQuery& query) {
@@ -1155,11 +1213,11 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
                 slice_key(std::vector<int64_t>(bounds.begin() + static_cast<ptrdiff_t>(day.offset),
                                                bounds.begin() + static_cast<ptrdiff_t>(end + 1)));
       for (size_t idx = day.first_task; idx < day.last_task; ++idx) day.key += "|" + tasks[idx].segment->info.path;
-      day.partial = partial_cache_.Get(day.key);
+      day.partial = partial_cache_.Get<query::PackedResult>(day.key);
     }
     if (!day.partial && partial_cache_.enabled()) {
       for (size_t idx = day.first_task; idx < day.last_task; ++idx) {
-        tasks[idx].partial = partial_cache_.Get(tasks[idx].key);
+        tasks[idx].partial = partial_cache_.Get<query::PackedResult>(tasks[idx].key);
       }
     }
     days.push_back(std::move(day));

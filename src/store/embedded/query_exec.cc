@@ -708,28 +708,6 @@ PartialCache::Value PartialCache::Find(const std::string& key) {
   return it->second->value;
 }
 
-std::shared_ptr<const query::PackedResult> PartialCache::Get(const std::string& key) {
-  Value value = Find(key);
-  auto* partial = std::get_if<std::shared_ptr<const query::PackedResult>>(&value);
-  return partial != nullptr ? *partial : nullptr;
-}
-
-std::shared_ptr<const query::SessionMarks> PartialCache::GetMarks(const std::string& key) {
-  Value value = Find(key);
-  auto* marks = std::get_if<std::shared_ptr<const query::SessionMarks>>(&value);
-  return marks != nullptr ? *marks : nullptr;
-}
-
-void PartialCache::Put(const std::string& key, std::shared_ptr<const query::PackedResult> value) {
-  const uint64_t bytes = value->MemoryBytes();
-  Insert(key, std::move(value), bytes);
-}
-
-void PartialCache::PutMarks(const std::string& key, std::shared_ptr<const query::SessionMarks> value) {
-  const uint64_t bytes = value->MemoryBytes();
-  Insert(key, std::move(value), bytes);
-}
-
 void PartialCache::Insert(const std::string& key, Value value, uint64_t value_bytes) {
   if (max_bytes_ == 0) return;
   const uint64_t bytes = value_bytes + key.size() + 128;

@@ -12,8 +12,9 @@
 // - PartialCache: the partial aggregate of one segment for one query shape, keyed by the segment path, the
 //   query's fingerprint and the bucket bounds that cut the segment. Repeated and overlapping queries
 //   (dashboards, the same KPI per day) then only merge small partials and scan the memtable. The same cache
-//   holds the session marks of a segment (query::SessionMarks, peak_concurrent), keyed by the segment path and
-//   the session query's fingerprint only: marks do not depend on the period, pairing applies it.
+//   holds, for peak_concurrent, the paired sessions of a day partition (query::SessionDay, keyed by the session
+//   query's fingerprint, the day's time range and its segments' paths) and, for a day the memtable also holds
+//   events of, its segments' marks (query::SessionMarks, keyed by the segment path and the fingerprint).
 // Rare event types are stored in parts of their own (docs/formats/segment.md, format 4), so a query on them
 // reads a few small blocks per segment. Users become dense ids (UserDirectory) so that distinct counts are
 // exact roaring bitmaps.
@@ -36,6 +37,7 @@
 #include "common/status.h"
 #include "query/aggregate.h"
 #include "query/aggregator.h"
+#include "query/sessions.h"
 #include "store/embedded/segment.h"
 
 namespace analytics::store::embedded {
@@ -167,7 +169,7 @@ common::Status AggregateSegment(const std::string& path, const query::AggregateQ
                                 query::AggregateResult& out, query::GroupIndex* index = nullptr);
 
 // The start and end events of the segment at `path` that `query` reads, whatever its time range (so the marks of
-// a segment serve every period: PairSessions applies the range). Reads only the parts holding the query's two
+// a segment serve every period: query::BuildSessionDay applies the range). Reads only the parts holding the query's two
 // types. Corruption / IOError naming the file on damage.
 common::Status ReadSegmentSessionMarks(const std::string& path, const query::SessionQuery& query,
                                        const std::vector<std::string>& paths,
@@ -175,22 +177,32 @@ common::Status ReadSegmentSessionMarks(const std::string& path, const query::Ses
                                        SegmentReadContext& context, query::SessionMarks& out);
 
 // A byte-bounded LRU of what queries derive from one segment: partial aggregates (packed: query::PackedResult,
-// merged by the thousand) and session marks (query::SessionMarks). Both kinds share the budget; a key names
-// one kind (callers prefix session keys).
+// merged by the thousand), session marks (query::SessionMarks), session days (query::SessionDay) and the links
+// between consecutive days (query::SessionLink). The kinds share the budget; a key names one kind (callers
+// prefix session keys).
 class PartialCache {
  public:
   explicit PartialCache(uint64_t max_bytes) : max_bytes_(max_bytes) {}
-  std::shared_ptr<const query::PackedResult> Get(const std::string& key);
-  void Put(const std::string& key, std::shared_ptr<const query::PackedResult> value);
-  std::shared_ptr<const query::SessionMarks> GetMarks(const std::string& key);
-  void PutMarks(const std::string& key, std::shared_ptr<const query::SessionMarks> value);
+  // The entry of `key` if it holds a T (query::PackedResult, SessionMarks, SessionDay or SessionLink).
+  template <typename T>
+  std::shared_ptr<const T> Get(const std::string& key) {
+    Value value = Find(key);
+    auto* entry = std::get_if<std::shared_ptr<const T>>(&value);
+    return entry != nullptr ? *entry : nullptr;
+  }
+  template <typename T>
+  void Put(const std::string& key, std::shared_ptr<const T> value) {
+    const uint64_t bytes = value->MemoryBytes();
+    Insert(key, std::move(value), bytes);
+  }
   bool enabled() const { return max_bytes_ > 0; }
   uint64_t bytes() const;
   uint64_t hits() const;
   uint64_t misses() const;
 
  private:
-  using Value = std::variant<std::shared_ptr<const query::PackedResult>, std::shared_ptr<const query::SessionMarks>>;
+  using Value = std::variant<std::shared_ptr<const query::PackedResult>, std::shared_ptr<const query::SessionMarks>,
+                             std::shared_ptr<const query::SessionDay>, std::shared_ptr<const query::SessionLink>>;
   struct Entry {
     std::string key;
     Value value;
