@@ -1187,6 +1187,17 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     if (partial_cache_.enabled()) task.key = info.path + "|" + fingerprint + "|" + slice_key(task.slice.bounds);
     tasks.push_back(std::move(task));
   }
+  // The merge of all the segments' partials is cached too, under every segment path: a repeated query over
+  // segments no flush or compaction changed copies it and only adds the memtable.
+  std::string merged_key;
+  if (partial_cache_.enabled() && tasks.size() > 1) {
+    merged_key = "merged|" + fingerprint + "|" + slice_key(bounds);
+    for (const Task& task : tasks) merged_key += "|" + task.segment->info.path;
+    if (auto merged = partial_cache_.Get<query::PackedResult>(merged_key)) {
+      result = merged->generic;
+      tasks.clear();
+    }
+  }
   // Days: runs of tasks of one day partition. A day of several segments has its merged partial cached under
   // the paths of all of them (a flush or compaction that changes the day changes the key).
   struct Day {
@@ -1266,7 +1277,14 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     }
     partials.push_back({day.partial.get(), day.offset});
   }
-  query::MergeResults(result, partials, buckets, threads);
+  if (!partials.empty()) {
+    query::MergeResults(result, partials, buckets, threads);
+    if (!merged_key.empty()) {
+      auto merged = std::make_shared<query::PackedResult>();
+      merged->generic = result;
+      partial_cache_.Put<query::PackedResult>(merged_key, merged);
+    }
+  }
 
   if (!memory.rows.empty()) {
     embedded::SegmentColumns columns =
