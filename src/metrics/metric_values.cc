@@ -375,10 +375,8 @@ class WindowSeries : public Series {
   }
   std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
     std::vector<query::UserSet> merged;
-    const auto fine = FineUsers(keys, merged);
-    std::vector<std::optional<double>> values;
-    for (const auto& [from, to] : windows_) values.push_back(static_cast<double>(Union(fine, from, to).cardinality()));
-    return values;
+    const std::vector<uint64_t> counts = WindowCounts(FineUsers(keys, merged));
+    return std::vector<std::optional<double>>(counts.begin(), counts.end());
   }
   std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
     std::vector<query::UserSet> merged;
@@ -394,6 +392,48 @@ class WindowSeries : public Series {
   int64_t Newest() const override { return result_.newest_event_ms; }
 
  private:
+  // The windows' distinct users. The windows of a rolling metric overlap (MAU per day: 30 days
+  // each, one day apart), so each is cut where it crosses a multiple of the longest window's length: its left
+  // piece is a suffix of one block of cells, its right piece a prefix of the next, both built once per block (a
+  // union each), and the window is one union of the two instead of one of all its cells.
+  std::vector<uint64_t> WindowCounts(const std::vector<const query::UserSet*>& fine) const {
+    std::vector<uint64_t> counts;
+    size_t block = 1;
+    for (const auto& [from, to] : windows_) block = std::max(block, to - std::min(from, to));
+    const size_t cells = fine.size();
+    std::vector<query::UserSet> suffix(cells), prefix(cells);  // within each block
+    std::vector<uint8_t> built(cells, 0);
+    auto build_block = [&](size_t first) {
+      if (built[first]) return;
+      built[first] = 1;
+      const size_t last = std::min(cells, first + block);
+      for (size_t cell = first; cell < last; ++cell) {
+        prefix[cell] = cell == first ? *fine[cell] : prefix[cell - 1];
+        if (cell != first) prefix[cell] |= *fine[cell];
+      }
+      for (size_t cell = last; cell-- > first;) {
+        suffix[cell] = cell + 1 == last ? *fine[cell] : suffix[cell + 1];
+        if (cell + 1 != last) suffix[cell] |= *fine[cell];
+      }
+    };
+    for (const auto& [from_cell, to_cell] : windows_) {
+      const size_t from = std::min(from_cell, cells), to = std::min(to_cell, cells);
+      if (from >= to) {
+        counts.push_back(0);
+        continue;
+      }
+      const size_t left_block = from / block * block, right_block = (to - 1) / block * block;
+      if (left_block == right_block) {
+        counts.push_back(Union(fine, from, to).cardinality());
+        continue;
+      }
+      build_block(left_block);
+      build_block(right_block);
+      counts.push_back(query::UserSet::UnionCardinality(suffix[from], prefix[to - 1]));
+    }
+    return counts;
+  }
+
   static inline const query::UserSet kNoUsers;
   AggregateResult result_;
   std::vector<int64_t> fine_bounds_;

@@ -93,6 +93,8 @@ class UserSet {
   }
   // The users as a bitmap (a copy).
   Roaring ToRoaring() const;
+  // |a ∪ b| without building the union when both are bitmaps.
+  static uint64_t UnionCardinality(const UserSet& a, const UserSet& b);
   void AddTo(Roaring& target) const;
   bool operator==(const UserSet& other) const;
   // The union of `sets`.

@@ -349,6 +349,12 @@ Roaring UserSet::ToRoaring() const {
   return out;
 }
 
+uint64_t UserSet::UnionCardinality(const UserSet& a, const UserSet& b) {
+  if (a.bits_ && b.bits_) return a.bits_->or_cardinality(*b.bits_);
+  const UserSet* both[] = {&a, &b};
+  return UnionAll(both).cardinality();
+}
+
 void UserSet::AddTo(Roaring& target) const {
   if (bits_) {
     target |= *bits_;
