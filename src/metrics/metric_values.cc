@@ -209,20 +209,27 @@ class Series {
   // Distinct users behind the groups (k-anonymity).
   virtual Roaring Users(const std::vector<GroupKey>& keys) const = 0;
   virtual int64_t Newest() const = 0;
+  // Whether merging its cells means unions of users (each merge is heavy: worth all cores from a few groups).
+  virtual bool CountsUsers() const { return false; }
 };
 
-// Calls `merge(bucket)` for buckets [0, buckets), on all cores when each merges many groups (the "other" row of
-// thousands): buckets are independent.
-template <typename Merge>
-void ForEachBucket(size_t buckets, size_t groups, Merge&& merge) {
-  common::ParallelFor(buckets, groups >= 512 ? common::QueryThreads(0) : 1, merge);
+// How many threads merge `groups` groups per bucket (or total `groups` keys): all cores for many groups (the
+// "other" row of thousands), or for a few when the merges are unions of users.
+size_t MergeThreads(size_t groups, bool users) {
+  return groups >= (users ? 16 : 512) ? common::QueryThreads(0) : 1;
 }
 
-// Calls `merge(from, to)` for consecutive ranges of buckets covering [0, buckets), one range per core when each
-// bucket merges many groups (the "other" row of thousands), else one range: buckets are independent.
+// Calls `merge(bucket)` for buckets [0, buckets), on MergeThreads: buckets are independent.
 template <typename Merge>
-void ForEachBucketRange(size_t buckets, size_t groups, Merge&& merge) {
-  const size_t parts = std::min(buckets, groups >= 512 ? common::QueryThreads(0) : size_t{1});
+void ForEachBucket(size_t buckets, size_t groups, bool users, Merge&& merge) {
+  common::ParallelFor(buckets, MergeThreads(groups, users), merge);
+}
+
+// Calls `merge(from, to)` for consecutive ranges of buckets covering [0, buckets), one range per MergeThreads
+// thread: buckets are independent.
+template <typename Merge>
+void ForEachBucketRange(size_t buckets, size_t groups, bool users, Merge&& merge) {
+  const size_t parts = std::min(buckets, MergeThreads(groups, users));
   common::ParallelFor(parts, parts, [&](size_t part) { merge(buckets * part / parts, buckets * (part + 1) / parts); });
 }
 
@@ -253,6 +260,7 @@ class CellSeries : public Series {
  public:
   CellSeries(const MetricDefinition& definition, AggregateResult result, size_t buckets)
       : definition_(definition), result_(std::move(result)), buckets_(buckets) {}
+  bool CountsUsers() const override { return definition_.aggregation == Aggregation::kUniqueUsers; }
 
   std::vector<GroupKey> Keys() const override {
     std::vector<GroupKey> keys;
@@ -267,7 +275,7 @@ class CellSeries : public Series {
       if (it != result_.groups.end()) groups.push_back(&it->second);
     }
     std::vector<AggregateCell> merged(buckets_);
-    ForEachBucketRange(buckets_, groups.size(), [&](size_t from, size_t to) {
+    ForEachBucketRange(buckets_, groups.size(), CountsUsers(), [&](size_t from, size_t to) {
       AggregateCell::MergeColumns(groups, from, to, std::span(merged).subspan(from, to - from));
     });
     return merged;
@@ -335,6 +343,7 @@ class WindowSeries : public Series {
   WindowSeries(AggregateResult result, std::vector<int64_t> fine_bounds, std::vector<std::pair<size_t, size_t>> windows,
                std::pair<size_t, size_t> period)
       : result_(std::move(result)), fine_bounds_(std::move(fine_bounds)), windows_(std::move(windows)), period_(period) {}
+  bool CountsUsers() const override { return true; }
 
   std::vector<GroupKey> Keys() const override {
     std::vector<GroupKey> keys;
@@ -358,7 +367,7 @@ class WindowSeries : public Series {
       if (it != result_.groups.end()) groups.push_back(&it->second);
     }
     merged.assign(fine.size(), query::UserSet());
-    ForEachBucket(fine.size(), groups.size(), [&](size_t cell) {
+    ForEachBucket(fine.size(), groups.size(), true, [&](size_t cell) {
       std::vector<const query::UserSet*> sets;
       for (const auto* group : groups) {
         if (cell < group->size()) sets.push_back(&(*group)[cell].users);
@@ -445,6 +454,7 @@ class RatioSeries : public Series {
  public:
   RatioSeries(std::unique_ptr<Series> numerator, std::unique_ptr<Series> denominator)
       : numerator_(std::move(numerator)), denominator_(std::move(denominator)) {}
+  bool CountsUsers() const override { return numerator_->CountsUsers() || denominator_->CountsUsers(); }
 
   std::vector<GroupKey> Keys() const override {
     std::vector<GroupKey> keys = numerator_->Keys();
@@ -750,7 +760,7 @@ Result<json> MetricValues::Compute(const std::string& metric_name, const MetricV
     // Totals of thousands of groups (a union over the whole period each, for distinct users) by all cores:
     // consecutive slices of the ascending keys, each one EachTotal. Fewer keys: one EachTotal of them all, on this
     // thread and without copying them into a slice.
-    const size_t slices = keys.size() >= 512 ? common::QueryThreads(0) : 1;
+    const size_t slices = MergeThreads(keys.size(), series->CountsUsers());
     std::vector<std::optional<double>> totals;
     if (slices == 1) {
       totals = series->EachTotal(keys);
