@@ -258,21 +258,21 @@ std::vector<std::pair<double, double>> UserCountBounds(const AggregateResult& re
 // count, sum, avg, min, max, percentile, unique_users without a window: cells on the output grid.
 class CellSeries : public Series {
  public:
-  CellSeries(const MetricDefinition& definition, AggregateResult result, size_t buckets)
+  CellSeries(const MetricDefinition& definition, std::shared_ptr<const AggregateResult> result, size_t buckets)
       : definition_(definition), result_(std::move(result)), buckets_(buckets) {}
   bool CountsUsers() const override { return definition_.aggregation == Aggregation::kUniqueUsers; }
 
   std::vector<GroupKey> Keys() const override {
     std::vector<GroupKey> keys;
-    for (const auto& [key, cells] : result_.groups) keys.push_back(key);
+    for (const auto& [key, cells] : result_->groups) keys.push_back(key);
     return keys;
   }
   // Per bucket, the cells of `keys` merged in the keys' order.
   std::vector<AggregateCell> Merged(const std::vector<GroupKey>& keys) const {
     std::vector<const std::vector<AggregateCell>*> groups;
     for (const auto& key : keys) {
-      auto it = result_.groups.find(key);
-      if (it != result_.groups.end()) groups.push_back(&it->second);
+      auto it = result_->groups.find(key);
+      if (it != result_->groups.end()) groups.push_back(&it->second);
     }
     std::vector<AggregateCell> merged(buckets_);
     ForEachBucketRange(buckets_, groups.size(), CountsUsers(), [&](size_t from, size_t to) {
@@ -290,10 +290,10 @@ class CellSeries : public Series {
     std::vector<std::optional<double>> values;
     values.reserve(buckets_);
     if (keys.size() == 1) {  // one group: its own cells, one lookup
-      auto it = result_.groups.find(keys.front());
+      auto it = result_->groups.find(keys.front());
       for (size_t bucket = 0; bucket < buckets_; ++bucket) {
         AggregateCell cell;  // as Merged would give it (an empty cell plus the group's: 0 + -0 is 0)
-        if (it != result_.groups.end() && bucket < it->second.size()) cell.Merge(it->second[bucket]);
+        if (it != result_->groups.end() && bucket < it->second.size()) cell.Merge(it->second[bucket]);
         values.push_back(Evaluate(definition_, cell));
       }
       return values;
@@ -304,8 +304,8 @@ class CellSeries : public Series {
   std::optional<double> Total(const std::vector<GroupKey>& keys) const override {
     // Bucket by bucket into one cell, in the same order as merging the buckets first (so the same sums).
     if (keys.size() == 1) {
-      auto it = result_.groups.find(keys.front());
-      return Evaluate(definition_, it != result_.groups.end() ? GroupTotal(it->second) : AggregateCell());
+      auto it = result_->groups.find(keys.front());
+      return Evaluate(definition_, it != result_->groups.end() ? GroupTotal(it->second) : AggregateCell());
     }
     return Evaluate(definition_, GroupTotal(Merged(keys)));
   }
@@ -313,26 +313,26 @@ class CellSeries : public Series {
     // Keys ascend like the groups: one walk along both instead of a search per key.
     std::vector<std::optional<double>> totals;
     totals.reserve(keys.size());
-    auto it = result_.groups.begin();
+    auto it = result_->groups.begin();
     for (const auto& key : keys) {
-      while (it != result_.groups.end() && it->first < key) ++it;
-      const bool found = it != result_.groups.end() && it->first == key;
+      while (it != result_->groups.end() && it->first < key) ++it;
+      const bool found = it != result_->groups.end() && it->first == key;
       totals.push_back(Evaluate(definition_, found ? GroupTotal(it->second) : AggregateCell()));
     }
     return totals;
   }
   std::optional<std::vector<std::pair<double, double>>> TotalBounds(const std::vector<GroupKey>& keys) const override {
     if (definition_.aggregation != Aggregation::kUniqueUsers) return std::nullopt;
-    return UserCountBounds(result_, keys, 0, buckets_);
+    return UserCountBounds(*result_, keys, 0, buckets_);
   }
   Roaring Users(const std::vector<GroupKey>& keys) const override {
     return GroupTotal(Merged(keys)).users.ToRoaring();
   }
-  int64_t Newest() const override { return result_.newest_event_ms; }
+  int64_t Newest() const override { return result_->newest_event_ms; }
 
  private:
   const MetricDefinition& definition_;
-  AggregateResult result_;
+  std::shared_ptr<const AggregateResult> result_;
   size_t buckets_;
 };
 
@@ -340,14 +340,14 @@ class CellSeries : public Series {
 // of an output bucket is the union of the fine cells in [bucket_end - N days, bucket_end).
 class WindowSeries : public Series {
  public:
-  WindowSeries(AggregateResult result, std::vector<int64_t> fine_bounds, std::vector<std::pair<size_t, size_t>> windows,
+  WindowSeries(std::shared_ptr<const AggregateResult> result, std::vector<int64_t> fine_bounds, std::vector<std::pair<size_t, size_t>> windows,
                std::pair<size_t, size_t> period)
       : result_(std::move(result)), fine_bounds_(std::move(fine_bounds)), windows_(std::move(windows)), period_(period) {}
   bool CountsUsers() const override { return true; }
 
   std::vector<GroupKey> Keys() const override {
     std::vector<GroupKey> keys;
-    for (const auto& [key, cells] : result_.groups) keys.push_back(key);
+    for (const auto& [key, cells] : result_->groups) keys.push_back(key);
     return keys;
   }
   // Per fine cell, the users of `keys` together: the group's own cells for one key (no copy), else one union
@@ -356,15 +356,15 @@ class WindowSeries : public Series {
                                                std::vector<query::UserSet>& merged) const {
     std::vector<const query::UserSet*> fine(fine_bounds_.size(), &kNoUsers);
     if (keys.size() == 1) {
-      auto it = result_.groups.find(keys.front());
-      if (it == result_.groups.end()) return fine;
+      auto it = result_->groups.find(keys.front());
+      if (it == result_->groups.end()) return fine;
       for (size_t cell = 0; cell < fine.size() && cell < it->second.size(); ++cell) fine[cell] = &it->second[cell].users;
       return fine;
     }
     std::vector<const std::vector<AggregateCell>*> groups;
     for (const auto& key : keys) {
-      auto it = result_.groups.find(key);
-      if (it != result_.groups.end()) groups.push_back(&it->second);
+      auto it = result_->groups.find(key);
+      if (it != result_->groups.end()) groups.push_back(&it->second);
     }
     merged.assign(fine.size(), query::UserSet());
     ForEachBucket(fine.size(), groups.size(), true, [&](size_t cell) {
@@ -392,13 +392,13 @@ class WindowSeries : public Series {
     return static_cast<double>(Union(FineUsers(keys, merged), period_.first, period_.second).cardinality());
   }
   std::optional<std::vector<std::pair<double, double>>> TotalBounds(const std::vector<GroupKey>& keys) const override {
-    return UserCountBounds(result_, keys, period_.first, period_.second);
+    return UserCountBounds(*result_, keys, period_.first, period_.second);
   }
   Roaring Users(const std::vector<GroupKey>& keys) const override {
     std::vector<query::UserSet> merged;
     return Union(FineUsers(keys, merged), 0, fine_bounds_.size()).ToRoaring();
   }
-  int64_t Newest() const override { return result_.newest_event_ms; }
+  int64_t Newest() const override { return result_->newest_event_ms; }
 
  private:
   // The windows' distinct users. The windows of a rolling metric overlap (MAU per day: 30 days
@@ -444,7 +444,7 @@ class WindowSeries : public Series {
   }
 
   static inline const query::UserSet kNoUsers;
-  AggregateResult result_;
+  std::shared_ptr<const AggregateResult> result_;
   std::vector<int64_t> fine_bounds_;
   std::vector<std::pair<size_t, size_t>> windows_;  // per output bucket: fine cells [first, second)
   std::pair<size_t, size_t> period_;               // fine cells of the period itself

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,7 +65,8 @@ class EventStore {
 
   // The cells of `query` over every stored event, memory and disk (query/aggregate.h, docs/metrics.md).
   // Events past retention and erased users' events are never read.
-  virtual common::Result<query::AggregateResult> Aggregate(const query::AggregateQuery& query) = 0;
+  // Shared and immutable: an adapter may hand out a result it keeps (a cached answer).
+  virtual common::Result<std::shared_ptr<const query::AggregateResult>> Aggregate(const query::AggregateQuery& query) = 0;
   // The sessions `query` reads, paired (query::SessionQuery, docs/metrics.md section 3 peak_concurrent), grouped
   // by their start event, as query::PairDays joins them. Events past retention and erased users' events are
   // never read.

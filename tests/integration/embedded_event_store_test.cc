@@ -239,8 +239,8 @@ double CountAll(EmbeddedEventStore& store) {
   query.bounds = {kJan1 - kDay, kJan1 + 30 * kDay};
   auto result = store.Aggregate(query);
   EXPECT_TRUE(result.ok()) << result.status().ToString();
-  if (!result.ok() || result->groups.empty()) return 0;
-  return result->groups.begin()->second[0].weighted_count;
+  if (!result.ok() || (*result)->groups.empty()) return 0;
+  return (*result)->groups.begin()->second[0].weighted_count;
 }
 
 TEST_F(EmbeddedEventStoreTest, ErasureCountsAtOnceQueriesLeaveTheUserOutAndMaintenancePurgesEverySegment) {

@@ -1639,7 +1639,8 @@ TEST_F(SegmentTest, StoreAggregatesEqualOneBatchOfAllEventsWithOrWithoutTheCache
       query::AggregateResult expected;
       query::Aggregate(query, BatchFromColumns(columns, paths, users), expected);
       for (int round = 0; round < 2; ++round) {  // with the cache: filled, then read
-        ASSERT_OK_AND_ASSIGN(query::AggregateResult actual, store->Aggregate(query));
+        ASSERT_OK_AND_ASSIGN(auto shared, store->Aggregate(query));
+        const query::AggregateResult& actual = *shared;
         ExpectSameResult(expected, actual, /*users_by_count=*/true);
         if (cache_bytes == 0 && round == 0) {
           uncached[phase].push_back(actual);

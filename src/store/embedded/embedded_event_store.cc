@@ -1140,9 +1140,9 @@ Result<query::PairedSessions> EmbeddedEventStore::Sessions(const query::SessionQ
   return result;
 }
 
-Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::AggregateQuery& query) {
+Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggregate(const query::AggregateQuery& query) {
   query::AggregateResult result;
-  if (query.bounds.size() < 2) return result;
+  if (query.bounds.size() < 2) return std::make_shared<const query::AggregateResult>();
   const std::vector<int64_t>& bounds = query.bounds;
   const size_t buckets = bounds.size() - 1;
   const std::vector<std::string> paths = PathsOf(query);
@@ -1194,6 +1194,8 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     merged_key = "merged|" + fingerprint + "|" + slice_key(bounds);
     for (const Task& task : tasks) merged_key += "|" + task.segment->info.path;
     if (auto merged = partial_cache_.Get<query::PackedResult>(merged_key)) {
+      // Nothing in the memtable for this query: the cached answer itself, shared.
+      if (memory.rows.empty()) return std::shared_ptr<const query::AggregateResult>(merged, &merged->generic);
       result = merged->generic;
       tasks.clear();
     }
@@ -1294,7 +1296,7 @@ Result<query::AggregateResult> EmbeddedEventStore::Aggregate(const query::Aggreg
     query::Aggregate(query, batch, memory);
     result.Merge(memory, 0, buckets);
   }
-  return result;
+  return std::make_shared<const query::AggregateResult>(std::move(result));
 }
 
 int64_t EmbeddedEventStore::NewestEventMs() { return newest_event_ms_.load(); }

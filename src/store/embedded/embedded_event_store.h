@@ -81,7 +81,7 @@ class EmbeddedEventStore final : public EventStore {
 
   common::Result<AppendResult> Append(std::vector<events::StoredEvent> batch) override;
   common::Result<ScanResult> Scan(const ScanQuery& query) override;
-  common::Result<query::AggregateResult> Aggregate(const query::AggregateQuery& query) override;
+  common::Result<std::shared_ptr<const query::AggregateResult>> Aggregate(const query::AggregateQuery& query) override;
   int64_t NewestEventMs() override;
   // Session marks are built per segment whatever the period and cached (partial cache, "sessions|" keys).
   common::Result<query::PairedSessions> Sessions(const query::SessionQuery& query) override;
