@@ -424,19 +424,27 @@ class OursEngine(Engine):
 
     def _settle(self) -> None:
         """Until every day partition is one segment, or nothing changed for 100 s (days larger than
-        compaction_max_rows keep several), at most 600 s."""
+        compaction_max_rows keep several), at most 600 s; then until the replaced segments' files are gone
+        (the store deletes a file once nothing reads its segment any more, which can be a moment after the
+        compaction that replaced it), at most 60 s more, so that the bytes measured are the live segments'."""
+        def stats() -> dict:
+            status, body = self.http.request("GET", "/readyz")
+            return json.loads(body)["components"]["event_store"]["stats"] if status == 200 else {}
         last, changed = None, time.monotonic()
         deadline = changed + 600
         while time.monotonic() < deadline:
-            status, body = self.http.request("GET", "/readyz")
-            stats = json.loads(body)["components"]["event_store"]["stats"] if status == 200 else {}
-            now = (stats.get("segments"), stats.get("partitions"), stats.get("compactions"))
+            current = stats()
+            now = (current.get("segments"), current.get("partitions"), current.get("compactions"))
             if now[0] is not None and now[0] <= now[1]:
-                return
+                break
             if now != last:
                 last, changed = now, time.monotonic()
             elif time.monotonic() - changed > 100:
-                return
+                break
+            time.sleep(0.5)
+        segments = self.dir / "data" / "events" / "segments"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and stats().get("segment_bytes") != dir_bytes(segments):
             time.sleep(0.5)
 
     def _auth(self) -> dict[str, str]:
