@@ -282,8 +282,17 @@ class CellSeries : public Series {
   }
   // The cells of one group over all buckets, merged in bucket order.
   AggregateCell GroupTotal(const std::vector<AggregateCell>& group) const {
+    const size_t count = std::min(buckets_, group.size());
+    // Cells without users or values (sums, counts: ranking by revenue merges hundreds of groups) are added in
+    // place, in order: the same numbers as MergeAll, without its list of the cells.
+    if (std::all_of(group.begin(), group.begin() + static_cast<ptrdiff_t>(count),
+                    [](const AggregateCell& cell) { return cell.users.empty() && cell.values.empty(); })) {
+      AggregateCell total;
+      for (size_t bucket = 0; bucket < count; ++bucket) total.Merge(group[bucket]);
+      return total;
+    }
     std::vector<const AggregateCell*> cells;
-    for (size_t bucket = 0; bucket < buckets_ && bucket < group.size(); ++bucket) cells.push_back(&group[bucket]);
+    for (size_t bucket = 0; bucket < count; ++bucket) cells.push_back(&group[bucket]);
     return AggregateCell::MergeAll(cells);
   }
   std::vector<std::optional<double>> Values(const std::vector<GroupKey>& keys) const override {
