@@ -1125,18 +1125,15 @@ Result<query::PairedSessions> EmbeddedEventStore::Sessions(const query::SessionQ
   // The links of consecutive cached days are cached too (under both days' keys): joining closed days then reads
   // no marks at all.
   std::vector<std::shared_ptr<const query::SessionLink>> links(days.size());
-  std::vector<std::string> link_keys(days.size());
+  std::vector<std::pair<size_t, std::string>> missing;  // links of cached days that the join will make
   for (size_t day_idx = 1; day_idx < days.size(); ++day_idx) {
     if (days[day_idx - 1].key.empty() || days[day_idx].key.empty()) continue;
-    link_keys[day_idx] = "sessionlink|" + days[day_idx - 1].key + "|" + days[day_idx].key;
-    links[day_idx] = partial_cache_.Get<query::SessionLink>(link_keys[day_idx]);
+    std::string key = "sessionlink|" + days[day_idx - 1].key + "|" + days[day_idx].key;
+    links[day_idx] = partial_cache_.Get<query::SessionLink>(key);
+    if (!links[day_idx]) missing.emplace_back(day_idx, std::move(key));
   }
-  std::vector<bool> had_link(days.size());
-  for (size_t day_idx = 0; day_idx < days.size(); ++day_idx) had_link[day_idx] = links[day_idx] != nullptr;
   query::PairedSessions result = query::PairDays(query, std::move(paired), &links);
-  for (size_t day_idx = 1; day_idx < days.size(); ++day_idx) {
-    if (!had_link[day_idx] && !link_keys[day_idx].empty()) partial_cache_.Put(link_keys[day_idx], links[day_idx]);
-  }
+  for (const auto& [day_idx, key] : missing) partial_cache_.Put(key, links[day_idx]);
   return result;
 }
 

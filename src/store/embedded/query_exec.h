@@ -10,7 +10,8 @@
 //   per-type counts (AggregateSegment's fast path). These are the dense-id directory's per-segment half: they
 //   are kept whatever the partial cache's size, in a fixed byte budget.
 // - PartialCache: the partial aggregate of one segment for one query shape, keyed by the segment path, the
-//   query's fingerprint and the bucket bounds that cut the segment. Repeated and overlapping queries
+//   query's fingerprint and the bucket bounds that cut the segment, and (EmbeddedEventStore::Aggregate) the
+//   merges of a day's segments and of all the segments a query read. Repeated and overlapping queries
 //   (dashboards, the same KPI per day) then only merge small partials and scan the memtable. The same cache
 //   holds, for peak_concurrent, the paired sessions of a day partition (query::SessionDay, keyed by the session
 //   query's fingerprint, the day's time range and its segments' paths) and, for a day the memtable also holds
