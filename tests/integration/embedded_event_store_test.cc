@@ -2,6 +2,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <random>
 #include <set>
@@ -677,6 +678,58 @@ TEST_F(EmbeddedEventStoreTest, ReadersDuringCompactionAndErasureSeeEveryEventExa
   done = true;
   reader.join();
   EXPECT_EQ(ScanAll(*store).size(), others_expected + 300u);
+}
+
+TEST_F(EmbeddedEventStoreTest, AnIntakeErasureDuringAFlushNeitherWaitsForItNorPublishesItsUnlistedSegments) {
+  // The flush is held after writing its segments, before its MANIFEST write. An intake erasure (no counting)
+  // must finish meanwhile, and a crash right after it (the data dir copied then) must recover every other
+  // event exactly once: the erasure's MANIFEST must not list the flush's segments while the flushed WAL
+  // sequence is still the old one.
+  auto store = Open();
+  ASSERT_OK(store->Append(Batch("a-", 100, kJan1)));
+  ASSERT_OK(store->Flush());
+  ASSERT_OK(store->Append(Batch("b-", 100, kJan1 + kDay)));
+  TempDir crashed;
+  std::future<common::Result<uint64_t>> erasure;
+  bool erased_during_flush = false;
+  store->SetBeforeFlushManifestForTest([&] {
+    erasure = std::async(std::launch::async, [&] { return store->EraseUser("u_3", /*count_events=*/false); });
+    erased_during_flush = erasure.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+    if (erased_during_flush) {
+      fs::copy(dir_.path(), crashed.path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    }
+  });
+  ASSERT_OK(store->Flush());
+  ASSERT_OK(erasure.get());  // had it waited for the flush, it is done now
+  ASSERT_TRUE(erased_during_flush) << "the erasure waited for the flush";
+  std::multiset<std::string> expected;
+  for (const auto& prefix : {"a-", "b-"}) {
+    for (const auto& event : Batch(prefix, 100, kJan1)) {
+      if (event.user != "u_3") expected.insert(event.id);
+    }
+  }
+  auto ids_of = [&](EmbeddedEventStore& any) {
+    std::multiset<std::string> ids;
+    for (const auto& event : ScanAll(any)) ids.insert(event.id);
+    return ids;
+  };
+  EXPECT_EQ(ids_of(*store), expected);
+  EXPECT_EQ(CountAll(*store), static_cast<double>(expected.size()));
+  // The flush wrote u_3's day-two events before the erasure: purge-pending, then purged from the files.
+  EXPECT_GT(SegmentFileUsers().count("u_3"), 0u);
+  ASSERT_OK(store->RunMaintenance());
+  EXPECT_EQ(SegmentFileUsers().count("u_3"), 0u);
+  EXPECT_EQ(ids_of(*store), expected);
+  EXPECT_EQ(store->Append({MakeEvent("c-1", "u_3", kJan1 + 2 * kDay)})->outcomes[0], AppendOutcome::kUserErased);
+  store.reset();
+
+  EmbeddedEventStoreOptions options = Options();
+  options.dir = crashed.path().string();
+  auto recovered = Open(options);
+  ASSERT_NE(recovered, nullptr);
+  EXPECT_EQ(ids_of(*recovered), expected);
+  EXPECT_EQ(CountAll(*recovered), static_cast<double>(expected.size()));
+  EXPECT_EQ(recovered->Append({MakeEvent("c-2", "u_3", kJan1 + 2 * kDay)})->outcomes[0], AppendOutcome::kUserErased);
 }
 
 TEST_F(EmbeddedEventStoreTest, AnErasureOfAnotherUserDuringAMergeDoesNotDiscardIt) {

@@ -16,14 +16,15 @@
 // events out of the memtable (the next flush drops them, and its WAL truncation the WAL records, recovery
 // filtering them until then) and out of segments; after `purge_delay_ms` the maintenance thread rewrites the
 // segments holding them (one pass for every user erased meanwhile), so an erasure costs the intake request a
-// MANIFEST write and a WAL roll, not a flush or a rewrite of the store.
+// MANIFEST write and a WAL roll, not a flush or a rewrite of the store. Nor does it wait for a flush in
+// progress: its MANIFEST write is the last written one with the user added (see manifest_).
 // Segment files are reference-counted: a replaced segment is deleted when the last reader lets go of it.
 // Memory is bounded by options: the memtable by events and bytes (appends wait for the flush when twice the
 // limit is buffered: backpressure), the dedup index by `dedup_max_bytes` (dedup_index.h), a merge by
 // `compaction.max_rows`.
 // Concurrency: appenders hold `flush_gate_` shared from dedup claim to memtable insert; the flusher takes it
 // exclusively only to swap the memtable, so every WAL record up to the swap is in the swapped memtable.
-// Lock order: flush_mu_ → flush_gate_ → dedup_mu_ → mem_mu_ → segments_mu_.
+// Lock order: flush_mu_ → manifest_mu_ → flush_gate_ → dedup_mu_ → mem_mu_ → segments_mu_.
 // Limitations: Scan decodes whole segments (it is a debugging read-back, not an analytics path).
 #pragma once
 
@@ -103,6 +104,9 @@ class EmbeddedEventStore final : public EventStore {
   void SetBeforeCompactionSwapForTest(std::function<void()> hook) {
     before_compaction_swap_for_test_ = std::move(hook);
   }
+  // Called by a flush after its segments are written and visible to reads, before the MANIFEST lists them (to
+  // erase users or copy the files meanwhile in tests). Set before the flush runs.
+  void SetBeforeFlushManifestForTest(std::function<void()> hook) { before_flush_manifest_for_test_ = std::move(hook); }
 
  private:
   // One appended batch (one WAL record) in memory. Immutable once published, so a flush or a query reads it
@@ -134,7 +138,14 @@ class EmbeddedEventStore final : public EventStore {
   // Rebuilds the dedup window from the segments received since `window_start_ms` (newest first, up to what
   // the index keeps after giving up days); quarantines a segment whose columns do not decode.
   common::Status RecoverDedupWindow(int64_t window_start_ms);
+  // Writes the MANIFEST from the current state. Callers hold flush_mu_: segments and the flushed sequence
+  // change only under it, so the pair written is consistent.
   common::Status WriteManifest();
+  // Writes the MANIFEST as last written with `user` added to the erased and purge-pending users. Needs no
+  // flush_mu_: it publishes no segment change that its owner (a flush, purge, compaction) has not written.
+  common::Status WriteErasure(const std::string& user);
+  // The MANIFEST's JSON for the current state (callers hold flush_mu_, as for WriteManifest).
+  nlohmann::json ManifestOfState();
   static embedded::DedupKey KeyOf(const events::StoredEvent& event);
   void ExpireDedupLocked(int64_t now_ms);
   void FlushLoop();
@@ -169,7 +180,12 @@ class EmbeddedEventStore final : public EventStore {
 
   // Appenders share it from dedup claim to memtable insert; the flusher takes it exclusively to swap.
   std::shared_mutex flush_gate_;
-  std::mutex flush_mu_;  // one flush, erasure rewrite or manifest write at a time
+  std::mutex flush_mu_;  // one flush, erasure rewrite or segment-changing manifest write at a time
+  // One MANIFEST write at a time. `manifest_` is the JSON the MANIFEST file holds (as written, or as recovery
+  // found the store): an erasure adds its user to it and writes it again while a flush may still be busy
+  // writing segments (intake must not wait ~0.5 s for that), and the full writes replace it.
+  std::mutex manifest_mu_;
+  nlohmann::json manifest_;  // guarded by manifest_mu_
 
   std::mutex dedup_mu_;
   embedded::DedupIndex dedup_;                                        // guarded by dedup_mu_
@@ -228,6 +244,7 @@ class EmbeddedEventStore final : public EventStore {
   std::thread flusher_;
   std::thread maintainer_;
   std::function<void()> before_compaction_swap_for_test_;
+  std::function<void()> before_flush_manifest_for_test_;
 
   // What queries keep of each segment (footers, the dense ids of its users: query_exec.h), in a budget of its
   // own: kept whatever query_cache_bytes says, like the user directory.
