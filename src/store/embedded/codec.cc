@@ -13,7 +13,7 @@ constexpr uint8_t kFlagHasAmount = 4;
 
 }  // namespace
 
-void PutVarint(std::string& out, uint64_t value) {
+void PutVarintSlow(std::string& out, uint64_t value) {
   while (value >= 0x80) {
     out.push_back(static_cast<char>((value & 0x7F) | 0x80));
     value >>= 7;

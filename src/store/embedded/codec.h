@@ -14,7 +14,15 @@
 
 namespace analytics::store::embedded {
 
-void PutVarint(std::string& out, uint64_t value);
+// Inline for the common one-byte value: the segment writer puts several varints per row.
+void PutVarintSlow(std::string& out, uint64_t value);
+inline void PutVarint(std::string& out, uint64_t value) {
+  if (value < 0x80) {
+    out.push_back(static_cast<char>(value));
+  } else {
+    PutVarintSlow(out, value);
+  }
+}
 void PutZigzag(std::string& out, int64_t value);
 void PutBytes(std::string& out, std::string_view bytes);  // varint length + bytes
 void PutFixed64(std::string& out, uint64_t value);

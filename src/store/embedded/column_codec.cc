@@ -2,7 +2,9 @@
 #include "store/embedded/column_codec.h"
 
 #include <algorithm>
+#include <array>
 #include <bit>
+#include <cstddef>
 #include <cstring>
 
 #define XXH_INLINE_ALL  // the hash of short strings is the whole cost of a lookup: let it inline
@@ -35,27 +37,65 @@ int64_t WrappingDelta(int64_t value, int64_t previous) {
   return static_cast<int64_t>(static_cast<uint64_t>(value) - static_cast<uint64_t>(previous));
 }
 
-// Lower-case hex of even length: kept as bytes (half the size, and no chance matches of hex text for zstd).
-bool IsPackableHex(std::string_view text) {
-  if (text.size() < 2 || text.size() % 2 != 0) return false;
-  for (char c : text) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
+constexpr std::array<bool, 256> MakeLowerHexTable() {
+  std::array<bool, 256> table{};
+  for (int c = '0'; c <= '9'; ++c) table[c] = true;
+  for (int c = 'a'; c <= 'f'; ++c) table[c] = true;
+  return table;
+}
+constexpr std::array<bool, 256> kIsLowerHex = MakeLowerHexTable();
+
+bool IsLowerHexDigit(char c) { return kIsLowerHex[static_cast<uint8_t>(c)]; }
+
+// Where the longest run of lower-case hex digits that ends `text` starts (text.size() when it ends otherwise).
+size_t HexSuffixStart(std::string_view text) {
+  size_t start = text.size();
+  while (start > 0 && IsLowerHexDigit(text[start - 1])) --start;
+  return start;
+}
+
+// Whether text.substr(from) is lower-case hex of even length, given HexSuffixStart(text): such a rest is kept as
+// bytes (half the size, and no chance matches of hex text for zstd). Front coding asks it of several rests of
+// the same string; the users, 73 bytes each, are the longest list.
+bool IsPackableHexFrom(std::string_view text, size_t hex_start, size_t from) {
+  const size_t size = text.size() - from;
+  return from >= hex_start && size >= 2 && size % 2 == 0;
 }
 
 int HexNibble(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
 
 }  // namespace
 
+size_t CommonPrefixSize(std::string_view a, std::string_view b) {
+  const size_t limit = std::min(a.size(), b.size());
+  size_t common = 0;
+  if constexpr (std::endian::native == std::endian::little) {
+    for (; common + 8 <= limit; common += 8) {
+      uint64_t word_a, word_b;
+      std::memcpy(&word_a, a.data() + common, 8);
+      std::memcpy(&word_b, b.data() + common, 8);
+      if (word_a != word_b) return common + static_cast<size_t>(std::countr_zero(word_a ^ word_b)) / 8;
+    }
+  }
+  while (common < limit && a[common] == b[common]) ++common;
+  return common;
+}
+
 std::pair<uint32_t, bool> StringIndex::Insert(std::string_view value) {
   if (2 * (entries_.size() + 1) > slots_.size()) Grow();
   const uint64_t hash = XXH3_64bits(value.data(), value.size());
   Slot& slot = slots_[Probe(value, hash)];
-  if (slot.id_plus_one != 0) return {slot.id_plus_one - 1, false};
+  if (slot.offset_plus_one != 0) {
+    Header header;
+    std::memcpy(&header, bytes_.data() + slot.offset_plus_one - 1, sizeof(header));
+    return {header.id, false};
+  }
   const auto id = static_cast<uint32_t>(entries_.size());
-  slot = Slot{id + 1, static_cast<uint32_t>(hash >> 32)};
-  entries_.push_back(Entry{hash, bytes_.size(), value.size()});
+  const size_t offset = bytes_.size();
+  slot = Slot{offset + 1, static_cast<uint32_t>(hash >> 32)};
+  entries_.push_back(Entry{hash, offset, value.size()});
+  const Header header{value.size(), id, 0};
+  bytes_.append(reinterpret_cast<const char*>(&header), sizeof(header));
   bytes_.append(value);
   return {id, true};
 }
@@ -63,7 +103,10 @@ std::pair<uint32_t, bool> StringIndex::Insert(std::string_view value) {
 uint32_t StringIndex::Find(std::string_view value) const {
   if (slots_.empty()) return kNotFound;
   const Slot& slot = slots_[Probe(value, XXH3_64bits(value.data(), value.size()))];
-  return slot.id_plus_one == 0 ? kNotFound : slot.id_plus_one - 1;
+  if (slot.offset_plus_one == 0) return kNotFound;
+  Header header;
+  std::memcpy(&header, bytes_.data() + slot.offset_plus_one - 1, sizeof(header));
+  return header.id;
 }
 
 size_t StringIndex::Probe(std::string_view text, uint64_t hash) const {
@@ -71,18 +114,25 @@ size_t StringIndex::Probe(std::string_view text, uint64_t hash) const {
   const auto tag = static_cast<uint32_t>(hash >> 32);
   for (size_t slot_idx = hash & mask;; slot_idx = (slot_idx + 1) & mask) {
     const Slot& slot = slots_[slot_idx];
-    if (slot.id_plus_one == 0) return slot_idx;
-    if (slot.tag == tag && value(slot.id_plus_one - 1) == text) return slot_idx;
+    if (slot.offset_plus_one == 0) return slot_idx;
+    if (slot.tag != tag) continue;
+    const char* header_bytes = bytes_.data() + slot.offset_plus_one - 1;
+    uint64_t length;
+    std::memcpy(&length, header_bytes + offsetof(Header, length), sizeof(length));
+    if (length == text.size() &&
+        (length == 0 || std::memcmp(header_bytes + kHeaderBytes, text.data(), text.size()) == 0)) {
+      return slot_idx;
+    }
   }
 }
 
 void StringIndex::Grow() {
   slots_.assign(std::max<size_t>(kMinIndexSlots, 2 * slots_.size()), Slot{});
   const size_t mask = slots_.size() - 1;
-  for (uint32_t id = 0; id < entries_.size(); ++id) {
-    size_t slot_idx = entries_[id].hash & mask;
-    while (slots_[slot_idx].id_plus_one != 0) slot_idx = (slot_idx + 1) & mask;
-    slots_[slot_idx] = Slot{id + 1, static_cast<uint32_t>(entries_[id].hash >> 32)};
+  for (const Entry& entry : entries_) {
+    size_t slot_idx = entry.hash & mask;
+    while (slots_[slot_idx].offset_plus_one != 0) slot_idx = (slot_idx + 1) & mask;
+    slots_[slot_idx] = Slot{entry.offset + 1, static_cast<uint32_t>(entry.hash >> 32)};
   }
 }
 
@@ -94,8 +144,15 @@ std::vector<std::string_view> StringIndex::Values() const {
 
 void StringDictWriter::Add(std::string_view value) {
   const auto distinct = static_cast<uint32_t>(index_.size());
+  if (values_ > 0 && value == last_value_) {
+    PutVarint(codes_, distinct - last_id_);
+    ++values_;
+    return;
+  }
   const auto [id, inserted] = index_.Insert(value);
   PutVarint(codes_, inserted ? 0 : distinct - id);
+  last_value_ = index_.value(id);
+  last_id_ = id;
   ++values_;
 }
 
@@ -105,9 +162,7 @@ void PutStringList(std::string& out, const std::vector<std::string_view>& values
   uint64_t shared_total = 0, total = 0;
   for (size_t value_idx = 1; value_idx < count; ++value_idx) {
     const std::string_view value = values[value_idx], previous = values[value_idx - 1];
-    const size_t limit = std::min(previous.size(), value.size());
-    size_t common = 0;
-    while (common < limit && previous[common] == value[common]) ++common;
+    const size_t common = CommonPrefixSize(previous, value);
     shared[value_idx] = common;
     shared_total += common;
   }
@@ -116,13 +171,15 @@ void PutStringList(std::string& out, const std::vector<std::string_view>& values
   std::vector<uint8_t> hex(count, 0);
   uint64_t encoded = VarintSize(count);
   for (size_t value_idx = 0; value_idx < count; ++value_idx) {
+    const std::string_view value = values[value_idx];
+    const size_t hex_start = HexSuffixStart(value);
     // A shared prefix that ends inside a hex run would leave an odd-length rest: share one byte less.
-    if (shared[value_idx] > 0 && !IsPackableHex(values[value_idx].substr(shared[value_idx])) &&
-        IsPackableHex(values[value_idx].substr(shared[value_idx] - 1))) {
+    if (shared[value_idx] > 0 && !IsPackableHexFrom(value, hex_start, shared[value_idx]) &&
+        IsPackableHexFrom(value, hex_start, shared[value_idx] - 1)) {
       --shared[value_idx];
     }
-    const std::string_view rest = values[value_idx].substr(shared[value_idx]);
-    hex[value_idx] = IsPackableHex(rest);
+    const std::string_view rest = value.substr(shared[value_idx]);
+    hex[value_idx] = IsPackableHexFrom(value, hex_start, shared[value_idx]);
     const uint64_t stored = hex[value_idx] ? rest.size() / 2 : rest.size();
     encoded += VarintSize(shared[value_idx]) + VarintSize(stored << 1) + stored;
     total += values[value_idx].size();

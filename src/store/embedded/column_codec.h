@@ -19,6 +19,9 @@
 namespace analytics::store::embedded {
 
 
+// The length of the longest common prefix of `a` and `b` (compared eight bytes at a time).
+size_t CommonPrefixSize(std::string_view a, std::string_view b);
+
 // A list of strings, front-coded: varint n; n varints, each the length of the prefix shared with the previous
 // string; n varints, each (stored bytes of the rest << 1 | hex); then the rests' bytes. Sorted or similar
 // strings ("u_...", "s-...", "ord_1000..") do not repeat their common start; a rest that is lower-case hex of
@@ -49,9 +52,11 @@ bool ReadUserRefs(Reader& reader, uint64_t count, uint64_t base_count, std::stri
 
 // Distinct strings numbered 0, 1, ... in first-seen order: the writer's dictionaries, property names, users and
 // types. Writing a segment looks up several strings per row, so this is an open-addressing table (linear
-// probing, at most half full) whose slots hold a 32-bit hash tag next to the id: a lookup hashes the string
-// once (XXH3) and compares bytes only on a tag match. The strings are copied into one buffer, so the caller
-// need not keep them alive, and a hit compares against compact memory instead of a row scattered in the heap.
+// probing, at most half full) whose slots hold a 32-bit hash tag next to where the string is: a lookup hashes
+// the string once (XXH3) and compares bytes only on a tag match. The strings are copied into one buffer, each
+// after a header with its length and id, so the caller need not keep them alive, and a hit touches two places
+// (its slot, then the header and bytes together): large dictionaries miss the cache on every lookup, and a
+// third access (the id's entry) cost as much as the two others.
 class StringIndex {
  public:
   // The id of `value`, and whether it was new (it then gets id size()).
@@ -60,19 +65,27 @@ class StringIndex {
   static constexpr uint32_t kNotFound = UINT32_MAX;
   uint32_t Find(std::string_view value) const;
   size_t size() const { return entries_.size(); }
-  std::string_view value(uint32_t id) const { return {bytes_.data() + entries_[id].offset, entries_[id].length}; }
+  std::string_view value(uint32_t id) const {
+    return {bytes_.data() + entries_[id].offset + kHeaderBytes, entries_[id].length};
+  }
   // Every string by id (views valid until the next Insert).
   std::vector<std::string_view> Values() const;
 
  private:
+  struct Header {  // in bytes_ before each string
+    uint64_t length;
+    uint32_t id;
+    uint32_t unused = 0;  // no padding: the header is copied into bytes_ as it is
+  };
+  static constexpr size_t kHeaderBytes = sizeof(Header);
   struct Entry {
     uint64_t hash;
-    size_t offset;  // in bytes_
+    size_t offset;  // of the header in bytes_
     size_t length;
   };
   struct Slot {
-    uint32_t id_plus_one = 0;  // 0: empty
-    uint32_t tag = 0;          // the hash's high half
+    uint64_t offset_plus_one = 0;  // of the header in bytes_; 0: empty
+    uint32_t tag = 0;              // the hash's high half
   };
   // The slot holding `text`, or the empty slot where it would go.
   size_t Probe(std::string_view text, uint64_t hash) const;
@@ -97,6 +110,10 @@ class StringDictWriter {
   StringIndex index_;
   std::string codes_;
   size_t values_ = 0;
+  // The previous value (a view into index_, valid until its next Insert) and its id: values come in runs (a
+  // user's session id, platform, country), and a repeat then costs one comparison instead of a lookup.
+  std::string_view last_value_;
+  uint32_t last_id_ = 0;
 };
 
 // Reads what StringDictWriter::Finish wrote, with `count` values: `dictionary` (pointing into `storage`)
