@@ -118,10 +118,6 @@ Result<std::unique_ptr<EmbeddedEventStore>> EmbeddedEventStore::Open(const Embed
   fs::create_directories(fs::path(options.dir) / "segments", ec);
   if (ec) return Status::IOError("cannot create " + options.dir + ": " + ec.message());
   ANALYTICS_RETURN_IF_ERROR(store->Recover());
-  {
-    std::lock_guard manifest_lock(store->manifest_mu_);
-    store->manifest_ = store->ManifestOfState();  // what the next erasure writes with its user added
-  }
   wal::WalOptions wal_options;
   wal_options.dir = (fs::path(options.dir) / "wal").string();
   wal_options.max_file_bytes = options.wal_max_file_bytes;
@@ -164,6 +160,7 @@ Status EmbeddedEventStore::Recover() {
   const fs::path root(options_.dir);
   const fs::path manifest_path = root / "MANIFEST";
   std::set<std::string> listed;
+  uint64_t erasure_log_generation = 0;  // a store that never wrote a MANIFEST logs its erasures in generation 0
   if (fs::exists(manifest_path)) {
     std::ifstream file(manifest_path);
     std::stringstream buffer;
@@ -183,8 +180,20 @@ Status EmbeddedEventStore::Recover() {
     for (const auto& user : manifest.value("purge_pending", nlohmann::json::array())) {
       purge_pending_.insert(user.get<std::string>());
     }
-    purge_pending_count_ = purge_pending_.size();
+    erasure_log_generation = manifest.value("erasure_log", uint64_t{0});
   }
+  // Erasures made after that MANIFEST was written. A log that exists is taken into a new MANIFEST at the end
+  // (a torn last line must not be followed by new lines).
+  ANALYTICS_ASSIGN_OR_RETURN(const std::vector<std::string> logged_erasures,
+                             embedded::ErasureLog::Read(options_.dir, erasure_log_generation));
+  for (const auto& user : logged_erasures) {
+    erased_users_.insert(user);
+    purge_pending_.insert(user);
+  }
+  purge_pending_count_ = purge_pending_.size();
+  embedded::ErasureLog::RemoveOthers(options_.dir, erasure_log_generation);
+  erasure_log_ = std::make_unique<embedded::ErasureLog>(options_.dir, erasure_log_generation);
+  const bool erasure_log_exists = fs::exists(root / embedded::ErasureLog::FileName(erasure_log_generation));
   // Segment files: keep the listed ones; remove leftovers of an interrupted flush; quarantine damaged ones.
   uint64_t removed_leftovers = 0;
   std::error_code ec;
@@ -252,8 +261,10 @@ Status EmbeddedEventStore::Recover() {
       {"wal_dropped_tail_bytes", replay->dropped_tail_bytes},
       {"wal_notes", replay->notes},
       {"events_replayed", replayed_events},
+      {"erasures_replayed", logged_erasures.size()},
       {"dedup_keys", dedup_.size()},
       {"recovery_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}};
+  if (erasure_log_exists) ANALYTICS_RETURN_IF_ERROR(WriteManifest());
   return Status::Ok();
 }
 
@@ -337,29 +348,23 @@ Status EmbeddedEventStore::RecoverDedupWindow(int64_t window_start_ms) {
 
 Status EmbeddedEventStore::WriteManifest() {
   std::lock_guard manifest_lock(manifest_mu_);
+  // The new MANIFEST's erased users include every line of the current log; later erasures go to the next one.
+  const uint64_t next_generation = erasure_log_->generation() + 1;
   nlohmann::json manifest = ManifestOfState();
-  ANALYTICS_RETURN_IF_ERROR(
-      embedded::WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1)));
-  manifest_ = std::move(manifest);
+  manifest["erasure_log"] = next_generation;
+  Status status = embedded::WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1));
+  if (!status.ok()) {
+    erasure_log_->Stop(Status::IOError("erasures are refused after a failed MANIFEST write: " + status.message()));
+    return status;
+  }
+  erasure_log_->Remove();
+  erasure_log_ = std::make_unique<embedded::ErasureLog>(options_.dir, next_generation);
   return Status::Ok();
 }
 
 Status EmbeddedEventStore::WriteErasure(const std::string& user) {
-  // Sorted arrays (they are written from sorted sets); the user goes in at its place, once.
-  auto add = [&](nlohmann::json& users) {
-    auto it = std::lower_bound(users.begin(), users.end(), user, [](const nlohmann::json& listed, const std::string& key) {
-      return listed.get_ref<const std::string&>() < key;
-    });
-    if (it == users.end() || it->get_ref<const std::string&>() != user) users.insert(it, user);
-  };
   std::lock_guard manifest_lock(manifest_mu_);
-  nlohmann::json manifest = manifest_;
-  add(manifest["erased_users"]);
-  add(manifest["purge_pending"]);
-  ANALYTICS_RETURN_IF_ERROR(
-      embedded::WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1)));
-  manifest_ = std::move(manifest);
-  return Status::Ok();
+  return erasure_log_->Append(user);
 }
 
 nlohmann::json EmbeddedEventStore::ManifestOfState() {

@@ -5,6 +5,7 @@
 //   wal/                      write-ahead log (wal/wal.h); a record = one appended batch (codec.h row format)
 //   segments/<YYYY-MM-DD>/    immutable columnar segments (segment.h), one day partition per folder
 //   MANIFEST                  JSON: flushed WAL sequence, live segments, erased users (atomic replace)
+//   erasures-<generation>.log the users erased since the MANIFEST was written (erasure_log.h)
 // Write path: dedup + erasure check → WAL append (group commit, fdatasync) → memtable (queryable at once).
 // A background thread flushes the memtable to segments (one per day partition) when it is large or old,
 // then records the flushed sequence in the MANIFEST and deletes covered WAL files. Recovery reads the
@@ -12,12 +13,12 @@
 // sequence, and rebuilds the dedup window from recent segments and the replayed events.
 // Background work (one maintenance thread): compaction merges the small segments of a day partition
 // (compaction.h); retention drops day partitions older than `retention_days`; the purge of erased users.
-// Erasure is two steps: at once (EraseUser) the user is recorded as erased in the MANIFEST; reads leave their
+// Erasure is two steps: at once (EraseUser) the user is recorded as erased (durably); reads leave their
 // events out of the memtable (the next flush drops them, and its WAL truncation the WAL records, recovery
 // filtering them until then) and out of segments; after `purge_delay_ms` the maintenance thread rewrites the
 // segments holding them (one pass for every user erased meanwhile), so an erasure costs the intake request a
-// MANIFEST write and a WAL roll, not a flush or a rewrite of the store. Nor does it wait for a flush in
-// progress: its MANIFEST write is the last written one with the user added (see manifest_).
+// line in the erasure log (erasure_log.h) and a WAL roll, not a MANIFEST write (it lists every user ever
+// erased), a flush or a rewrite of the store; nor does it wait for a flush in progress.
 // Segment files are reference-counted: a replaced segment is deleted when the last reader lets go of it.
 // Memory is bounded by options: the memtable by events and bytes (appends wait for the flush when twice the
 // limit is buffered: backpressure), the dedup index by `dedup_max_bytes` (dedup_index.h), a merge by
@@ -42,6 +43,7 @@
 
 #include "store/embedded/compaction.h"
 #include "store/embedded/dedup_index.h"
+#include "store/embedded/erasure_log.h"
 #include "store/embedded/query_exec.h"
 #include "store/embedded/segment.h"
 #include "store/event_store.h"
@@ -138,11 +140,11 @@ class EmbeddedEventStore final : public EventStore {
   // Rebuilds the dedup window from the segments received since `window_start_ms` (newest first, up to what
   // the index keeps after giving up days); quarantines a segment whose columns do not decode.
   common::Status RecoverDedupWindow(int64_t window_start_ms);
-  // Writes the MANIFEST from the current state. Callers hold flush_mu_: segments and the flushed sequence
-  // change only under it, so the pair written is consistent.
+  // Writes the MANIFEST from the current state and starts a new erasure log. Callers hold flush_mu_:
+  // segments and the flushed sequence change only under it, so the pair written is consistent.
   common::Status WriteManifest();
-  // Writes the MANIFEST as last written with `user` added to the erased and purge-pending users. Needs no
-  // flush_mu_: it publishes no segment change that its owner (a flush, purge, compaction) has not written.
+  // Makes the erasure of `user` durable: a line in the erasure log. Needs no flush_mu_, and writes no segment
+  // change that its owner (a flush, purge, compaction) has not written.
   common::Status WriteErasure(const std::string& user);
   // The MANIFEST's JSON for the current state (callers hold flush_mu_, as for WriteManifest).
   nlohmann::json ManifestOfState();
@@ -181,11 +183,11 @@ class EmbeddedEventStore final : public EventStore {
   // Appenders share it from dedup claim to memtable insert; the flusher takes it exclusively to swap.
   std::shared_mutex flush_gate_;
   std::mutex flush_mu_;  // one flush, erasure rewrite or segment-changing manifest write at a time
-  // One MANIFEST write at a time. `manifest_` is the JSON the MANIFEST file holds (as written, or as recovery
-  // found the store): an erasure adds its user to it and writes it again while a flush may still be busy
-  // writing segments (intake must not wait ~0.5 s for that), and the full writes replace it.
+  // One MANIFEST write or erasure log append at a time. An erasure appends to the log while a flush may still
+  // be busy writing segments (intake must not wait ~0.5 s for that); a MANIFEST write, whose erased users
+  // include the log's, starts the next log generation (erasure_log.h).
   std::mutex manifest_mu_;
-  nlohmann::json manifest_;  // guarded by manifest_mu_
+  std::unique_ptr<embedded::ErasureLog> erasure_log_;  // guarded by manifest_mu_
 
   std::mutex dedup_mu_;
   embedded::DedupIndex dedup_;                                        // guarded by dedup_mu_

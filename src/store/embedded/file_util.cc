@@ -21,20 +21,24 @@ Status FsyncDir(const std::string& dir) {
   return Status::Ok();
 }
 
-Status WriteFileAtomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError("cannot create " + tmp + ": " + std::strerror(errno));
+Status WriteAll(int fd, std::string_view bytes, const std::string& path) {
   size_t written = 0;
   while (written < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return Status::IOError("cannot write " + tmp + ": " + std::strerror(err));
-    }
+    if (n < 0) return Status::IOError("cannot write " + path + ": " + std::strerror(errno));
     written += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status WriteFileAtomically(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError("cannot create " + tmp + ": " + std::strerror(errno));
+  if (Status status = WriteAll(fd, bytes, tmp); !status.ok()) {
+    ::close(fd);
+    return status;
   }
   if (::fdatasync(fd) != 0) {
     int err = errno;

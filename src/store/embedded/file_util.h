@@ -4,12 +4,15 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
 namespace analytics::store::embedded {
 
 common::Status FsyncDir(const std::string& dir);
+// Writes all of `bytes` to `fd` (retrying short writes and EINTR); `path` names the file in the error.
+common::Status WriteAll(int fd, std::string_view bytes, const std::string& path);
 common::Status WriteFileAtomically(const std::string& path, const std::string& bytes);
 
 }  // namespace analytics::store::embedded
