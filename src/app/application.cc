@@ -41,9 +41,10 @@ using common::Status;
 
 namespace {
 
-int ThreadsOr(int configured) {
+// `configured`, or the number of cores times `per_core` when it is 0.
+int ThreadsOr(int configured, int per_core = 1) {
   if (configured > 0) return configured;
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return per_core * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 Result<std::string> ReadFile(const std::string& path) {
@@ -296,7 +297,8 @@ Status Application::Start() {
   server_options.host = config_.api_server.host;
   server_options.port = config_.api_server.port;
   server_options.io_threads = ThreadsOr(config_.api_server.io_threads);
-  server_options.handler_threads = ThreadsOr(config_.api_server.handler_threads);
+  // Twice the cores: an intake request waits for the WAL's fdatasync, and another handler uses the core meanwhile.
+  server_options.handler_threads = ThreadsOr(config_.api_server.handler_threads, /*per_core=*/2);
   server_options.max_body_bytes = config_.api_server.max_body_bytes;
   server_options.max_header_bytes = config_.api_server.max_header_bytes;
   server_options.request_timeout_seconds = config_.api_server.request_timeout_seconds;

@@ -22,7 +22,7 @@ struct ApiServerConfig {
   std::string host = "0.0.0.0";
   int port = 8081;
   int io_threads = 0;               // 0: number of cores
-  int handler_threads = 0;          // 0: number of cores
+  int handler_threads = 0;          // 0: twice the number of cores (handlers wait for WAL syncs)
   uint64_t max_body_bytes = 10 << 20;
   uint64_t max_header_bytes = 16384;
   int request_timeout_seconds = 30;
