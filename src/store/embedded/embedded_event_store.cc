@@ -184,8 +184,9 @@ Status EmbeddedEventStore::Recover() {
   }
   // Erasures made after that MANIFEST was written. A log that exists is taken into a new MANIFEST at the end
   // (a torn last line must not be followed by new lines).
-  ANALYTICS_ASSIGN_OR_RETURN(const std::vector<std::string> logged_erasures,
+  ANALYTICS_ASSIGN_OR_RETURN(const std::optional<std::vector<std::string>> erasure_log,
                              embedded::ErasureLog::Read(options_.dir, erasure_log_generation));
+  const std::vector<std::string> logged_erasures = erasure_log.value_or(std::vector<std::string>{});
   for (const auto& user : logged_erasures) {
     erased_users_.insert(user);
     purge_pending_.insert(user);
@@ -193,7 +194,6 @@ Status EmbeddedEventStore::Recover() {
   purge_pending_count_ = purge_pending_.size();
   embedded::ErasureLog::RemoveOthers(options_.dir, erasure_log_generation);
   erasure_log_ = std::make_unique<embedded::ErasureLog>(options_.dir, erasure_log_generation);
-  const bool erasure_log_exists = fs::exists(root / embedded::ErasureLog::FileName(erasure_log_generation));
   // Segment files: keep the listed ones; remove leftovers of an interrupted flush; quarantine damaged ones.
   uint64_t removed_leftovers = 0;
   std::error_code ec;
@@ -264,7 +264,7 @@ Status EmbeddedEventStore::Recover() {
       {"erasures_replayed", logged_erasures.size()},
       {"dedup_keys", dedup_.size()},
       {"recovery_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}};
-  if (erasure_log_exists) ANALYTICS_RETURN_IF_ERROR(WriteManifest());
+  if (erasure_log) ANALYTICS_RETURN_IF_ERROR(WriteManifest());
   return Status::Ok();
 }
 
@@ -350,26 +350,10 @@ Status EmbeddedEventStore::WriteManifest() {
   std::lock_guard manifest_lock(manifest_mu_);
   // The new MANIFEST's erased users include every line of the current log; later erasures go to the next one.
   const uint64_t next_generation = erasure_log_->generation() + 1;
-  nlohmann::json manifest = ManifestOfState();
-  manifest["erasure_log"] = next_generation;
-  Status status = embedded::WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1));
-  if (!status.ok()) {
-    erasure_log_->Stop(Status::IOError("erasures are refused after a failed MANIFEST write: " + status.message()));
-    return status;
-  }
-  erasure_log_->Remove();
-  erasure_log_ = std::make_unique<embedded::ErasureLog>(options_.dir, next_generation);
-  return Status::Ok();
-}
-
-Status EmbeddedEventStore::WriteErasure(const std::string& user) {
-  std::lock_guard manifest_lock(manifest_mu_);
-  return erasure_log_->Append(user);
-}
-
-nlohmann::json EmbeddedEventStore::ManifestOfState() {
-  nlohmann::json manifest = {
-      {"format", 1}, {"flushed_sequence", flushed_sequence_.load()}, {"segment_counter", segment_counter_.load()}};
+  nlohmann::json manifest = {{"format", 1},
+                             {"flushed_sequence", flushed_sequence_.load()},
+                             {"segment_counter", segment_counter_.load()},
+                             {"erasure_log", next_generation}};
   nlohmann::json segments = nlohmann::json::array();
   {
     std::lock_guard lock(segments_mu_);
@@ -383,7 +367,19 @@ nlohmann::json EmbeddedEventStore::ManifestOfState() {
     manifest["erased_users"] = erased_users_;
     manifest["purge_pending"] = purge_pending_;
   }
-  return manifest;
+  Status status = embedded::WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1));
+  if (!status.ok()) {
+    erasure_log_->Stop(Status::IOError("erasures are refused after a failed MANIFEST write: " + status.message()));
+    return status;
+  }
+  erasure_log_->Remove();
+  erasure_log_ = std::make_unique<embedded::ErasureLog>(options_.dir, next_generation);
+  return Status::Ok();
+}
+
+Status EmbeddedEventStore::WriteErasure(const std::string& user) {
+  std::lock_guard manifest_lock(manifest_mu_);
+  return erasure_log_->Append(user);
 }
 
 Status EmbeddedEventStore::WaitForMemtableRoom() {

@@ -146,8 +146,6 @@ class EmbeddedEventStore final : public EventStore {
   // Makes the erasure of `user` durable: a line in the erasure log. Needs no flush_mu_, and writes no segment
   // change that its owner (a flush, purge, compaction) has not written.
   common::Status WriteErasure(const std::string& user);
-  // The MANIFEST's JSON for the current state (callers hold flush_mu_, as for WriteManifest).
-  nlohmann::json ManifestOfState();
   static embedded::DedupKey KeyOf(const events::StoredEvent& event);
   void ExpireDedupLocked(int64_t now_ms);
   void FlushLoop();

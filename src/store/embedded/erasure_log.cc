@@ -33,11 +33,11 @@ std::string ErasureLog::FileName(uint64_t generation) {
   return name;
 }
 
-Result<std::vector<std::string>> ErasureLog::Read(const std::string& dir, uint64_t generation) {
+Result<std::optional<std::vector<std::string>>> ErasureLog::Read(const std::string& dir, uint64_t generation) {
   std::vector<std::string> users;
   const fs::path path = fs::path(dir) / FileName(generation);
   std::error_code ec;
-  if (!fs::exists(path, ec)) return users;
+  if (!fs::exists(path, ec)) return std::optional<std::vector<std::string>>();
   std::ifstream file(path);
   if (!file) return Status::IOError("cannot read " + path.string());
   std::string line;
@@ -46,7 +46,7 @@ Result<std::vector<std::string>> ErasureLog::Read(const std::string& dir, uint64
     if (!record.is_object() || !record.contains("erase") || !record["erase"].is_string()) break;  // a torn tail
     users.push_back(record["erase"].get<std::string>());
   }
-  return users;
+  return std::optional<std::vector<std::string>>(std::move(users));
 }
 
 void ErasureLog::RemoveOthers(const std::string& dir, uint64_t generation) {

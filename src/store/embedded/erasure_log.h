@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,9 @@ class ErasureLog {
  public:
   // The log file of `generation`: erasures-<20 digits>.log.
   static std::string FileName(uint64_t generation);
-  // The users the log of `generation` in `dir` records, in order; none when the file does not exist. A line
+  // The users the log of `generation` in `dir` records, in order; nullopt when the file does not exist. A line
   // that does not parse ends the read: only the last line can be torn (an append that failed stops the log).
-  static common::Result<std::vector<std::string>> Read(const std::string& dir, uint64_t generation);
+  static common::Result<std::optional<std::vector<std::string>>> Read(const std::string& dir, uint64_t generation);
   // Removes every log file in `dir` but the one of `generation` (left by a crash between a MANIFEST write and
   // the removal of the log it replaced).
   static void RemoveOthers(const std::string& dir, uint64_t generation);
