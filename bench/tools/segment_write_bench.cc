@@ -1,5 +1,6 @@
 // segment_write_bench: CPU time per event of embedded::WriteSegment, the memtable flush's cost. Reads an NDJSON
-// file of CloudEvents, normalizes it once (untimed) with the real Normalizer and Pseudonymizer, groups the events
+// file of CloudEvents, normalizes it once (untimed) with the real Normalizer and Pseudonymizer, keeps each batch
+// in the memtable's form (row-format bytes and views of the events in them), groups the events
 // by UTC day of their time as the store's flush does, then writes one segment per day into a temporary
 // directory, --passes times, and reports the median pass as thread CPU nanoseconds per event (the machine is
 // shared: wall time would measure the neighbours, and the fdatasync of each file is wait, not work).
@@ -24,6 +25,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +40,7 @@ namespace {
 
 namespace embedded = analytics::store::embedded;
 namespace fs = std::filesystem;
+using analytics::events::EventView;
 using analytics::events::StoredEvent;
 
 constexpr int64_t kDayMs = 86400000;
@@ -78,8 +81,12 @@ bool ParseOptions(int argc, char** argv, Options& options) {
   return !options.file.empty() && options.passes >= 1 && options.batch_size > 0;
 }
 
+// The memtable's form of the accepted events: per batch, its rows (EventRows: the row-format bytes and a view
+// of each event in them), as the store's append keeps them.
+using Batches = std::vector<analytics::events::EventRows>;
+
 // Every accepted event of the file, received batch by batch as the intake would.
-bool NormalizeFile(const Options& options, std::vector<StoredEvent>& out) {
+bool NormalizeFile(const Options& options, Batches& out) {
   std::ifstream input(options.file, std::ios::binary);
   if (!input) return false;
   auto pseudonymizer = analytics::events::Pseudonymizer::Create(std::string(32, 'k'));
@@ -93,7 +100,7 @@ bool NormalizeFile(const Options& options, std::vector<StoredEvent>& out) {
   auto cut = [&] {
     const int64_t received_ms = options.now_ms + static_cast<int64_t>(batch_idx++) * options.batch_interval_ms;
     auto result = normalizer.Process(body, analytics::events::BodyFormat::kNdjson, received_ms);
-    std::move(result.events.begin(), result.events.end(), std::back_inserter(out));
+    if (!result.events.empty()) out.push_back(std::move(result.events));
     body.clear();
     in_batch = 0;
   };
@@ -107,12 +114,14 @@ bool NormalizeFile(const Options& options, std::vector<StoredEvent>& out) {
 }
 
 // One event's every field as bytes (the WAL row format), for comparing events as a multiset.
-std::string EventKey(const StoredEvent& event) { return embedded::EncodeEventBatch({event}); }
+std::string EventKey(const StoredEvent& event) {
+  return std::string(analytics::events::EventRows(std::vector<StoredEvent>{event}).record());
+}
 
-bool SameEvents(const std::vector<const StoredEvent*>& expected, const std::vector<StoredEvent>& actual) {
+bool SameEvents(const std::vector<const EventView*>& expected, const std::vector<StoredEvent>& actual) {
   if (expected.size() != actual.size()) return false;
   std::vector<std::string> expected_keys, actual_keys;
-  for (const StoredEvent* event : expected) expected_keys.push_back(EventKey(*event));
+  for (const EventView* event : expected) expected_keys.push_back(EventKey(event->ToStored()));
   for (const StoredEvent& event : actual) actual_keys.push_back(EventKey(event));
   std::sort(expected_keys.begin(), expected_keys.end());
   std::sort(actual_keys.begin(), actual_keys.end());
@@ -163,7 +172,7 @@ bool TimeRewrite(const std::string& path, int64_t& elapsed_ns) {
   return ok;
 }
 
-bool CheckSegment(const std::string& path, const std::vector<const StoredEvent*>& expected) {
+bool CheckSegment(const std::string& path, const std::vector<const EventView*>& expected) {
   std::vector<StoredEvent> actual;
   const auto status = embedded::ReadSegmentEvents(path, actual);
   if (!status.ok()) {
@@ -178,11 +187,11 @@ bool CheckSegment(const std::string& path, const std::vector<const StoredEvent*>
 }
 
 // Writes every day's segment into `dir`; false on any error or failed check.
-bool RunPass(const Options& options, const std::map<int64_t, std::vector<const StoredEvent*>>& by_day,
+bool RunPass(const Options& options, const std::map<int64_t, std::vector<const EventView*>>& by_day,
              const std::string& dir, bool check, PassTimes& times) {
   for (const auto& [day, rows] : by_day) {
     const std::string path = dir + "/" + std::to_string(day) + ".seg";
-    std::vector<const StoredEvent*> input = rows;  // WriteSegment sorts its own copy, as the flush hands it over
+    std::vector<const EventView*> input = rows;  // WriteSegment sorts its own copy, as the flush hands it over
     const int64_t started = ThreadCpuNanos();
     auto info = embedded::WriteSegment(path, std::move(input), options.zstd_level);
     times.total_ns += ThreadCpuNanos() - started;
@@ -222,13 +231,17 @@ int main(int argc, char** argv) {
                  " [--batch-interval-ms 10] [--check true] [--dump DIR]\n";
     return 2;
   }
-  std::vector<StoredEvent> events;
-  if (!NormalizeFile(options, events) || events.empty()) {
+  Batches batches;
+  if (!NormalizeFile(options, batches) || batches.empty()) {
     std::cerr << "no events from " << options.file << "\n";
     return 1;
   }
-  std::map<int64_t, std::vector<const StoredEvent*>> by_day;
-  for (const StoredEvent& event : events) by_day[DayOf(event.time_ms)].push_back(&event);
+  std::map<int64_t, std::vector<const EventView*>> by_day;
+  size_t event_count = 0;
+  for (const auto& rows : batches) {
+    event_count += rows.size();
+    for (const EventView& event : rows) by_day[DayOf(event.time_ms)].push_back(&event);
+  }
 
   const std::string dir = fs::temp_directory_path() / ("segment_write_bench." + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -240,7 +253,7 @@ int main(int argc, char** argv) {
     const bool dumping = pass_idx == 0 && !options.dump_dir.empty();
     PassTimes times;
     ok = RunPass(options, by_day, dumping ? options.dump_dir : dir, options.check && pass_idx == 0, times);
-    const auto per_event = [&](int64_t nanos) { return static_cast<double>(nanos) / static_cast<double>(events.size()); };
+    const auto per_event = [&](int64_t nanos) { return static_cast<double>(nanos) / static_cast<double>(event_count); };
     total.push_back(per_event(times.total_ns));
     write.push_back(per_event(times.write_ns));
     compress.push_back(per_event(times.compress_ns));
@@ -251,7 +264,7 @@ int main(int argc, char** argv) {
   if (!ok) return 1;
   std::printf("{\"events\":%zu,\"segments\":%zu,\"bytes_per_event\":%.2f,\"median_ns_per_event\":%.1f,"
               "\"median_encode_ns\":%.1f,\"median_compress_ns\":%.1f,\"median_write_ns\":%.1f",
-              events.size(), by_day.size(), static_cast<double>(bytes) / static_cast<double>(events.size()),
+              event_count, by_day.size(), static_cast<double>(bytes) / static_cast<double>(event_count),
               Median(total), Median(encode), Median(compress), Median(write));
   if (options.check) std::printf(",\"check\":\"ok\"");
   PrintSeries("passes_ns_per_event", total);

@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   auto pseudonymizer = analytics::events::Pseudonymizer::Create(std::string(32, 'k'));
   if (!pseudonymizer.ok()) return 1;
   analytics::events::Normalizer normalizer({}, **pseudonymizer);
-  std::vector<std::vector<analytics::events::StoredEvent>> batches;
+  std::vector<analytics::events::EventRows> batches;
   std::string line, body;
   size_t in_batch = 0, total = 0;
   auto cut = [&] {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace analytics::events {
 
@@ -37,6 +38,41 @@ struct StoredEvent {
   std::string extensions;
   // Where the user came from, so read-back can rebuild the envelope: subject, data.user_id, or both.
   bool user_in_subject = false;
+};
+
+// The same fields, not owned: a StoredEvent seen in place, e.g. in a memtable batch's row-format bytes
+// (src/store/embedded/codec.h), which hold the events the store has not flushed yet. Valid while what it
+// points into is; `ToStored` copies it out.
+struct EventView {
+  std::string_view id;
+  std::string_view source;
+  std::string_view type;
+  int64_t time_ms = 0;
+  int64_t received_ms = 0;
+  bool time_defaulted = false;
+  std::string_view user;
+  std::string_view game_id;
+  std::string_view session_id;
+  std::optional<double> amount;
+  std::string_view currency;
+  std::string_view country;
+  std::string_view platform;
+  std::string_view data;
+  std::string_view extensions;
+  bool user_in_subject = false;
+
+  static EventView Of(const StoredEvent& event) {
+    return {event.id,         event.source,  event.type,     event.time_ms,  event.received_ms,
+            event.time_defaulted, event.user, event.game_id, event.session_id, event.amount,
+            event.currency,   event.country, event.platform, event.data,     event.extensions,
+            event.user_in_subject};
+  }
+  StoredEvent ToStored() const {
+    return {std::string(id),       std::string(source),   std::string(type),    time_ms,
+            received_ms,           time_defaulted,        std::string(user),    std::string(game_id),
+            std::string(session_id), amount,              std::string(currency), std::string(country),
+            std::string(platform), std::string(data),     std::string(extensions), user_in_subject};
+  }
 };
 
 }  // namespace analytics::events

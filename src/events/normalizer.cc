@@ -19,10 +19,19 @@ simdjson::dom::parser& ThreadParser() {
   return parser;
 }
 
-// Output text is built here and copied out once per field.
+// Output text is built here and copied once, into the batch's rows: the treated `data` (or a rejected
+// event's payload), the kept envelope attributes, the user's pseudonym.
 JsonBuffer& ThreadBuffer() {
   thread_local JsonBuffer buffer;
   return buffer;
+}
+JsonBuffer& ThreadAttributesBuffer() {
+  thread_local JsonBuffer buffer;
+  return buffer;
+}
+std::string& ThreadPseudonym() {
+  thread_local std::string pseudonym;
+  return pseudonym;
 }
 
 Rejection MakeRejection(const RawEvent& raw, RejectionCode code, std::string field, std::string message) {
@@ -57,11 +66,14 @@ BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, in
     result.body_error = std::move(split.error);
     return result;
   }
-  result.events.reserve(split.events.size());
+  // Rows take about as many bytes as the events' JSON text: most batches are written without moving.
+  result.events.Reserve(body.size() + body.size() / 8);
   result.event_indexes.reserve(split.events.size());
 
   simdjson::dom::parser& parser = ThreadParser();
   JsonBuffer& buffer = ThreadBuffer();
+  JsonBuffer& attributes = ThreadAttributesBuffer();
+  std::string& pseudonym = ThreadPseudonym();
   const ValidatorOptions validator_options{options_.max_future_ms, options_.strict_types};
   ValidatedEnvelope envelope;
   TreatedJsonWriter writer(pseudonymizer_, TreatedJsonWriter::Mode::kStrict, already_treated);
@@ -135,31 +147,37 @@ BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, in
       continue;
     }
 
-    // Built in place: strings are constructed from views (cheaper than assigning into empty strings).
-    StoredEvent& event = result.events.emplace_back();
+    // Written straight into the batch's rows: the fields are views into the body, the writers' buffers and
+    // the pseudonym.
+    EventView event;
     result.event_indexes.push_back(raw.index);
-    if (envelope.has_data) event.data = std::string(buffer.view());
+    if (envelope.has_data) event.data = buffer.view();
     if (!envelope.kept_attributes.empty()) {
-      buffer.Clear();
-      writer.WriteAttributes(envelope.kept_attributes, buffer);
-      event.extensions = std::string(buffer.view());
+      attributes.Clear();
+      writer.WriteAttributes(envelope.kept_attributes, attributes);
+      event.extensions = attributes.view();
     }
-    event.id = std::string(envelope.id);
-    event.source = std::string(envelope.source);
-    event.type = std::string(envelope.type);
+    event.id = envelope.id;
+    event.source = envelope.source;
+    event.type = envelope.type;
     event.time_ms = envelope.time_ms;
     event.received_ms = now_ms;
     event.time_defaulted = envelope.time_defaulted;
     const std::optional<std::string_view> user = envelope.subject ? envelope.subject : envelope.data_user_id;
-    if (user) pseudonymizer_.Pseudonymize(*user, event.user);
+    if (user) {
+      pseudonymizer_.Pseudonymize(*user, pseudonym);
+      event.user = pseudonym;
+    }
     event.user_in_subject = envelope.subject.has_value();
-    event.game_id = std::string(envelope.game_id);
-    event.session_id = std::string(envelope.session_id);
+    event.game_id = envelope.game_id;
+    event.session_id = envelope.session_id;
     event.amount = envelope.amount;
-    event.currency = std::string(envelope.currency);
-    event.country = std::string(envelope.country);
-    event.platform = std::string(envelope.platform);
+    event.currency = envelope.currency;
+    event.country = envelope.country;
+    event.platform = envelope.platform;
+    result.events.Add(event);
   }
+  result.events.Seal();
   return result;
 }
 

@@ -1,5 +1,6 @@
 // Normalizer: the intake's front half. Takes a request body, splits it into CloudEvents, validates each one
-// against docs/events.md, treats personal data and returns StoredEvents (ready for dedup and the event store)
+// against docs/events.md, treats personal data and returns the accepted events in the row format (EventRows,
+// ready for dedup and the event store)
 // plus one Rejection per refused event (ready for dead letters).
 //
 // Rationale: parsing, validation and treatment run in one pass per event over one simdjson DOM, so an event
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "events/event.h"
+#include "events/event_rows.h"
 #include "events/event_parser.h"
 #include "events/pseudonymizer.h"
 #include "events/rejection.h"
@@ -37,7 +39,7 @@ struct NormalizerOptions {
 };
 
 struct BatchResult {
-  std::vector<StoredEvent> events;       // accepted events, in batch order
+  EventRows events;                      // accepted events, in batch order (sealed)
   std::vector<uint32_t> event_indexes;   // parallel to `events`: each event's index in the batch
   std::vector<Rejection> rejections;     // refused events, in batch order
   std::optional<BodyError> body_error;   // set: the body was refused as a whole; events/rejections empty

@@ -55,14 +55,17 @@ Result<IntakeReport> Intake::Ingest(std::string_view body, events::BodyFormat fo
   }
   const std::vector<uint32_t> indexes = std::move(batch.event_indexes);  // still needed after the events move
   std::vector<std::string> deleted_users;
-  for (auto& event : batch.events) {
+  for (size_t event_idx = 0; event_idx < batch.events.size(); ++event_idx) {
+    const events::EventView& event = batch.events[event_idx];
     if (event.type == kAccountDeletedType && !event.user.empty()) {
       // The deletion itself is kept, without its user, so deletions stay countable (docs/events.md 6).
-      deleted_users.push_back(event.user);
-      event.user.clear();
-      event.user_in_subject = false;
-      auto data = nlohmann::json::parse(event.data, nullptr, false);
-      if (data.is_object() && data.erase("user_id") > 0) event.data = data.dump();
+      deleted_users.emplace_back(event.user);
+      events::StoredEvent kept = event.ToStored();
+      kept.user.clear();
+      kept.user_in_subject = false;
+      auto data = nlohmann::json::parse(kept.data, nullptr, false);
+      if (data.is_object() && data.erase("user_id") > 0) kept.data = data.dump();
+      batch.events.Replace(event_idx, events::EventView::Of(kept));
     }
   }
   if (!batch.events.empty()) {

@@ -21,6 +21,7 @@
 
 #include "common/status.h"
 #include "events/event.h"
+#include "events/event_rows.h"
 #include "query/aggregate.h"
 #include "query/sessions.h"
 
@@ -56,9 +57,13 @@ class EventStore {
  public:
   virtual ~EventStore() = default;
 
-  // Stores `batch` durably (see the contract above). IOError when the data cannot be made durable; then no
-  // event of the batch was acknowledged and the store refuses further appends until restarted.
-  virtual common::Result<AppendResult> Append(std::vector<events::StoredEvent> batch) = 0;
+  // Stores `batch` (sealed) durably (see the contract above). IOError when the data cannot be made durable;
+  // then no event of the batch was acknowledged and the store refuses further appends until restarted.
+  virtual common::Result<AppendResult> Append(events::EventRows batch) = 0;
+  // The same for owned events (encoded first).
+  common::Result<AppendResult> Append(const std::vector<events::StoredEvent>& batch) {
+    return Append(events::EventRows(batch));
+  }
 
   // InvalidArgument for a malformed cursor.
   virtual common::Result<ScanResult> Scan(const ScanQuery& query) = 0;

@@ -216,10 +216,10 @@ std::string EventLine(int event_idx, const std::string& data) {
 }
 
 void ExpectSameEvents(const BatchResult& together, const std::vector<BatchResult>& one_by_one) {
-  std::vector<const StoredEvent*> events;
+  std::vector<const EventView*> events;
   std::vector<const Rejection*> rejections;
   for (const BatchResult& single : one_by_one) {
-    for (const StoredEvent& event : single.events) events.push_back(&event);
+    for (const EventView& event : single.events) events.push_back(&event);
     for (const Rejection& rejection : single.rejections) rejections.push_back(&rejection);
   }
   ASSERT_EQ(together.events.size(), events.size());

@@ -570,8 +570,8 @@ TEST_F(PersonalDataTest, ReplayedDeadLetterEqualsTheDirectResult) {
   BatchResult replayed = normalizer_->ProcessTreated(payload, later);
   ASSERT_EQ(direct.events.size(), 1u);
   ASSERT_EQ(replayed.events.size(), 1u) << (replayed.rejections.empty() ? "" : replayed.rejections[0].message);
-  const StoredEvent& expected = direct.events[0];
-  const StoredEvent& actual = replayed.events[0];
+  const EventView& expected = direct.events[0];
+  const EventView& actual = replayed.events[0];
   EXPECT_EQ(actual.user, expected.user);
   EXPECT_EQ(actual.user, pseudonymizer_->Pseudonymize("user-1"));
   EXPECT_EQ(actual.user_in_subject, expected.user_in_subject);
@@ -592,7 +592,7 @@ TEST_F(PersonalDataTest, ReadBackEventCanBeProcessedAgainWithTheSameUser) {
   json event = Event("com.platform.social.friend.added.v1", {{"friend_user_id", "friend-2"}}, "user-1");
   BatchResult first = Process(event);
   ASSERT_EQ(first.events.size(), 1u);
-  BatchResult again = normalizer_->Process(ToCloudEvent(first.events[0]).dump(), BodyFormat::kSingle, kNow);
+  BatchResult again = normalizer_->Process(ToCloudEvent(first.events[0].ToStored()).dump(), BodyFormat::kSingle, kNow);
   ASSERT_EQ(again.events.size(), 1u) << (again.rejections.empty() ? "" : again.rejections[0].message);
   EXPECT_EQ(again.events[0].user, first.events[0].user);
   EXPECT_EQ(again.events[0].data, first.events[0].data);
@@ -714,7 +714,8 @@ TEST_F(PersonalDataTest, NoRawPersonalDataAnywhereInTheOutput) {
   ASSERT_EQ(result.rejections.size(), 5u);
 
   std::string everything;
-  for (const StoredEvent& event : result.events) {
+  for (const EventView& view : result.events) {
+    const StoredEvent event = view.ToStored();
     everything += event.id + "|" + event.source + "|" + event.type + "|" + event.user + "|" + event.game_id + "|" +
                   event.session_id + "|" + event.currency + "|" + event.country + "|" + event.platform + "|" +
                   event.data + "|" + event.extensions + "|" + ToCloudEvent(event).dump() + "\n";

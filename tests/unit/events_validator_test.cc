@@ -69,7 +69,7 @@ class EventsValidatorTest : public ::testing::Test {
       return {};
     }
     EXPECT_EQ(result.events.size(), 1u);
-    return result.events.empty() ? StoredEvent{} : result.events[0];
+    return result.events.empty() ? StoredEvent{} : result.events[0].ToStored();
   }
 
   // The one rejection; fails the test when the event was accepted.

@@ -294,7 +294,7 @@ std::vector<StoredEvent> NormalizedGeneratedEvents(int64_t users, int days) {
     auto result = normalizer.Process(body, events::BodyFormat::kNdjson,
                                      1764000000000 + static_cast<int64_t>(start / 500) * 5);
     EXPECT_TRUE(result.rejections.empty());
-    for (auto& event : result.events) out.push_back(std::move(event));
+    for (const auto& event : result.events) out.push_back(event.ToStored());
   }
   return out;
 }

@@ -1,6 +1,5 @@
-// Binary encodings of the embedded store: varints, the row format of a batch of events (the payload of a WAL
-// record), and helpers shared by the segment format. Byte layouts: docs/formats/events-row.md and
-// docs/formats/segment.md.
+// Binary encodings of the embedded store: varints and helpers shared by the segment format. Byte layouts:
+// docs/formats/segment.md. The row format of a batch of events (a WAL record's payload) is events::EventRows.
 // Thread-safety: pure functions.
 #pragma once
 
@@ -9,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/byte_reader.h"
 #include "common/status.h"
-#include "events/event.h"
 
 namespace analytics::store::embedded {
 
@@ -27,74 +26,7 @@ void PutZigzag(std::string& out, int64_t value);
 void PutBytes(std::string& out, std::string_view bytes);  // varint length + bytes
 void PutFixed64(std::string& out, uint64_t value);
 
-// A bounds-checked reader; every Get returns false on truncated or malformed input. Inline: decoding a WAL
-// record or a column block is mostly varints. `remaining` caps counts read from the data before allocating.
-class Reader {
- public:
-  explicit Reader(std::string_view data) : data_(data) {}
-  size_t remaining() const { return data_.size() - pos_; }
-  size_t position() const { return pos_; }
-  bool done() const { return pos_ == data_.size(); }
-
-  // Unsigned LEB128, at most 10 bytes.
-  bool GetVarint(uint64_t& value) {
-    if (pos_ < data_.size() && static_cast<uint8_t>(data_[pos_]) < 0x80) {  // the common one-byte value
-      value = static_cast<uint8_t>(data_[pos_++]);
-      return true;
-    }
-    value = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (pos_ >= data_.size()) return false;
-      const auto byte = static_cast<uint8_t>(data_[pos_++]);
-      value |= static_cast<uint64_t>(byte & 0x7F) << shift;
-      if ((byte & 0x80) == 0) return true;
-    }
-    return false;
-  }
-  bool GetZigzag(int64_t& value) {
-    uint64_t raw = 0;
-    if (!GetVarint(raw)) return false;
-    value = static_cast<int64_t>(raw >> 1) ^ -static_cast<int64_t>(raw & 1);
-    return true;
-  }
-  bool GetBytes(std::string_view& bytes) {
-    uint64_t length = 0;
-    if (!GetVarint(length) || length > data_.size() - pos_) return false;
-    bytes = data_.substr(pos_, length);
-    pos_ += length;
-    return true;
-  }
-  bool GetFixed64(uint64_t& value) {
-    if (data_.size() - pos_ < 8) return false;
-    value = 0;
-    for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
-      value |= static_cast<uint64_t>(static_cast<uint8_t>(data_[pos_ + byte_idx])) << (8 * byte_idx);
-    }
-    pos_ += 8;
-    return true;
-  }
-  bool GetByte(uint8_t& value) {
-    if (pos_ >= data_.size()) return false;
-    value = static_cast<uint8_t>(data_[pos_++]);
-    return true;
-  }
-  bool GetRaw(size_t length, std::string_view& bytes) {
-    if (data_.size() - pos_ < length) return false;
-    bytes = data_.substr(pos_, length);
-    pos_ += length;
-    return true;
-  }
-
- private:
-  std::string_view data_;
-  size_t pos_ = 0;
-};
-
-// Row format of a batch (WAL payload): version byte, count, then each event's fields.
-std::string EncodeEventBatch(const std::vector<events::StoredEvent>& batch);
-// The same into `out` (cleared first, its capacity reused).
-void EncodeEventBatch(const std::vector<events::StoredEvent>& batch, std::string& out);
-// Corruption when the payload does not decode exactly.
-common::Status DecodeEventBatch(std::string_view payload, std::vector<events::StoredEvent>& out);
+// The bounds-checked reader of the store's binary encodings (common/byte_reader.h).
+using Reader = common::ByteReader;
 
 }  // namespace analytics::store::embedded

@@ -44,13 +44,8 @@ std::string DayName(int64_t day) {
   return common::FormatRfc3339Millis(day * kDayMs).substr(0, 10);  // YYYY-MM-DD
 }
 
-// Estimated memory of one memtable entry: the struct plus heap-allocated string bytes.
-uint64_t EntryBytes(const StoredEvent& event) {
-  auto heap = [](const std::string& text) { return text.size() > 15 ? text.capacity() + 1 : 0; };
-  return 64 + sizeof(StoredEvent) + heap(event.id) + heap(event.source) + heap(event.type) + heap(event.user) +
-         heap(event.game_id) + heap(event.session_id) + heap(event.currency) + heap(event.country) +
-         heap(event.platform) + heap(event.data) + heap(event.extensions);
-}
+// Memory of a memtable batch besides its rows and views (EventRows::MemoryBytes): the allocations' overhead.
+constexpr uint64_t kBatchOverheadBytes = 128;
 
 // Cursor "<time_ms>:<id>" — opaque to clients.
 std::string EncodeCursor(const StoredEvent& event) { return std::to_string(event.time_ms) + ":" + event.id; }
@@ -85,10 +80,6 @@ EmbeddedEventStore::LiveSegment::~LiveSegment() {
     std::error_code ec;
     fs::remove(info.path, ec);
   }
-}
-
-embedded::DedupKey EmbeddedEventStore::KeyOf(const StoredEvent& event) {
-  return embedded::DedupIndex::KeyOf(event.source, event.id);
 }
 
 void EmbeddedEventStore::ExpireDedupLocked(int64_t now_ms) { dedup_.ExpireBefore(DayOf(now_ms - options_.dedup_window_ms)); }
@@ -230,22 +221,29 @@ Status EmbeddedEventStore::Recover() {
   uint64_t replayed_events = 0;
   auto replay = wal::ReplayWal(
       (root / "wal").string(), flushed_sequence_, [&](uint64_t sequence, std::string_view payload) -> Status {
-        std::vector<StoredEvent> batch;
-        ANALYTICS_RETURN_IF_ERROR(embedded::DecodeEventBatch(payload, batch));
+        ANALYTICS_ASSIGN_OR_RETURN(events::EventRows batch, events::EventRows::Decode(payload));
+        std::vector<bool> keep(batch.size(), true);
+        size_t kept = 0;
+        for (size_t event_idx = 0; event_idx < batch.size(); ++event_idx) {
+          const events::EventView& event = batch[event_idx];
+          if (erased_users_.count(event.user)) {
+            keep[event_idx] = false;
+            continue;
+          }
+          dedup_.Insert(embedded::DedupIndex::KeyOf(event.source, event.id), DayOf(event.received_ms));
+          newest_event_ms_ = std::max(newest_event_ms_.load(), event.time_ms);
+          ++kept;
+        }
+        if (kept == 0) return Status::Ok();
+        if (kept < batch.size()) batch = batch.Subset(keep);
+        replayed_events += kept;
         auto mem = std::make_shared<MemBatch>();
         mem->sequence = sequence;
-        for (auto& event : batch) {
-          if (erased_users_.count(event.user)) continue;
-          dedup_.Insert(KeyOf(event), DayOf(event.received_ms));
-          memtable_bytes_ += EntryBytes(event);
-          newest_event_ms_ = std::max(newest_event_ms_.load(), event.time_ms);
-          mem->events.push_back(std::move(event));
-          ++replayed_events;
-        }
-        if (!mem->events.empty()) {
-          memtable_events_ += mem->events.size();
-          memtable_.push_back(std::move(mem));
-        }
+        memtable_bytes_ += kBatchOverheadBytes + batch.MemoryBytes();
+        memtable_events_ += kept;
+        mem->bytes = batch.bytes();
+        mem->events = batch.ReleaseViews();
+        memtable_.push_back(std::move(mem));
         return Status::Ok();
       });
   if (!replay.ok()) return replay.status();
@@ -364,7 +362,7 @@ Status EmbeddedEventStore::WriteManifest() {
   manifest["segments"] = std::move(segments);
   {
     std::lock_guard lock(dedup_mu_);
-    manifest["erased_users"] = erased_users_;
+    manifest["erased_users"] = erased_users_.sorted();
     manifest["purge_pending"] = purge_pending_;
   }
   Status status = embedded::WriteFileAtomically((fs::path(options_.dir) / "MANIFEST").string(), manifest.dump(1));
@@ -397,8 +395,9 @@ Status EmbeddedEventStore::WaitForMemtableRoom() {
   return Status::Ok();
 }
 
-Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) {
+Result<AppendResult> EmbeddedEventStore::Append(events::EventRows batch) {
   if (failed_) return Status::Unavailable("event store failed earlier: " + failure_);
+  batch.Seal();
   if (purge_pending_count_ > 0 || erasure_wal_sequence_ > flushed_sequence_) {
     // A user registering again gets new events; their old ones must be out of the segments first, or a later
     // purge could not tell the two apart, and out of the WAL, or a recovery would bring them back.
@@ -415,49 +414,50 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
   AppendResult result;
   result.outcomes.resize(batch.size(), AppendOutcome::kStored);
   std::shared_lock gate(flush_gate_);
-  // The accepted events are compacted to the front of `batch` in place (no event moves when all are accepted,
-  // the usual case), and the batch's vector becomes the memtable batch: a fresh vector of moved events cost
-  // ~3% of the server's CPU, most of it page faults on its new memory.
   size_t accepted = 0;
+  std::vector<bool> keep;  // filled only when an event is refused (the batch is then copied without it)
   std::vector<embedded::DedupKey> claimed;
   claimed.reserve(batch.size());
   std::vector<std::string> allowed_again;
   // Keys are hashed outside the lock; under it, every slot is prefetched before the first lookup.
   std::vector<embedded::DedupKey> keys(batch.size());
-  for (size_t event_idx = 0; event_idx < batch.size(); ++event_idx) keys[event_idx] = KeyOf(batch[event_idx]);
+  for (size_t event_idx = 0; event_idx < batch.size(); ++event_idx) {
+    keys[event_idx] = embedded::DedupIndex::KeyOf(batch[event_idx].source, batch[event_idx].id);
+  }
   {
     std::lock_guard lock(dedup_mu_);
     for (const auto& key : keys) dedup_.Prefetch(key);
+    auto refuse = [&](size_t event_idx, AppendOutcome outcome) {
+      if (keep.empty()) keep.assign(batch.size(), true);
+      keep[event_idx] = false;
+      result.outcomes[event_idx] = outcome;
+    };
     for (size_t event_idx = 0; event_idx < batch.size(); ++event_idx) {
-      StoredEvent& event = batch[event_idx];
+      const events::EventView& event = batch[event_idx];
       if (!event.user.empty() && erased_users_.count(event.user)) {
         if (event.type != kRegisteredType) {
-          result.outcomes[event_idx] = AppendOutcome::kUserErased;
-          result.erased_ids.push_back(std::move(event.id));
+          refuse(event_idx, AppendOutcome::kUserErased);
+          result.erased_ids.emplace_back(event.id);
           ++result.erased;
           continue;
         }
         erased_users_.erase(event.user);  // the user registered again
-        allowed_again.push_back(event.user);
+        allowed_again.emplace_back(event.user);
       }
       const embedded::DedupKey& key = keys[event_idx];
       if (!dedup_.Insert(key, DayOf(event.received_ms))) {
-        result.outcomes[event_idx] = AppendOutcome::kDuplicate;
+        refuse(event_idx, AppendOutcome::kDuplicate);
         ++result.duplicates;
         continue;
       }
       claimed.push_back(key);
-      if (accepted != event_idx) batch[accepted] = std::move(event);
       ++accepted;
     }
   }
-  batch.resize(accepted);
-  if (!batch.empty()) {
-    // The record's bytes are built in a buffer the thread keeps: no fresh pages per batch.
-    thread_local std::string record;
-    embedded::EncodeEventBatch(batch, record);
-    auto sequence = wal_->Append(record);
-    if (record.capacity() > (64u << 20)) std::string().swap(record);  // an outsized batch does not stay
+  if (accepted > 0) {
+    // The batch's rows are the WAL record and, with their views, the memtable batch.
+    if (!keep.empty()) batch = batch.Subset(keep);
+    auto sequence = wal_->Append(batch.record());
     if (!sequence.ok()) {
       std::lock_guard lock(dedup_mu_);
       for (const auto& key : claimed) dedup_.Erase(key);
@@ -465,18 +465,16 @@ Result<AppendResult> EmbeddedEventStore::Append(std::vector<StoredEvent> batch) 
       mem_cv_.notify_all();
       return Status::IOError("events were not stored: " + sequence.status().message());
     }
-    uint64_t bytes = 0;
+    const uint64_t bytes = kBatchOverheadBytes + batch.MemoryBytes();
     int64_t newest = INT64_MIN;
-    for (const auto& event : batch) {
-      bytes += EntryBytes(event);
-      newest = std::max(newest, event.time_ms);
-    }
+    for (const auto& event : batch) newest = std::max(newest, event.time_ms);
     for (int64_t seen = newest_event_ms_.load(); newest > seen && !newest_event_ms_.compare_exchange_weak(seen, newest);) {
     }
     result.stored = batch.size();
     auto mem = std::make_shared<MemBatch>();
     mem->sequence = *sequence;
-    mem->events = std::move(batch);
+    mem->bytes = batch.bytes();
+    mem->events = batch.ReleaseViews();
     std::lock_guard lock(mem_mu_);
     if (memtable_.empty()) memtable_oldest_ms_ = SteadyMillis();
     memtable_events_ += mem->events.size();
@@ -572,12 +570,12 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
   uint64_t written_events = 0;
   const int64_t first_day = FirstRetainedDay();
   // The batches stay alive in `swapped` while their events are written: segments are built from pointers.
-  std::map<int64_t, std::vector<const StoredEvent*>> by_day;
+  std::map<int64_t, std::vector<const events::EventView*>> by_day;
   {
     std::lock_guard lock(dedup_mu_);
     for (const auto& batch : swapped) {
       max_sequence = std::max(max_sequence, batch->sequence);
-      for (const StoredEvent& event : batch->events) {
+      for (const events::EventView& event : batch->events) {
         if (!erased_users_.empty() && erased_users_.count(event.user)) continue;
         const int64_t day = DayOf(event.time_ms);
         if (day < first_day) {
@@ -750,7 +748,7 @@ Result<uint64_t> EmbeddedEventStore::EraseUser(const std::string& user, bool cou
       // with a full memtable, which intake (an account-deleted event per ~10,000 events) should not pay.
       std::lock_guard lock(mem_mu_);
       for (auto& batch : memtable_) {
-        auto of_user = [&](const StoredEvent& event) { return event.user == user; };
+        auto of_user = [&](const events::EventView& event) { return event.user == user; };
         if (std::none_of(batch->events.begin(), batch->events.end(), of_user)) continue;
         auto filtered = std::make_shared<MemBatch>(*batch);  // readers may still hold the old batch
         const size_t gone = std::erase_if(filtered->events, of_user);
@@ -820,7 +818,7 @@ Status EmbeddedEventStore::Compact(const std::vector<SegmentRef>& inputs) {
   {
     std::lock_guard lock(dedup_mu_);
     generation = erasure_generation_;
-    erased = erased_users_;
+    erased = erased_users_.sorted();
   }
   std::vector<StoredEvent> events;
   for (const auto& input : inputs) {
@@ -953,7 +951,7 @@ Result<ScanResult> EmbeddedEventStore::Scan(const ScanQuery& query) {
     return Status::InvalidArgument("malformed cursor", "cursor");
   }
   const int64_t first_day = FirstRetainedDay();
-  auto matches = [&](const StoredEvent& event) {
+  auto matches = [&](const auto& event) {
     if (event.time_ms < query.from_ms || event.time_ms >= query.to_ms) return false;
     if (first_day != INT64_MIN && DayOf(event.time_ms) < first_day) return false;
     if (query.type && event.type != *query.type) return false;
@@ -975,8 +973,8 @@ Result<ScanResult> EmbeddedEventStore::Scan(const ScanQuery& query) {
       batches.insert(batches.end(), flushing_.begin(), flushing_.end());
     }
     for (const auto& batch : batches) {
-      for (const StoredEvent& event : batch->events) {
-        if (matches(event)) found.push_back(event);
+      for (const events::EventView& event : batch->events) {
+        if (matches(event)) found.push_back(event.ToStored());
       }
     }
   }
@@ -1029,11 +1027,11 @@ void EmbeddedEventStore::QueryView(const query::AggregateQuery& query, MemoryVie
                                    std::vector<SegmentRef>& segments) {
   const std::vector<int64_t>& bounds = query.bounds;
   const int64_t first_day = FirstRetainedDay();
-  auto type_read = [&](const std::string& type) {
+  auto type_read = [&](std::string_view type) {
     return query.event_types.empty() ||
            std::find(query.event_types.begin(), query.event_types.end(), type) != query.event_types.end();
   };
-  auto row_read = [&](const StoredEvent& event) {
+  auto row_read = [&](const events::EventView& event) {
     return event.time_ms >= bounds.front() && event.time_ms < bounds.back() && type_read(event.type) &&
            (first_day == INT64_MIN || DayOf(event.time_ms) >= first_day);
   };
@@ -1047,14 +1045,14 @@ void EmbeddedEventStore::QueryView(const query::AggregateQuery& query, MemoryVie
     all = segments_;
   }
   for (const auto& batch : memory.batches) {
-    for (const StoredEvent& event : batch->events) {
+    for (const events::EventView& event : batch->events) {
       if (row_read(event)) memory.rows.push_back(&event);
     }
   }
   {
     std::lock_guard lock(dedup_mu_);
     if (!erased_users_.empty()) {
-      std::erase_if(memory.rows, [&](const StoredEvent* event) { return erased_users_.count(event->user) > 0; });
+      std::erase_if(memory.rows, [&](const events::EventView* event) { return erased_users_.count(event->user) > 0; });
     }
   }
   for (auto& segment : all) {

@@ -41,8 +41,8 @@ struct SegmentInfo {
 // column compressed with zstd at `level`. IOError when the file cannot be written.
 common::Result<SegmentInfo> WriteSegment(const std::string& path, const std::vector<events::StoredEvent>& events,
                                          int zstd_level = 3);
-// The same for events held elsewhere (the flush writes the memtable's events without copying them).
-common::Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<const events::StoredEvent*> events,
+// The same for events seen in place (the flush writes the memtable's events without copying them).
+common::Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<const events::EventView*> events,
                                          int zstd_level = 3);
 
 // Test hook: segments of at least `rows` rows store their rare event types in parts of their own (the default,

@@ -21,6 +21,7 @@ namespace {
 
 using common::Result;
 using common::Status;
+using events::EventView;
 using events::StoredEvent;
 
 constexpr uint32_t kNone = UINT32_MAX;
@@ -1201,25 +1202,25 @@ Result<SegmentColumns> ReadPartColumns(const SegmentFile& file, size_t part_idx,
 
 }  // namespace v3
 
-SegmentColumns ColumnsFromEvents(const std::vector<const StoredEvent*>& rows, const SegmentColumnRequest& request) {
+SegmentColumns ColumnsFromEvents(const std::vector<const EventView*>& rows, const SegmentColumnRequest& request) {
   SegmentColumns out;
   out.rows = rows.size();
-  auto string_column = [&](std::string StoredEvent::*field, StringColumn& column) {
+  auto string_column = [&](std::string_view EventView::*field, StringColumn& column) {
     std::unordered_map<std::string_view, uint32_t> index;
-    for (const StoredEvent* row : rows) {
+    for (const EventView* row : rows) {
       auto it = index.find(row->*field);
       if (it == index.end()) {
         it = index.emplace(row->*field, static_cast<uint32_t>(column.dictionary.size())).first;
-        column.dictionary.push_back(row->*field);
+        column.dictionary.emplace_back(row->*field);
       }
       column.codes.push_back(it->second);
     }
   };
   for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
-    const StoredEvent& row = *rows[row_idx];
+    const EventView& row = *rows[row_idx];
     if (request.user || request.runs) {
       if (row_idx == 0 || row.user != rows[row_idx - 1]->user) {
-        if (request.user) out.users.push_back(row.user);
+        if (request.user) out.users.emplace_back(row.user);
         out.user_runs.push_back(0);
       }
       ++out.user_runs.back();
@@ -1227,20 +1228,20 @@ SegmentColumns ColumnsFromEvents(const std::vector<const StoredEvent*>& rows, co
     }
     if (request.time) out.time_ms.push_back(row.time_ms);
     if (request.received) out.received_ms.push_back(row.received_ms);
-    if (request.id) out.id.push_back(row.id);
+    if (request.id) out.id.emplace_back(row.id);
     if (request.amount) out.amount.push_back(row.amount);
     if (request.flags) {
       out.time_defaulted.push_back(row.time_defaulted ? 1 : 0);
       out.user_in_subject.push_back(row.user_in_subject ? 1 : 0);
     }
   }
-  if (request.type) string_column(&StoredEvent::type, out.type);
-  if (request.source) string_column(&StoredEvent::source, out.source);
-  if (request.game_id) string_column(&StoredEvent::game_id, out.game_id);
-  if (request.session_id) string_column(&StoredEvent::session_id, out.session_id);
-  if (request.currency) string_column(&StoredEvent::currency, out.currency);
-  if (request.country) string_column(&StoredEvent::country, out.country);
-  if (request.platform) string_column(&StoredEvent::platform, out.platform);
+  if (request.type) string_column(&EventView::type, out.type);
+  if (request.source) string_column(&EventView::source, out.source);
+  if (request.game_id) string_column(&EventView::game_id, out.game_id);
+  if (request.session_id) string_column(&EventView::session_id, out.session_id);
+  if (request.currency) string_column(&EventView::currency, out.currency);
+  if (request.country) string_column(&EventView::country, out.country);
+  if (request.platform) string_column(&EventView::platform, out.platform);
   if (!request.properties.empty()) {
     RequestedProperties requested(request.properties, rows.size(), out.properties);
     for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) requested.FillFromText(row_idx, rows[row_idx]->data);
@@ -1301,9 +1302,12 @@ void ExcludeUsers(SegmentColumns& columns, const std::set<std::string, std::less
 }
 
 SegmentColumns ColumnsFromEvents(const std::vector<StoredEvent>& rows, const SegmentColumnRequest& request) {
-  std::vector<const StoredEvent*> pointers;
-  pointers.reserve(rows.size());
-  for (const StoredEvent& row : rows) pointers.push_back(&row);
+  std::vector<EventView> views;
+  views.reserve(rows.size());
+  for (const StoredEvent& row : rows) views.push_back(EventView::Of(row));
+  std::vector<const EventView*> pointers;
+  pointers.reserve(views.size());
+  for (const EventView& view : views) pointers.push_back(&view);
   return ColumnsFromEvents(pointers, request);
 }
 

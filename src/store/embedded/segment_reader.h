@@ -61,7 +61,7 @@ SegmentColumns ColumnsFromEvents(const std::vector<events::StoredEvent>& rows, c
 // Removes the rows of `users` from decoded columns that include the user columns (request.user); dictionaries
 // keep their values. Queries use it for erased users whose events are not purged from the segment yet.
 void ExcludeUsers(SegmentColumns& columns, const std::set<std::string, std::less<>>& users);
-SegmentColumns ColumnsFromEvents(const std::vector<const events::StoredEvent*>& rows,
+SegmentColumns ColumnsFromEvents(const std::vector<const events::EventView*>& rows,
                                  const SegmentColumnRequest& request);
 
 }  // namespace analytics::store::embedded

@@ -40,6 +40,7 @@ namespace {
 
 using common::Result;
 using common::Status;
+using events::EventView;
 using events::StoredEvent;
 using namespace v3;  // NOLINT: the format's constants
 
@@ -133,7 +134,7 @@ class RowCopies {
   };
 
   // Copies the next input row (rows must come in input order); returns the copy's data.
-  std::string_view Add(const StoredEvent& event) {
+  std::string_view Add(const EventView& event) {
     Header header;
     header.flags = static_cast<uint8_t>((event.time_defaulted ? kTimeDefaulted : 0) |
                                         (event.user_in_subject ? kUserInSubject : 0) |
@@ -141,7 +142,7 @@ class RowCopies {
     header.amount = event.amount.value_or(0);
     size_t size = sizeof(Header);
     for (int field_idx = 0; field_idx < kFieldCount; ++field_idx) {
-      const std::string& text = event.*kFields[field_idx];
+      const std::string_view text = event.*kFields[field_idx];
       // Event sizes are capped by the intake far below 4 GiB.
       header.lengths[field_idx] = static_cast<uint32_t>(text.size());
       size += text.size();
@@ -150,7 +151,7 @@ class RowCopies {
     std::memcpy(start, &header, sizeof(Header));
     char* cursor = start + sizeof(Header);
     for (int field_idx = 0; field_idx < kFieldCount; ++field_idx) {
-      const std::string& text = event.*kFields[field_idx];
+      const std::string_view text = event.*kFields[field_idx];
       if (!text.empty()) std::memcpy(cursor, text.data(), text.size());
       cursor += text.size();
     }
@@ -190,9 +191,9 @@ class RowCopies {
  private:
   // The copied fields in their order in a copy.
   enum Field { kData, kId, kExtensions, kGameId, kSessionId, kCurrency, kCountry, kPlatform, kFieldCount };
-  static constexpr std::string StoredEvent::*kFields[kFieldCount] = {
-      &StoredEvent::data,     &StoredEvent::id,       &StoredEvent::extensions, &StoredEvent::game_id,
-      &StoredEvent::session_id, &StoredEvent::currency, &StoredEvent::country,    &StoredEvent::platform};
+  static constexpr std::string_view EventView::*kFields[kFieldCount] = {
+      &EventView::data,       &EventView::id,       &EventView::extensions, &EventView::game_id,
+      &EventView::session_id, &EventView::currency, &EventView::country,    &EventView::platform};
   // By WellKnownField: its copied field (amount is in the header).
   static constexpr int kTypedFields[kWellKnownCount] = {kGameId, kSessionId, -1, kCurrency, kCountry, kPlatform};
   static constexpr uint8_t kTimeDefaulted = 1, kUserInSubject = 2, kHasAmount = 4;
@@ -323,7 +324,7 @@ struct SegmentStrings {
 // of these columns and reads less of each event: SortRows gathers them in the order the events were appended
 // (close to their order in memory), while the segment's order is random in memory, a cache miss per access.
 struct RowSet {
-  std::vector<const StoredEvent*> rows;
+  std::vector<const EventView*> rows;
   std::vector<uint32_t> inputs;   // per row: its index in WriteSegment's input (DataMembers' rows)
   std::vector<uint32_t> users;    // per row: its user's rank in SegmentStrings::users_by_rank
   std::vector<uint32_t> types;    // per row: its type's id in SegmentStrings::types
@@ -373,11 +374,11 @@ struct RowSet {
 // Before row `row_idx` is visited, the event kPrefetchRows rows ahead is fetched, and the `strings` of the one
 // half as far ahead (their addresses are in that event, which has arrived by then).
 template <typename... Strings>
-[[gnu::always_inline]] inline void PrefetchAhead(const std::vector<const StoredEvent*>& rows, size_t row_idx,
+[[gnu::always_inline]] inline void PrefetchAhead(const std::vector<const EventView*>& rows, size_t row_idx,
                                                  Strings... strings) {
-  if (row_idx + kPrefetchRows < rows.size()) PrefetchBytes(rows[row_idx + kPrefetchRows], sizeof(StoredEvent));
+  if (row_idx + kPrefetchRows < rows.size()) PrefetchBytes(rows[row_idx + kPrefetchRows], sizeof(EventView));
   if (row_idx + kPrefetchRows / 2 < rows.size()) {
-    const StoredEvent& row = *rows[row_idx + kPrefetchRows / 2];
+    const EventView& row = *rows[row_idx + kPrefetchRows / 2];
     (PrefetchBytes((row.*strings).data(), (row.*strings).size()), ...);
   }
 }
@@ -900,7 +901,7 @@ class SegmentEncoder {
     return Status::Ok();
   }
 
-  const std::vector<const StoredEvent*>& rows_;  // sorted by (user, time, id)
+  const std::vector<const EventView*>& rows_;  // sorted by (user, time, id)
   const RowSet& row_set_;                        // rows_ and what is known of them
   const SegmentStrings& strings_;
   Compressor& compressor_;
@@ -980,7 +981,7 @@ std::vector<uint32_t> SortedUsers(const StringIndex& users) {
 // puts the users in order in one pass (a segment has far fewer users than rows); only the events of one user
 // are then compared, by time and, when a user has two events in the same millisecond, by id. The input index
 // last makes the order total (it only decides between events with the same user, time and id).
-std::vector<uint32_t> SortedOrder(const RowSet& unsorted, const std::vector<const StoredEvent*>& input,
+std::vector<uint32_t> SortedOrder(const RowSet& unsorted, const std::vector<const EventView*>& input,
                                   size_t user_count) {
   std::vector<uint32_t> user_start(user_count + 1, 0);  // by user rank: its first position in the order
   for (uint32_t user : unsorted.users) ++user_start[user + 1];
@@ -1014,16 +1015,16 @@ std::vector<uint32_t> SortedOrder(const RowSet& unsorted, const std::vector<cons
 // Sorts rows by (user, time, id), with their envelope as integers (RowSet). Users are ranked once (a segment
 // holds far fewer users than rows), so the row sort (SortedOrder) compares integers and reads ids only when a
 // user has two events in the same millisecond. The same pass splits every row's `data` (DataMembers).
-RowSet SortRows(const std::vector<const StoredEvent*>& input, SegmentStrings& strings) {
+RowSet SortRows(const std::vector<const EventView*>& input, SegmentStrings& strings) {
   RowSet unsorted;  // in input order, users by first-seen id until ranked
   unsorted.Reserve(input.size());
   unsorted.rows = input;
   std::vector<JsonMember> members;
   std::string scratch;
   for (size_t input_idx = 0; input_idx < input.size(); ++input_idx) {
-    PrefetchAhead(input, input_idx, &StoredEvent::user, &StoredEvent::type, &StoredEvent::source,
-                  &StoredEvent::data, &StoredEvent::id, &StoredEvent::session_id);
-    const StoredEvent& row = *input[input_idx];
+    PrefetchAhead(input, input_idx, &EventView::user, &EventView::type, &EventView::source, &EventView::data,
+                  &EventView::id, &EventView::session_id);
+    const EventView& row = *input[input_idx];
     unsorted.inputs.push_back(static_cast<uint32_t>(input_idx));
     unsorted.users.push_back(strings.users.Insert(row.user).first);
     unsorted.types.push_back(strings.types.Insert(row.type).first);
@@ -1135,7 +1136,7 @@ void DescribeRows(const RowSet& rows, const StringIndex& types, Footer& footer) 
 
 // The whole file of the rows sorted by (user, time, id): magic, then per part its `position` block (after the
 // first part) and its columns, then the footer and the trailer.
-Result<EncodedFile> EncodeSegment(const std::vector<const StoredEvent*>& input, int zstd_level) {
+Result<EncodedFile> EncodeSegment(const std::vector<const EventView*>& input, int zstd_level) {
   EncodedFile out;
   Footer& footer = out.footer;
   footer.format = 4;
@@ -1200,13 +1201,16 @@ Result<EncodedFile> EncodeSegment(const std::vector<const StoredEvent*>& input, 
 void SetMinRowsForPartsForTest(size_t rows) { min_rows_for_parts = rows == 0 ? kMinRowsForParts : rows; }
 
 Result<SegmentInfo> WriteSegment(const std::string& path, const std::vector<StoredEvent>& events, int zstd_level) {
-  std::vector<const StoredEvent*> rows;
-  rows.reserve(events.size());
-  for (const StoredEvent& event : events) rows.push_back(&event);
+  std::vector<EventView> views;
+  views.reserve(events.size());
+  for (const StoredEvent& event : events) views.push_back(EventView::Of(event));
+  std::vector<const EventView*> rows;
+  rows.reserve(views.size());
+  for (const EventView& view : views) rows.push_back(&view);
   return WriteSegment(path, std::move(rows), zstd_level);
 }
 
-Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<const StoredEvent*> rows, int zstd_level) {
+Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<const EventView*> rows, int zstd_level) {
   auto file = EncodeSegment(rows, zstd_level);
   if (!file.ok()) return Status::Internal("segment " + path + ": " + file.status().message());
   ANALYTICS_RETURN_IF_ERROR(WriteFileAtomically(path, file->bytes));

@@ -1,0 +1,218 @@
+// Row format of a batch of events; see event_rows.h and docs/formats/events-row.md.
+#include "events/event_rows.h"
+
+#include <cstring>
+#include <utility>
+
+#include "common/byte_reader.h"
+
+namespace analytics::events {
+namespace {
+
+constexpr uint8_t kRowFormatVersion = 1;
+constexpr uint8_t kFlagTimeDefaulted = 1;
+constexpr uint8_t kFlagUserInSubject = 2;
+constexpr uint8_t kFlagHasAmount = 4;
+constexpr size_t kHeaderRoom = 1 + 10;  // version byte, count varint
+
+size_t VarintSize(uint64_t value) {
+  size_t size = 1;
+  for (; value >= 0x80; value >>= 7) ++size;
+  return size;
+}
+
+size_t ZigzagSize(int64_t value) {
+  return VarintSize((static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63));
+}
+
+size_t BytesSize(std::string_view bytes) { return VarintSize(bytes.size()) + bytes.size(); }
+
+size_t RowSize(const EventView& event) {
+  return 1 + BytesSize(event.id) + BytesSize(event.source) + BytesSize(event.type) + ZigzagSize(event.time_ms) +
+         ZigzagSize(event.received_ms - event.time_ms) + BytesSize(event.user) + BytesSize(event.game_id) +
+         BytesSize(event.session_id) + (event.amount ? 8 : 0) + BytesSize(event.currency) +
+         BytesSize(event.country) + BytesSize(event.platform) + BytesSize(event.data) + BytesSize(event.extensions);
+}
+
+// Writes into a buffer sized in advance: out-of-line append calls with their capacity checks, 13 per event,
+// were most of the cost of building a WAL record.
+class RawWriter {
+ public:
+  explicit RawWriter(char* cursor) : cursor_(cursor) {}
+  char* cursor() const { return cursor_; }
+  void Byte(uint8_t value) { *cursor_++ = static_cast<char>(value); }
+  void Varint(uint64_t value) {
+    while (value >= 0x80) {
+      *cursor_++ = static_cast<char>((value & 0x7F) | 0x80);
+      value >>= 7;
+    }
+    *cursor_++ = static_cast<char>(value);
+  }
+  void Zigzag(int64_t value) { Varint((static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63)); }
+  void Bytes(std::string_view bytes) {
+    Varint(bytes.size());
+    if (!bytes.empty()) std::memcpy(cursor_, bytes.data(), bytes.size());
+    cursor_ += bytes.size();
+  }
+  void Fixed64(uint64_t value) {
+    for (int byte_idx = 0; byte_idx < 8; ++byte_idx) *cursor_++ = static_cast<char>(value >> (8 * byte_idx));
+  }
+
+ private:
+  char* cursor_;
+};
+
+}  // namespace
+
+EventRows::EventRows() : bytes_(std::make_shared<std::string>(kHeaderRoom, '\0')) {}
+
+EventRows::EventRows(const std::vector<StoredEvent>& events) : EventRows() {
+  size_t bytes = 0;
+  for (const StoredEvent& event : events) bytes += RowSize(EventView::Of(event));
+  Reserve(bytes);
+  for (const StoredEvent& event : events) Add(event);
+  Seal();
+}
+
+void EventRows::Reserve(size_t bytes) { bytes_->reserve(bytes_->size() + bytes); }
+
+void EventRows::Add(const EventView& event) {
+  sealed_ = false;
+  views_.clear();
+  const size_t start = bytes_->size();
+  // resize_and_overwrite would skip zeroing the row too; resize keeps this portable to older libraries.
+  bytes_->resize(start + RowSize(event));
+  RawWriter writer(bytes_->data() + start);
+  writer.Byte(static_cast<uint8_t>((event.time_defaulted ? kFlagTimeDefaulted : 0) |
+                                   (event.user_in_subject ? kFlagUserInSubject : 0) |
+                                   (event.amount ? kFlagHasAmount : 0)));
+  writer.Bytes(event.id);
+  writer.Bytes(event.source);
+  writer.Bytes(event.type);
+  writer.Zigzag(event.time_ms);
+  writer.Zigzag(event.received_ms - event.time_ms);
+  writer.Bytes(event.user);
+  writer.Bytes(event.game_id);
+  writer.Bytes(event.session_id);
+  if (event.amount) {
+    uint64_t bits;
+    std::memcpy(&bits, &*event.amount, sizeof(bits));
+    writer.Fixed64(bits);
+  }
+  writer.Bytes(event.currency);
+  writer.Bytes(event.country);
+  writer.Bytes(event.platform);
+  writer.Bytes(event.data);
+  writer.Bytes(event.extensions);
+  ++count_;
+}
+
+void EventRows::Seal() {
+  if (sealed_) return;
+  header_start_ = kHeaderRoom - 1 - VarintSize(count_);  // the header ends where the rows start
+  RawWriter writer(bytes_->data() + header_start_);
+  writer.Byte(kRowFormatVersion);
+  writer.Varint(count_);
+  // A batch that grew past a reservation may hold twice what it uses: the memtable keeps this buffer.
+  if (bytes_->capacity() > bytes_->size() + bytes_->size() / 4 + 4096) bytes_->shrink_to_fit();
+  views_.clear();
+  const common::Status decoded = DecodeViews(record(), views_);
+  (void)decoded;  // rows written by Add (or checked by Decode) always decode
+  sealed_ = true;
+}
+
+std::string_view EventRows::record() const {
+  return std::string_view(*bytes_).substr(header_start_);
+}
+
+size_t EventRows::MemoryBytes() const {
+  return bytes_->capacity() + views_.capacity() * sizeof(EventView);
+}
+
+std::vector<EventView> EventRows::ReleaseViews() {
+  std::vector<EventView> views = std::move(views_);
+  views_.clear();
+  return views;
+}
+
+void EventRows::Replace(size_t index, const EventView& event) {
+  EventRows rebuilt;
+  rebuilt.Reserve(bytes_->size() + RowSize(event));
+  for (size_t event_idx = 0; event_idx < views_.size(); ++event_idx) {
+    rebuilt.Add(event_idx == index ? event : views_[event_idx]);
+  }
+  rebuilt.Seal();
+  *this = std::move(rebuilt);
+}
+
+EventRows EventRows::Subset(const std::vector<bool>& keep) const {
+  EventRows subset;
+  subset.Reserve(bytes_->size());
+  for (size_t event_idx = 0; event_idx < views_.size(); ++event_idx) {
+    if (event_idx < keep.size() && keep[event_idx]) subset.Add(views_[event_idx]);
+  }
+  subset.Seal();
+  return subset;
+}
+
+common::Result<EventRows> EventRows::Decode(std::string_view record) {
+  std::vector<EventView> check;
+  ANALYTICS_RETURN_IF_ERROR(DecodeViews(record, check));
+  common::ByteReader header(record);
+  uint8_t version;
+  uint64_t count;
+  header.GetByte(version);
+  header.GetVarint(count);
+  EventRows rows;
+  rows.bytes_->reserve(kHeaderRoom + record.size() - header.position());
+  rows.bytes_->append(record.substr(header.position()));
+  rows.count_ = check.size();
+  rows.Seal();
+  return rows;
+}
+
+common::Status EventRows::DecodeViews(std::string_view record, std::vector<EventView>& out) {
+  common::ByteReader reader(record);
+  auto corrupt = [&](const char* what) {
+    return common::Status::Corruption(std::string("event batch: ") + what + " at byte " +
+                                      std::to_string(reader.position()));
+  };
+  uint8_t version;
+  uint64_t count;
+  if (!reader.GetByte(version) || version != kRowFormatVersion) return corrupt("unknown row format version");
+  if (!reader.GetVarint(count) || count > record.size()) return corrupt("bad event count");
+  const size_t first = out.size();
+  out.reserve(first + count);
+  auto fail = [&](const char* what) {
+    out.resize(first);
+    return corrupt(what);
+  };
+  for (uint64_t event_idx = 0; event_idx < count; ++event_idx) {
+    EventView& event = out.emplace_back();
+    uint8_t flags;
+    int64_t received_delta;
+    if (!reader.GetByte(flags) || !reader.GetBytes(event.id) || !reader.GetBytes(event.source) ||
+        !reader.GetBytes(event.type) || !reader.GetZigzag(event.time_ms) || !reader.GetZigzag(received_delta) ||
+        !reader.GetBytes(event.user) || !reader.GetBytes(event.game_id) || !reader.GetBytes(event.session_id)) {
+      return fail("truncated event");
+    }
+    if (flags & kFlagHasAmount) {
+      uint64_t bits;
+      if (!reader.GetFixed64(bits)) return fail("truncated amount");
+      double amount;
+      std::memcpy(&amount, &bits, sizeof(amount));
+      event.amount = amount;
+    }
+    if (!reader.GetBytes(event.currency) || !reader.GetBytes(event.country) || !reader.GetBytes(event.platform) ||
+        !reader.GetBytes(event.data) || !reader.GetBytes(event.extensions)) {
+      return fail("truncated event");
+    }
+    event.received_ms = event.time_ms + received_delta;
+    event.time_defaulted = flags & kFlagTimeDefaulted;
+    event.user_in_subject = flags & kFlagUserInSubject;
+  }
+  if (!reader.done()) return fail("trailing bytes");
+  return common::Status::Ok();
+}
+
+}  // namespace analytics::events
