@@ -49,10 +49,13 @@ class RawWriter {
     *cursor_++ = static_cast<char>(value);
   }
   void Zigzag(int64_t value) { Varint((static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63)); }
-  void Bytes(std::string_view bytes) {
+  // Returns the written bytes in place.
+  std::string_view Bytes(std::string_view bytes) {
     Varint(bytes.size());
     if (!bytes.empty()) std::memcpy(cursor_, bytes.data(), bytes.size());
+    const std::string_view written(cursor_, bytes.size());
     cursor_ += bytes.size();
+    return written;
   }
   void Fixed64(uint64_t value) {
     for (int byte_idx = 0; byte_idx < 8; ++byte_idx) *cursor_++ = static_cast<char>(value >> (8 * byte_idx));
@@ -78,33 +81,57 @@ void EventRows::Reserve(size_t bytes) { bytes_->reserve(bytes_->size() + bytes);
 
 void EventRows::Add(const EventView& event) {
   sealed_ = false;
-  views_.clear();
   const size_t start = bytes_->size();
   // resize_and_overwrite would skip zeroing the row too; resize keeps this portable to older libraries.
   bytes_->resize(start + RowSize(event));
+  Rebase();
   RawWriter writer(bytes_->data() + start);
   writer.Byte(static_cast<uint8_t>((event.time_defaulted ? kFlagTimeDefaulted : 0) |
                                    (event.user_in_subject ? kFlagUserInSubject : 0) |
                                    (event.amount ? kFlagHasAmount : 0)));
-  writer.Bytes(event.id);
-  writer.Bytes(event.source);
-  writer.Bytes(event.type);
+  EventView& view = views_.emplace_back();
+  view.id = writer.Bytes(event.id);
+  view.source = writer.Bytes(event.source);
+  view.type = writer.Bytes(event.type);
   writer.Zigzag(event.time_ms);
   writer.Zigzag(event.received_ms - event.time_ms);
-  writer.Bytes(event.user);
-  writer.Bytes(event.game_id);
-  writer.Bytes(event.session_id);
+  view.time_ms = event.time_ms;
+  view.received_ms = event.received_ms;
+  view.time_defaulted = event.time_defaulted;
+  view.user = writer.Bytes(event.user);
+  view.game_id = writer.Bytes(event.game_id);
+  view.session_id = writer.Bytes(event.session_id);
   if (event.amount) {
     uint64_t bits;
     std::memcpy(&bits, &*event.amount, sizeof(bits));
     writer.Fixed64(bits);
   }
-  writer.Bytes(event.currency);
-  writer.Bytes(event.country);
-  writer.Bytes(event.platform);
-  writer.Bytes(event.data);
-  writer.Bytes(event.extensions);
+  view.amount = event.amount;
+  view.currency = writer.Bytes(event.currency);
+  view.country = writer.Bytes(event.country);
+  view.platform = writer.Bytes(event.platform);
+  view.data = writer.Bytes(event.data);
+  view.extensions = writer.Bytes(event.extensions);
+  view.user_in_subject = event.user_in_subject;
   ++count_;
+}
+
+void EventRows::Rebase() {
+  const auto base = reinterpret_cast<uintptr_t>(bytes_->data());
+  if (base == views_base_) return;
+  // The buffer moved: the views keep their offsets (address arithmetic on integers, the old buffer is gone).
+  auto move = [&](std::string_view& field) {
+    field = std::string_view(bytes_->data() + (reinterpret_cast<uintptr_t>(field.data()) - views_base_),
+                             field.size());
+  };
+  for (EventView& view : views_) {
+    for (std::string_view* field : {&view.id, &view.source, &view.type, &view.user, &view.game_id,
+                                    &view.session_id, &view.currency, &view.country, &view.platform, &view.data,
+                                    &view.extensions}) {
+      move(*field);
+    }
+  }
+  views_base_ = base;
 }
 
 void EventRows::Seal() {
@@ -114,10 +141,10 @@ void EventRows::Seal() {
   writer.Byte(kRowFormatVersion);
   writer.Varint(count_);
   // A batch that grew past a reservation may hold twice what it uses: the memtable keeps this buffer.
-  if (bytes_->capacity() > bytes_->size() + bytes_->size() / 4 + 4096) bytes_->shrink_to_fit();
-  views_.clear();
-  const common::Status decoded = DecodeViews(record(), views_);
-  (void)decoded;  // rows written by Add (or checked by Decode) always decode
+  if (bytes_->capacity() > bytes_->size() + bytes_->size() / 4 + 4096) {
+    bytes_->shrink_to_fit();
+    Rebase();
+  }
   sealed_ = true;
 }
 
@@ -131,7 +158,7 @@ size_t EventRows::MemoryBytes() const {
 
 std::vector<EventView> EventRows::ReleaseViews() {
   std::vector<EventView> views = std::move(views_);
-  views_.clear();
+  *this = EventRows();
   return views;
 }
 
@@ -168,6 +195,8 @@ common::Result<EventRows> EventRows::Decode(std::string_view record) {
   rows.bytes_->append(record.substr(header.position()));
   rows.count_ = check.size();
   rows.Seal();
+  ANALYTICS_RETURN_IF_ERROR(DecodeViews(rows.record(), rows.views_));
+  rows.views_base_ = reinterpret_cast<uintptr_t>(rows.bytes_->data());
   return rows;
 }
 

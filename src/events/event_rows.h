@@ -5,9 +5,9 @@
 //
 // Rationale: as StoredEvents a batch cost ~7 allocations per event in the normalizer, a copy into the WAL
 // record and the frees; here it is one buffer per request body.
-// Building: Add events (views into anything; their bytes are copied), then Seal, which writes the header and
-// makes the views (Add may move the buffer, so views exist only once sealed). A sealed batch is read with
-// size/operator[]/begin/end/record; Replace and Subset give sealed batches too.
+// Building: Add events (views into anything; their bytes are copied), then Seal, which writes the header. A
+// sealed batch is read with size/operator[]/begin/end/record; Replace and Subset give sealed batches too.
+// (While building, the views of earlier rows follow the buffer when it grows.)
 // Thread-safety: a plain value; a sealed batch may be read from several threads. The views point into the
 // shared buffer: they stay valid as long as the EventRows or any holder of bytes() lives.
 #pragma once
@@ -75,7 +75,11 @@ class EventRows {
   size_t header_start_ = 0;             // where the header starts in bytes_ (once sealed)
   size_t count_ = 0;                    // rows in bytes_
   bool sealed_ = false;
-  std::vector<EventView> views_;        // when sealed
+  std::vector<EventView> views_;        // one per row, into bytes_
+  uintptr_t views_base_ = 0;            // bytes_->data() when views_ were last made to point into it
+
+  // Moves the views to the buffer's current place (after it grew or shrank).
+  void Rebase();
 };
 
 }  // namespace analytics::events

@@ -54,9 +54,9 @@ struct Classified {
   std::string_view text;  // kString: the unescaped value; kNumber, kRaw: the literal
 };
 
-// `arena` keeps unescaped strings alive until the columns are encoded.
-Classified Classify(std::string_view value, std::deque<std::string>& arena, std::string& scratch) {
-  Classified out;
+// `arena` keeps unescaped strings alive until the columns are encoded. Fills `out` (a fresh Classified) in
+// place: a returned one was copied into the row's vector with wide loads right after its narrow stores.
+void Classify(std::string_view value, std::deque<std::string>& arena, std::string& scratch, Classified& out) {
   out.text = value;
   if (value == "null") {
     out.kind = Classified::kNull;
@@ -82,7 +82,6 @@ Classified Classify(std::string_view value, std::deque<std::string>& arena, std:
     out.number = ClassifyNumber(value);
     if (out.number.is_int || out.number.is_double) out.kind = Classified::kNumber;
   }
-  return out;
 }
 
 double NumberAsDouble(const CanonicalNumber& number) {
@@ -767,8 +766,8 @@ class SegmentEncoder {
     for (size_t member_idx = 0; member_idx < member_count; ++member_idx) {
       const uint32_t property_idx = row_properties_[member_idx];
       PutVarint(shape_key_, property_idx);
-      const Classified& value =
-          row_values_.emplace_back(Classify(member_values_[first_member + member_idx], arena_, scratch_));
+      Classified& value = row_values_.emplace_back();
+      Classify(member_values_[first_member + member_idx], arena_, scratch_, value);
       AddValue(strings_.users_by_rank[row_set_.users[row_idx]], property_idx, value);
       if (field_of_property_[property_idx] >= 0) field_value[field_of_property_[property_idx]] = &value;
     }
