@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace analytics::events {
 
@@ -73,6 +74,23 @@ struct EventView {
             std::string(session_id), amount,              std::string(currency), std::string(country),
             std::string(platform), std::string(data),     std::string(extensions), user_in_subject};
   }
+};
+
+// Views of owned events and pointers to the views, for code that reads rows as `const EventView*` (the segment
+// writer, the columns of decoded events). Valid while `events` is; neither copied nor moved (the pointers
+// point into `views`).
+struct EventViews {
+  explicit EventViews(const std::vector<StoredEvent>& events) {
+    views.reserve(events.size());
+    for (const StoredEvent& event : events) views.push_back(EventView::Of(event));
+    pointers.reserve(views.size());
+    for (const EventView& view : views) pointers.push_back(&view);
+  }
+  EventViews(const EventViews&) = delete;
+  EventViews& operator=(const EventViews&) = delete;
+
+  std::vector<EventView> views;
+  std::vector<const EventView*> pointers;
 };
 
 }  // namespace analytics::events

@@ -162,11 +162,20 @@ std::vector<EventView> EventRows::ReleaseViews() {
   return views;
 }
 
-void EventRows::Replace(size_t index, const EventView& event) {
+void EventRows::Replace(const std::vector<std::pair<size_t, EventView>>& replacements) {
+  if (replacements.empty()) return;
+  size_t bytes = bytes_->size();
+  for (const auto& [index, event] : replacements) bytes += RowSize(event);
   EventRows rebuilt;
-  rebuilt.Reserve(bytes_->size() + RowSize(event));
+  rebuilt.Reserve(bytes);
+  auto next = replacements.begin();
   for (size_t event_idx = 0; event_idx < views_.size(); ++event_idx) {
-    rebuilt.Add(event_idx == index ? event : views_[event_idx]);
+    if (next != replacements.end() && next->first == event_idx) {
+      rebuilt.Add(next->second);
+      ++next;
+    } else {
+      rebuilt.Add(views_[event_idx]);
+    }
   }
   rebuilt.Seal();
   *this = std::move(rebuilt);
@@ -183,17 +192,19 @@ EventRows EventRows::Subset(const std::vector<bool>& keep) const {
 }
 
 common::Result<EventRows> EventRows::Decode(std::string_view record) {
-  std::vector<EventView> check;
-  ANALYTICS_RETURN_IF_ERROR(DecodeViews(record, check));
   common::ByteReader header(record);
   uint8_t version;
   uint64_t count;
-  header.GetByte(version);
-  header.GetVarint(count);
+  if (!header.GetByte(version) || version != kRowFormatVersion) {
+    return common::Status::Corruption("event batch: unknown row format version at byte 0");
+  }
+  if (!header.GetVarint(count) || count > record.size()) {
+    return common::Status::Corruption("event batch: bad event count at byte 1");
+  }
   EventRows rows;
   rows.bytes_->reserve(kHeaderRoom + record.size() - header.position());
   rows.bytes_->append(record.substr(header.position()));
-  rows.count_ = check.size();
+  rows.count_ = count;
   rows.Seal();
   ANALYTICS_RETURN_IF_ERROR(DecodeViews(rows.record(), rows.views_));
   rows.views_base_ = reinterpret_cast<uintptr_t>(rows.bytes_->data());

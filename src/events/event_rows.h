@@ -37,7 +37,7 @@ class EventRows {
 
   // Room for about `bytes` of rows without moving the buffer.
   void Reserve(size_t bytes);
-  // Appends an event's row (its fields are copied). Unseals the batch.
+  // Appends an event's row (its fields are copied; they must not point into this batch). Unseals the batch.
   void Add(const EventView& event);
   void Add(const StoredEvent& event) { Add(EventView::Of(event)); }
   // Writes the header and makes the views. Idempotent.
@@ -59,8 +59,9 @@ class EventRows {
   // Memory held: the buffer's capacity and the views'.
   size_t MemoryBytes() const;
 
-  // Event `index` replaced by `event` (the batch is rebuilt; for the rare event intake rewrites).
-  void Replace(size_t index, const EventView& event);
+  // Events replaced: each (index, event) pair, indexes ascending (the batch is rebuilt once; for the rare
+  // events intake rewrites).
+  void Replace(const std::vector<std::pair<size_t, EventView>>& replacements);
   // The events whose `keep` entry is true, in order (their rows copied).
   EventRows Subset(const std::vector<bool>& keep) const;
 

@@ -55,18 +55,23 @@ Result<IntakeReport> Intake::Ingest(std::string_view body, events::BodyFormat fo
   }
   const std::vector<uint32_t> indexes = std::move(batch.event_indexes);  // still needed after the events move
   std::vector<std::string> deleted_users;
+  // The deletions themselves are kept, without their user, so deletions stay countable (docs/events.md 6).
+  std::vector<std::pair<size_t, events::StoredEvent>> deletions;
   for (size_t event_idx = 0; event_idx < batch.events.size(); ++event_idx) {
     const events::EventView& event = batch.events[event_idx];
     if (event.type == kAccountDeletedType && !event.user.empty()) {
-      // The deletion itself is kept, without its user, so deletions stay countable (docs/events.md 6).
       deleted_users.emplace_back(event.user);
-      events::StoredEvent kept = event.ToStored();
+      events::StoredEvent& kept = deletions.emplace_back(event_idx, event.ToStored()).second;
       kept.user.clear();
       kept.user_in_subject = false;
       auto data = nlohmann::json::parse(kept.data, nullptr, false);
       if (data.is_object() && data.erase("user_id") > 0) kept.data = data.dump();
-      batch.events.Replace(event_idx, events::EventView::Of(kept));
     }
+  }
+  if (!deletions.empty()) {
+    std::vector<std::pair<size_t, events::EventView>> replacements;
+    for (const auto& [event_idx, kept] : deletions) replacements.emplace_back(event_idx, events::EventView::Of(kept));
+    batch.events.Replace(replacements);
   }
   if (!batch.events.empty()) {
     ANALYTICS_ASSIGN_OR_RETURN(store::AppendResult appended, store_.Append(std::move(batch.events)));

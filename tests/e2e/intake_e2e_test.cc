@@ -282,6 +282,37 @@ TEST_F(IntakeE2eTest, AccountDeletedEventErasesTheUserButStaysCountable) {
   EXPECT_FALSE(deletions["items"][0].contains("subject")) << deletions.dump();
 }
 
+// Several deletions in one batch, between other users' events: each is rewritten without its user (subject and
+// data.user_id) and the events around them are stored as sent.
+TEST_F(IntakeE2eTest, DeletionsInsideABatchAreEachRewrittenAndTheirNeighboursKept) {
+  Start();
+  ASSERT_EQ(Post(json::array({PageView("b-1", "go-1"), PageView("b-2", "go-2")}).dump(),
+                 "application/cloudevents-batch+json")
+                .Json()["accepted"],
+            2);
+  auto deletion = [](const std::string& id, const std::string& user) {
+    return json{{"specversion", "1.0"}, {"id", id}, {"source", "/services/account"},
+                {"type", "com.platform.account.user.deleted.v1"}, {"time", "2024-03-03T10:00:00Z"},
+                {"subject", user}, {"data", {{"user_id", user}, {"reason", "user_request"}}}};
+  };
+  json batch = json::array({PageView("b-3", "stay-1"), deletion("b-4", "go-1"), PageView("b-5", "stay-2"),
+                            deletion("b-6", "go-2"), PageView("b-7", "stay-1")});
+  auto response = Post(batch.dump(), "application/cloudevents-batch+json");
+  ASSERT_EQ(response.status, 202) << response.body;
+  EXPECT_EQ(response.Json()["accepted"], 5) << response.body;
+  EXPECT_EQ(ReadBack("?user_id=go-1")["items"].size(), 0u);
+  EXPECT_EQ(ReadBack("?user_id=go-2")["items"].size(), 0u);
+  EXPECT_EQ(ReadBack("?user_id=stay-1")["items"].size(), 2u);
+  EXPECT_EQ(ReadBack("?user_id=stay-2")["items"].size(), 1u);
+  auto deletions = ReadBack("?type=com.platform.account.user.deleted.v1")["items"];
+  ASSERT_EQ(deletions.size(), 2u);
+  for (const auto& item : deletions) {
+    EXPECT_FALSE(item.contains("subject")) << item.dump();
+    EXPECT_FALSE(item["data"].contains("user_id")) << item.dump();
+    EXPECT_EQ(item["data"]["reason"], "user_request") << item.dump();
+  }
+}
+
 TEST_F(IntakeE2eTest, DeadLettersReplayAfterAFix) {
   // Strict mode rejects types missing from the catalog; after the fix (strict off) a replay stores them.
   Start({{"ANALYTICS_STRICT_EVENT_TYPES", "true"}});

@@ -134,10 +134,12 @@ TEST(EventRowsTest, ReplaceAndSubsetRebuildTheRecord) {
   changed.user.clear();
   changed.user_in_subject = false;
   changed.data = R"({"reason":"user_request"})";
-  rows.Replace(4, EventView::Of(changed));
+  StoredEvent last = events[9];
+  last.user = "u_other";
+  rows.Replace({{4, EventView::Of(changed)}, {9, EventView::Of(last)}});
   ASSERT_EQ(rows.size(), events.size());
   for (size_t event_idx = 0; event_idx < events.size(); ++event_idx) {
-    ExpectSame(rows[event_idx], event_idx == 4 ? changed : events[event_idx]);
+    ExpectSame(rows[event_idx], event_idx == 4 ? changed : event_idx == 9 ? last : events[event_idx]);
   }
   std::vector<bool> keep(events.size(), false);
   keep[1] = keep[4] = keep[9] = true;
@@ -145,12 +147,12 @@ TEST(EventRowsTest, ReplaceAndSubsetRebuildTheRecord) {
   ASSERT_EQ(subset.size(), 3u);
   ExpectSame(subset[0], events[1]);
   ExpectSame(subset[1], changed);
-  ExpectSame(subset[2], events[9]);
+  ExpectSame(subset[2], last);
   // Each is a record of its own events only.
   auto decoded = EventRows::Decode(subset.record());
   ASSERT_TRUE(decoded.ok());
   ASSERT_EQ(decoded->size(), 3u);
-  ExpectSame((*decoded)[2], events[9]);
+  ExpectSame((*decoded)[2], last);
 }
 
 TEST(EventRowsTest, AnEmptyBatchIsARecordOfNoEvents) {

@@ -1302,13 +1302,8 @@ void ExcludeUsers(SegmentColumns& columns, const std::set<std::string, std::less
 }
 
 SegmentColumns ColumnsFromEvents(const std::vector<StoredEvent>& rows, const SegmentColumnRequest& request) {
-  std::vector<EventView> views;
-  views.reserve(rows.size());
-  for (const StoredEvent& row : rows) views.push_back(EventView::Of(row));
-  std::vector<const EventView*> pointers;
-  pointers.reserve(views.size());
-  for (const EventView& view : views) pointers.push_back(&view);
-  return ColumnsFromEvents(pointers, request);
+  const events::EventViews views(rows);
+  return ColumnsFromEvents(views.pointers, request);
 }
 
 }  // namespace analytics::store::embedded

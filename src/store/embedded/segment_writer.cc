@@ -1200,13 +1200,8 @@ Result<EncodedFile> EncodeSegment(const std::vector<const EventView*>& input, in
 void SetMinRowsForPartsForTest(size_t rows) { min_rows_for_parts = rows == 0 ? kMinRowsForParts : rows; }
 
 Result<SegmentInfo> WriteSegment(const std::string& path, const std::vector<StoredEvent>& events, int zstd_level) {
-  std::vector<EventView> views;
-  views.reserve(events.size());
-  for (const StoredEvent& event : events) views.push_back(EventView::Of(event));
-  std::vector<const EventView*> rows;
-  rows.reserve(views.size());
-  for (const EventView& view : views) rows.push_back(&view);
-  return WriteSegment(path, std::move(rows), zstd_level);
+  const events::EventViews views(events);
+  return WriteSegment(path, views.pointers, zstd_level);
 }
 
 Result<SegmentInfo> WriteSegment(const std::string& path, std::vector<const EventView*> rows, int zstd_level) {
