@@ -803,9 +803,9 @@ Result<json> MetricValues::Compute(const std::string& metric_name, const MetricV
     json out = json::array();
     const auto values = series->Values(group);
     for (size_t bucket = 0; bucket < labels.size(); ++bucket) {
-      std::optional<double> value = bucket < values.size() ? values[bucket] : std::nullopt;
-      if (!value && additive) value = 0.0;
-      out.push_back(json::array({labels[bucket], value ? json(*value) : json(nullptr)}));
+      const bool present = bucket < values.size() && values[bucket].has_value();
+      const json value = present ? json(*values[bucket]) : additive ? json(0.0) : json(nullptr);
+      out.push_back(json::array({labels[bucket], value}));
     }
     return out;
   };
