@@ -72,12 +72,16 @@ EventRows::EventRows() : bytes_(std::make_shared<std::string>(kHeaderRoom, '\0')
 EventRows::EventRows(const std::vector<StoredEvent>& events) : EventRows() {
   size_t bytes = 0;
   for (const StoredEvent& event : events) bytes += RowSize(EventView::Of(event));
-  Reserve(bytes);
+  Reserve(bytes, events.size());
   for (const StoredEvent& event : events) Add(event);
   Seal();
 }
 
-void EventRows::Reserve(size_t bytes) { bytes_->reserve(bytes_->size() + bytes); }
+void EventRows::Reserve(size_t bytes, size_t events) {
+  bytes_->reserve(bytes_->size() + bytes);
+  Rebase();
+  views_.reserve(views_.size() + events);
+}
 
 void EventRows::Add(const EventView& event) {
   sealed_ = false;
@@ -167,7 +171,7 @@ void EventRows::Replace(const std::vector<std::pair<size_t, EventView>>& replace
   size_t bytes = bytes_->size();
   for (const auto& [index, event] : replacements) bytes += RowSize(event);
   EventRows rebuilt;
-  rebuilt.Reserve(bytes);
+  rebuilt.Reserve(bytes, views_.size());
   auto next = replacements.begin();
   for (size_t event_idx = 0; event_idx < views_.size(); ++event_idx) {
     if (next != replacements.end() && next->first == event_idx) {
@@ -183,7 +187,7 @@ void EventRows::Replace(const std::vector<std::pair<size_t, EventView>>& replace
 
 EventRows EventRows::Subset(const std::vector<bool>& keep) const {
   EventRows subset;
-  subset.Reserve(bytes_->size());
+  subset.Reserve(bytes_->size(), views_.size());
   for (size_t event_idx = 0; event_idx < views_.size(); ++event_idx) {
     if (event_idx < keep.size() && keep[event_idx]) subset.Add(views_[event_idx]);
   }

@@ -35,8 +35,8 @@ class EventRows {
   // The events encoded and sealed.
   explicit EventRows(const std::vector<StoredEvent>& events);
 
-  // Room for about `bytes` of rows without moving the buffer.
-  void Reserve(size_t bytes);
+  // Room for about `bytes` of rows and `events` events without moving the buffers.
+  void Reserve(size_t bytes, size_t events);
   // Appends an event's row (its fields are copied; they must not point into this batch). Unseals the batch.
   void Add(const EventView& event);
   void Add(const StoredEvent& event) { Add(EventView::Of(event)); }

@@ -67,7 +67,7 @@ BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, in
     return result;
   }
   // Rows take about as many bytes as the events' JSON text: most batches are written without moving.
-  result.events.Reserve(body.size() + body.size() / 8);
+  result.events.Reserve(body.size() + body.size() / 8, split.events.size());
   result.event_indexes.reserve(split.events.size());
 
   simdjson::dom::parser& parser = ThreadParser();

@@ -1,7 +1,8 @@
 // UserSet: the set of erased users (pseudonyms) the embedded store keeps, in order (for the MANIFEST) and
 // hashed: the flush, appends and memtable reads ask it about every event, and an ordered set's lookup
 // compared ~7 pseudonyms of 73 bytes per event with a hundred users in it (1.6% of the server's CPU while
-// loading a 30-day stream with its account deletions).
+// loading a 30-day stream with its account deletions). Hashed with XXH3, ~2x faster than std::hash on a
+// pseudonym.
 // Thread-safety: none; the store guards it.
 #pragma once
 
@@ -43,8 +44,12 @@ class UserSet {
   const Sorted& sorted() const { return users_; }
 
  private:
+  struct Hash {
+    size_t operator()(std::string_view user) const;
+  };
+
   Sorted users_;
-  std::unordered_set<std::string_view> index_;  // views of the strings in users_' nodes, which never move
+  std::unordered_set<std::string_view, Hash> index_;  // views of the strings in users_' nodes, which never move
 };
 
 }  // namespace analytics::store::embedded
