@@ -329,6 +329,13 @@ void Pseudonymizer::Pseudonymize(std::string_view user_id, std::string& out) con
   });
 }
 
+void Pseudonymizer::PrefetchPseudonym(std::string_view user_id) const {
+  if (!impl_->pseudonym_cache.enabled()) return;
+  const uint64_t hash = StringCacheHash(user_id);
+  ThreadFront().pseudonyms.Prefetch(hash);
+  impl_->pseudonym_cache.Prefetch(hash);
+}
+
 bool Pseudonymizer::IsOwnPseudonym(std::string_view text) const {
   if (text.substr(0, kPrefix.size()) != kPrefix) return false;
   std::string sealed;

@@ -57,6 +57,9 @@ class Pseudonymizer {
   std::string Pseudonymize(std::string_view user_id) const;
   // The same into `out` (reusing its memory: the intake's hot path).
   void Pseudonymize(std::string_view user_id, std::string& out) const;
+  // Starts fetching the cache lines a later Pseudonymize(user_id) reads (the per-thread slot, the shared set):
+  // they are cache misses, which the work done meanwhile then hides.
+  void PrefetchPseudonym(std::string_view user_id) const;
 
   // True when `text` is a pseudonym made with this key.
   bool IsOwnPseudonym(std::string_view text) const;

@@ -47,6 +47,10 @@ class StringCache {
   bool Get(std::string_view key, uint64_t hash, std::string& value) const;
   // Caches key -> value, replacing another entry of the set when it is full. A key already cached is kept.
   void Put(std::string_view key, uint64_t hash, std::string_view value);
+  // Starts fetching the set a lookup of `hash` reads.
+  void Prefetch(uint64_t hash) const {
+    if (enabled()) __builtin_prefetch(&sets_[hash & set_mask_]);
+  }
   // Entries held (takes every lock; tests only).
   size_t Size() const;
 
@@ -81,6 +85,12 @@ class ThreadStringCache {
   // Caches key -> value for `owner` in the key's slot (replacing what was there); does nothing when the pair
   // does not fit a slot. `owner` must not be 0 (the mark of an empty slot).
   void Put(uint64_t owner, std::string_view key, uint64_t hash, std::string_view value);
+  // Starts fetching the slot a lookup of `hash` reads (both of its lines).
+  void Prefetch(uint64_t hash) const {
+    const char* slot = reinterpret_cast<const char*>(&slots_[hash & mask_]);
+    __builtin_prefetch(slot);
+    __builtin_prefetch(slot + 64);
+  }
 
   static constexpr size_t kMaxPairBytes = 114;  // key + value bytes that fit one slot
 
