@@ -1,5 +1,5 @@
-// ByteReader: reads the binary encodings of the event rows (events/event_rows.h) and of the embedded store
-// (store/embedded/codec.h).
+// ByteReader: reads the binary encodings of the event rows (events/event_rows.h) and of the embedded store's
+// segments (store/embedded/codec.h).
 // Thread-safety: a plain value over bytes it does not own.
 #pragma once
 

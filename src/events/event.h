@@ -42,7 +42,7 @@ struct StoredEvent {
 };
 
 // The same fields, not owned: a StoredEvent seen in place, e.g. in a memtable batch's row-format bytes
-// (src/store/embedded/codec.h), which hold the events the store has not flushed yet. Valid while what it
+// (events/event_rows.h), which hold the events the store has not flushed yet. Valid while what it
 // points into is; `ToStored` copies it out.
 struct EventView {
   std::string_view id;

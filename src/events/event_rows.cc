@@ -160,10 +160,12 @@ size_t EventRows::MemoryBytes() const {
   return bytes_->capacity() + views_.capacity() * sizeof(EventView);
 }
 
-std::vector<EventView> EventRows::ReleaseViews() {
-  std::vector<EventView> views = std::move(views_);
-  *this = EventRows();
-  return views;
+EventRows::Released EventRows::Release() && {
+  Released released{std::move(bytes_), std::move(views_)};
+  views_.clear();
+  count_ = 0;
+  sealed_ = false;
+  return released;
 }
 
 void EventRows::Replace(const std::vector<std::pair<size_t, EventView>>& replacements) {

@@ -52,10 +52,13 @@ class EventRows {
   const std::vector<EventView>& views() const { return views_; }
   // The header and every row: a WAL record's payload.
   std::string_view record() const;
-  // The buffer the views point into, for a holder that outlives this object.
-  std::shared_ptr<const std::string> bytes() const { return bytes_; }
-  // Moves the views out (the batch is left empty); they stay valid while bytes() is held.
-  std::vector<EventView> ReleaseViews();
+  // The buffer and the views into it, moved out for a holder that outlives this object (the memtable); the
+  // views stay valid while the buffer is held. The batch is left empty.
+  struct Released {
+    std::shared_ptr<const std::string> bytes;
+    std::vector<EventView> views;
+  };
+  Released Release() &&;
   // Memory held: the buffer's capacity and the views'.
   size_t MemoryBytes() const;
 

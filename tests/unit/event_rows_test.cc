@@ -119,9 +119,10 @@ TEST(EventRowsTest, ViewsStayValidWhenTheBatchMovesAndWhileItsBytesAreHeld) {
   {
     EventRows rows(events);
     EventRows moved = std::move(rows);
-    bytes = moved.bytes();
-    views = moved.ReleaseViews();
-    EXPECT_TRUE(moved.empty());
+    auto released = std::move(moved).Release();
+    bytes = std::move(released.bytes);
+    views = std::move(released.views);
+    EXPECT_TRUE(moved.empty());  // NOLINT(bugprone-use-after-move): Release leaves the batch empty
   }  // the batch is gone; its buffer is not
   ASSERT_EQ(views.size(), events.size());
   for (size_t event_idx = 0; event_idx < events.size(); ++event_idx) ExpectSame(views[event_idx], events[event_idx]);

@@ -47,6 +47,7 @@ std::string DayName(int64_t day) {
 // Memory of a memtable batch besides its rows and views (EventRows::MemoryBytes): the allocations' overhead.
 constexpr uint64_t kBatchOverheadBytes = 128;
 
+
 // Cursor "<time_ms>:<id>" — opaque to clients.
 std::string EncodeCursor(const StoredEvent& event) { return std::to_string(event.time_ms) + ":" + event.id; }
 
@@ -71,6 +72,13 @@ bool EventOrder(const StoredEvent& a, const StoredEvent& b) {
 }
 
 }  // namespace
+
+EmbeddedEventStore::MemBatch::MemBatch(uint64_t batch_sequence, events::EventRows rows)
+    : sequence(batch_sequence), memory_bytes(kBatchOverheadBytes + rows.MemoryBytes()) {
+  auto released = std::move(rows).Release();
+  bytes = std::move(released.bytes);
+  events = std::move(released.views);
+}
 
 EmbeddedEventStore::EmbeddedEventStore(EmbeddedEventStoreOptions options)
     : options_(std::move(options)), dedup_(options_.dedup_max_bytes), partial_cache_(options_.query_cache_bytes) {}
@@ -237,12 +245,9 @@ Status EmbeddedEventStore::Recover() {
         if (kept == 0) return Status::Ok();
         if (kept < batch.size()) batch = batch.Subset(keep);
         replayed_events += kept;
-        auto mem = std::make_shared<MemBatch>();
-        mem->sequence = sequence;
-        memtable_bytes_ += kBatchOverheadBytes + batch.MemoryBytes();
+        auto mem = std::make_shared<MemBatch>(sequence, std::move(batch));
+        memtable_bytes_ += mem->memory_bytes;
         memtable_events_ += kept;
-        mem->bytes = batch.bytes();
-        mem->events = batch.ReleaseViews();
         memtable_.push_back(std::move(mem));
         return Status::Ok();
       });
@@ -465,16 +470,13 @@ Result<AppendResult> EmbeddedEventStore::Append(events::EventRows batch) {
       mem_cv_.notify_all();
       return Status::IOError("events were not stored: " + sequence.status().message());
     }
-    const uint64_t bytes = kBatchOverheadBytes + batch.MemoryBytes();
     int64_t newest = INT64_MIN;
     for (const auto& event : batch) newest = std::max(newest, event.time_ms);
     for (int64_t seen = newest_event_ms_.load(); newest > seen && !newest_event_ms_.compare_exchange_weak(seen, newest);) {
     }
     result.stored = batch.size();
-    auto mem = std::make_shared<MemBatch>();
-    mem->sequence = *sequence;
-    mem->bytes = batch.bytes();
-    mem->events = batch.ReleaseViews();
+    auto mem = std::make_shared<MemBatch>(*sequence, std::move(batch));
+    const uint64_t bytes = mem->memory_bytes;
     std::lock_guard lock(mem_mu_);
     if (memtable_.empty()) memtable_oldest_ms_ = SteadyMillis();
     memtable_events_ += mem->events.size();

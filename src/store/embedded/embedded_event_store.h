@@ -2,7 +2,7 @@
 //
 // Rationale: one machine, nothing else to install, events durable before they are acknowledged and readable
 // at once. Layout under `dir` (docs/formats/embedded-store.md):
-//   wal/                      write-ahead log (wal/wal.h); a record = one appended batch (codec.h row format)
+//   wal/                      write-ahead log (wal/wal.h); a record = one appended batch (events/event_rows.h)
 //   segments/<YYYY-MM-DD>/    immutable columnar segments (segment.h), one day partition per folder
 //   MANIFEST                  JSON: flushed WAL sequence, live segments, erased users (atomic replace)
 //   erasures-<generation>.log the users erased since the MANIFEST was written (erasure_log.h)
@@ -121,9 +121,13 @@ class EmbeddedEventStore final : public EventStore {
   // the handler threads and freed by the flusher; the bytes the WAL needs anyway, plus the views, take ~60% of
   // that in two allocations, and the handler frees its StoredEvents itself, right after the append.
   struct MemBatch {
+    // Takes the rows' buffer and views; `memory_bytes` counts them and the allocations' overhead.
+    MemBatch(uint64_t batch_sequence, events::EventRows rows);
+
     uint64_t sequence = 0;
-    std::shared_ptr<const std::string> bytes;  // row format (codec.h); `events` point into it
+    std::shared_ptr<const std::string> bytes;  // row format (events/event_rows.h); `events` point into it
     std::vector<events::EventView> events;
+    uint64_t memory_bytes = 0;
   };
   using MemBatchRef = std::shared_ptr<const MemBatch>;
   // The memtable rows a query reads: pointers into batches the view keeps alive.
