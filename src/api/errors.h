@@ -32,6 +32,7 @@ inline constexpr std::string_view kResourceExhausted = "RESOURCE_EXHAUSTED";
 inline constexpr std::string_view kVersionConflict = "VERSION_CONFLICT";
 inline constexpr std::string_view kResourceInUse = "RESOURCE_IN_USE";
 inline constexpr std::string_view kNotFound = "NOT_FOUND";
+inline constexpr std::string_view kSegmentNotFound = "SEGMENT_NOT_FOUND";
 inline constexpr std::string_view kMethodNotAllowed = "METHOD_NOT_ALLOWED";
 inline constexpr std::string_view kPayloadTooLarge = "PAYLOAD_TOO_LARGE";
 inline constexpr std::string_view kHeadersTooLarge = "HEADERS_TOO_LARGE";

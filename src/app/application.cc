@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "api/api_pipeline.h"
+#include "api/handlers/analysis.h"
 #include "api/handlers/events.h"
 #include "api/handlers/metric_definitions.h"
 #include "api/handlers/metric_values.h"
@@ -284,6 +285,9 @@ Status Application::Start() {
   values_options.k_anonymity = config_.privacy.k_anonymity;
   s.metric_values = std::make_unique<metrics::MetricValues>(*s.catalog, *s.event_store, values_options);
   api::AddMetricValuesRoutes(s.router, *s.metric_values);
+  analysis::AnalysisOptions analysis_options;
+  analysis_options.k_anonymity = config_.privacy.k_anonymity;
+  api::AddAnalysisRoutes(s.router, *s.event_store, analysis_options);
   api::EventRoutesOptions event_options;
   event_options.max_decompressed_bytes = config_.ingest.max_decompressed_bytes;
   api::AddEventRoutes(s.router, *s.intake, *s.event_store, *s.metadata, *s.pseudonymizer, event_options);

@@ -51,24 +51,6 @@ struct Plan {
   bool k_anonymity = false;
 };
 
-bool IsDate(const std::string& text) {
-  return text.size() == 10 && text[4] == '-' && text[7] == '-';
-}
-
-Result<int64_t> ParseBound(const std::string& text, bool is_end, const TimeZone& zone, const char* parameter) {
-  if (IsDate(text)) {
-    absl::CivilDay day;
-    if (!absl::ParseCivilTime(text, &day)) {
-      return Status::InvalidArgument("not a date (YYYY-MM-DD) or RFC 3339 time: '" + text + "'", parameter);
-    }
-    if (is_end) day += 1;
-    return zone.StartOfDay(day.year(), day.month(), day.day());
-  }
-  auto time = common::ParseRfc3339Millis(text);
-  if (!time.ok()) return Status::InvalidArgument("not a date (YYYY-MM-DD) or RFC 3339 time: '" + text + "'", parameter);
-  return is_end ? *time + 1 : *time;  // both ends included
-}
-
 Result<Plan> MakePlan(const MetricDefinition& definition, const MetricValuesRequest& request, const Viewer& viewer,
                       const MetricValuesOptions& options) {
   Plan plan;
@@ -90,8 +72,8 @@ Result<Plan> MakePlan(const MetricDefinition& definition, const MetricValuesRequ
   }
   plan.period_start_text = *request.period_start;
   plan.period_end_text = *request.period_end;
-  ANALYTICS_ASSIGN_OR_RETURN(plan.start_ms, ParseBound(*request.period_start, false, plan.zone, "period_start"));
-  ANALYTICS_ASSIGN_OR_RETURN(plan.end_ms, ParseBound(*request.period_end, true, plan.zone, "period_end"));
+  ANALYTICS_ASSIGN_OR_RETURN(plan.start_ms, query::ParsePeriodBound(*request.period_start, false, plan.zone, "period_start"));
+  ANALYTICS_ASSIGN_OR_RETURN(plan.end_ms, query::ParsePeriodBound(*request.period_end, true, plan.zone, "period_end"));
   if (plan.end_ms <= plan.start_ms) {
     return Status::InvalidArgument("must not be before period_start", "period_end");
   }

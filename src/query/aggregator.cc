@@ -1,5 +1,6 @@
 // Aggregator: compiled filters over dictionaries, one pass per batch.
 #include "query/aggregator.h"
+#include "query/timeline.h"
 
 #include <algorithm>
 #include <array>
@@ -980,6 +981,117 @@ void SessionMarksBuilder::Add(const EventBatch& batch) {
 
 SessionMarks SessionMarksBuilder::Finish() {
   group_index_.clear();
+  return std::move(out_);
+}
+
+// ---- TimelineBuilder ----------------------------------------------------------------------------------------
+
+TimelineBuilder::TimelineBuilder(const TimelineQuery& query) : query_(query), key_index_(query.keys.size()) {
+  out_.keys.resize(query.keys.size());
+  out_.key_values.resize(query.keys.size());
+}
+
+void TimelineBuilder::Add(const EventBatch& batch) {
+  if (batch.rows == 0 || batch.users.empty()) return;
+  // Per batch type: the selectors its type satisfies, and the part's code of the type.
+  const size_t selectors = query_.selectors.size();
+  std::vector<uint32_t> type_selectors(batch.types.size(), 0);
+  std::vector<uint32_t> type_codes(batch.types.size(), 0);
+  bool any = false;
+  for (size_t type_idx = 0; type_idx < batch.types.size(); ++type_idx) {
+    const std::string& type = batch.types[type_idx];
+    for (size_t selector_idx = 0; selector_idx < selectors; ++selector_idx) {
+      const auto& types = query_.selectors[selector_idx].event_types;
+      if (types.empty() || std::find(types.begin(), types.end(), type) != types.end()) {
+        type_selectors[type_idx] |= uint32_t{1} << selector_idx;
+      }
+    }
+    if (type_selectors[type_idx] == 0) continue;
+    any = true;
+    auto [it, inserted] = type_index_.try_emplace(type, static_cast<uint32_t>(out_.type_names.size()));
+    if (inserted) out_.type_names.push_back(type);
+    type_codes[type_idx] = it->second;
+  }
+  if (!any) return;
+  const CompiledFilter filter = CompileFilter(query_.filter, batch);
+  std::vector<CompiledFilter> selector_filters;
+  uint32_t filtered_selectors = 0;  // bit set: the selector has a filter of its own
+  for (size_t selector_idx = 0; selector_idx < selectors; ++selector_idx) {
+    selector_filters.push_back(CompileFilter(query_.selectors[selector_idx].filter, batch));
+    if (!query_.selectors[selector_idx].filter.IsTrue()) filtered_selectors |= uint32_t{1} << selector_idx;
+  }
+  // Keys: per batch dictionary code, the part's code (strings and others are decided once per code).
+  constexpr uint32_t kUnknown = std::numeric_limits<uint32_t>::max() - 1;
+  struct KeyColumn {
+    const PropertyColumn* column = nullptr;
+    std::vector<uint32_t> string_codes, other_codes;
+  };
+  std::vector<KeyColumn> key_columns(query_.keys.size());
+  for (size_t key_idx = 0; key_idx < query_.keys.size(); ++key_idx) {
+    auto it = batch.properties.find(query_.keys[key_idx]);
+    if (it == batch.properties.end()) continue;
+    key_columns[key_idx].column = &it->second;
+    key_columns[key_idx].string_codes.assign(it->second.strings.size(), kUnknown);
+    key_columns[key_idx].other_codes.assign(it->second.others.size(), kUnknown);
+  }
+  auto intern = [&](size_t key_idx, const std::string& text) {
+    auto [it, inserted] =
+        key_index_[key_idx].try_emplace(text, static_cast<uint32_t>(out_.key_values[key_idx].size()));
+    if (inserted) out_.key_values[key_idx].push_back(text);
+    return it->second;
+  };
+  auto key_code = [&](size_t key_idx, size_t row) -> uint32_t {
+    KeyColumn& key = key_columns[key_idx];
+    if (key.column == nullptr) return kMissingKey;
+    const PropertyColumn& column = *key.column;
+    switch (column.kinds[row]) {
+      case ValueKind::kMissing:
+      case ValueKind::kNull:
+        return kMissingKey;
+      case ValueKind::kString: {
+        uint32_t& code = key.string_codes[column.codes[row]];
+        if (code == kUnknown) code = intern(key_idx, column.strings[column.codes[row]]);
+        return code;
+      }
+      case ValueKind::kOther: {
+        uint32_t& code = key.other_codes[column.codes[row]];
+        if (code == kUnknown) code = intern(key_idx, column.others[column.codes[row]]);
+        return code;
+      }
+      default:
+        return intern(key_idx, *GroupValue(&column, row));
+    }
+  };
+  const PropertyColumn* number_column = nullptr;
+  if (!query_.number_property.empty()) {
+    auto it = batch.properties.find(query_.number_property);
+    if (it != batch.properties.end()) number_column = &it->second;
+  }
+  for (size_t row = 0; row < batch.rows; ++row) {
+    if (batch.users[row] == kNoUser) continue;
+    uint32_t matches = type_selectors[batch.type_codes[row]];
+    if (matches == 0 || !filter.Holds(row)) continue;
+    for (uint32_t pending = matches & filtered_selectors; pending != 0; pending &= pending - 1) {
+      const int selector_idx = __builtin_ctz(pending);
+      if (!selector_filters[selector_idx].Holds(row)) matches &= ~(uint32_t{1} << selector_idx);
+    }
+    if (matches == 0) continue;
+    out_.users.push_back(batch.users[row]);
+    out_.time_ms.push_back(batch.time_ms[row]);
+    out_.matches.push_back(matches);
+    out_.types.push_back(type_codes[batch.type_codes[row]]);
+    for (size_t key_idx = 0; key_idx < query_.keys.size(); ++key_idx) out_.keys[key_idx].push_back(key_code(key_idx, row));
+    if (!query_.number_property.empty()) {
+      const bool number = number_column != nullptr && number_column->kinds[row] == ValueKind::kNumber;
+      out_.numbers.push_back(number ? number_column->numbers[row] : std::nan(""));
+    }
+    out_.newest_event_ms = std::max(out_.newest_event_ms, batch.time_ms[row]);
+  }
+}
+
+Timeline TimelineBuilder::Finish() {
+  type_index_.clear();
+  key_index_.clear();
   return std::move(out_);
 }
 

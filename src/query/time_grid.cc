@@ -6,6 +6,8 @@
 
 #include <absl/time/civil_time.h>
 
+#include "common/time_util.h"
+
 namespace analytics::query {
 
 using common::Result;
@@ -142,6 +144,23 @@ Result<TimeGrid> TimeGrid::Make(int64_t start_ms, int64_t end_ms, Granularity gr
 int64_t TimeGrid::Find(int64_t unix_ms) const {
   if (unix_ms < bounds_.front() || unix_ms >= bounds_.back()) return -1;
   return std::upper_bound(bounds_.begin(), bounds_.end(), unix_ms) - bounds_.begin() - 1;
+}
+
+common::Result<int64_t> ParsePeriodBound(const std::string& text, bool is_end, const TimeZone& zone,
+                                         const char* parameter) {
+  if (text.size() == 10 && text[4] == '-' && text[7] == '-') {
+    absl::CivilDay day;
+    if (!absl::ParseCivilTime(text, &day)) {
+      return common::Status::InvalidArgument("not a date (YYYY-MM-DD) or RFC 3339 time: '" + text + "'", parameter);
+    }
+    if (is_end) day += 1;
+    return zone.StartOfDay(day.year(), day.month(), day.day());
+  }
+  auto time = common::ParseRfc3339Millis(text);
+  if (!time.ok()) {
+    return common::Status::InvalidArgument("not a date (YYYY-MM-DD) or RFC 3339 time: '" + text + "'", parameter);
+  }
+  return is_end ? *time + 1 : *time;  // both ends included
 }
 
 }  // namespace analytics::query

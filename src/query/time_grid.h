@@ -64,4 +64,10 @@ class TimeGrid {
   std::vector<int64_t> bounds_;
 };
 
+// A period bound of a request: a date YYYY-MM-DD (the zone's local midnight starting that day, or for an end the
+// one after it: a date end includes its day) or an RFC 3339 time (an end includes its millisecond). Returns the
+// bound as a half-open Unix ms: start inclusive, end exclusive. InvalidArgument naming `parameter`.
+common::Result<int64_t> ParsePeriodBound(const std::string& text, bool is_end, const TimeZone& zone,
+                                         const char* parameter);
+
 }  // namespace analytics::query

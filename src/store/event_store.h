@@ -24,6 +24,7 @@
 #include "events/event_rows.h"
 #include "query/aggregate.h"
 #include "query/sessions.h"
+#include "query/timeline.h"
 
 namespace analytics::store {
 
@@ -76,6 +77,10 @@ class EventStore {
   // by their start event, as query::PairDays joins them. Events past retention and erased users' events are
   // never read.
   virtual common::Result<query::PairedSessions> Sessions(const query::SessionQuery& query) = 0;
+  // The events `query` reads as per-user, time-ordered rows (query/timeline.h): what funnels, paths, experiments
+  // and retention cohorts walk. Events past retention and erased users' events are never read. Shared and
+  // immutable (an adapter may hand out a result it keeps).
+  virtual common::Result<std::shared_ptr<const query::Timeline>> ReadTimeline(const query::TimelineQuery& query) = 0;
   // The event time of the newest stored event (Unix ms), INT64_MIN when there is none.
   virtual int64_t NewestEventMs() = 0;
 

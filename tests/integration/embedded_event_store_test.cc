@@ -1,5 +1,8 @@
 // The embedded event store: durability, dedup, erasure, recovery, read-back. Real files in a temp dir.
 #include <atomic>
+#include <cmath>
+#include <map>
+#include <tuple>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -13,6 +16,7 @@
 #include "store/embedded/embedded_event_store.h"
 #include "store/embedded/segment.h"
 #include "query/aggregate.h"
+#include "query/timeline.h"
 #include "common/time_util.h"
 #include "support/session_reference.h"
 #include "support/test_env.h"
@@ -616,6 +620,101 @@ TEST_F(EmbeddedEventStoreTest, SessionsStayRightOverCachedDaysLateEventsAndFlush
   ASSERT_OK(store->Flush());
   check("late events flushed");
   check("late events flushed, cached");
+}
+
+TEST_F(EmbeddedEventStoreTest, TimelinesHoldEachUsersMatchingEventsInOrderFromMemoryAndSegments) {
+  // Page views, cart adds and purchases of 40 users over five days, read as a timeline from the memtable, then
+  // from segments (parts and the join cached), with late events in the memtable, and after an erasure: every time
+  // each user's rows equal a reference built here from the raw events (filter, selectors, range, order).
+  auto store = Open();
+  const std::string kView = "com.platform.store.page.viewed.v1", kCart = "com.platform.cart.item.added.v1",
+                    kBuy = "com.platform.payments.purchase.completed.v1";
+  const std::vector<std::string> kTypes = {kView, kCart, kBuy, "com.platform.social.friend.added.v1"};
+  std::mt19937 random(5);
+  std::vector<StoredEvent> all;
+  int next_id = 0;
+  auto events = [&](size_t count) {
+    std::vector<StoredEvent> batch;
+    for (size_t idx = 0; idx < count; ++idx) {
+      // Coarse times (whole minutes): many equal timestamps, so the tie order is exercised.
+      const int64_t time_ms = kJan1 + static_cast<int64_t>(random() % (5 * 24 * 60)) * 60000;
+      StoredEvent event = MakeEvent("t" + std::to_string(next_id++), "u_" + std::to_string(random() % 40), time_ms,
+                                    kTypes[random() % kTypes.size()]);
+      event.country = random() % 3 == 0 ? "DE" : "RU";
+      if (random() % 5 == 0) event.game_id.clear();
+      batch.push_back(event);
+    }
+    all.insert(all.end(), batch.begin(), batch.end());
+    return batch;
+  };
+  query::TimelineQuery query;
+  query.selectors.resize(3);
+  query.selectors[0].event_types = {kView};
+  query.selectors[1].event_types = {kCart, kBuy};
+  query.selectors[2].event_types = {kBuy};
+  query::PropertyFilter germany{"country", query::FilterOp::kEq, "DE"};
+  query.selectors[2].filter = query::FilterExpr::Condition(germany);
+  query::PropertyFilter not_g3{"game_id", query::FilterOp::kNe, "g3"};
+  query.filter = query::FilterExpr::Condition(not_g3);
+  query.keys = {"game_id"};
+  query.number_property = "amount";
+  query.from_ms = kJan1 + 7 * 3600000;
+  query.to_ms = kJan1 + 4 * kDay + 5 * 3600000;
+  std::set<std::string> erased;
+  using Row = std::tuple<int64_t, std::string, std::string, uint32_t, double>;  // time, type, game, matches, amount
+  auto check = [&](const std::string& phase) {
+    SCOPED_TRACE(phase);
+    std::map<std::string, std::vector<Row>> want_by_user;
+    for (const StoredEvent& event : all) {
+      if (event.time_ms < query.from_ms || event.time_ms >= query.to_ms || erased.count(event.user) > 0) continue;
+      if (event.game_id == "g3") continue;
+      uint32_t matches = 0;
+      if (event.type == kView) matches |= 1;
+      if (event.type == kCart || event.type == kBuy) matches |= 2;
+      if (event.type == kBuy && event.country == "DE") matches |= 4;
+      if (matches == 0) continue;
+      want_by_user[event.user].emplace_back(event.time_ms, event.type, event.game_id.empty() ? "~" : event.game_id,
+                                            matches, event.amount ? *event.amount : -1.0);
+    }
+    std::multiset<std::vector<Row>> want;
+    for (auto& [user, rows] : want_by_user) {
+      std::sort(rows.begin(), rows.end());
+      want.insert(rows);
+    }
+    auto timeline = store->ReadTimeline(query);
+    ASSERT_TRUE(timeline.ok()) << timeline.status().ToString();
+    const query::Timeline& got_timeline = **timeline;
+    std::multiset<std::vector<Row>> got;
+    for (size_t user_idx = 0; user_idx < got_timeline.user_count(); ++user_idx) {
+      std::vector<Row> rows;
+      for (uint32_t row = got_timeline.user_begin[user_idx]; row < got_timeline.user_begin[user_idx + 1]; ++row) {
+        EXPECT_EQ(got_timeline.users[row], got_timeline.users[got_timeline.user_begin[user_idx]]);
+        const uint32_t game = got_timeline.keys[0][row];
+        const double amount = got_timeline.numbers[row];
+        rows.emplace_back(got_timeline.time_ms[row], got_timeline.type_names[got_timeline.types[row]],
+                          game == query::kMissingKey ? "~" : got_timeline.key_values[0][game],
+                          got_timeline.matches[row], std::isnan(amount) ? -1.0 : amount);
+      }
+      // The engine's order is (time, type name, game text, ...); "~" sorts after every game id as missing does.
+      EXPECT_TRUE(std::is_sorted(rows.begin(), rows.end())) << "user " << user_idx;
+      got.insert(rows);
+    }
+    EXPECT_EQ(got.size(), want.size());
+    EXPECT_EQ(got, want);
+  };
+  ASSERT_OK(store->Append(events(600)));
+  check("memtable");
+  ASSERT_OK(store->Flush());
+  check("segments, first read");
+  check("segments, cached");
+  ASSERT_OK(store->Append(events(150)));
+  check("late events in the memtable");
+  ASSERT_OK(store->Flush());
+  check("late events flushed");
+  auto removed = store->EraseUser("u_7");
+  ASSERT_TRUE(removed.ok());
+  erased.insert("u_7");
+  check("after an erasure");
 }
 
 TEST_F(EmbeddedEventStoreTest, SegmentRoundTripKeepsEveryFieldForUuidAndOtherIds) {

@@ -1176,6 +1176,65 @@ Result<query::PairedSessions> EmbeddedEventStore::Sessions(const query::SessionQ
   return result;
 }
 
+Result<std::shared_ptr<const query::Timeline>> EmbeddedEventStore::ReadTimeline(const query::TimelineQuery& query) {
+  if (query.selectors.empty() || query.selectors.size() > query::kMaxTimelineSelectors) {
+    return Status::InvalidArgument("a timeline query has 1 to " + std::to_string(query::kMaxTimelineSelectors) +
+                                   " selectors");
+  }
+  if (query.to_ms <= query.from_ms) return std::make_shared<const query::Timeline>(query::MergeTimelines({}, 0, 0));
+  query::AggregateQuery view;  // what QueryView reads
+  view.event_types = query.EventTypes();
+  view.filter = query.filter;
+  view.bounds = {query.from_ms, query.to_ms};
+  const std::vector<std::string> paths = query.Paths();
+  MemoryView memory;
+  std::vector<SegmentRef> segments;
+  QueryView(view, memory, segments);
+  uint64_t purge_epoch = 0;
+  const auto unpurged = PendingPurge(purge_epoch);
+  const std::string fingerprint =
+      query.Fingerprint() + (unpurged.empty() ? std::string() : "|purge" + std::to_string(purge_epoch));
+  // Segments in time order (day partitions, then creation), so that most users' rows arrive sorted.
+  std::stable_sort(segments.begin(), segments.end(),
+                   [](const SegmentRef& a, const SegmentRef& b) { return a->day < b->day; });
+  // The join of closed segments only is kept whole: repeated questions over closed days skip reading and sorting.
+  std::string join_key;
+  if (partial_cache_.enabled() && memory.rows.empty()) {
+    join_key = "timelinejoin|" + fingerprint + "|" + std::to_string(query.from_ms) + "|" + std::to_string(query.to_ms);
+    for (const auto& segment : segments) join_key += "|" + segment->info.path;
+    if (auto cached = partial_cache_.Get<query::Timeline>(join_key)) return cached;
+  }
+  std::vector<std::shared_ptr<const query::Timeline>> parts(segments.size());
+  std::vector<Status> statuses(segments.size());
+  embedded::SegmentReadContext context{user_directory_, segment_cache_};
+  const size_t threads = common::QueryThreads(options_.query_threads);
+  common::ParallelFor(segments.size(), threads, [&](size_t segment_idx) {
+    const std::string& path = segments[segment_idx]->info.path;
+    const std::string key = "timeline|" + path + "|" + fingerprint;
+    if (partial_cache_.enabled()) parts[segment_idx] = partial_cache_.Get<query::Timeline>(key);
+    if (parts[segment_idx]) return;
+    auto fresh = std::make_shared<query::Timeline>();
+    statuses[segment_idx] = embedded::ReadSegmentTimeline(path, query, paths, unpurged, context, *fresh);
+    if (!statuses[segment_idx].ok()) return;
+    if (partial_cache_.enabled()) partial_cache_.Put<query::Timeline>(key, fresh);
+    parts[segment_idx] = std::move(fresh);
+  });
+  for (const Status& status : statuses) ANALYTICS_RETURN_IF_ERROR(status);
+  query::Timeline memory_part;
+  if (!memory.rows.empty()) {
+    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, embedded::ColumnsFor(paths));
+    query::TimelineBuilder builder(query);
+    builder.Add(embedded::BatchFromColumns(columns, paths, user_directory_));
+    memory_part = builder.Finish();
+  }
+  std::vector<const query::Timeline*> sources;
+  for (const auto& part : parts) sources.push_back(part.get());
+  if (!memory.rows.empty()) sources.push_back(&memory_part);
+  auto joined = std::make_shared<const query::Timeline>(query::MergeTimelines(sources, query.from_ms, query.to_ms, threads));
+  if (!join_key.empty()) partial_cache_.Put<query::Timeline>(join_key, joined);
+  return joined;
+}
+
 Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggregate(const query::AggregateQuery& query) {
   query::AggregateResult result;
   if (query.bounds.size() < 2) return std::make_shared<const query::AggregateResult>();

@@ -90,6 +90,7 @@ class EmbeddedEventStore final : public EventStore {
   int64_t NewestEventMs() override;
   // Session marks are built per segment whatever the period and cached (partial cache, "sessions|" keys).
   common::Result<query::PairedSessions> Sessions(const query::SessionQuery& query) override;
+  common::Result<std::shared_ptr<const query::Timeline>> ReadTimeline(const query::TimelineQuery& query) override;
   common::Result<uint64_t> EraseUser(const std::string& user, bool count_events = true) override;
   common::Status AllowUser(const std::string& user) override;
   common::Status Ping() override;

@@ -694,6 +694,35 @@ Status ReadSegmentSessionMarks(const std::string& path, const query::SessionQuer
   return Status::Ok();
 }
 
+Status ReadSegmentTimeline(const std::string& path, const query::TimelineQuery& query,
+                           const std::vector<std::string>& paths, const std::set<std::string, std::less<>>& excluded,
+                           SegmentReadContext& context, query::Timeline& out) {
+  query::TimelineBuilder builder(query);
+  ANALYTICS_ASSIGN_OR_RETURN(auto state, context.segments.Get(path));
+  if (state->format == 2) {
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users));
+    builder.Add(batch);
+    out = builder.Finish();
+    return Status::Ok();
+  }
+  const std::vector<std::string> types = query.EventTypes();
+  SegmentReader reader(path, state, context);
+  const v3::Footer& footer = reader.footer();
+  for (size_t part_idx = 0; part_idx < footer.parts.size(); ++part_idx) {
+    const v3::Part& part = footer.parts[part_idx];
+    if (part.rows == 0) continue;
+    if (!types.empty() && std::none_of(part.types.begin(), part.types.end(), [&](const std::string& type) {
+          return std::binary_search(types.begin(), types.end(), type);
+        })) {
+      continue;
+    }
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, /*need_users=*/true, excluded));
+    builder.Add(batch);
+  }
+  out = builder.Finish();
+  return Status::Ok();
+}
+
 // ---- PartialCache -----------------------------------------------------------------------------------------
 
 PartialCache::Value PartialCache::Find(const std::string& key) {

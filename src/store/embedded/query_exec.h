@@ -39,6 +39,7 @@
 #include "query/aggregate.h"
 #include "query/aggregator.h"
 #include "query/sessions.h"
+#include "query/timeline.h"
 #include "store/embedded/segment.h"
 
 namespace analytics::store::embedded {
@@ -177,6 +178,14 @@ common::Status ReadSegmentSessionMarks(const std::string& path, const query::Ses
                                        const std::set<std::string, std::less<>>& excluded,
                                        SegmentReadContext& context, query::SessionMarks& out);
 
+// The events of the segment at `path` that `query` reads (query::TimelineBuilder), whatever its time range (so the
+// part serves every period: query::MergeTimelines applies the range). Reads only the parts holding the query's
+// types. Corruption / IOError naming the file on damage.
+common::Status ReadSegmentTimeline(const std::string& path, const query::TimelineQuery& query,
+                                   const std::vector<std::string>& paths,
+                                   const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
+                                   query::Timeline& out);
+
 // A byte-bounded LRU of what queries derive from one segment: partial aggregates (packed: query::PackedResult,
 // merged by the thousand), session marks (query::SessionMarks), session days (query::SessionDay) and the links
 // between consecutive days (query::SessionLink). The kinds share the budget; a key names one kind (callers
@@ -184,7 +193,7 @@ common::Status ReadSegmentSessionMarks(const std::string& path, const query::Ses
 class PartialCache {
  public:
   explicit PartialCache(uint64_t max_bytes) : max_bytes_(max_bytes) {}
-  // The entry of `key` if it holds a T (query::PackedResult, SessionMarks, SessionDay or SessionLink).
+  // The entry of `key` if it holds a T (query::PackedResult, SessionMarks, SessionDay, SessionLink or Timeline).
   template <typename T>
   std::shared_ptr<const T> Get(const std::string& key) {
     Value value = Find(key);
@@ -203,7 +212,8 @@ class PartialCache {
 
  private:
   using Value = std::variant<std::shared_ptr<const query::PackedResult>, std::shared_ptr<const query::SessionMarks>,
-                             std::shared_ptr<const query::SessionDay>, std::shared_ptr<const query::SessionLink>>;
+                             std::shared_ptr<const query::SessionDay>, std::shared_ptr<const query::SessionLink>,
+                             std::shared_ptr<const query::Timeline>>;
   struct Entry {
     std::string key;
     Value value;
