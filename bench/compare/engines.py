@@ -13,6 +13,7 @@ Not thread-safe; the harness drives one engine at a time.
 """
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import os
@@ -300,7 +301,8 @@ class ClickHouseEngine(Engine):
 
 class OursEngine(Engine):
     """analytics-service (Release) with a fresh data dir: ingest through POST /events (bench/tools/ingest_load),
-    restart so the memtable is flushed to segments, then GET /metrics/values/{metric}."""
+    restart so the memtable is flushed to segments, then GET /metrics/values/{metric} (Q1, Q2) or POST
+    /analysis/{funnels,retention,experiments} (Q3-Q5)."""
     name = "ours"
     label = "ours"
 
@@ -466,20 +468,35 @@ class OursEngine(Engine):
         params = dict(query.api.params, period_start=f"{start}T00:00:00Z", period_end=f"{end}T00:00:00Z")
         return f"/api/v1/analytics/metrics/values/{query.api.metric}?{urllib.parse.urlencode(params)}"
 
+    @staticmethod
+    def analysis_body(query: Query, period) -> dict[str, Any]:
+        """The JSON body of an analysis POST: the query's body plus the period as dates. The API's end date is
+        inclusive (its whole day), so the harness's half-open [start, end) is period_start = start,
+        period_end = end - 1 day: exactly the events the SQL of the peers reads, in UTC."""
+        start, end = period
+        return dict(query.api.body or {}, period_start=str(start), period_end=str(end - dt.timedelta(days=1)),
+                    timezone="UTC")
+
     def available(self, query: Query) -> tuple[bool, str]:
-        if query.api.definition is not None:
+        if query.api.method == "GET" and query.api.definition is not None:
             problem = self._define(query.api.definition)
             if problem:
                 return False, problem
         return True, ""
 
     def execute(self, query: Query, period) -> tuple[float, list[tuple]]:
-        path = self._path(query, period)
+        if query.api.method == "POST":
+            path = query.api.path
+            payload = json.dumps(self.analysis_body(query, period)).encode()
+            headers = dict(self._auth(), **{"Content-Type": "application/json"})
+        else:
+            path, payload, headers = self._path(query, period), None, self._auth()
         started = time.perf_counter()
-        status, body = self.http.request("GET", path, headers=self._auth())
+        status, body = self.http.request(query.api.method, path, payload, headers)
         elapsed = (time.perf_counter() - started) * 1000
         if status != 200:
-            raise EngineUnavailable(f"GET {path} answered {status}: {body[:300].decode(errors='replace')}")
+            raise EngineUnavailable(f"{query.api.method} {path} answered {status}: "
+                                    f"{body[:300].decode(errors='replace')}")
         return elapsed, api_rows(query, json.loads(body))
 
 

@@ -144,6 +144,9 @@ def main() -> int:
                                      max_ms=max(timings), runs_ms=timings, answer=answer)
                     except EngineUnavailable as error:
                         ok, why = False, str(error)
+                    except Exception as error:  # a failed query, an answer that cannot be read: the run goes on
+                        ok, why = False, f"failed: {type(error).__name__}: {error}"
+                        problems.append(f"{query.name}: {engine.label} {why}")
                 if not ok:
                     entry.update(available=False, reason=why)
                     print(f"bench: {query.name}: {engine.label} not available: {why}", flush=True)
@@ -223,8 +226,8 @@ def main() -> int:
                  "generator": json.loads(args.generator), "ndjson_bytes": args.ndjson.stat().st_size},
         "runs": args.runs,
         "timing": {"duckdb": "in-process execute + fetchall", "clickhouse": "HTTP POST over keep-alive, "
-                   "until the whole TabSeparated body is read", "ours": "HTTP GET over keep-alive, until the "
-                   "whole JSON body is read"},
+                   "until the whole TabSeparated body is read", "ours": "HTTP GET (metric values) or POST "
+                   "(analysis) over keep-alive, until the whole JSON body is read"},
         "load": loads,
         "queries": {query.name: {"title": query.title, "engines": results[query.name]} for query in QUERIES},
         "problems": problems,

@@ -1,14 +1,19 @@
 """The standard query set of `make bench`: each question once per engine (DuckDB SQL, ClickHouse SQL, our API).
 
 The definitions in bench/README.md ("Comparison with DuckDB and ClickHouse") are the contract; every engine's
-answer is brought to one canonical form by `canonical()` and compared there. To add a question (funnels,
-retention, segments, A/B), append a `Query` to QUERIES: its SQL for both peers, the API request for ours
+answer is brought to one canonical form by `canonical()` and compared there. To add a question (segments,
+paths), append a `Query` to QUERIES: its SQL for both peers, the API request for ours
 (and the metric definition the harness must create first, if no built-in fits), and a result `shape` that
 `canonical()` understands (add a shape when none fits).
 
 Every query is asked for a period [start, end) of whole UTC days, as the API is: the harness derives the
 period from the data once (the first and last day with an event) and hands the same period to every engine.
-SQL placeholders: {start} and {end} ('YYYY-MM-DD HH:MM:SS', UTC), {purchase_type}.
+SQL placeholders: {start} and {end} ('YYYY-MM-DD HH:MM:SS', UTC), {start_date} and {end_date} ('YYYY-MM-DD';
+end_date is the first day after the period), {purchase_type}, and the query's own `sql_params`.
+
+Our API: the metric rows (Q1, Q2) GET /metrics/values/{metric}; the analysis rows (Q3-Q5) POST a JSON body to
+/analysis/{funnels,retention,experiments}, to which the harness adds period_start (the first day),
+period_end (the last day: the API's end date is inclusive, so [start, end) exactly) and timezone "UTC".
 """
 from __future__ import annotations
 
@@ -20,26 +25,46 @@ from typing import Any
 PURCHASE_TYPE = "com.platform.payments.purchase.completed.v1"
 REFUND_TYPE = "com.platform.payments.refund.completed.v1"  # not used by the revenue query (purchases only)
 REVENUE_RELATIVE_TOLERANCE = 1e-6
+MEDIAN_RELATIVE_TOLERANCE = 1e-6   # Q3's median seconds to convert
+P_VALUE_TOLERANCE = 1e-9           # Q5's p-values (relative and absolute)
+
+# Q3 funnel: three steps, 24 h window from the first step, held constant on game_id, first touch.
+FUNNEL_STEPS = ("com.platform.store.page.viewed.v1", "com.platform.cart.item.added.v1", PURCHASE_TYPE)
+FUNNEL_WINDOW_SECONDS = 86400
+# Q4 retention: cohorts by the first registration, ISO weeks, on day N.
+REGISTERED_TYPE = "com.platform.account.user.registered.v1"
+RETENTION_PERIODS = (1, 7, 30)
+# Q5 A/B: the generator's cart experiment (src/gen/model.h kExperiments; B raises cart -> checkout).
+EXPOSURE_TYPE = "com.platform.experiments.exposure.recorded.v1"
+EXPERIMENT_KEY = "checkout_v2"
+EXPERIMENT_CONTROL = "A"
 
 
 @dataclass(frozen=True)
 class ApiCall:
-    """A GET of /api/v1/analytics/metrics/values/{metric}. `definition`, when set, is POSTed to
-    /api/v1/analytics/metrics/definitions before the first call (201, or 409 when it already exists)."""
-    metric: str
+    """method "GET" (default): a GET of /api/v1/analytics/metrics/values/{metric} with `params` and the period.
+    `definition`, when set, is POSTed to /api/v1/analytics/metrics/definitions before the first call (201, or
+    409 when it already exists).
+    method "POST": a POST of `body` (JSON) to `path`; the harness adds period_start, period_end and timezone."""
+    metric: str = ""
     params: dict[str, str] = field(default_factory=dict)
     definition: dict[str, Any] | None = None
+    method: str = "GET"
+    path: str = ""
+    body: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class Query:
     name: str          # key in results JSON
     title: str         # row label of the table
-    shape: str         # "day_counts" or "top_games_daily"
+    shape: str         # "day_counts", "top_games_daily", "funnel_steps", "retention_cohorts", "ab_conversion"
     duckdb: str
     clickhouse: str
     api: ApiCall
     top_n: int = 0     # for "top_games_daily"
+    control: str = ""  # for "ab_conversion": the variant the others are tested against
+    sql_params: dict[str, Any] = field(default_factory=dict)  # extra SQL placeholders of this query
 
 
 # Definitions the harness creates for our engine. The built-in `dau` counts 19 "user-initiated" event types
@@ -111,13 +136,193 @@ QUERIES: list[Query] = [
                     params={"granularity": "day", "dimensions": '["game_id"]', "limit": "10"},
                     definition=BENCH_REVENUE),
     ),
+    Query(
+        name="funnel_3_steps_24h_by_game",
+        title="Q3 funnel, 3 steps, 24 h, per game",
+        shape="funnel_steps",
+        sql_params={"step1": FUNNEL_STEPS[0], "step2": FUNNEL_STEPS[1], "step3": FUNNEL_STEPS[2],
+                    "window_ms": FUNNEL_WINDOW_SECONDS * 1000},
+        duckdb="""
+            WITH ev AS (
+              SELECT user_id, game_id, type, epoch_ms(time) AS t
+              FROM events
+              WHERE type IN ('{step1}', '{step2}', '{step3}')
+                AND time >= TIMESTAMP '{start}' AND time < TIMESTAMP '{end}' AND user_id <> '' AND game_id <> ''),
+            s1 AS (
+              SELECT user_id, game_id, min(t) AS t0 FROM ev WHERE type = '{step1}' GROUP BY user_id, game_id),
+            s2 AS (
+              SELECT s1.user_id, s1.game_id, min(ev.t) AS t1
+              FROM s1 JOIN ev ON ev.user_id = s1.user_id AND ev.game_id = s1.game_id
+              WHERE ev.type = '{step2}' AND ev.t > s1.t0 AND ev.t <= s1.t0 + {window_ms}
+              GROUP BY s1.user_id, s1.game_id),
+            s3 AS (
+              SELECT s1.user_id, s1.game_id, min(ev.t) AS t2
+              FROM s1 JOIN s2 ON s2.user_id = s1.user_id AND s2.game_id = s1.game_id
+                      JOIN ev ON ev.user_id = s1.user_id AND ev.game_id = s1.game_id
+              WHERE ev.type = '{step3}' AND ev.t > s2.t1 AND ev.t <= s1.t0 + {window_ms}
+              GROUP BY s1.user_id, s1.game_id),
+            pairs AS (
+              SELECT user_id, game_id, t0, t1, t2
+              FROM s1 LEFT JOIN s2 USING (user_id, game_id) LEFT JOIN s3 USING (user_id, game_id)),
+            reached AS (
+              SELECT 1 AS step, user_id, game_id, t0, NULL::DOUBLE AS seconds FROM pairs
+              UNION ALL SELECT 2, user_id, game_id, t0, (t1 - t0) / 1000.0 FROM pairs WHERE t1 IS NOT NULL
+              UNION ALL SELECT 3, user_id, game_id, t0, (t2 - t1) / 1000.0 FROM pairs WHERE t2 IS NOT NULL),
+            per_user AS (
+              SELECT step, seconds FROM reached
+              QUALIFY row_number() OVER (PARTITION BY step, user_id ORDER BY t0, game_id) = 1)
+            SELECT step, count(*) AS users, quantile_cont(seconds, 0.5) AS median_seconds
+            FROM per_user GROUP BY step ORDER BY step""",
+        clickhouse="""
+            SELECT step, users,
+                   if(step = 1, NULL, if(users % 2 = 1, v[intDiv(users + 1, 2)],
+                                         (v[intDiv(users, 2)] + v[intDiv(users, 2) + 1]) / 2)) AS median_seconds
+            FROM (
+              SELECT step, count() AS users, arraySort(groupArray(seconds)) AS v
+              FROM (
+                SELECT step, user_id, argMin(seconds, (t0, game_id)) AS seconds
+                FROM (
+                  SELECT user_id, game_id, t0,
+                         arrayJoin(arrayFilter(s -> s = 1 OR (s = 2 AND t1 > 0) OR (s = 3 AND t2 > 0),
+                                               [1, 2, 3])) AS step,
+                         multiIf(step = 2, (t1 - t0) / 1000, step = 3, (t2 - t1) / 1000, 0) AS seconds
+                  FROM (
+                    SELECT user_id, game_id, t0, t1,
+                           if(t1 = 0, 0, arrayReduce('min', arrayFilter(x -> x > t1 AND x <= t0 + {window_ms},
+                                                                         ts3))) AS t2
+                    FROM (
+                      SELECT user_id, game_id, t0, ts3,
+                             arrayReduce('min', arrayFilter(x -> x > t0 AND x <= t0 + {window_ms}, ts2)) AS t1
+                      FROM (
+                        SELECT user_id, game_id, minIf(t, type = '{step1}') AS t0,
+                               groupArrayIf(t, type = '{step2}') AS ts2, groupArrayIf(t, type = '{step3}') AS ts3
+                        FROM (
+                          SELECT user_id, game_id, type, toUInt64(time) * 1000 + time_ms AS t
+                          FROM events
+                          WHERE type IN ('{step1}', '{step2}', '{step3}') AND time >= toDateTime('{start}')
+                            AND time < toDateTime('{end}') AND user_id != '' AND game_id != '')
+                        GROUP BY user_id, game_id
+                        HAVING countIf(type = '{step1}') > 0))))
+                GROUP BY step, user_id)
+              GROUP BY step)
+            ORDER BY step""",
+        api=ApiCall(method="POST", path="/api/v1/analytics/analysis/funnels",
+                    body={"steps": [{"event_type": step} for step in FUNNEL_STEPS],
+                          "window_seconds": FUNNEL_WINDOW_SECONDS, "order": "ordered", "entry": "first_touch",
+                          "hold_constant": ["game_id"]}),
+    ),
+    Query(
+        name="retention_weekly_d1_d7_d30",
+        title="Q4 weekly retention D1/D7/D30",
+        shape="retention_cohorts",
+        sql_params={"registered_type": REGISTERED_TYPE, "periods": ", ".join(map(str, RETENTION_PERIODS))},
+        duckdb="""
+            WITH cohort AS (
+              SELECT user_id, CAST(min(time) AS DATE) AS d0
+              FROM events
+              WHERE type = '{registered_type}' AND time >= TIMESTAMP '{start}' AND time < TIMESTAMP '{end}'
+                AND user_id <> ''
+              GROUP BY user_id),
+            returned AS (
+              SELECT DISTINCT c.user_id, CAST(e.time AS DATE) - c.d0 AS n
+              FROM events e JOIN cohort c ON e.user_id = c.user_id
+              WHERE e.time >= TIMESTAMP '{start}' AND e.time < TIMESTAMP '{end}'
+                AND CAST(e.time AS DATE) - c.d0 IN ({periods})),
+            cells AS (
+              SELECT CAST(date_trunc('week', c.d0) AS DATE) AS cohort_start, p.n,
+                     count(*) AS users, count(r.user_id) AS retained
+              FROM cohort c CROSS JOIN (SELECT unnest([{periods}]) AS n) p
+                   LEFT JOIN returned r ON r.user_id = c.user_id AND r.n = p.n
+              GROUP BY cohort_start, p.n),
+            measured AS (
+              SELECT *, least(cohort_start + 6, DATE '{end_date}' - 1) + n < DATE '{end_date}' AS measurable
+              FROM cells)
+            SELECT cohort_start, users, n, measurable, CASE WHEN measurable THEN retained END AS retained_users
+            FROM measured ORDER BY cohort_start, n""",
+        clickhouse="""
+            SELECT cohort_start, users, n, measurable, if(measurable, retained, NULL) AS retained_users
+            FROM (
+              SELECT toMonday(d0) AS cohort_start, n, count() AS users, sum(has(days, d0 + n)) AS retained,
+                     least(cohort_start + 6, toDate('{end_date}') - 1) + n < toDate('{end_date}') AS measurable
+              FROM (
+                SELECT user_id, minIf(toDate(time), type = '{registered_type}') AS d0,
+                       groupUniqArray(toDate(time)) AS days
+                FROM events
+                WHERE time >= toDateTime('{start}') AND time < toDateTime('{end}') AND user_id != ''
+                  AND user_id IN (
+                    SELECT user_id FROM events
+                    WHERE type = '{registered_type}' AND time >= toDateTime('{start}')
+                      AND time < toDateTime('{end}') AND user_id != '')
+                GROUP BY user_id)
+              ARRAY JOIN [{periods}] AS n
+              GROUP BY cohort_start, n)
+            ORDER BY cohort_start, n""",
+        api=ApiCall(method="POST", path="/api/v1/analytics/analysis/retention",
+                    body={"start_event": {"event_type": REGISTERED_TYPE}, "return_event": None,
+                          "cohort_granularity": "week", "periods": list(RETENTION_PERIODS), "mode": "on_day",
+                          "cohort_type": "first_time"}),
+    ),
+    Query(
+        name="ab_checkout_v2_purchase_conversion",
+        title="Q5 A/B conversion to purchase",
+        shape="ab_conversion",
+        control=EXPERIMENT_CONTROL,
+        sql_params={"exposure_type": EXPOSURE_TYPE, "experiment": EXPERIMENT_KEY},
+        duckdb="""
+            WITH exposures AS (
+              SELECT user_id, epoch_ms(time) AS t, json_extract_string(data, '$.variant') AS variant
+              FROM events
+              WHERE type = '{exposure_type}' AND time >= TIMESTAMP '{start}' AND time < TIMESTAMP '{end}'
+                AND user_id <> '' AND json_extract_string(data, '$.experiment') = '{experiment}'
+                AND json_extract_string(data, '$.variant') <> ''),
+            first_exposure AS (
+              SELECT user_id, min(t) AS t_exp FROM exposures GROUP BY user_id),
+            assigned AS (
+              SELECT e.user_id, f.t_exp, min(e.variant) AS variant
+              FROM exposures e JOIN first_exposure f ON e.user_id = f.user_id AND e.t = f.t_exp
+              GROUP BY e.user_id, f.t_exp),
+            purchases AS (
+              SELECT user_id, max(epoch_ms(time)) AS last_t
+              FROM events
+              WHERE type = '{purchase_type}' AND time >= TIMESTAMP '{start}' AND time < TIMESTAMP '{end}'
+                AND user_id <> ''
+              GROUP BY user_id)
+            SELECT variant, count(*) AS exposed_users, count(*) FILTER (WHERE p.last_t > a.t_exp) AS converters
+            FROM assigned a LEFT JOIN purchases p ON p.user_id = a.user_id
+            GROUP BY variant ORDER BY variant""",
+        clickhouse="""
+            SELECT variant, count() AS exposed_users, sum(last_t > t_exp) AS converters
+            FROM (
+              SELECT user_id, first.1 AS t_exp, first.2 AS variant
+              FROM (
+                SELECT user_id,
+                       min((toUInt64(time) * 1000 + time_ms, visitParamExtractString(data, 'variant'))) AS first
+                FROM events
+                WHERE type = '{exposure_type}' AND time >= toDateTime('{start}') AND time < toDateTime('{end}')
+                  AND user_id != '' AND visitParamExtractString(data, 'experiment') = '{experiment}'
+                  AND visitParamExtractString(data, 'variant') != ''
+                GROUP BY user_id))
+            ANY LEFT JOIN (
+              SELECT user_id, max(toUInt64(time) * 1000 + time_ms) AS last_t
+              FROM events
+              WHERE type = '{purchase_type}' AND time >= toDateTime('{start}') AND time < toDateTime('{end}')
+                AND user_id != ''
+              GROUP BY user_id) USING user_id
+            GROUP BY variant ORDER BY variant""",
+        api=ApiCall(method="POST", path="/api/v1/analytics/analysis/experiments",
+                    body={"experiment": EXPERIMENT_KEY, "exposure_event": EXPOSURE_TYPE,
+                          "experiment_property": "experiment", "variant_property": "variant",
+                          "control": EXPERIMENT_CONTROL,
+                          "goals": [{"kind": "conversion", "event_type": PURCHASE_TYPE}]}),
+    ),
 ]
 
 
 def sql_for(query: Query, engine: str, period: tuple[dt.date, dt.date]) -> str:
     start, end = period
     text = query.duckdb if engine == "duckdb" else query.clickhouse
-    return text.format(start=f"{start} 00:00:00", end=f"{end} 00:00:00", purchase_type=PURCHASE_TYPE)
+    return text.format(start=f"{start} 00:00:00", end=f"{end} 00:00:00", start_date=str(start), end_date=str(end),
+                       purchase_type=PURCHASE_TYPE, **query.sql_params)
 
 
 def days_of(period: tuple[dt.date, dt.date]) -> list[str]:
@@ -126,12 +331,16 @@ def days_of(period: tuple[dt.date, dt.date]) -> list[str]:
 
 
 def canonical(query: Query, rows: list[tuple], period: tuple[dt.date, dt.date]) -> Any:
-    """Rows (day or game, day, value) → the canonical answer.
+    """Rows as the SQL gives them → the canonical answer.
 
     day_counts: [[day, users], ...] for every day of the period, 0 where an engine returned no row.
     top_games_daily: {game_id: [revenue of each day of the period]} for the games the engine returned (the
     top N), 0.0 where it returned no row for a day. Zero filling is part of the answer's definition, so
-    engines may return the sparse rows; it costs nothing next to the queries."""
+    engines may return the sparse rows; it costs nothing next to the queries.
+    funnel_steps, retention_cohorts, ab_conversion: see their branches below (rows (step, users, median);
+    (cohort_start, users, period, measurable, retained users or NULL); (variant, exposed users, converters
+    [, p-value])).
+    The answers are stored in the results JSON as they are (the format of Q1/Q2 is unchanged)."""
     days = days_of(period)
     if query.shape == "day_counts":
         by_day = {str(day)[:10]: int(value) for day, value in rows}
@@ -145,7 +354,71 @@ def canonical(query: Query, rows: list[tuple], period: tuple[dt.date, dt.date]) 
             if day in index:
                 series[index[day]] += float(value)
         return dict(sorted(games.items()))
+    if query.shape == "funnel_steps":
+        # [[step (1-based), users, median seconds to convert or None], ...] for every step. The first step
+        # has no time to convert: its median is None whatever the engine says.
+        by_step = {int(step): (int(users), _float_or_none(median)) for step, users, median in rows}
+        out = []
+        for step in range(1, len(FUNNEL_STEPS) + 1):
+            users, median = by_step.get(step, (0, None))
+            out.append([step, users, None if step == 1 else median])
+        return out
+    if query.shape == "retention_cohorts":
+        # [[cohort_start, users, [[period, measurable, retained users or None], ...]], ...] by cohort_start;
+        # a cell the engine did not return is [period, None, None] (and so differs from any real cell).
+        cohorts: dict[str, tuple[int, dict[int, list]]] = {}
+        for cohort_start, users, period_n, measurable, retained in rows:
+            key = str(cohort_start)[:10]
+            cohorts.setdefault(key, (int(users), {}))[1][int(period_n)] = \
+                [int(period_n), _bool(measurable), None if _float_or_none(retained) is None else int(retained)]
+        return [[key, users, [cells.get(n, [n, None, None]) for n in RETENTION_PERIODS]]
+                for key, (users, cells) in sorted(cohorts.items())]
+    if query.shape == "ab_conversion":
+        # {variant: {"exposed_users", "converters", "p_value"}}. The p-value (two-proportion z-test, pooled,
+        # two-sided, against the control) is computed here from the engine's counts when the engine gives
+        # only counts (the peers), and taken from the answer when it gives one (ours); None for the control.
+        variants = {str(row[0]): {"exposed_users": int(row[1]), "converters": int(row[2]),
+                                  "p_value": _float_or_none(row[3]) if len(row) > 3 else "compute"}
+                    for row in rows}
+        control = variants.get(query.control)
+        for name, variant in variants.items():
+            if name == query.control:
+                variant["p_value"] = None
+            elif variant["p_value"] == "compute":
+                variant["p_value"] = None if control is None else two_proportion_p_value(
+                    control["converters"], control["exposed_users"], variant["converters"],
+                    variant["exposed_users"])
+        return dict(sorted(variants.items()))
     raise ValueError(f"unknown shape {query.shape}")
+
+
+def two_proportion_p_value(c1: int, n1: int, c2: int, n2: int) -> float | None:
+    """Two-sided p-value of the pooled two-proportion z-test of c2/n2 against c1/n1 (1.0 when the pooled
+    rate is 0 or 1, None when a group is empty)."""
+    if n1 <= 0 or n2 <= 0:
+        return None
+    pooled = (c1 + c2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    z = (c2 / n2 - c1 / n1) / se
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def _float_or_none(value: Any) -> float | None:
+    """SQL NULL (None, ClickHouse's \\N) and NaN → None, else a float."""
+    if value is None or value == "\\N" or value == "":
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _bool(value: Any) -> bool | None:
+    if value is None or value == "\\N":
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true")
+    return bool(value)
 
 
 def differences(query: Query, expected: Any, actual: Any) -> list[str]:
@@ -164,7 +437,40 @@ def differences(query: Query, expected: Any, actual: Any) -> list[str]:
             for day_idx, (want, got) in enumerate(zip(expected[game], actual[game])):
                 if not _close(want, got):
                     out.append(f"{game} day #{day_idx}: {want!r} vs {got!r}")
+    elif query.shape == "funnel_steps":
+        for (step, want_users, want_median), (_, got_users, got_median) in zip(expected, actual):
+            if want_users != got_users:
+                out.append(f"step {step} users: {want_users} vs {got_users}")
+            if not _close_or_none(want_median, got_median, MEDIAN_RELATIVE_TOLERANCE, 1e-9):
+                out.append(f"step {step} median seconds: {want_median!r} vs {got_median!r}")
+    elif query.shape == "retention_cohorts":
+        want_by, got_by = {row[0]: row for row in expected}, {row[0]: row for row in actual}
+        if set(want_by) != set(got_by):
+            return [f"cohorts differ: {sorted(want_by)} vs {sorted(got_by)}"]
+        for cohort, (_, want_users, want_cells) in want_by.items():
+            _, got_users, got_cells = got_by[cohort]
+            if want_users != got_users:
+                out.append(f"cohort {cohort} users: {want_users} vs {got_users}")
+            for want, got in zip(want_cells, got_cells):
+                if want != got:
+                    out.append(f"cohort {cohort} day {want[0]} [period, measurable, users]: {want} vs {got}")
+    elif query.shape == "ab_conversion":
+        if set(expected) != set(actual):
+            return [f"variants differ: {sorted(expected)} vs {sorted(actual)}"]
+        for name, want in expected.items():
+            got = actual[name]
+            for key in ("exposed_users", "converters"):
+                if want[key] != got[key]:
+                    out.append(f"variant {name} {key}: {want[key]} vs {got[key]}")
+            if not _close_or_none(want["p_value"], got["p_value"], P_VALUE_TOLERANCE, P_VALUE_TOLERANCE):
+                out.append(f"variant {name} p_value: {want['p_value']!r} vs {got['p_value']!r}")
     return out[:5]
+
+
+def _close_or_none(want: float | None, got: float | None, rel: float, abs_: float) -> bool:
+    if want is None or got is None:
+        return want is None and got is None
+    return math.isclose(want, got, rel_tol=rel, abs_tol=abs_)
 
 
 def _close(want: float, got: float) -> bool:
@@ -172,8 +478,24 @@ def _close(want: float, got: float) -> bool:
 
 
 def api_rows(query: Query, body: dict) -> list[tuple]:
-    """The metric-values response → rows in the shape the SQL gives. Series whose game_id is not a real
-    game (the "other" remainder, null) are ignored."""
+    """Our response → rows in the shape the SQL gives. Metric values: series whose game_id is not a real
+    game (the "other" remainder, null) are ignored. Analysis answers: the fields the comparison needs (ours
+    says more: conversion rates, shares, intervals, the SRM check); A/B rows carry ours' p-value as a 4th
+    column, which canonical() keeps instead of computing one."""
+    if query.shape == "funnel_steps":
+        return [(index + 1, step.get("users") or 0, step.get("median_seconds_to_convert"))
+                for index, step in enumerate(body.get("steps", []))]
+    if query.shape == "retention_cohorts":
+        return [(cohort["cohort_start"][:10], cohort.get("users") or 0, cell["period"], cell.get("measurable"),
+                 cell.get("users"))
+                for cohort in body.get("cohorts", []) for cell in cohort.get("retained", [])]
+    if query.shape == "ab_conversion":
+        rows_ab = []
+        for variant in body.get("variants", []):
+            goal = (variant.get("goals") or [{}])[0]
+            rows_ab.append((variant["variant"], variant.get("exposed_users") or 0, goal.get("converters") or 0,
+                            goal.get("p_value")))
+        return rows_ab
     rows: list[tuple] = []
     for series in body.get("series", []):
         dims = series.get("dimensions") or {}
