@@ -135,12 +135,7 @@ Result<CommonRequest> ParseCommon(const json& body, const Viewer& viewer, const 
   ANALYTICS_ASSIGN_OR_RETURN(query::FilterExpr filter, Filters(body, "filters", ""));
   filters.push_back(std::move(filter));
   if (!viewer.all_games) {
-    query::PropertyFilter scope;
-    scope.property = "game_id";
-    scope.op = query::FilterOp::kIn;
-    scope.value = json::array();
-    for (const auto& game : viewer.game_ids) scope.value.push_back(game);
-    filters.push_back(query::FilterExpr::Condition(std::move(scope)));
+    filters.push_back(query::GameScope(viewer.game_ids));
     request.k_anonymity = options.k_anonymity > 1;
   }
   request.k = options.k_anonymity;

@@ -113,12 +113,7 @@ Result<Plan> MakePlan(const MetricDefinition& definition, const MetricValuesRequ
     filters.push_back(std::move(parsed).value());
   }
   if (!viewer.all_games) {
-    query::PropertyFilter scope;
-    scope.property = "game_id";
-    scope.op = query::FilterOp::kIn;
-    scope.value = json::array();
-    for (const auto& game : viewer.game_ids) scope.value.push_back(game);
-    filters.push_back(FilterExpr::Condition(std::move(scope)));
+    filters.push_back(query::GameScope(viewer.game_ids));
     plan.k_anonymity = options.k_anonymity > 1;
   }
   plan.filter = FilterExpr::And(std::move(filters));

@@ -84,6 +84,15 @@ FilterExpr FilterExpr::And(std::vector<FilterExpr> children) {
   return expr;
 }
 
+FilterExpr GameScope(const std::set<std::string>& game_ids) {
+  PropertyFilter scope;
+  scope.property = "game_id";
+  scope.op = FilterOp::kIn;
+  scope.value = json::array();
+  for (const auto& game : game_ids) scope.value.push_back(game);
+  return FilterExpr::Condition(std::move(scope));
+}
+
 void FilterExpr::CollectProperties(std::vector<std::string>& out) const {
   if (kind == Kind::kCondition) {
     if (std::find(out.begin(), out.end(), condition.property) == out.end()) out.push_back(condition.property);

@@ -9,6 +9,7 @@
 // Thread-safety: plain values.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ struct FilterExpr {
   // Canonical text (for cache keys and logs).
   std::string ToString() const;
 };
+
+// `game_id in [game_ids...]`: a developer's scope (the games they own) as a condition.
+FilterExpr GameScope(const std::set<std::string>& game_ids);
 
 // `field` is the parameter name used in error messages ("filters").
 common::Result<FilterExpr> ParseFilterExpr(const nlohmann::json& value, const std::string& field);

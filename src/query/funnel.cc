@@ -103,14 +103,18 @@ class PairEvaluator {
  private:
   size_t size() const { return size_; }
 
+  // Starts `attempt` at step 0 with the event `start`; returns its deadline (t0 + window), the latest time of a step.
+  int64_t BeginAttempt(size_t start, Attempt& attempt) const {
+    attempt.reached = 0;
+    attempt.t[0] = time_[start];
+    attempt.event[0] = static_cast<uint32_t>(start);
+    return time_[start] + spec_.window_ms;
+  }
+
   // ordered, by scanning from the start event `start` (a step-0 event).
   void OrderedFrom(size_t start, Attempt& attempt) const {
     const size_t n = size();
-    const int64_t t0 = time_[start];
-    const int64_t deadline = t0 + spec_.window_ms;
-    attempt.reached = 0;
-    attempt.t[0] = t0;
-    attempt.event[0] = static_cast<uint32_t>(start);
+    const int64_t deadline = BeginAttempt(start, attempt);
     size_t pos = start + 1;
     for (int step = 1; step < steps_; ++step) {
       const int64_t previous = attempt.t[step - 1];
@@ -128,11 +132,7 @@ class PairEvaluator {
   // ordered, with the tables of BuildTables: O(steps) per attempt.
   void OrderedFromTables(size_t start, Attempt& attempt) const {
     const size_t n = size();
-    const int64_t t0 = time_[start];
-    const int64_t deadline = t0 + spec_.window_ms;
-    attempt.reached = 0;
-    attempt.t[0] = t0;
-    attempt.event[0] = static_cast<uint32_t>(start);
+    const int64_t deadline = BeginAttempt(start, attempt);
     uint32_t pos = after_[start];
     for (int step = 1; step < steps_; ++step) {
       const uint32_t found = next_[static_cast<size_t>(step) * (n + 1) + pos];
@@ -148,13 +148,9 @@ class PairEvaluator {
   // at the same time that matches it wins over the others at that time).
   void StrictFrom(size_t start, Attempt& attempt) const {
     const size_t n = size();
-    const int64_t t0 = time_[start];
-    const int64_t deadline = t0 + spec_.window_ms;
-    attempt.reached = 0;
-    attempt.t[0] = t0;
-    attempt.event[0] = static_cast<uint32_t>(start);
+    const int64_t deadline = BeginAttempt(start, attempt);
     size_t pos = start + 1;
-    while (pos < n && time_[pos] == t0) ++pos;
+    while (pos < n && time_[pos] == attempt.t[0]) ++pos;
     for (int step = 1; step < steps_; ++step) {
       while (pos < n && (bits_[pos] & step_mask_) == 0) ++pos;
       if (pos == n || time_[pos] > deadline) break;
@@ -492,6 +488,29 @@ class Worker {
   // The rows whose held values are missing make one pseudo-pair of codes kMissingKey, never evaluated.
   static bool Missing(const Codes& codes) { return codes.code[0] == kMissingKey; }
 
+  // One held key: the pair of a row whose held value has dictionary code `code`, through the per-worker slot of
+  // the code (the last slot for missing values) stamped with the current user (stamp_). A code not seen yet for
+  // the user opens pair number `pairs` (counted, and `fresh` set). Written without branches on the data.
+  uint32_t SlotPair(uint32_t code, uint32_t& pairs, bool& fresh) {
+    const uint32_t slot = code == kMissingKey ? static_cast<uint32_t>(pair_slot_.size() - 1) : code;
+    fresh = pair_stamp_[slot] != stamp_;
+    const uint32_t pair_idx = fresh ? pairs : pair_slot_[slot];
+    pair_stamp_[slot] = stamp_;
+    pair_slot_[slot] = pair_idx;
+    pair_codes_[pair_idx] = code;
+    pairs += fresh;
+    return pair_idx;
+  }
+
+  // Appends to tuples_ the held codes of SlotPair's first `pairs` pairs, in order of appearance.
+  void SlotTuples(uint32_t pairs) {
+    for (uint32_t pair_idx = 0; pair_idx < pairs; ++pair_idx) {
+      Codes codes;
+      codes.code[0] = pair_codes_[pair_idx];
+      tuples_.push_back(codes);
+    }
+  }
+
   // row_pair_ (per row of the user: its pair) and tuples_ (per pair: its held codes, in order of appearance;
   // Missing() for the rows that belong to no pair). One held key: a per-worker slot per dictionary code (the
   // last slot for missing values), stamped with the user, without branches on the data; more keys: a linear
@@ -509,25 +528,13 @@ class Worker {
     if (hold == 1) {
       ++stamp_;
       const uint32_t* key = timeline_.keys[0].data() + begin;
-      const uint32_t missing_slot = static_cast<uint32_t>(pair_slot_.size() - 1);
       Reserve(pair_codes_, count);
       uint32_t pairs = 0;
       for (size_t idx = 0; idx < count; ++idx) {
-        const uint32_t code = key[idx];
-        const uint32_t slot = code == kMissingKey ? missing_slot : code;
-        const bool fresh = pair_stamp_[slot] != stamp_;
-        const uint32_t pair_idx = fresh ? pairs : pair_slot_[slot];
-        pair_stamp_[slot] = stamp_;
-        pair_slot_[slot] = pair_idx;
-        pair_codes_[pair_idx] = code;
-        pairs += fresh;
-        row_pair_[idx] = pair_idx;
+        bool fresh = false;
+        row_pair_[idx] = SlotPair(key[idx], pairs, fresh);
       }
-      for (uint32_t pair_idx = 0; pair_idx < pairs; ++pair_idx) {
-        Codes codes;
-        codes.code[0] = pair_codes_[pair_idx];
-        tuples_.push_back(codes);
-      }
+      SlotTuples(pairs);
       return true;
     }
     uint32_t last = kNoIndex;
@@ -612,31 +619,20 @@ class Worker {
                         size_t count) {
     ++stamp_;
     const uint32_t* key = timeline_.keys[0].data() + begin;
-    const uint32_t missing_slot = static_cast<uint32_t>(pair_slot_.size() - 1);
     Reserve(pair_codes_, count);
     Reserve(streams_, count);
     Reserve(stream_times_, count * spec_.steps);
     uint32_t pairs = 0;
     for (size_t idx = 0; idx < count; ++idx) {
-      const uint32_t code = key[idx];
-      const uint32_t slot = code == kMissingKey ? missing_slot : code;
-      const bool fresh = pair_stamp_[slot] != stamp_;
-      const uint32_t pair_idx = fresh ? pairs : pair_slot_[slot];
-      pair_stamp_[slot] = stamp_;
-      pair_slot_[slot] = pair_idx;
-      pair_codes_[pair_idx] = code;
-      pairs += fresh;
+      bool fresh = false;
+      const uint32_t pair_idx = SlotPair(key[idx], pairs, fresh);
       Stream& stream = streams_[pair_idx];
       stream.reached = fresh ? -1 : stream.reached;
       Advance(stream, stream_times_.data() + pair_idx * spec_.steps, time[idx], matches[idx],
               values ? values[idx] : kMissingKey);
     }
     tuples_.clear();
-    for (uint32_t pair_idx = 0; pair_idx < pairs; ++pair_idx) {
-      Codes codes;
-      codes.code[0] = pair_codes_[pair_idx];
-      tuples_.push_back(codes);
-    }
+    SlotTuples(pairs);
     StreamOutcomes(pairs);
   }
 

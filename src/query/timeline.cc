@@ -113,6 +113,7 @@ Timeline MergeTimelines(const std::vector<const Timeline*>& parts, int64_t from_
     }
   }
   if (total == 0) {
+    out.keys.assign(key_count, {});
     out.user_begin = {0};
     return out;
   }

@@ -88,7 +88,8 @@ class TimelineBuilder {
   std::vector<std::map<std::string, uint32_t, std::less<>>> key_index_;
 };
 
-// Joins `parts` (TimelineBuilder's, for the same query) into one Timeline of their rows in [from_ms, to_ms).
+// Joins `parts` (TimelineBuilder's or joins, for the same query) into one Timeline of their rows in [from_ms,
+// to_ms). Pass at least one part (an empty TimelineBuilder's) so that the result has the query's key columns.
 // `threads`: sorting may use up to that many; the result does not depend on it.
 Timeline MergeTimelines(const std::vector<const Timeline*>& parts, int64_t from_ms, int64_t to_ms,
                         size_t threads = 1);

@@ -22,6 +22,7 @@
 #include "gen/generator.h"
 #include "store/embedded/embedded_event_store.h"
 #include "support/test_env.h"
+#include "support/test_store.h"
 
 namespace analytics::testing {
 namespace {
@@ -29,7 +30,6 @@ namespace {
 using events::StoredEvent;
 using json = nlohmann::json;
 using store::EmbeddedEventStore;
-using store::EmbeddedEventStoreOptions;
 
 constexpr int64_t kDay = 86400000;
 constexpr int64_t kJan1 = 1704067200000;  // 2024-01-01T00:00:00Z
@@ -270,12 +270,7 @@ void ExpectDocumentMatches(const json& document, const std::map<std::string, Ref
 class AnalysisExperimentTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    EmbeddedEventStoreOptions options;
-    options.dir = dir_.path().string();
-    options.flush_interval_ms = 3600000;
-    options.dedup_window_ms = 3650LL * kDay;
-    options.maintenance_interval_ms = 3600000;
-    auto opened = EmbeddedEventStore::Open(options);
+    auto opened = EmbeddedEventStore::Open(TestStoreOptions(dir_));
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     store_ = std::move(opened).value();
   }

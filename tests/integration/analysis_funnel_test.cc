@@ -16,12 +16,10 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/funnels.h"
-#include "common/time_util.h"
-#include "events/normalizer.h"
-#include "events/pseudonymizer.h"
-#include "gen/generator.h"
 #include "store/embedded/embedded_event_store.h"
+#include "support/analysis_run.h"
 #include "support/test_env.h"
+#include "support/test_store.h"
 
 namespace analytics::testing {
 namespace {
@@ -32,7 +30,6 @@ using analysis::Viewer;
 using events::StoredEvent;
 using json = nlohmann::json;
 using store::EmbeddedEventStore;
-using store::EmbeddedEventStoreOptions;
 
 constexpr const char* kPageViewed = "com.platform.store.page.viewed.v1";
 constexpr const char* kCartAdded = "com.platform.cart.item.added.v1";
@@ -66,16 +63,6 @@ Predicate OfType(std::string type, Predicate also = nullptr) {
   return [type = std::move(type), also = std::move(also)](const Raw& event) {
     return event.type == type && (!also || also(event));
   };
-}
-
-EmbeddedEventStoreOptions StoreOptions(const TempDir& dir) {
-  EmbeddedEventStoreOptions options;
-  options.dir = dir.path().string();
-  options.sync = false;
-  options.flush_interval_ms = 3600000;  // flushes only when a test asks
-  options.dedup_window_ms = 3650LL * kDay;
-  options.maintenance_interval_ms = 3600000;
-  return options;
 }
 
 // --- The reference -------------------------------------------------------------------------------------------
@@ -366,81 +353,32 @@ void ExpectDocument(const json& document, const Expected& expected, const std::s
 
 // --- Generated data, shared by the tests of the suite ------------------------------------------------------------
 
-class AnalysisFunnelTest : public ::testing::Test {
+class AnalysisFunnelTest : public GeneratedStoreSuite<Raw> {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    auto opened = EmbeddedEventStore::Open(StoreOptions(*dir_));
-    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-    store_ = std::move(opened).value().release();
-    raw_ = new std::vector<Raw>();
-    auto pseudonymizer = events::Pseudonymizer::Create(std::string(32, 'f'));
-    ASSERT_TRUE(pseudonymizer.ok());
-    events::Normalizer normalizer({}, **pseudonymizer);
-    gen::GeneratorOptions options;
-    options.users = 900;
-    options.days = 40;
-    options.seed = 31;
-    options.start_date = "2024-02-20";
-    std::string body;
-    size_t in_body = 0;
-    uint64_t batches = 0;
-    auto append = [&] {
-      auto result = normalizer.Process(body, events::BodyFormat::kNdjson, common::NowMillis());
-      ASSERT_TRUE(result.rejections.empty()) << result.rejections.size() << " rejected";
-      for (const events::EventView& event : result.events) {
-        Raw raw{std::string(event.user),    event.time_ms,          std::string(event.type),
-                std::string(event.game_id), std::string(event.country), std::string(event.platform), ""};
-        if (!event.data.empty()) {
-          const json data = json::parse(event.data);
-          if (data.contains("page_type") && data["page_type"].is_string()) raw.page_type = data["page_type"];
-        }
-        raw_->push_back(std::move(raw));
+    GeneratedStoreOptions options;
+    options.generator.users = 900;
+    options.generator.days = 40;
+    options.generator.seed = 31;
+    options.generator.start_date = "2024-02-20";
+    options.pseudonymizer_key = 'f';
+    options.flush_every_batches = 25;
+    options.flush_while_fewer_than = 90000;
+    Load(options, [](const events::EventView& event) {
+      Raw raw{std::string(event.user),    event.time_ms,          std::string(event.type),
+              std::string(event.game_id), std::string(event.country), std::string(event.platform), ""};
+      if (!event.data.empty()) {
+        const json data = json::parse(event.data);
+        if (data.contains("page_type") && data["page_type"].is_string()) raw.page_type = data["page_type"];
       }
-      auto appended = store_->Append(std::move(result.events));
-      ASSERT_TRUE(appended.ok()) << appended.status().ToString();
-      body.clear();
-      in_body = 0;
-      // Most of the data in day-partitioned segments (several flushes: users across partitions), the rest in the
-      // memtable: both are read.
-      if (++batches % 25 == 0 && raw_->size() < 90000) {
-        ASSERT_TRUE(store_->Flush().ok());
-      }
-    };
-    gen::Generate(options, [&](std::string_view line) {
-      body.append(line);
-      body.push_back('\n');
-      if (++in_body == 1000) append();
+      return raw;
     });
-    if (!body.empty()) append();
-  }
-  static void TearDownTestSuite() {
-    delete store_;
-    delete raw_;
-    delete dir_;
   }
 
-  static json Funnel(const json& body, const Viewer& viewer = {}, AnalysisOptions options = {}) {
-    auto result = RunFunnels(*store_, body, viewer, options);
-    EXPECT_TRUE(result.ok()) << result.status().ToString() << " for " << body.dump();
-    if (!result.ok()) return json();
-    options.query_threads = 1;  // the thread count does not change the answer
-    auto single = RunFunnels(*store_, body, viewer, options);
-    EXPECT_TRUE(single.ok());
-    if (single.ok()) {
-      EXPECT_EQ(*single, *result);
-    }
-    return *result;
+  static json Funnel(const json& body, const Viewer& viewer = {}, const AnalysisOptions& options = {}) {
+    return RunOnAnyThreadCount(RunFunnels, *store_, body, viewer, options);
   }
-
-  static TempDir* dir_;
-  static EmbeddedEventStore* store_;
-  static std::vector<Raw>* raw_;
 };
-
-TempDir* AnalysisFunnelTest::dir_ = nullptr;
-EmbeddedEventStore* AnalysisFunnelTest::store_ = nullptr;
-std::vector<Raw>* AnalysisFunnelTest::raw_ = nullptr;
 
 constexpr int64_t kFeb25 = 1708819200000;  // 2024-02-25T00:00:00Z
 
@@ -628,7 +566,7 @@ StoredEvent MakeEvent(const std::string& id, const std::string& user, int64_t ti
 class FunnelHandMadeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto opened = EmbeddedEventStore::Open(StoreOptions(dir_));
+    auto opened = EmbeddedEventStore::Open(UnsyncedTestStoreOptions(dir_));
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     store_ = std::move(opened).value();
   }
@@ -821,7 +759,7 @@ TEST_F(FunnelHandMadeTest, PeriodAfterTheNewestEventIsNotYetAvailable) {
   EXPECT_EQ(result.status().code(), common::StatusCode::kFailedPrecondition);
   // An empty store: nothing is available either.
   TempDir empty_dir;
-  auto empty = EmbeddedEventStore::Open(StoreOptions(empty_dir));
+  auto empty = EmbeddedEventStore::Open(UnsyncedTestStoreOptions(empty_dir));
   ASSERT_OK(empty);
   auto none = RunFunnels(**empty, TwoSteps("2024-03-01", "2024-03-01"), {}, {});
   ASSERT_FALSE(none.ok());

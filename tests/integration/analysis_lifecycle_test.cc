@@ -12,12 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/lifecycle.h"
-#include "common/time_util.h"
-#include "events/normalizer.h"
-#include "events/pseudonymizer.h"
-#include "gen/generator.h"
 #include "store/embedded/embedded_event_store.h"
 #include "support/test_env.h"
+#include "support/test_store.h"
 
 namespace analytics::testing {
 namespace {
@@ -29,7 +26,6 @@ using analysis::Viewer;
 using events::StoredEvent;
 using json = nlohmann::json;
 using store::EmbeddedEventStore;
-using store::EmbeddedEventStoreOptions;
 
 constexpr const char* kSessionStarted = "com.platform.library.session.started.v1";
 constexpr const char* kPurchase = "com.platform.payments.purchase.completed.v1";
@@ -44,16 +40,6 @@ struct Raw {
   std::string game_id;
 };
 using Predicate = std::function<bool(const Raw&)>;
-
-EmbeddedEventStoreOptions StoreOptions(const TempDir& dir) {
-  EmbeddedEventStoreOptions options;
-  options.dir = dir.path().string();
-  options.sync = false;
-  options.flush_interval_ms = 3600000;  // flushes only when a test asks
-  options.dedup_window_ms = 3650LL * 86400000;
-  options.maintenance_interval_ms = 3600000;
-  return options;
-}
 
 // --- The reference -------------------------------------------------------------------------------------------
 
@@ -218,54 +204,23 @@ Predicate TypeIn(std::set<std::string> types) {
 
 // --- Generated data, shared by the tests of the suite ------------------------------------------------------------
 
-class AnalysisLifecycleTest : public ::testing::Test {
+class AnalysisLifecycleTest : public GeneratedStoreSuite<Raw> {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    auto opened = EmbeddedEventStore::Open(StoreOptions(*dir_));
-    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-    store_ = std::move(opened).value().release();
-    raw_ = new std::vector<Raw>();
-    auto pseudonymizer = events::Pseudonymizer::Create(std::string(32, 'k'));
-    ASSERT_TRUE(pseudonymizer.ok());
-    events::Normalizer normalizer({}, **pseudonymizer);
-    gen::GeneratorOptions options;
-    options.users = 900;
-    options.days = 70;
-    options.seed = 11;
-    options.start_date = "2024-02-05";
-    std::string body;
-    size_t in_body = 0;
-    uint64_t batches = 0;
-    auto append = [&] {
-      auto result = normalizer.Process(body, events::BodyFormat::kNdjson, common::NowMillis());
-      ASSERT_TRUE(result.rejections.empty()) << result.rejections.size() << " rejected";
-      for (const events::EventView& event : result.events) {
-        raw_->push_back({std::string(event.user), event.time_ms, std::string(event.type), std::string(event.game_id)});
-      }
-      auto appended = store_->Append(std::move(result.events));
-      ASSERT_TRUE(appended.ok()) << appended.status().ToString();
-      body.clear();
-      in_body = 0;
-      // The first ~5/6 into day-partitioned segments (in several flushes: days of several segments), the rest
-      // stays in the memtable: both parts are read.
-      if (++batches % 25 == 0 && raw_->size() < 90000) {
-        ASSERT_TRUE(store_->Flush().ok());
-      }
-    };
-    gen::Generate(options, [&](std::string_view line) {
-      body.append(line);
-      body.push_back('\n');
-      if (++in_body == 1000) append();
+    GeneratedStoreOptions options;
+    options.generator.users = 900;
+    options.generator.days = 70;
+    options.generator.seed = 11;
+    options.generator.start_date = "2024-02-05";
+    options.pseudonymizer_key = 'k';
+    // The first ~5/6 into segments, the rest stays in the memtable.
+    options.flush_every_batches = 25;
+    options.flush_while_fewer_than = 90000;
+    Load(options, [](const events::EventView& event) -> Raw {
+      return {std::string(event.user), event.time_ms, std::string(event.type), std::string(event.game_id)};
     });
-    if (!body.empty()) append();
     // Events without a user are never read: the reference leaves them out too.
     std::erase_if(*raw_, [](const Raw& event) { return event.user.empty(); });
-  }
-  static void TearDownTestSuite() {
-    delete store_;
-    delete raw_;
-    delete dir_;
   }
 
   static json Lifecycle(const json& body, const Viewer& viewer = {}, const AnalysisOptions& options = {}) {
@@ -278,28 +233,7 @@ class AnalysisLifecycleTest : public ::testing::Test {
     EXPECT_TRUE(result.ok()) << result.status().ToString() << " for " << body.dump();
     return result.ok() ? *result : json();
   }
-  // The game ids by number of events, most first.
-  static std::vector<std::string> GamesByEvents() {
-    std::map<std::string, size_t> counts;
-    for (const Raw& event : *raw_) {
-      if (!event.game_id.empty()) ++counts[event.game_id];
-    }
-    std::vector<std::pair<size_t, std::string>> order;
-    for (const auto& [game, count] : counts) order.emplace_back(count, game);
-    std::sort(order.rbegin(), order.rend());
-    std::vector<std::string> games;
-    for (const auto& entry : order) games.push_back(entry.second);
-    return games;
-  }
-
-  static TempDir* dir_;
-  static EmbeddedEventStore* store_;
-  static std::vector<Raw>* raw_;
 };
-
-TempDir* AnalysisLifecycleTest::dir_ = nullptr;
-EmbeddedEventStore* AnalysisLifecycleTest::store_ = nullptr;
-std::vector<Raw>* AnalysisLifecycleTest::raw_ = nullptr;
 
 TEST_F(AnalysisLifecycleTest, GeneratedDataIsLoaded) {
   EXPECT_GT(raw_->size(), 50000u);
@@ -343,7 +277,7 @@ TEST_F(AnalysisLifecycleTest, DailyLifecycleOfAnEventSetInNewYorkMatchesTheRefer
 }
 
 TEST_F(AnalysisLifecycleTest, MonthlyLifecycleWithFilteredEventsMatchesTheReference) {
-  const std::string game = GamesByEvents().at(0);
+  const std::string game = GamesByEvents(*raw_).at(0);
   const json body = {
       {"period_start", "2024-02-01"},
       {"period_end", "2024-05-31"},  // after the newest event: the last buckets are in progress
@@ -394,7 +328,7 @@ TEST_F(AnalysisLifecycleTest, StickinessOfAnEventSetInUtcMatchesTheReference) {
 
 TEST_F(AnalysisLifecycleTest, DeveloperSeesOwnGamesWithSmallCountsSuppressed) {
   // Two games of the long tail: weekly counts of a few users, some under k.
-  const auto games = GamesByEvents();
+  const auto games = GamesByEvents(*raw_);
   ASSERT_GT(games.size(), 12u);
   const std::set<std::string> own = {games[games.size() - 2], games[games.size() - 5]};
   Viewer viewer;
@@ -427,17 +361,7 @@ TEST_F(AnalysisLifecycleTest, DeveloperSeesOwnGamesWithSmallCountsSuppressed) {
 
 StoredEvent Event(const std::string& id, const std::string& user, const std::string& utc_time,
                   const std::string& type = "com.platform.account.user.logged_in.v1") {
-  StoredEvent event;
-  event.id = id;
-  event.source = "/test";
-  event.type = type;
-  auto time = common::ParseRfc3339Millis(utc_time);
-  EXPECT_TRUE(time.ok()) << utc_time;
-  event.time_ms = time.ok() ? *time : 0;
-  event.received_ms = event.time_ms;
-  event.user = user;
-  event.user_in_subject = true;
-  return event;
+  return UserEventAt(id, user, utc_time, type);
 }
 
 class LifecycleHandMadeTest : public ::testing::Test {
@@ -445,7 +369,7 @@ class LifecycleHandMadeTest : public ::testing::Test {
   // Europe/Berlin; 2024-03-31 is 23 hours long (02:00 CET → 03:00 CEST), from 2024-03-30T23:00Z to
   // 2024-03-31T22:00Z.
   void SetUp() override {
-    auto opened = EmbeddedEventStore::Open(StoreOptions(dir_));
+    auto opened = EmbeddedEventStore::Open(UnsyncedTestStoreOptions(dir_));
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     store_ = std::move(opened).value();
     ASSERT_OK(store_->Append(std::vector<StoredEvent>{

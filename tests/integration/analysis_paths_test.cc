@@ -13,13 +13,11 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/paths.h"
-#include "common/time_util.h"
-#include "events/normalizer.h"
-#include "events/pseudonymizer.h"
-#include "gen/generator.h"
 #include "query/time_grid.h"
 #include "store/embedded/embedded_event_store.h"
+#include "support/analysis_run.h"
 #include "support/test_env.h"
+#include "support/test_store.h"
 
 namespace analytics::testing {
 namespace {
@@ -30,7 +28,6 @@ using analysis::Viewer;
 using events::StoredEvent;
 using json = nlohmann::json;
 using store::EmbeddedEventStore;
-using store::EmbeddedEventStoreOptions;
 
 constexpr const char* kLoggedIn = "com.platform.account.user.logged_in.v1";
 constexpr const char* kPageViewed = "com.platform.store.page.viewed.v1";
@@ -51,16 +48,6 @@ struct Raw {
   std::string page_type;  // data.page_type, "" when absent
 };
 using Predicate = std::function<bool(const Raw&)>;
-
-EmbeddedEventStoreOptions StoreOptions(const TempDir& dir) {
-  EmbeddedEventStoreOptions options;
-  options.dir = dir.path().string();
-  options.sync = false;
-  options.flush_interval_ms = 3600000;  // flushes only when a test asks
-  options.dedup_window_ms = 3650LL * 86400000;
-  options.maintenance_interval_ms = 3600000;
-  return options;
-}
 
 int64_t Bound(const std::string& text, bool is_end, const std::string& zone_name) {
   auto zone = query::TimeZone::Load(zone_name);
@@ -239,95 +226,32 @@ void ExpectDocument(const json& document, const Expected& expected) {
 
 // --- Generated data, shared by the tests of the suite ------------------------------------------------------------
 
-class AnalysisPathsTest : public ::testing::Test {
+class AnalysisPathsTest : public GeneratedStoreSuite<Raw> {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    auto opened = EmbeddedEventStore::Open(StoreOptions(*dir_));
-    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-    store_ = std::move(opened).value().release();
-    raw_ = new std::vector<Raw>();
-    auto pseudonymizer = events::Pseudonymizer::Create(std::string(32, 'p'));
-    ASSERT_TRUE(pseudonymizer.ok());
-    events::Normalizer normalizer({}, **pseudonymizer);
-    gen::GeneratorOptions options;
-    options.users = 700;
-    options.days = 35;
-    options.seed = 23;
-    options.start_date = "2024-02-20";
-    std::string body;
-    size_t in_body = 0;
-    uint64_t batches = 0;
-    auto append = [&] {
-      auto result = normalizer.Process(body, events::BodyFormat::kNdjson, common::NowMillis());
-      ASSERT_TRUE(result.rejections.empty()) << result.rejections.size() << " rejected";
-      for (const events::EventView& event : result.events) {
-        Raw raw{std::string(event.user), event.time_ms, std::string(event.type), std::string(event.game_id),
-                std::string(event.platform), ""};
-        if (!event.data.empty()) {
-          const json data = json::parse(event.data);
-          if (data.contains("page_type") && data["page_type"].is_string()) raw.page_type = data["page_type"];
-        }
-        raw_->push_back(std::move(raw));
+    GeneratedStoreOptions options;
+    options.generator.users = 700;
+    options.generator.days = 35;
+    options.generator.seed = 23;
+    options.generator.start_date = "2024-02-20";
+    options.pseudonymizer_key = 'p';
+    options.flush_every_batches = 20;
+    options.flush_while_fewer_than = 70000;
+    Load(options, [](const events::EventView& event) {
+      Raw raw{std::string(event.user), event.time_ms, std::string(event.type), std::string(event.game_id),
+              std::string(event.platform), ""};
+      if (!event.data.empty()) {
+        const json data = json::parse(event.data);
+        if (data.contains("page_type") && data["page_type"].is_string()) raw.page_type = data["page_type"];
       }
-      auto appended = store_->Append(std::move(result.events));
-      ASSERT_TRUE(appended.ok()) << appended.status().ToString();
-      body.clear();
-      in_body = 0;
-      // Most of the data in day-partitioned segments (several flushes: days of several segments, users across
-      // partitions), the rest in the memtable: both are read.
-      if (++batches % 20 == 0 && raw_->size() < 70000) {
-        ASSERT_TRUE(store_->Flush().ok());
-      }
-    };
-    gen::Generate(options, [&](std::string_view line) {
-      body.append(line);
-      body.push_back('\n');
-      if (++in_body == 1000) append();
+      return raw;
     });
-    if (!body.empty()) append();
-  }
-  static void TearDownTestSuite() {
-    delete store_;
-    delete raw_;
-    delete dir_;
   }
 
-  static json Paths(const json& body, const Viewer& viewer = {}, AnalysisOptions options = {}) {
-    auto result = RunPaths(*store_, body, viewer, options);
-    EXPECT_TRUE(result.ok()) << result.status().ToString() << " for " << body.dump();
-    if (!result.ok()) return json();
-    // The thread count does not change the answer.
-    options.query_threads = 1;
-    auto single = RunPaths(*store_, body, viewer, options);
-    EXPECT_TRUE(single.ok());
-    if (single.ok()) {
-      EXPECT_EQ(*single, *result);
-    }
-    return *result;
+  static json Paths(const json& body, const Viewer& viewer = {}, const AnalysisOptions& options = {}) {
+    return RunOnAnyThreadCount(RunPaths, *store_, body, viewer, options);
   }
-  // The game ids by number of events, most first.
-  static std::vector<std::string> GamesByEvents() {
-    std::map<std::string, size_t> counts;
-    for (const Raw& event : *raw_) {
-      if (!event.game_id.empty()) ++counts[event.game_id];
-    }
-    std::vector<std::pair<size_t, std::string>> order;
-    for (const auto& [game, count] : counts) order.emplace_back(count, game);
-    std::sort(order.rbegin(), order.rend());
-    std::vector<std::string> games;
-    for (const auto& entry : order) games.push_back(entry.second);
-    return games;
-  }
-
-  static TempDir* dir_;
-  static EmbeddedEventStore* store_;
-  static std::vector<Raw>* raw_;
 };
-
-TempDir* AnalysisPathsTest::dir_ = nullptr;
-EmbeddedEventStore* AnalysisPathsTest::store_ = nullptr;
-std::vector<Raw>* AnalysisPathsTest::raw_ = nullptr;
 
 TEST_F(AnalysisPathsTest, GeneratedDataIsLoaded) {
   EXPECT_GT(raw_->size(), 40000u);
@@ -459,7 +383,7 @@ TEST_F(AnalysisPathsTest, TwentyStepsBeforeTheFirstEndEventInAWindowMatchTheRefe
 }
 
 TEST_F(AnalysisPathsTest, DeveloperSeesOwnGamesWithSmallPathsSuppressed) {
-  const auto games = GamesByEvents();
+  const auto games = GamesByEvents(*raw_);
   ASSERT_GT(games.size(), 3u);
   const std::set<std::string> own = {games[0], games[1], games[2]};
   Viewer viewer;
@@ -495,17 +419,8 @@ TEST_F(AnalysisPathsTest, DeveloperSeesOwnGamesWithSmallPathsSuppressed) {
 
 StoredEvent Event(const std::string& id, const std::string& user, const std::string& utc_time, const std::string& type,
                   const std::string& game_id = "g1") {
-  StoredEvent event;
-  event.id = id;
-  event.source = "/test";
-  event.type = type;
-  auto time = common::ParseRfc3339Millis(utc_time);
-  EXPECT_TRUE(time.ok()) << utc_time;
-  event.time_ms = time.ok() ? *time : 0;
-  event.received_ms = event.time_ms;
-  event.user = user;
+  StoredEvent event = UserEventAt(id, user, utc_time, type);
   event.game_id = game_id;
-  event.user_in_subject = true;
   return event;
 }
 
@@ -518,7 +433,7 @@ class PathsHandMadeTest : public ::testing::Test {
  protected:
   // Europe/Berlin; 2024-03-31 is 23 hours long: from 2024-03-30T23:00Z to 2024-03-31T22:00Z.
   void SetUp() override {
-    auto opened = EmbeddedEventStore::Open(StoreOptions(dir_));
+    auto opened = EmbeddedEventStore::Open(UnsyncedTestStoreOptions(dir_));
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     store_ = std::move(opened).value();
     ASSERT_OK(store_->Append(std::vector<StoredEvent>{

@@ -22,6 +22,7 @@
 #include "query/time_grid.h"
 #include "store/embedded/embedded_event_store.h"
 #include "support/test_env.h"
+#include "support/test_store.h"
 
 namespace analytics::testing {
 namespace {
@@ -218,12 +219,7 @@ Expected Reference(const std::vector<StoredEvent>& events, const RefRequest& req
 class AnalysisRetentionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store::EmbeddedEventStoreOptions options;
-    options.dir = dir_.path().string();
-    options.flush_interval_ms = 3600000;
-    options.dedup_window_ms = 3650LL * kDay;
-    options.maintenance_interval_ms = 3600000;
-    auto opened = store::EmbeddedEventStore::Open(options);
+    auto opened = store::EmbeddedEventStore::Open(TestStoreOptions(dir_));
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     store_ = std::move(opened).value();
   }

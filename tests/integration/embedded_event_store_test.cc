@@ -20,6 +20,7 @@
 #include "common/time_util.h"
 #include "support/session_reference.h"
 #include "support/test_env.h"
+#include "support/test_store.h"
 
 namespace analytics::testing {
 namespace {
@@ -56,14 +57,7 @@ StoredEvent MakeEvent(const std::string& id, const std::string& user, int64_t ti
 
 class EmbeddedEventStoreTest : public ::testing::Test {
  protected:
-  EmbeddedEventStoreOptions Options() {
-    EmbeddedEventStoreOptions options;
-    options.dir = dir_.path().string();
-    options.flush_interval_ms = 3600000;  // flushes only when a test asks
-    options.dedup_window_ms = 3650LL * kDay;
-    options.maintenance_interval_ms = 3600000;  // compaction and retention run only when a test asks
-    return options;
-  }
+  EmbeddedEventStoreOptions Options() { return TestStoreOptions(dir_); }
   std::unique_ptr<EmbeddedEventStore> Open() { return Open(Options()); }
   std::unique_ptr<EmbeddedEventStore> Open(const EmbeddedEventStoreOptions& options) {
     auto store = EmbeddedEventStore::Open(options);

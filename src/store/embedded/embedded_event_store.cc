@@ -1181,7 +1181,9 @@ Result<std::shared_ptr<const query::Timeline>> EmbeddedEventStore::ReadTimeline(
     return Status::InvalidArgument("a timeline query has 1 to " + std::to_string(query::kMaxTimelineSelectors) +
                                    " selectors");
   }
-  if (query.to_ms <= query.from_ms) return std::make_shared<const query::Timeline>(query::MergeTimelines({}, 0, 0));
+  // An empty part of the query: every join gets it, so that an answer without rows still has the key columns.
+  const query::Timeline empty = query::TimelineBuilder(query).Finish();
+  if (query.to_ms <= query.from_ms) return std::make_shared<const query::Timeline>(query::MergeTimelines({&empty}, 0, 0));
   query::AggregateQuery view;  // what QueryView reads
   view.event_types = query.EventTypes();
   view.filter = query.filter;
@@ -1197,42 +1199,47 @@ Result<std::shared_ptr<const query::Timeline>> EmbeddedEventStore::ReadTimeline(
   // Segments in time order (day partitions, then creation), so that most users' rows arrive sorted.
   std::stable_sort(segments.begin(), segments.end(),
                    [](const SegmentRef& a, const SegmentRef& b) { return a->day < b->day; });
-  // The join of closed segments only is kept whole: repeated questions over closed days skip reading and sorting.
+  // The join of the segments' rows is kept whole, keyed by the segments it read: a repeated question reads no
+  // segment and sorts nothing, whether or not events in memory are read too. Those are merged on top of it on
+  // every request (a copy of rows already in order, plus a sort of the few users with rows in memory).
   std::string join_key;
-  if (partial_cache_.enabled() && memory.rows.empty()) {
+  std::shared_ptr<const query::Timeline> segment_join;
+  const size_t threads = common::QueryThreads(options_.query_threads);
+  if (partial_cache_.enabled()) {
     join_key = "timelinejoin|" + fingerprint + "|" + std::to_string(query.from_ms) + "|" + std::to_string(query.to_ms);
     for (const auto& segment : segments) join_key += "|" + segment->info.path;
-    if (auto cached = partial_cache_.Get<query::Timeline>(join_key)) return cached;
+    segment_join = partial_cache_.Get<query::Timeline>(join_key);
   }
-  std::vector<std::shared_ptr<const query::Timeline>> parts(segments.size());
-  std::vector<Status> statuses(segments.size());
-  embedded::SegmentReadContext context{user_directory_, segment_cache_};
-  const size_t threads = common::QueryThreads(options_.query_threads);
-  common::ParallelFor(segments.size(), threads, [&](size_t segment_idx) {
-    const std::string& path = segments[segment_idx]->info.path;
-    const std::string key = "timeline|" + path + "|" + fingerprint;
-    if (partial_cache_.enabled()) parts[segment_idx] = partial_cache_.Get<query::Timeline>(key);
-    if (parts[segment_idx]) return;
-    auto fresh = std::make_shared<query::Timeline>();
-    statuses[segment_idx] = embedded::ReadSegmentTimeline(path, query, paths, unpurged, context, *fresh);
-    if (!statuses[segment_idx].ok()) return;
-    if (partial_cache_.enabled()) partial_cache_.Put<query::Timeline>(key, fresh);
-    parts[segment_idx] = std::move(fresh);
-  });
-  for (const Status& status : statuses) ANALYTICS_RETURN_IF_ERROR(status);
-  query::Timeline memory_part;
-  if (!memory.rows.empty()) {
-    embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, embedded::ColumnsFor(paths));
-    query::TimelineBuilder builder(query);
-    builder.Add(embedded::BatchFromColumns(columns, paths, user_directory_));
-    memory_part = builder.Finish();
+  if (!segment_join) {
+    std::vector<std::shared_ptr<const query::Timeline>> parts(segments.size());
+    std::vector<Status> statuses(segments.size());
+    embedded::SegmentReadContext context{user_directory_, segment_cache_};
+    common::ParallelFor(segments.size(), threads, [&](size_t segment_idx) {
+      const std::string& path = segments[segment_idx]->info.path;
+      const std::string key = "timeline|" + path + "|" + fingerprint;
+      if (partial_cache_.enabled()) parts[segment_idx] = partial_cache_.Get<query::Timeline>(key);
+      if (parts[segment_idx]) return;
+      auto fresh = std::make_shared<query::Timeline>();
+      statuses[segment_idx] = embedded::ReadSegmentTimeline(path, query, paths, unpurged, context, *fresh);
+      if (!statuses[segment_idx].ok()) return;
+      if (partial_cache_.enabled()) partial_cache_.Put<query::Timeline>(key, fresh);
+      parts[segment_idx] = std::move(fresh);
+    });
+    for (const Status& status : statuses) ANALYTICS_RETURN_IF_ERROR(status);
+    std::vector<const query::Timeline*> sources = {&empty};
+    for (const auto& part : parts) sources.push_back(part.get());
+    segment_join = std::make_shared<const query::Timeline>(
+        query::MergeTimelines(sources, query.from_ms, query.to_ms, threads));
+    if (!join_key.empty()) partial_cache_.Put<query::Timeline>(join_key, segment_join);
   }
-  std::vector<const query::Timeline*> sources;
-  for (const auto& part : parts) sources.push_back(part.get());
-  if (!memory.rows.empty()) sources.push_back(&memory_part);
-  auto joined = std::make_shared<const query::Timeline>(query::MergeTimelines(sources, query.from_ms, query.to_ms, threads));
-  if (!join_key.empty()) partial_cache_.Put<query::Timeline>(join_key, joined);
-  return joined;
+  if (memory.rows.empty()) return segment_join;
+  embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, embedded::ColumnsFor(paths));
+  query::TimelineBuilder builder(query);
+  builder.Add(embedded::BatchFromColumns(columns, paths, user_directory_));
+  const query::Timeline memory_part = builder.Finish();
+  if (memory_part.rows() == 0) return segment_join;
+  return std::make_shared<const query::Timeline>(
+      query::MergeTimelines({segment_join.get(), &memory_part}, query.from_ms, query.to_ms, threads));
 }
 
 Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggregate(const query::AggregateQuery& query) {

@@ -740,7 +740,8 @@ PartialCache::Value PartialCache::Find(const std::string& key) {
 void PartialCache::Insert(const std::string& key, Value value, uint64_t value_bytes) {
   if (max_bytes_ == 0) return;
   const uint64_t bytes = value_bytes + key.size() + 128;
-  if (bytes > max_bytes_ / 4) return;  // never let one entry push out most of the cache
+  // Never let one entry push out more than half of the cache (a timeline join of a month at 100M events is ~0.8 GB).
+  if (bytes > max_bytes_ / 2) return;
   std::lock_guard lock(mu_);
   if (auto it = index_.find(key); it != index_.end()) {
     bytes_ -= it->second->bytes;
