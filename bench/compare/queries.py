@@ -486,9 +486,11 @@ def api_rows(query: Query, body: dict) -> list[tuple]:
         return [(index + 1, step.get("users") or 0, step.get("median_seconds_to_convert"))
                 for index, step in enumerate(body.get("steps", []))]
     if query.shape == "retention_cohorts":
+        # Our answer lists every cohort bucket of the period, empty ones too (users 0); the peers' SQL can only
+        # produce cohorts that have users, so empty ones are left out here.
         return [(cohort["cohort_start"][:10], cohort.get("users") or 0, cell["period"], cell.get("measurable"),
                  cell.get("users"))
-                for cohort in body.get("cohorts", []) for cell in cohort.get("retained", [])]
+                for cohort in body.get("cohorts", []) if cohort.get("users") for cell in cohort.get("retained", [])]
     if query.shape == "ab_conversion":
         rows_ab = []
         for variant in body.get("variants", []):
