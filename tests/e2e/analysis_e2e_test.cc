@@ -396,8 +396,18 @@ TEST_F(AnalysisE2eTest, EveryEndpointAnswersAndOnlyReadersMayAsk) {
   json lifecycle = period;
   lifecycle["granularity"] = "week";
   json stickiness = period;
+  json retention = period;
+  retention["start_event"] = {{"event_type", kRegistered}};
+  json experiments = period;
+  experiments.update({{"experiment", "checkout_v2"},
+                      {"exposure_event", kExposure},
+                      {"experiment_property", "experiment"},
+                      {"variant_property", "variant"},
+                      {"control", "A"},
+                      {"goals", {{{"kind", "conversion"}, {"event_type", kBuy}}}}});
   const std::vector<std::pair<std::string, json>> questions = {
-      {"funnels", FunnelBody(first_day, last_day)}, {"paths", paths}, {"lifecycle", lifecycle}, {"stickiness", stickiness}};
+      {"funnels", FunnelBody(first_day, last_day)}, {"retention", retention}, {"paths", paths},
+      {"experiments", experiments}, {"lifecycle", lifecycle}, {"stickiness", stickiness}};
   const std::string marketing = service_->Token({"marketing_manager"}, "mm");
   const std::string producer = service_->Token({"service"}, "producer");
   for (const auto& [what, body] : questions) {
