@@ -6,7 +6,10 @@ worst of each against the spec's 500 ms. Used by bench/metric_latency/run."""
 import argparse
 import datetime as dt
 import http.client
+import importlib.util
 import json
+import os
+import sys
 import time
 import urllib.parse
 
@@ -63,6 +66,34 @@ def main() -> None:
     print(f"worst p95: {worst_p95[3]:.1f} ms ({worst_p95[0]}); worst warm p95: {worst_warm[5]:.1f} ms "
           f"({worst_warm[0]}); worst first run: {worst_first[1]:.1f} ms ({worst_first[0]}); "
           f"spec: p95 under 500 ms for every metric")
+    ask_analysis(conn, args.token, args.runs, args.start, str(end))
+
+
+def ask_analysis(conn: http.client.HTTPConnection, token: str, runs: int, start: str, last: str) -> None:
+    """The POST questions of make bench over the period [start, last] (dates: an end date includes its day)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compare", "queries.py")
+    spec = importlib.util.spec_from_file_location("compare_queries", path)
+    compare = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = compare  # dataclasses look their module up there
+    spec.loader.exec_module(compare)
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    print(f"{'question':<44}{'first':>10}{'median':>10}{'p95':>10}{'max':>10}  (ms, {runs} runs)")
+    for query in compare.QUERIES:
+        if query.api.method != "POST":
+            continue
+        payload = json.dumps(dict(query.api.body or {}, period_start=start, period_end=last, timezone="UTC"))
+        latencies = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            conn.request("POST", query.api.path, body=payload, headers=headers)
+            response = conn.getresponse()
+            answer = response.read()
+            latencies.append((time.perf_counter() - started) * 1000)
+            if response.status != 200:
+                raise SystemExit(f"POST {query.api.path} answered {response.status}: {answer[:300]!r}")
+        ordered = sorted(latencies)
+        print(f"{query.title:<44}{latencies[0]:>10.1f}{ordered[len(ordered) // 2]:>10.1f}"
+              f"{percentile_95(ordered):>10.1f}{ordered[-1]:>10.1f}")
 
 
 def percentile_95(ordered: list[float]) -> float:

@@ -24,11 +24,7 @@
 
 namespace analytics::analysis {
 
-// Who asks: developers see only their games and only groups of at least k users.
-struct Viewer {
-  bool all_games = true;
-  std::set<std::string> game_ids;
-};
+using Viewer = query::Viewer;  // who asks (developers: own games, k-anonymity)
 
 struct AnalysisOptions {
   int k_anonymity = 5;     // privacy.k_anonymity

@@ -19,6 +19,7 @@
 
 #include "common/status.h"
 #include "metrics/metric_catalog.h"
+#include "query/filter_expr.h"
 #include "store/event_store.h"
 
 namespace analytics::metrics {
@@ -28,11 +29,7 @@ struct MetricValuesRequest {
   std::optional<std::string> period_start, period_end, granularity, dimensions, filters, timezone, limit;
 };
 
-// Who asks: developers see only their games and only groups of at least k users.
-struct Viewer {
-  bool all_games = true;
-  std::set<std::string> game_ids;
-};
+using Viewer = query::Viewer;  // who asks (developers: own games, k-anonymity)
 
 struct MetricValuesOptions {
   int k_anonymity = 5;

@@ -35,6 +35,13 @@ struct FilterExpr {
   std::string ToString() const;
 };
 
+// Who asks a metric or analysis question: developers (all_games false) read only events of their games (GameScope)
+// and see only groups of at least k users.
+struct Viewer {
+  bool all_games = true;
+  std::set<std::string> game_ids;
+};
+
 // `game_id in [game_ids...]`: a developer's scope (the games they own) as a condition.
 FilterExpr GameScope(const std::set<std::string>& game_ids);
 

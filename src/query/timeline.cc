@@ -103,12 +103,14 @@ Timeline MergeTimelines(const std::vector<const Timeline*>& parts, int64_t from_
   }
   // Rows per user (users are dense ids): counts, then each user's first row, then the rows scattered in part
   // order (a user's rows of one part keep their order, and parts usually come in time order).
-  uint32_t max_user = 0;
+  std::vector<uint32_t> cursor;  // per user id: its rows in range, then its next write position
   size_t total = 0;
   for (const Timeline* part : parts) {
     for (size_t row = 0; row < part->rows(); ++row) {
       if (part->time_ms[row] < from_ms || part->time_ms[row] >= to_ms) continue;
-      max_user = std::max(max_user, part->users[row]);
+      const uint32_t user = part->users[row];
+      if (user >= cursor.size()) cursor.resize(std::max<size_t>(size_t{user} + 1, cursor.size() * 2));
+      ++cursor[user];
       ++total;
     }
   }
@@ -116,12 +118,6 @@ Timeline MergeTimelines(const std::vector<const Timeline*>& parts, int64_t from_
     out.keys.assign(key_count, {});
     out.user_begin = {0};
     return out;
-  }
-  std::vector<uint32_t> cursor(static_cast<size_t>(max_user) + 1, 0);
-  for (const Timeline* part : parts) {
-    for (size_t row = 0; row < part->rows(); ++row) {
-      if (part->time_ms[row] >= from_ms && part->time_ms[row] < to_ms) ++cursor[part->users[row]];
-    }
   }
   out.user_begin.reserve(cursor.size() + 1);
   uint32_t next = 0;

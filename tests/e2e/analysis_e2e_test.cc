@@ -94,15 +94,7 @@ class AnalysisE2eTest : public ::testing::Test {
     admin_ = service_->Token({"platform_admin"}, "admin");
   }
   static void Post(const std::vector<std::string>& lines, size_t from, size_t to) {
-    const std::string producer = service_->Token({"service"}, "producer");
-    for (size_t start = from; start < to; start += 2000) {
-      std::string body;
-      for (size_t line = start; line < std::min(to, start + 2000); ++line) body += lines[line] + "\n";
-      auto response = client_->Request("POST", "/api/v1/analytics/events", body,
-                                       {{"Authorization", "Bearer " + producer}, {"Content-Type", "application/x-ndjson"}});
-      ASSERT_EQ(response.status, 202) << response.body;
-      ASSERT_TRUE(response.Json()["rejected"].empty()) << response.body;
-    }
+    PostEventLines(*client_, service_->Token({"service"}, "producer"), lines, from, to);
   }
   static json Ask(const std::string& what, const json& body, const std::string& token = {}, int expected = 200) {
     auto response = client_->PostJson(kAnalysis + what, body, token.empty() ? admin_ : token);

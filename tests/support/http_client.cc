@@ -10,7 +10,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <stdexcept>
+
+#include <gtest/gtest.h>
 
 namespace analytics::testing {
 
@@ -120,6 +123,18 @@ std::string ReadAll(int fd, int timeout_ms) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+void PostEventLines(HttpClient& client, const std::string& token, const std::vector<std::string>& lines, size_t from,
+                    size_t to, size_t batch) {
+  for (size_t start = from; start < to; start += batch) {
+    std::string body;
+    for (size_t line = start; line < std::min(to, start + batch); ++line) body += lines[line] + "\n";
+    auto response = client.Request("POST", "/api/v1/analytics/events", body,
+                                   {{"Authorization", "Bearer " + token}, {"Content-Type", "application/x-ndjson"}});
+    ASSERT_EQ(response.status, 202) << response.body;
+    ASSERT_TRUE(response.Json()["rejected"].empty()) << response.body;
+  }
 }
 
 }  // namespace analytics::testing

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -44,6 +45,11 @@ class HttpClient {
   std::unique_ptr<Connection> connection_;
   int connections_opened_ = 0;
 };
+
+// Posts lines [from, to) of `lines` (NDJSON CloudEvents) to /api/v1/analytics/events in batches of `batch` with
+// `token`; a batch that is not answered 202 with no rejection fails the test.
+void PostEventLines(HttpClient& client, const std::string& token, const std::vector<std::string>& lines, size_t from,
+                    size_t to, size_t batch = 2000);
 
 // Opens a raw TCP connection (for tests that send partial or malformed requests). Returns the fd or -1.
 int ConnectRaw(int port);

@@ -10,6 +10,7 @@
 #include "analysis/retention.h"
 #include "api/errors.h"
 #include "api/handlers/json_body.h"
+#include "api/handlers/viewer.h"
 
 namespace analytics::api {
 namespace {
@@ -26,12 +27,7 @@ HttpResponse Analyze(const Runner& run, store::EventStore& store, const analysis
   HttpResponse error;
   auto body = ParseJsonBody(request, error);
   if (!body) return error;
-  analysis::Viewer viewer;
-  if (request.principal && !request.principal->SeesAllGames()) {
-    viewer.all_games = false;
-    viewer.game_ids = request.principal->game_ids;
-  }
-  auto document = run(store, *body, viewer, options);
+  auto document = run(store, *body, ViewerOf(request), options);
   if (!document.ok()) {
     if (document.status().code() == common::StatusCode::kNotFound) {
       const auto segment = body->is_object() ? body->find("segment") : body->end();

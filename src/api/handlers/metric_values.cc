@@ -2,6 +2,7 @@
 #include "api/handlers/metric_values.h"
 
 #include "api/errors.h"
+#include "api/handlers/viewer.h"
 
 namespace analytics::api {
 namespace {
@@ -21,12 +22,7 @@ HttpResponse Values(metrics::MetricValues& values, HttpRequest& request) {
   parameters.filters = request.QueryParam("filters");
   parameters.timezone = request.QueryParam("timezone");
   parameters.limit = request.QueryParam("limit");
-  metrics::Viewer viewer;
-  if (request.principal && !request.principal->SeesAllGames()) {
-    viewer.all_games = false;
-    viewer.game_ids = request.principal->game_ids;
-  }
-  auto document = values.Compute(name, parameters, viewer);
+  auto document = values.Compute(name, parameters, ViewerOf(request));
   if (!document.ok()) {
     if (document.status().code() == common::StatusCode::kNotFound) {
       return ErrorResponse(404, error_code::kMetricDefinitionNotFound, document.status().message(),

@@ -633,16 +633,14 @@ Status EmbeddedEventStore::FlushLocked(std::unique_lock<std::mutex>&) {
   return Status::Ok();
 }
 
-std::set<std::string, std::less<>> EmbeddedEventStore::PendingPurge(uint64_t& epoch) {
-  std::set<std::string, std::less<>> pending;
-  if (purge_pending_count_ == 0) {
-    epoch = 0;
-    return pending;
-  }
+EmbeddedEventStore::PendingPurgeView EmbeddedEventStore::PendingPurge(std::string fingerprint) {
+  PendingPurgeView view;
+  view.fingerprint = std::move(fingerprint);
+  if (purge_pending_count_ == 0) return view;
   std::lock_guard lock(dedup_mu_);
-  epoch = purge_epoch_;
-  pending = purge_pending_;
-  return pending;
+  view.unpurged = purge_pending_;
+  if (!view.unpurged.empty()) view.fingerprint += "|purge" + std::to_string(purge_epoch_);
+  return view;
 }
 
 Status EmbeddedEventStore::PurgeErasedUsers() {
@@ -1081,10 +1079,7 @@ Result<query::PairedSessions> EmbeddedEventStore::Sessions(const query::SessionQ
   MemoryView memory;
   std::vector<SegmentRef> segments;
   QueryView(view, memory, segments);
-  uint64_t purge_epoch = 0;
-  const auto unpurged = PendingPurge(purge_epoch);
-  const std::string fingerprint =
-      query.Fingerprint() + (unpurged.empty() ? std::string() : "|purge" + std::to_string(purge_epoch));
+  const auto [unpurged, fingerprint] = PendingPurge(query.Fingerprint());
   // The memtable's marks are read on every query (it changes with every append).
   query::SessionMarks memory_marks;
   if (!memory.rows.empty()) {
@@ -1192,10 +1187,7 @@ Result<std::shared_ptr<const query::Timeline>> EmbeddedEventStore::ReadTimeline(
   MemoryView memory;
   std::vector<SegmentRef> segments;
   QueryView(view, memory, segments);
-  uint64_t purge_epoch = 0;
-  const auto unpurged = PendingPurge(purge_epoch);
-  const std::string fingerprint =
-      query.Fingerprint() + (unpurged.empty() ? std::string() : "|purge" + std::to_string(purge_epoch));
+  const auto [unpurged, fingerprint] = PendingPurge(query.Fingerprint());
   // Segments in time order (day partitions, then creation), so that most users' rows arrive sorted.
   std::stable_sort(segments.begin(), segments.end(),
                    [](const SegmentRef& a, const SegmentRef& b) { return a->day < b->day; });
@@ -1264,10 +1256,7 @@ Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggreg
   std::vector<Task> tasks;
   // Erased users not yet purged from segments: their rows are left out, and partials computed meanwhile are
   // cached under the purge epoch (a segment's plain key stays valid: the purge gives it a new file).
-  uint64_t purge_epoch = 0;
-  const auto unpurged = PendingPurge(purge_epoch);
-  const std::string fingerprint =
-      query.Fingerprint() + (unpurged.empty() ? std::string() : "|purge" + std::to_string(purge_epoch));
+  const auto [unpurged, fingerprint] = PendingPurge(query.Fingerprint());
   // Segments by day partition (stable: the same order on every run), so that a day's partials are merged once
   // and kept: a repeated query over closed days then merges one partial per day instead of one per segment.
   std::stable_sort(segments.begin(), segments.end(),

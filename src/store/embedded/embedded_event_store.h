@@ -170,8 +170,13 @@ class EmbeddedEventStore final : public EventStore {
   // Both first flush when the WAL may still hold events of erased users (see erasure_wal_sequence_).
   common::Status PurgeErasedUsers();
   common::Status PurgeLocked(std::unique_lock<std::mutex>& flush_lock);
-  // The erased users whose events may still be in segments, and the epoch that names this set in cache keys.
-  std::set<std::string, std::less<>> PendingPurge(uint64_t& epoch);
+  // The erased users whose events may still be in segments (queries leave their rows out), and a query's
+  // cache-key fingerprint extended with the epoch that names this set (unchanged when the set is empty).
+  struct PendingPurgeView {
+    std::set<std::string, std::less<>> unpurged;
+    std::string fingerprint;
+  };
+  PendingPurgeView PendingPurge(std::string fingerprint);
   // Waits until the memtable has room (backpressure); Unavailable after append_wait_ms.
   common::Status WaitForMemtableRoom();
   // The first day (days since the epoch) retention keeps; INT64_MIN when retention is off.

@@ -666,30 +666,40 @@ Status AggregateSegment(const std::string& path, const AggregateQuery& query, co
   return Status::Ok();
 }
 
-Status ReadSegmentSessionMarks(const std::string& path, const query::SessionQuery& query,
-                               const std::vector<std::string>& paths,
-                               const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
-                               query::SessionMarks& out) {
-  query::SessionMarksBuilder builder(query);
+namespace {
+
+// Adds to `builder` (SessionMarksBuilder, TimelineBuilder) the batches of the segment at `path` whose parts hold an
+// event type `reads` accepts (format 2: the whole segment), with `paths` and users, without `excluded` users.
+template <typename Builder, typename Reads>
+Status AddSegmentBatches(const std::string& path, const std::vector<std::string>& paths,
+                         const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
+                         const Reads& reads, Builder& builder) {
   ANALYTICS_ASSIGN_OR_RETURN(auto state, context.segments.Get(path));
   if (state->format == 2) {
     ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users));
     builder.Add(batch);
-    out = builder.Finish();
     return Status::Ok();
   }
   SegmentReader reader(path, state, context);
   const v3::Footer& footer = reader.footer();
   for (size_t part_idx = 0; part_idx < footer.parts.size(); ++part_idx) {
     const v3::Part& part = footer.parts[part_idx];
-    if (part.rows == 0 || std::none_of(part.types.begin(), part.types.end(), [&](const std::string& type) {
-          return type == query.start_type || type == query.end_type;
-        })) {
-      continue;
-    }
+    if (part.rows == 0 || std::none_of(part.types.begin(), part.types.end(), reads)) continue;
     ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, /*need_users=*/true, excluded));
     builder.Add(batch);
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ReadSegmentSessionMarks(const std::string& path, const query::SessionQuery& query,
+                               const std::vector<std::string>& paths,
+                               const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
+                               query::SessionMarks& out) {
+  query::SessionMarksBuilder builder(query);
+  auto reads = [&](const std::string& type) { return type == query.start_type || type == query.end_type; };
+  ANALYTICS_RETURN_IF_ERROR(AddSegmentBatches(path, paths, excluded, context, reads, builder));
   out = builder.Finish();
   return Status::Ok();
 }
@@ -698,27 +708,11 @@ Status ReadSegmentTimeline(const std::string& path, const query::TimelineQuery& 
                            const std::vector<std::string>& paths, const std::set<std::string, std::less<>>& excluded,
                            SegmentReadContext& context, query::Timeline& out) {
   query::TimelineBuilder builder(query);
-  ANALYTICS_ASSIGN_OR_RETURN(auto state, context.segments.Get(path));
-  if (state->format == 2) {
-    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users));
-    builder.Add(batch);
-    out = builder.Finish();
-    return Status::Ok();
-  }
-  const std::vector<std::string> types = query.EventTypes();
-  SegmentReader reader(path, state, context);
-  const v3::Footer& footer = reader.footer();
-  for (size_t part_idx = 0; part_idx < footer.parts.size(); ++part_idx) {
-    const v3::Part& part = footer.parts[part_idx];
-    if (part.rows == 0) continue;
-    if (!types.empty() && std::none_of(part.types.begin(), part.types.end(), [&](const std::string& type) {
-          return std::binary_search(types.begin(), types.end(), type);
-        })) {
-      continue;
-    }
-    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, /*need_users=*/true, excluded));
-    builder.Add(batch);
-  }
+  const std::vector<std::string> types = query.EventTypes();  // sorted; empty: every type
+  auto reads = [&](const std::string& type) {
+    return types.empty() || std::binary_search(types.begin(), types.end(), type);
+  };
+  ANALYTICS_RETURN_IF_ERROR(AddSegmentBatches(path, paths, excluded, context, reads, builder));
   out = builder.Finish();
   return Status::Ok();
 }
