@@ -5,6 +5,9 @@ alike and a fourth (ClickHouse through our service's ClickHouse adapter, a newer
   load(data) -> dict      load the data set, timed; returns load_seconds, rows, bytes (on disk), notes
   available(query)        (True, "") or (False, why): an engine may not answer a query yet
   execute(query, period)  (milliseconds, rows): one timed run, rows as in queries.py
+  after_runs(query)       dict of extra figures for the results JSON, measured after the timed runs (ours, Q6:
+                          server-side refresh durations, users-count / contains latencies); "problems": [...]
+                          in it fail the run like a disagreement
   stop()                  stop what start() started; safe to call twice
 
 Timing is each peer's best case: DuckDB in-process (execute + fetch of the result), ClickHouse and ours over
@@ -14,12 +17,15 @@ Not thread-safe; the harness drives one engine at a time.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import http.client
 import json
 import os
+import random
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import time
 import urllib.parse
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from queries import Query, api_rows, sql_for
+from queries import Query, api_rows, as_of_of, sql_for
 
 WELL_KNOWN = ["user_id", "game_id", "amount", "currency", "country", "platform", "session_id"]
 
@@ -116,6 +122,9 @@ class Engine:
 
     def execute(self, query: Query, period) -> tuple[float, list[tuple]]:
         raise NotImplementedError
+
+    def after_runs(self, query: Query) -> dict[str, Any]:
+        return {}
 
     def stop(self) -> None:
         pass
@@ -301,8 +310,8 @@ class ClickHouseEngine(Engine):
 
 class OursEngine(Engine):
     """analytics-service (Release) with a fresh data dir: ingest through POST /events (bench/tools/ingest_load),
-    restart so the memtable is flushed to segments, then GET /metrics/values/{metric} (Q1, Q2) or POST
-    /analysis/{funnels,retention,experiments} (Q3-Q5)."""
+    restart so the memtable is flushed to segments, then GET /metrics/values/{metric} (Q1, Q2), POST
+    /analysis/{funnels,retention,experiments} (Q3-Q5), or a refresh of a dynamic segment (Q6: `_refresh`)."""
     name = "ours"
     label = "ours"
 
@@ -318,6 +327,9 @@ class OursEngine(Engine):
         self.token = ""
         self.http: HttpConnection | None = None
         self.defined: dict[str, str] = {}   # metric → "" when created, else why not
+        self.data: DataSet | None = None
+        self.segments: dict[str, dict[str, Any]] = {}          # query name → {"id", "name", "initial_refresh"}
+        self.refreshes: dict[str, list[dict[str, Any]]] = {}   # query name → one entry per execute()
 
     def env(self) -> dict[str, str]:
         return dict(os.environ, ANALYTICS_DATA_DIR=str(self.dir / "data"), ANALYTICS_API_PORT=str(self.port),
@@ -381,6 +393,7 @@ class OursEngine(Engine):
         (self.dir / "service.pid").unlink(missing_ok=True)
 
     def load(self, data: DataSet) -> dict[str, Any]:
+        self.data = data
         started, cpu = time.perf_counter(), process_cpu_seconds(self.proc.pid)
         out = subprocess.run([str(self.ingest_load), "--port", str(self.port), "--token", self.token,
                               "--file", str(data.ndjson), "--batch", "1000",
@@ -485,6 +498,8 @@ class OursEngine(Engine):
         return True, ""
 
     def execute(self, query: Query, period) -> tuple[float, list[tuple]]:
+        if query.api.method == "SEGMENT":
+            return self._refresh(query, period)
         if query.api.method == "POST":
             path = query.api.path
             payload = json.dumps(self.analysis_body(query, period)).encode()
@@ -498,6 +513,272 @@ class OursEngine(Engine):
             raise EngineUnavailable(f"{query.api.method} {path} answered {status}: "
                                     f"{body[:300].decode(errors='replace')}")
         return elapsed, api_rows(query, json.loads(body))
+
+
+    # ------------------------------------------------------------------------------------------ segments (Q6)
+
+    SEGMENTS = "/api/v1/analytics/segments"
+    RUNS = "/api/v1/analytics/pipelines/runs"
+    RUN_TIMEOUT_SECONDS = 600
+    BUSY_POLL_SECONDS = 0.002   # poll without sleeping for the first 2 ms of a run, then every 0.5 ms
+    POLL_SLEEP_SECONDS = 0.0005
+    READS = 2000                # the micro-measure: GETs of users-count, and of contains/{user_id}
+    CONTAINS_MEMBERS = 1000     # of the contains GETs: members asked (cycled when fewer), the rest non-members
+    READ_TARGET_P99_MS = 1.0    # issue 6: users-count and contains under 1 ms p99
+
+    def _call(self, method: str, path: str, document: Any = None) -> tuple[int, Any, bytes]:
+        """One untimed API call: (status, parsed JSON body or None, raw body)."""
+        headers = self._auth()
+        payload = None
+        if document is not None:
+            payload = json.dumps(document).encode()
+            headers["Content-Type"] = "application/json"
+        status, body = self.http.request(method, path, payload, headers)
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        return status, parsed, body
+
+    @staticmethod
+    def _unexpected(what: str, status: int, body: bytes) -> Exception:
+        """A 404/405/501 means the endpoint is not there yet ("not available", the run goes on); any other
+        unexpected status is a failure of the run."""
+        text = f"{what} answered {status}: {body[:300].decode(errors='replace')}"
+        return EngineUnavailable(text) if status in (404, 405, 501) else RuntimeError(text)
+
+    def _wait_run(self, run_id: str, started: float) -> tuple[float, dict[str, Any]]:
+        """Polls GET /pipelines/runs/{run_id} over the keep-alive connection until the run is completed:
+        (milliseconds from `started` until the answer saying so was read, the run document). A failed run
+        raises. No sleep for the first BUSY_POLL_SECONDS, then POLL_SLEEP_SECONDS between polls."""
+        path = f"{self.RUNS}/{urllib.parse.quote(str(run_id), safe='')}"
+        headers = self._auth()
+        while True:
+            status, body = self.http.request("GET", path, None, headers)
+            seen = time.perf_counter()
+            if status != 200:
+                raise self._unexpected(f"GET {path}", status, body)
+            run = json.loads(body)
+            state = run.get("status")
+            if state == "completed":
+                return (seen - started) * 1000, run
+            if state == "failed":
+                raise RuntimeError(f"segment refresh run {run_id} failed: {run.get('error')}")
+            if state not in ("queued", "running"):
+                raise RuntimeError(f"segment refresh run {run_id} has status {state!r}")
+            if seen - started > self.RUN_TIMEOUT_SECONDS:
+                raise RuntimeError(f"segment refresh run {run_id} not completed after {self.RUN_TIMEOUT_SECONDS} s")
+            if seen - started > self.BUSY_POLL_SECONDS:
+                time.sleep(self.POLL_SLEEP_SECONDS)
+
+    def _segment(self, query: Query, period) -> dict[str, Any]:
+        """The query's segment, created on the first call (untimed): POST /segments/definitions with the rule
+        and as_of = the period's last millisecond, then a wait for the first refresh that creation queues."""
+        if query.name in self.segments:
+            return self.segments[query.name]
+        as_of = as_of_of(period).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        template = dict(query.api.definition or {})
+        prefix = template.pop("name", "bench_segment")
+        for n in range(1, 101):  # the data dir is fresh, so _1 is free unless a definition was left behind
+            definition = {"name": f"{prefix}_{n}", "type": "dynamic", **template, "as_of": as_of,
+                          "rule": query.api.body}
+            started = time.perf_counter()
+            status, created, body = self._call("POST", f"{self.SEGMENTS}/definitions", definition)
+            if status != 409:
+                break
+        if status != 201 or not isinstance(created, dict) or not created.get("id"):
+            raise self._unexpected(f"POST {self.SEGMENTS}/definitions", status, body)
+        segment = {"id": str(created["id"]), "name": definition["name"], "as_of": as_of, "definition": definition}
+        run_id = created.get("refresh_run_id")
+        if run_id is None:  # not queued by the creation: ask for it
+            started = time.perf_counter()
+            status, queued, body = self._call("POST", f"{self.SEGMENTS}/{segment['id']}/refresh")
+            if status != 202 or not isinstance(queued, dict) or "run_id" not in queued:
+                raise self._unexpected(f"POST {self.SEGMENTS}/{segment['id']}/refresh", status, body)
+            run_id = queued["run_id"]
+        client_ms, run = self._wait_run(run_id, started)
+        segment["initial_refresh"] = {"run_id": run_id, "client_ms": client_ms,
+                                      "server_duration_ms": run.get("duration_ms"),
+                                      "users_count": (run.get("result") or {}).get("users_count"),
+                                      "result": run.get("result"),
+                                      "note": "the refresh queued by the creation; client_ms from sending the "
+                                              "creating POST until the run was seen completed"}
+        self.segments[query.name] = segment
+        self.refreshes[query.name] = []
+        return segment
+
+    def _users_count(self, segment_id: str) -> int:
+        path = f"{self.SEGMENTS}/{urllib.parse.quote(segment_id, safe='')}/users-count"
+        status, answer, body = self._call("GET", path)
+        if status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("users_count"), int):
+            raise self._unexpected(f"GET {path}", status, body)
+        return answer["users_count"]
+
+    def _refresh(self, query: Query, period) -> tuple[float, list[tuple]]:
+        """One timed run of a segment row: POST /segments/{id}/refresh (202 {"run_id"}), then GET
+        /pipelines/runs/{run_id} until completed; the clock runs from sending the POST until the answer saying
+        "completed" is read. The answer, users-count, is read after the clock and checked against the run's
+        result; the run's own duration_ms (server side) is kept for after_runs()."""
+        segment = self._segment(query, period)
+        path = f"{self.SEGMENTS}/{urllib.parse.quote(segment['id'], safe='')}/refresh"
+        headers = self._auth()
+        started = time.perf_counter()
+        status, body = self.http.request("POST", path, b"", headers)
+        if status != 202:
+            raise self._unexpected(f"POST {path}", status, body)
+        run_id = json.loads(body)["run_id"]
+        elapsed, run = self._wait_run(run_id, started)
+        users = self._users_count(segment["id"])
+        result_users = (run.get("result") or {}).get("users_count")
+        if result_users is not None and result_users != users:
+            raise RuntimeError(f"refresh run {run_id} says users_count {result_users}, users-count says {users}")
+        self.refreshes[query.name].append({"run_id": run_id, "client_ms": elapsed,
+                                           "server_duration_ms": run.get("duration_ms"), "users_count": users,
+                                           "result": run.get("result")})
+        return elapsed, [(users,)]
+
+    def after_runs(self, query: Query) -> dict[str, Any]:
+        if query.api.method != "SEGMENT" or query.name not in self.segments:
+            return {}
+        segment, refreshes = self.segments[query.name], self.refreshes[query.name]
+        server = [r["server_duration_ms"] for r in refreshes[1:] if isinstance(r["server_duration_ms"], (int, float))]
+        out: dict[str, Any] = {
+            "segment": {key: segment[key] for key in ("id", "name", "as_of", "definition")},
+            "initial_refresh": segment["initial_refresh"],
+            # The pipeline run's own duration_ms of the warm-up (first) and each timed run, beside the client's.
+            "server_duration_ms": {
+                "first": refreshes[0]["server_duration_ms"] if refreshes else None,
+                "median": statistics.median(server) if server else None,
+                "runs": [r["server_duration_ms"] for r in refreshes[1:]]},
+            "refresh_run_ids": [r["run_id"] for r in refreshes],
+            "last_refresh_result": refreshes[-1]["result"] if refreshes else None,  # the run's "result" as is
+        }
+        if not refreshes:
+            return out
+        users = refreshes[-1]["users_count"]
+        problems: list[str] = []
+        try:
+            out["reads"] = self._segment_reads(segment["id"], users, problems)
+        except EngineUnavailable as error:
+            out["reads"] = {"available": False, "reason": str(error)}
+        except Exception as error:  # the refresh figures stand; the reads failed
+            out["reads"] = {"available": False, "reason": f"failed: {type(error).__name__}: {error}"}
+            problems.append(f"{query.name}: ours' segment reads failed: {type(error).__name__}: {error}")
+        out["problems"] = problems
+        return out
+
+    def _members(self, segment_id: str) -> list[str]:
+        """Every member's original user id, GET /segments/{id}/members page by page (untimed)."""
+        members: list[str] = []
+        cursor = None
+        for _ in range(100000):
+            params = {"limit": "1000"}
+            if cursor:
+                params["cursor"] = cursor
+            path = f"{self.SEGMENTS}/{urllib.parse.quote(segment_id, safe='')}/members?" + \
+                urllib.parse.urlencode(params)
+            status, page, body = self._call("GET", path)
+            if status != 200 or not isinstance(page, dict):
+                raise self._unexpected(f"GET {path}", status, body)
+            members += [str(user) for user in page.get("users") or []]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return members
+        raise RuntimeError("GET members: more than 100,000 pages")
+
+    def _non_members(self, members: set[str], wanted: int) -> list[str]:
+        """Users of the data set (subject, else data.user_id) who are not members, from the start of the NDJSON."""
+        found: dict[str, None] = {}
+        if self.data is None:
+            return []
+        with open(self.data.ndjson, encoding="utf-8") as lines:
+            for count, line in enumerate(lines):
+                if len(found) >= wanted or count >= 5_000_000:
+                    break
+                event = json.loads(line)
+                user = event.get("subject") or (event.get("data") or {}).get("user_id")
+                if isinstance(user, str) and user and user not in members:
+                    found.setdefault(user)
+        return list(found)
+
+    def _segment_reads(self, segment_id: str, users: int, problems: list[str]) -> dict[str, Any]:
+        """The micro-measure (after the timed runs; ours only): READS GETs of users-count, then READS GETs of
+        contains/{user_id} (members and non-members interleaved), one at a time over the keep-alive
+        connection, each timed from sending the request until its whole body is read. Every answer is checked
+        after the clock: users-count = the refreshed count, contains true for members and false otherwise."""
+        quoted = urllib.parse.quote(segment_id, safe="")
+        members = self._members(segment_id)
+        member_set = set(members)
+        if len(members) != users or len(member_set) != len(members):
+            problems.append(f"segment {segment_id}: GET members listed {len(members)} users "
+                            f"({len(member_set)} distinct), users-count says {users}")
+        outsiders = self._non_members(member_set, self.READS - self.CONTAINS_MEMBERS)
+        rng = random.Random(42)
+        asked_members = rng.sample(members, min(len(members), self.CONTAINS_MEMBERS))
+        if not asked_members and not outsiders:
+            raise RuntimeError("no user to ask contains about")
+        # READS questions: CONTAINS_MEMBERS about members (cycled when there are fewer), the rest about
+        # non-members; all about one kind when the other has nobody.
+        member_questions = self.CONTAINS_MEMBERS if asked_members and outsiders else \
+            (self.READS if asked_members else 0)
+        plan = [(asked_members[i % len(asked_members)], True) for i in range(member_questions)] + \
+               [(outsiders[i % len(outsiders)], False) for i in range(self.READS - member_questions)]
+        rng.shuffle(plan)
+        headers = self._auth()
+
+        count_path = f"{self.SEGMENTS}/{quoted}/users-count"
+        count_ms, wrong_counts = [], []
+        for _ in range(self.READS):
+            started = time.perf_counter()
+            status, body = self.http.request("GET", count_path, None, headers)
+            count_ms.append((time.perf_counter() - started) * 1000)
+            answer = json.loads(body) if status == 200 else None
+            if answer is None or answer.get("users_count") != users:
+                wrong_counts.append(f"{status} {body[:200].decode(errors='replace')}")
+        if wrong_counts:
+            problems.append(f"segment {segment_id}: {len(wrong_counts)} of {self.READS} users-count answers were "
+                            f"not {users}, e.g. {wrong_counts[0]}")
+
+        contains_ms, wrong = [], []
+        for user, expected in plan:
+            path = f"{self.SEGMENTS}/{quoted}/contains/{urllib.parse.quote(user, safe='')}"
+            started = time.perf_counter()
+            status, body = self.http.request("GET", path, None, headers)
+            contains_ms.append((time.perf_counter() - started) * 1000)
+            answer = json.loads(body) if status == 200 else None
+            if answer is None or answer.get("contains") is not expected:
+                wrong.append(f"{user} ({'member' if expected else 'non-member'}): {status} "
+                             f"{body[:200].decode(errors='replace')}")
+        if wrong:
+            problems.append(f"segment {segment_id}: {len(wrong)} of {len(plan)} contains answers wrong, e.g. "
+                            + "; ".join(wrong[:3]))
+        members_asked = sum(1 for _, expected in plan if expected)
+        return {
+            "members_listed": len(members),
+            "members_sha1": hashlib.sha1("\n".join(sorted(members)).encode()).hexdigest(),
+            "users_count": dict(latency_summary(count_ms), wrong=len(wrong_counts),
+                                meets_target=percentile(count_ms, 99) < self.READ_TARGET_P99_MS),
+            "contains": dict(latency_summary(contains_ms), wrong=len(wrong), members_asked=members_asked,
+                             distinct_members=len(asked_members), non_members_asked=len(plan) - members_asked,
+                             distinct_non_members=len(outsiders),
+                             meets_target=percentile(contains_ms, 99) < self.READ_TARGET_P99_MS),
+            "target_p99_ms": self.READ_TARGET_P99_MS,
+            "method": f"{self.READS} GET users-count, then {self.READS} GET contains/{{user_id}} (members and "
+                      "non-members shuffled), one at a time over one keep-alive connection; each timed from "
+                      "sending the request until the whole body is read; answers checked after the clock",
+        }
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100)
+    return ordered[int(rank) - 1]
+
+
+def latency_summary(values: list[float]) -> dict[str, Any]:
+    return {"n": len(values), "p50_ms": statistics.median(values), "p99_ms": percentile(values, 99),
+            "max_ms": max(values), "mean_ms": statistics.fmean(values)}
 
 
 class EngineUnavailable(Exception):

@@ -65,6 +65,55 @@ def fmt_ms(value) -> str:
     return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
+def segment_lines(engine_label: str, entry: dict) -> list[str]:
+    """Progress lines for a segment row: the server-side refresh durations and the read micro-measure."""
+    if "server_duration_ms" not in entry:
+        return []
+    server, initial = entry["server_duration_ms"], entry.get("initial_refresh") or {}
+    out = [f"{engine_label} refresh duration_ms (server) median {fmt_ms(server.get('median'))} "
+           f"(first {fmt_ms(server.get('first'))}; runs {', '.join(fmt_ms(t) for t in server.get('runs', []))}); "
+           f"refresh queued by the creation: {fmt_ms(initial.get('client_ms'))} ms client, "
+           f"{fmt_ms(initial.get('server_duration_ms'))} ms server"]
+    reads = entry.get("reads") or {}
+    if reads.get("available") is False:
+        out.append(f"{engine_label} users-count / contains not measured: {reads.get('reason')}")
+    elif reads:
+        for key in ("users_count", "contains"):
+            r = reads[key]
+            out.append(f"{engine_label} GET {key.replace('_', '-')}: p50 {r['p50_ms']:.3f} ms, "
+                       f"p99 {r['p99_ms']:.3f} ms, max {r['max_ms']:.3f} ms over {r['n']:,} "
+                       f"({r['wrong']} wrong answers)")
+    return out
+
+
+def segment_table(entry: dict) -> list[str]:
+    """Markdown rows for a segment row's extra figures (ours)."""
+    server, initial = entry["server_duration_ms"], entry.get("initial_refresh") or {}
+    lines = ["| figure | median / p50 ms | p99 ms | first / max ms | target |", "|---|---:|---:|---:|---|"]
+    ratio = entry.get("ratio_to_fastest_peer")
+    lines.append(f"| refresh, client: POST → run seen completed | {fmt_ms(entry['median_ms'])} | | "
+                 f"{fmt_ms(entry['first_ms'])} | ≤ 0.2 × fastest peer"
+                 + (f" ({ratio:.3f})" if ratio is not None else "") + " |")
+    lines.append(f"| refresh, server: the run's duration_ms | {fmt_ms(server.get('median'))} | | "
+                 f"{fmt_ms(server.get('first'))} | |")
+    lines.append(f"| first refresh (queued by the creation), client / server | {fmt_ms(initial.get('client_ms'))} / "
+                 f"{fmt_ms(initial.get('server_duration_ms'))} | | | |")
+    reads = entry.get("reads") or {}
+    if reads.get("available") is False:
+        lines.append(f"| users-count / contains | not measured: {reads.get('reason')} | | | |")
+    elif reads:
+        contains = reads["contains"]
+        for key, title in (("users_count", f"GET users-count (× {reads['users_count']['n']:,})"),
+                           ("contains", f"GET contains/{{user_id}} (× {contains['n']:,}: "
+                                        f"{contains['members_asked']:,} members, "
+                                        f"{contains['non_members_asked']:,} non-members)")):
+            r = reads[key]
+            verdict = ("p99 < 1 ms: " + ("yes" if r["meets_target"] else "no")) + \
+                      (f"; {r['wrong']} WRONG answers" if r["wrong"] else "")
+            lines.append(f"| {title} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['max_ms']:.3f} | {verdict} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", type=Path, required=True)
@@ -142,6 +191,11 @@ def main() -> int:
                                                 f"differently: " + "; ".join(diff))
                         entry.update(first_ms=first_ms, median_ms=statistics.median(timings), min_ms=min(timings),
                                      max_ms=max(timings), runs_ms=timings, answer=answer)
+                        # Engine-specific figures measured after the timed runs (ours, Q6: the refreshes'
+                        # server-side durations and the users-count / contains micro-measure).
+                        extra = engine.after_runs(query)
+                        problems.extend(extra.pop("problems", []))
+                        entry.update(extra)
                     except EngineUnavailable as error:
                         ok, why = False, str(error)
                     except Exception as error:  # a failed query, an answer that cannot be read: the run goes on
@@ -155,6 +209,8 @@ def main() -> int:
                     print(f"bench: {query.name}: {engine.label} median {fmt_ms(entry['median_ms'])} ms "
                           f"(first {fmt_ms(entry['first_ms'])}; runs {', '.join(fmt_ms(t) for t in timings)})",
                           flush=True)
+                    for line in segment_lines(engine.label, entry):
+                        print(f"bench: {query.name}: {line}", flush=True)
     finally:
         for engine in reversed(engines):
             engine.stop()
@@ -200,6 +256,11 @@ def main() -> int:
         row = results[query.name]
         lines.append("| " + " | ".join([query.title] + [fmt_ms(row[name]["first_ms"]) if row[name].get("available")
                                                          else "not available" for name in names]) + " |")
+    for query in QUERIES:
+        for name in names:
+            entry = results[query.name][name]
+            if entry.get("available") and "server_duration_ms" in entry:
+                lines += ["", f"{query.title}, {label[name]}:", ""] + segment_table(entry)
     lines += ["", "| engine | load s | events/s | engine CPU s | bytes on disk | bytes/event |",
               "|---|---:|---:|---:|---:|---:|"]
     for name in names:
@@ -227,7 +288,9 @@ def main() -> int:
         "runs": args.runs,
         "timing": {"duckdb": "in-process execute + fetchall", "clickhouse": "HTTP POST over keep-alive, "
                    "until the whole TabSeparated body is read", "ours": "HTTP GET (metric values) or POST "
-                   "(analysis) over keep-alive, until the whole JSON body is read"},
+                   "(analysis) over keep-alive, until the whole JSON body is read; segment rows (Q6): from sending "
+                   "POST /segments/{id}/refresh until GET /pipelines/runs/{run_id} (polled without sleeping for "
+                   "2 ms, then every 0.5 ms) says completed; users-count read after the clock"},
         "load": loads,
         "queries": {query.name: {"title": query.title, "engines": results[query.name]} for query in QUERIES},
         "problems": problems,

@@ -11,9 +11,16 @@ period from the data once (the first and last day with an event) and hands the s
 SQL placeholders: {start} and {end} ('YYYY-MM-DD HH:MM:SS', UTC), {start_date} and {end_date} ('YYYY-MM-DD';
 end_date is the first day after the period), {purchase_type}, and the query's own `sql_params`.
 
+Segment rows (Q6) are evaluated at as_of = the last millisecond of the period (the last day, 23:59:59.999 UTC):
+{as_of} ('YYYY-MM-DD HH:MM:SS.fff'), {as_of_second} (the same second, for ClickHouse's whole-second DateTime),
+and the query's `windows` ({placeholder: N}): midnight of the first of the N calendar days ending on the as_of
+date ('YYYY-MM-DD 00:00:00'), so that [it, as_of] is the API's `"within_days": N` window.
+
 Our API: the metric rows (Q1, Q2) GET /metrics/values/{metric}; the analysis rows (Q3-Q5) POST a JSON body to
 /analysis/{funnels,retention,experiments}, to which the harness adds period_start (the first day),
-period_end (the last day: the API's end date is inclusive, so [start, end) exactly) and timezone "UTC".
+period_end (the last day: the API's end date is inclusive, so [start, end) exactly) and timezone "UTC";
+the segment rows (Q6) create a dynamic segment with the rule once and time POST /segments/{id}/refresh until
+its pipeline run completed, then read GET /segments/{id}/users-count (engines.OursEngine).
 """
 from __future__ import annotations
 
@@ -38,6 +45,16 @@ RETENTION_PERIODS = (1, 7, 30)
 EXPOSURE_TYPE = "com.platform.experiments.exposure.recorded.v1"
 EXPERIMENT_KEY = "checkout_v2"
 EXPERIMENT_CONTROL = "A"
+# Q6 segment: at least 2 purchases in the last 30 days and no session start in the last 7, as of the end of
+# the data (the session-start type of src/gen/model.h kSessionStarted).
+SESSION_STARTED_TYPE = "com.platform.library.session.started.v1"
+SEGMENT_MIN_PURCHASES = 2
+SEGMENT_PURCHASE_DAYS = 30
+SEGMENT_SESSION_DAYS = 7
+QUIET_BUYERS_RULE = {"and": [
+    {"performed": {"event_type": PURCHASE_TYPE, "count": {"gte": SEGMENT_MIN_PURCHASES},
+                   "within_days": SEGMENT_PURCHASE_DAYS}},
+    {"not": {"performed": {"event_type": SESSION_STARTED_TYPE, "within_days": SEGMENT_SESSION_DAYS}}}]}
 
 
 @dataclass(frozen=True)
@@ -45,7 +62,10 @@ class ApiCall:
     """method "GET" (default): a GET of /api/v1/analytics/metrics/values/{metric} with `params` and the period.
     `definition`, when set, is POSTed to /api/v1/analytics/metrics/definitions before the first call (201, or
     409 when it already exists).
-    method "POST": a POST of `body` (JSON) to `path`; the harness adds period_start, period_end and timezone."""
+    method "POST": a POST of `body` (JSON) to `path`; the harness adds period_start, period_end and timezone.
+    method "SEGMENT": `definition` (name prefix, type, description) and `body` (the rule) of a dynamic segment,
+    which the harness creates once (POST `path`/definitions, named `<name>_<n>`, with the period's as_of);
+    each run is then a refresh of it (engines.OursEngine)."""
     metric: str = ""
     params: dict[str, str] = field(default_factory=dict)
     definition: dict[str, Any] | None = None
@@ -58,13 +78,15 @@ class ApiCall:
 class Query:
     name: str          # key in results JSON
     title: str         # row label of the table
-    shape: str         # "day_counts", "top_games_daily", "funnel_steps", "retention_cohorts", "ab_conversion"
+    shape: str         # "day_counts", "top_games_daily", "funnel_steps", "retention_cohorts", "ab_conversion",
+                       # "user_count"
     duckdb: str
     clickhouse: str
     api: ApiCall
     top_n: int = 0     # for "top_games_daily"
     control: str = ""  # for "ab_conversion": the variant the others are tested against
     sql_params: dict[str, Any] = field(default_factory=dict)  # extra SQL placeholders of this query
+    windows: dict[str, int] = field(default_factory=dict)  # segment windows: placeholder → within_days N
 
 
 # Definitions the harness creates for our engine. The built-in `dau` counts 19 "user-initiated" event types
@@ -315,14 +337,69 @@ QUERIES: list[Query] = [
                           "control": EXPERIMENT_CONTROL,
                           "goals": [{"kind": "conversion", "event_type": PURCHASE_TYPE}]}),
     ),
+    Query(
+        name="segment_quiet_buyers",
+        title="Q6 segment: >=2 purchases in 30 d, no session in 7 d",
+        shape="user_count",
+        sql_params={"session_type": SESSION_STARTED_TYPE, "min_purchases": SEGMENT_MIN_PURCHASES},
+        windows={"purchases_from": SEGMENT_PURCHASE_DAYS, "sessions_from": SEGMENT_SESSION_DAYS},
+        duckdb="""
+            SELECT count(*) AS users
+            FROM (
+              SELECT user_id
+              FROM events
+              WHERE type = '{purchase_type}' AND time >= TIMESTAMP '{purchases_from}'
+                AND time <= TIMESTAMP '{as_of}' AND user_id <> ''
+              GROUP BY user_id
+              HAVING count(*) >= {min_purchases})
+            WHERE user_id NOT IN (
+              SELECT user_id FROM events
+              WHERE type = '{session_type}' AND time >= TIMESTAMP '{sessions_from}'
+                AND time <= TIMESTAMP '{as_of}' AND user_id <> '')""",
+        clickhouse="""
+            SELECT count() AS users
+            FROM (
+              SELECT user_id
+              FROM events
+              WHERE type = '{purchase_type}' AND time >= toDateTime('{purchases_from}')
+                AND time <= toDateTime('{as_of_second}') AND user_id != ''
+              GROUP BY user_id
+              HAVING count() >= {min_purchases})
+            WHERE user_id NOT IN (
+              SELECT user_id FROM events
+              WHERE type = '{session_type}' AND time >= toDateTime('{sessions_from}')
+                AND time <= toDateTime('{as_of_second}') AND user_id != '')""",
+        api=ApiCall(method="SEGMENT", path="/api/v1/analytics/segments",
+                    definition={"name": "bench_quiet_buyers", "type": "dynamic",
+                                "description": "make bench Q6: at least 2 purchases in the last 30 days and no "
+                                               "session start in the last 7, as of the end of the data."},
+                    body=QUIET_BUYERS_RULE),
+    ),
 ]
+
+
+def as_of_of(period: tuple[dt.date, dt.date]) -> dt.datetime:
+    """The evaluation time of the segment rows: the last millisecond of the period (its last day, 23:59:59.999
+    UTC), so that every event of the data is at or before it."""
+    return dt.datetime.combine(period[1], dt.time(), dt.timezone.utc) - dt.timedelta(milliseconds=1)
+
+
+def within_days_start(period: tuple[dt.date, dt.date], days: int) -> dt.date:
+    """First day of `"within_days": days` as of as_of_of(period): the N calendar days ending on the as_of date,
+    that day included."""
+    return as_of_of(period).date() - dt.timedelta(days=days - 1)
 
 
 def sql_for(query: Query, engine: str, period: tuple[dt.date, dt.date]) -> str:
     start, end = period
     text = query.duckdb if engine == "duckdb" else query.clickhouse
+    as_of = as_of_of(period)
+    params = dict(query.sql_params, as_of=as_of.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                  as_of_second=as_of.strftime("%Y-%m-%d %H:%M:%S"))
+    for placeholder, days in query.windows.items():
+        params[placeholder] = f"{within_days_start(period, days)} 00:00:00"
     return text.format(start=f"{start} 00:00:00", end=f"{end} 00:00:00", start_date=str(start), end_date=str(end),
-                       purchase_type=PURCHASE_TYPE, **query.sql_params)
+                       purchase_type=PURCHASE_TYPE, **params)
 
 
 def days_of(period: tuple[dt.date, dt.date]) -> list[str]:
@@ -339,7 +416,7 @@ def canonical(query: Query, rows: list[tuple], period: tuple[dt.date, dt.date]) 
     engines may return the sparse rows; it costs nothing next to the queries.
     funnel_steps, retention_cohorts, ab_conversion: see their branches below (rows (step, users, median);
     (cohort_start, users, period, measurable, retained users or NULL); (variant, exposed users, converters
-    [, p-value])).
+    [, p-value]); user_count: (users,)).
     The answers are stored in the results JSON as they are (the format of Q1/Q2 is unchanged)."""
     days = days_of(period)
     if query.shape == "day_counts":
@@ -389,6 +466,9 @@ def canonical(query: Query, rows: list[tuple], period: tuple[dt.date, dt.date]) 
                     control["converters"], control["exposed_users"], variant["converters"],
                     variant["exposed_users"])
         return dict(sorted(variants.items()))
+    if query.shape == "user_count":
+        # One number: the users in the segment (the peers' one row; ours' users-count after the refresh).
+        return int(rows[0][0]) if rows else 0
     raise ValueError(f"unknown shape {query.shape}")
 
 
@@ -464,6 +544,9 @@ def differences(query: Query, expected: Any, actual: Any) -> list[str]:
                     out.append(f"variant {name} {key}: {want[key]} vs {got[key]}")
             if not _close_or_none(want["p_value"], got["p_value"], P_VALUE_TOLERANCE, P_VALUE_TOLERANCE):
                 out.append(f"variant {name} p_value: {want['p_value']!r} vs {got['p_value']!r}")
+    elif query.shape == "user_count":
+        if expected != actual:
+            out.append(f"users: {expected} vs {actual}")
     return out[:5]
 
 

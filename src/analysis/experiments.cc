@@ -161,6 +161,7 @@ Plan MakePlan(const ExperimentRequest& request) {
     query.filter = request.common.filter;
     query.from_ms = request.common.start_ms;
     query.to_ms = request.common.end_ms;
+    query.scope = request.common.scope;
     return query;
   };
   query::TimelineQuery& exposures = add_query();

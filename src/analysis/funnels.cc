@@ -233,13 +233,12 @@ json TimeToConvert(const FunnelRequest& request, const query::FunnelGroup& group
   return out;
 }
 
-}  // namespace
-
-Result<json> RunFunnels(store::EventStore& store, const json& body, const Viewer& viewer,
-                        const AnalysisOptions& options) {
-  ANALYTICS_ASSIGN_OR_RETURN(FunnelRequest request, Parse(body, viewer, options));
-  ANALYTICS_RETURN_IF_ERROR(CheckDataAvailable(store, request.common));
-
+// The funnel of `request` over the store: the one Timeline read (the segment's users only, when it names one) and
+// the engine. `breakdown`: by the request's breakdown property, if any; `collect_users`: each step's users too.
+// The Timeline read is the same either way (its breakdown key included), so that asking for the users of a funnel
+// just shown finds its rows in the store's cache.
+Result<query::FunnelResult> ComputeFunnel(store::EventStore& store, const FunnelRequest& request,
+                                          const AnalysisOptions& options, bool breakdown, bool collect_users) {
   query::TimelineQuery timeline_query;
   for (const auto& step : request.steps) timeline_query.selectors.push_back({{step.event_type}, step.filter});
   for (const auto& exclusion : request.exclusions) {
@@ -250,6 +249,7 @@ Result<json> RunFunnels(store::EventStore& store, const json& body, const Viewer
   if (request.breakdown_property) timeline_query.keys.push_back(*request.breakdown_property);
   timeline_query.from_ms = request.common.start_ms;
   timeline_query.to_ms = request.common.end_ms;
+  timeline_query.scope = request.common.scope;
   ANALYTICS_ASSIGN_OR_RETURN(auto timeline, store.ReadTimeline(timeline_query));
 
   query::FunnelSpec spec;
@@ -264,11 +264,21 @@ Result<json> RunFunnels(store::EventStore& store, const json& body, const Viewer
                                               : query::FunnelOrder::kOrdered;
   spec.entry = request.entry == "any_touch" ? query::FunnelEntry::kAnyTouch : query::FunnelEntry::kFirstTouch;
   spec.hold_keys = request.hold_constant.size();
-  if (request.breakdown_property) spec.breakdown_key = request.hold_constant.size();
+  if (breakdown && request.breakdown_property) spec.breakdown_key = request.hold_constant.size();
   spec.attribution =
       request.attribution == "last_step" ? query::FunnelAttribution::kLastStep : query::FunnelAttribution::kFirstStep;
   spec.threads = common::QueryThreads(static_cast<int>(options.query_threads));
-  query::FunnelResult result = query::RunFunnel(*timeline, spec);
+  spec.collect_users = collect_users;
+  return query::RunFunnel(*timeline, spec);
+}
+
+}  // namespace
+
+Result<json> RunFunnels(store::EventStore& store, const json& body, const Viewer& viewer,
+                        const AnalysisOptions& options) {
+  ANALYTICS_ASSIGN_OR_RETURN(FunnelRequest request, Parse(body, viewer, options));
+  ANALYTICS_RETURN_IF_ERROR(CheckDataAvailable(store, request.common));
+  ANALYTICS_ASSIGN_OR_RETURN(query::FunnelResult result, ComputeFunnel(store, request, options, true, false));
 
   const CommonRequest& common = request.common;
   auto small = [&](const query::FunnelGroup& group) {
@@ -314,6 +324,33 @@ Result<json> RunFunnels(store::EventStore& store, const json& body, const Viewer
   }
   AddKAnonymity(document, common, suppressed_groups);
   return document;
+}
+
+Result<query::Roaring> FunnelUsers(store::EventStore& store, const json& body, const Viewer& viewer,
+                                   const AnalysisOptions& options, int64_t step, const std::string& which) {
+  ANALYTICS_ASSIGN_OR_RETURN(FunnelRequest request, Parse(body, viewer, options));
+  const int64_t last = static_cast<int64_t>(request.steps.size()) - 1;
+  if (which != "reached" && which != "dropped" && which != "converted") {
+    return Status::InvalidArgument("must be one of reached, dropped, converted", "which");
+  }
+  if (step < 0 || step > last || (which == "dropped" && step == last)) {
+    return Status::InvalidArgument(
+        "must be a step index from 0 to " + std::to_string(which == "dropped" ? last - 1 : last) +
+            (which == "dropped" ? " (no one drops off after the last step)" : ""),
+        "step");
+  }
+  // User lists are individual data: a k-anonymous viewer (a developer) may only see groups of k users or more,
+  // which a list of ids does not respect.
+  if (request.common.k_anonymity) {
+    return Status::PermissionDenied("the users of a funnel step are not available to k-anonymous viewers");
+  }
+  ANALYTICS_RETURN_IF_ERROR(CheckDataAvailable(store, request.common));
+  ANALYTICS_ASSIGN_OR_RETURN(query::FunnelResult result, ComputeFunnel(store, request, options, false, true));
+  std::vector<query::FunnelStepOutcome>& steps = result.total.steps;
+  if (which == "converted") return std::move(steps.back().user_ids);
+  const size_t index = static_cast<size_t>(step);
+  if (which == "reached") return std::move(steps[index].user_ids);
+  return steps[index].user_ids - steps[index + 1].user_ids;
 }
 
 }  // namespace analytics::analysis

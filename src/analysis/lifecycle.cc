@@ -103,6 +103,7 @@ Result<std::vector<Roaring>> ActiveUsers(store::EventStore& store, const CommonR
     aggregate.filter = FilterExpr::And({request.filter, selector.filter});
     aggregate.bounds = bounds;
     aggregate.collect_users = true;
+    aggregate.scope = request.scope;
     ANALYTICS_ASSIGN_OR_RETURN(auto result, store.Aggregate(aggregate));
     for (const auto& [key, cells] : result->groups) {
       for (size_t bucket_idx = 0; bucket_idx < active.size() && bucket_idx < cells.size(); ++bucket_idx) {

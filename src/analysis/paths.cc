@@ -128,6 +128,7 @@ Result<json> RunPaths(store::EventStore& store, const json& body, const Viewer& 
   timeline_query.filter = common.filter;
   timeline_query.from_ms = common.start_ms;
   timeline_query.to_ms = common.end_ms;
+  timeline_query.scope = common.scope;
   ANALYTICS_ASSIGN_OR_RETURN(auto timeline, store.ReadTimeline(timeline_query));
   const size_t threads = common::QueryThreads(static_cast<int>(options.query_threads));
   const query::PathsResult result = query::CountPaths(*timeline, spec, threads);

@@ -142,9 +142,9 @@ Result<CommonRequest> ParseCommon(const json& body, const Viewer& viewer, const 
   request.filter = query::FilterExpr::And(std::move(filters));
   ANALYTICS_ASSIGN_OR_RETURN(request.segment, OptionalString(body, "segment", ""));
   if (request.segment) {
-    // Segments are defined through /segments/definitions (docs/analysis.md section 1); until one exists no id
-    // names one.
-    return Status::NotFound("segment '" + *request.segment + "' does not exist");
+    if (request.segment->empty()) return Status::InvalidArgument("must be a segment id", "segment");
+    if (!options.segment_scope) return Status::NotFound("segment '" + *request.segment + "' does not exist");
+    ANALYTICS_ASSIGN_OR_RETURN(request.scope, options.segment_scope(*request.segment));
   }
   return request;
 }
@@ -160,7 +160,10 @@ Status CheckDataAvailable(store::EventStore& store, const CommonRequest& request
 }
 
 json Echo(const CommonRequest& request) {
-  return {{"period_start", request.period_start}, {"period_end", request.period_end}, {"timezone", request.zone.name()}};
+  json echo = {{"period_start", request.period_start}, {"period_end", request.period_end},
+               {"timezone", request.zone.name()}};
+  if (request.segment) echo["segment"] = *request.segment;
+  return echo;
 }
 
 void AddKAnonymity(json& document, const CommonRequest& request, uint64_t suppressed_groups) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <set>
@@ -20,15 +21,21 @@
 #include "common/status.h"
 #include "query/filter_expr.h"
 #include "query/time_grid.h"
+#include "query/user_scope.h"
 #include "store/event_store.h"
 
 namespace analytics::analysis {
 
 using Viewer = query::Viewer;  // who asks (developers: own games, k-anonymity)
 
+// The current members of a segment as a scope of store ids (the segment service supplies it). NotFound: no
+// segment has that id; FailedPrecondition: the segment has not been materialized yet; other errors as they are.
+using SegmentScopeResolver = query::UserScopeResolver;
+
 struct AnalysisOptions {
   int k_anonymity = 5;     // privacy.k_anonymity
   size_t query_threads = 0;  // 0: the machine's cores
+  SegmentScopeResolver segment_scope;  // resolves `segment`; unset: every segment id is NotFound
 };
 
 struct CommonRequest {
@@ -38,10 +45,13 @@ struct CommonRequest {
   query::FilterExpr filter;           // the request's `filters` and the viewer's scope: must hold for every event read
   bool k_anonymity = false;           // a developer asks: groups of fewer than k users are left out
   int k = 5;
-  std::optional<std::string> segment;  // restrict to this segment's users
+  std::optional<std::string> segment;  // restrict to this segment's users ...
+  std::optional<query::UserScope> scope;  // ... its current members: every store query of the request reads only them
 };
 
 // Reads period_start, period_end (required), timezone (default UTC), filters, segment from `body` (an object).
+// A `segment` is resolved through options.segment_scope: NotFound when no segment has that id (or no resolver is
+// set), FailedPrecondition when it has no members yet (not materialized), the resolver's other errors as they are.
 common::Result<CommonRequest> ParseCommon(const nlohmann::json& body, const Viewer& viewer,
                                           const AnalysisOptions& options);
 
@@ -76,7 +86,8 @@ common::Result<query::FilterExpr> Filters(const nlohmann::json& object, std::str
 // FailedPrecondition (409 DATA_NOT_YET_AVAILABLE) when the period starts after the newest stored event.
 common::Status CheckDataAvailable(store::EventStore& store, const CommonRequest& request);
 
-// The period, time zone and filters echoed back in every answer: {"period_start", "period_end", "timezone"}.
+// The period, time zone and segment echoed back in every answer: {"period_start", "period_end", "timezone"}, and
+// "segment" (its id) when the request names one.
 nlohmann::json Echo(const CommonRequest& request);
 // {"k": k, "suppressed_groups": n} in document["k_anonymity"] when the request is k-anonymous.
 void AddKAnonymity(nlohmann::json& document, const CommonRequest& request, uint64_t suppressed_groups);

@@ -160,6 +160,7 @@ Result<std::vector<Roaring>> ReturnDays(store::EventStore& store, const Retentio
     query.filter = And(request.common.filter, filter);
     query.bounds = plan.return_bounds();
     query.collect_users = true;
+    query.scope = request.common.scope;
     queries.push_back(std::move(query));
   };
   bool any_type = request.returns.empty();
@@ -227,6 +228,7 @@ Result<json> RunRetentionForTest(store::EventStore& store, const json& body, con
   starts.from_ms = request.spec.cohort_type == query::CohortType::kRecurring ? common.start_ms
                                                                               : std::numeric_limits<int64_t>::min();
   starts.to_ms = common.end_ms;
+  starts.scope = common.scope;
   ANALYTICS_ASSIGN_OR_RETURN(auto timeline, store.ReadTimeline(starts));
   uint64_t unparsed_users = 0;
   const std::vector<Roaring> cohort_days =

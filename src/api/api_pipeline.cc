@@ -105,8 +105,10 @@ void ApiPipeline::Record(const HttpRequest& request, const HttpResponse& respons
   metrics_.Observe(request.method, route, response.status, seconds);
   const obs::LogLevel level = response.status >= 500 ? obs::LogLevel::kError : obs::LogLevel::kInfo;
   if (!obs::LogEnabled(level)) return;
+  // A path naming a user (contains-checks, erasure) is logged as its route: original user ids stay out of logs.
+  const bool names_user = request.path_params.count("user_id") > 0;
   nlohmann::json fields = {{"method", request.method},
-                           {"path", request.path},
+                           {"path", names_user ? route : request.path},
                            {"route", route},
                            {"status", response.status},
                            {"latency_ms", seconds * 1000.0},

@@ -18,10 +18,15 @@
 #include "api/handlers/events.h"
 #include "api/handlers/metric_definitions.h"
 #include "api/handlers/metric_values.h"
+#include "api/handlers/segments.h"
 #include "api/handlers/system.h"
 #include "api/http_server.h"
 #include "api/router.h"
 #include "auth/jwt_verifier.h"
+#include "analysis/funnels.h"
+#include "bus/local/local_event_bus.h"
+#include "jobs/pipeline_runner.h"
+#include "segments/segment_service.h"
 #include "common/time_util.h"
 #include "events/normalizer.h"
 #include "events/pseudonymizer.h"
@@ -157,6 +162,9 @@ struct Application::State {
   std::unique_ptr<events::Normalizer> normalizer;
   std::unique_ptr<store::EventStore> event_store;
   std::unique_ptr<ingest::Intake> intake;
+  std::unique_ptr<bus::EventBus> bus;
+  std::unique_ptr<jobs::PipelineRunner> runner;
+  std::unique_ptr<segments::SegmentService> segments;
   std::thread housekeeping;
   std::mutex housekeeping_mu;
   std::condition_variable housekeeping_cv;
@@ -226,15 +234,50 @@ Status Application::Start() {
     obs::LogInfo("event store recovered", embedded->recovery_report());
     s.event_store = std::move(embedded);
   }
+  // Segments: refreshes run as pipeline runs; segment.updated goes to the in-process bus.
+  s.bus = std::make_unique<bus::LocalEventBus>();
+  s.runner = std::make_unique<jobs::PipelineRunner>(*s.metadata);
+  s.segments = std::make_unique<segments::SegmentService>(*s.metadata, *s.event_store, *s.pseudonymizer, *s.bus,
+                                                          *s.runner);
+  segments::SegmentService* segment_service = s.segments.get();
   ingest::IntakeOptions intake_options;
   intake_options.dead_letter_retention_ms = int64_t{config_.ingest.dead_letter_retention_days} * 86400000;
+  intake_options.wants_stored_users = [segment_service] { return segment_service->WantsStoredUsers(); };
+  intake_options.on_stored_users = [segment_service](std::vector<std::string> users) {
+    segment_service->OnEventsStored(std::move(users));
+  };
+  intake_options.on_user_erased = [segment_service](const std::string& user) { segment_service->OnUserErased(user); };
   s.intake = std::make_unique<ingest::Intake>(*s.normalizer, *s.event_store, *s.metadata, intake_options);
   ANALYTICS_RETURN_IF_ERROR(LoadDemoData(config_, *s.event_store, *s.intake));
+  analysis::AnalysisOptions analysis_options;
+  analysis_options.k_anonymity = config_.privacy.k_anonymity;
+  analysis_options.segment_scope = [segment_service](const std::string& id) { return segment_service->ScopeOf(id); };
+  s.segments->SetSourceEvaluator([store = s.event_store.get(), analysis_options](const nlohmann::json& source)
+                                     -> Result<query::Roaring> {
+    auto users = analysis::FunnelUsers(*store, source["funnel"], analysis::Viewer{}, analysis_options,
+                                       source["step"].get<int64_t>(), source["users"].get<std::string>());
+    if (!users.ok() && users.status().code() == common::StatusCode::kInvalidArgument) {
+      const std::string field = users.status().field();
+      // The source's own members keep their names; the funnel request's fields are under source.funnel.
+      const std::string path = field == "step"    ? "source.step"
+                               : field == "which" ? "source.users"
+                               : field.empty()    ? "source.funnel"
+                                                  : "source.funnel." + field;
+      return Status::InvalidArgument(users.status().message(), path);
+    }
+    return users;
+  });
+  s.segments->RegisterJobs();
+  ANALYTICS_RETURN_IF_ERROR(s.segments->Start());
+  ANALYTICS_RETURN_IF_ERROR(s.runner->Start());
   s.housekeeping = std::thread([&s] {
     std::unique_lock lock(s.housekeeping_mu);
     while (!s.stopping) {
       auto purged = s.intake->PurgeExpiredDeadLetters(common::NowMillis());
       if (!purged.ok()) obs::LogWarn("dead letter purge failed", {{"error", purged.status().ToString()}});
+      // Pipeline runs are kept 30 days.
+      auto runs = s.metadata->PurgePipelineRunsBefore(common::NowMillis() - 30LL * 86400000);
+      if (!runs.ok()) obs::LogWarn("pipeline run purge failed", {{"error", runs.status().ToString()}});
       s.housekeeping_cv.wait_for(lock, std::chrono::minutes(10));
     }
   });
@@ -283,13 +326,16 @@ Status Application::Start() {
   api::AddMetricDefinitionRoutes(s.router, *s.catalog);
   metrics::MetricValuesOptions values_options;
   values_options.k_anonymity = config_.privacy.k_anonymity;
+  values_options.segment_scope = analysis_options.segment_scope;
   s.metric_values = std::make_unique<metrics::MetricValues>(*s.catalog, *s.event_store, values_options);
   api::AddMetricValuesRoutes(s.router, *s.metric_values);
-  analysis::AnalysisOptions analysis_options;
-  analysis_options.k_anonymity = config_.privacy.k_anonymity;
   api::AddAnalysisRoutes(s.router, *s.event_store, analysis_options);
+  api::AddSegmentRoutes(s.router, *s.segments);
+  api::AddPipelineRunRoutes(s.router, *s.metadata);
+  api::AddOutboxRoutes(s.router, *s.bus);
   api::EventRoutesOptions event_options;
   event_options.max_decompressed_bytes = config_.ingest.max_decompressed_bytes;
+  event_options.on_user_erased = intake_options.on_user_erased;
   api::AddEventRoutes(s.router, *s.intake, *s.event_store, *s.metadata, *s.pseudonymizer, event_options);
 
   s.http_metrics = std::make_unique<obs::HttpMetrics>(s.metrics);
@@ -350,6 +396,9 @@ void Application::Stop() {
     s.housekeeping_cv.notify_all();
     s.housekeeping.join();
   }
+  // Background work before the stores it uses: running refreshes finish, queued ones stay queued.
+  if (s.runner) s.runner->Stop();
+  if (s.segments) s.segments->Stop();
   if (s.event_store) {
     s.event_store.reset();  // flushes the memtable to segments
     obs::LogInfo("stopped");

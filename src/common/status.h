@@ -56,8 +56,8 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string message) { return Status(StatusCode::kUnavailable, std::move(message)); }
   static Status Corruption(std::string message) { return Status(StatusCode::kCorruption, std::move(message)); }
   static Status IOError(std::string message) { return Status(StatusCode::kIOError, std::move(message)); }
-  static Status FailedPrecondition(std::string message) {
-    return Status(StatusCode::kFailedPrecondition, std::move(message));
+  static Status FailedPrecondition(std::string message, std::string field = {}) {
+    return Status(StatusCode::kFailedPrecondition, std::move(message), std::move(field));
   }
   static Status Internal(std::string message) { return Status(StatusCode::kInternal, std::move(message)); }
 

@@ -74,7 +74,20 @@ Result<IntakeReport> Intake::Ingest(std::string_view body, events::BodyFormat fo
     batch.events.Replace(replacements);
   }
   if (!batch.events.empty()) {
+    std::vector<std::string> users;  // per event, for the stored-users listener
+    const bool collect_users = options_.on_stored_users && options_.wants_stored_users && options_.wants_stored_users();
+    if (collect_users) {
+      users.reserve(batch.events.size());
+      for (const events::EventView& event : batch.events) users.emplace_back(event.user);
+    }
     ANALYTICS_ASSIGN_OR_RETURN(store::AppendResult appended, store_.Append(std::move(batch.events)));
+    if (collect_users) {
+      std::vector<std::string> stored;
+      for (size_t i = 0; i < users.size() && i < appended.outcomes.size(); ++i) {
+        if (appended.outcomes[i] == store::AppendOutcome::kStored && !users[i].empty()) stored.push_back(std::move(users[i]));
+      }
+      if (!stored.empty()) options_.on_stored_users(std::move(stored));
+    }
     report.accepted = appended.stored;
     report.duplicates = appended.duplicates;
     size_t erased_idx = 0;
@@ -87,6 +100,7 @@ Result<IntakeReport> Intake::Ingest(std::string_view body, events::BodyFormat fo
   for (const auto& user : deleted_users) {
     auto erased = store_.EraseUser(user, /*count_events=*/false);
     if (!erased.ok()) return erased.status();
+    if (options_.on_user_erased) options_.on_user_erased(user);
     ++report.users_erased;
   }
   if (!batch.rejections.empty()) {

@@ -6,6 +6,8 @@
 // Thread-safety: thread-safe; HTTP handler threads call Ingest concurrently.
 #pragma once
 
+#include <functional>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,6 +25,11 @@ namespace analytics::ingest {
 
 struct IntakeOptions {
   int64_t dead_letter_retention_ms = 7LL * 86400000;  // dead letters older than this are purged
+  // Listeners (segments: incremental updates and erasure). `wants_stored_users` is asked per batch; when it says
+  // yes, `on_stored_users` gets the users (pseudonyms, one entry per stored event) of the events just made durable.
+  std::function<bool()> wants_stored_users;
+  std::function<void(std::vector<std::string>)> on_stored_users;
+  std::function<void(const std::string&)> on_user_erased;  // after an account-deleted event erased the user
 };
 
 struct RejectedEvent {

@@ -1,8 +1,12 @@
-// JSON text codecs of the metadata adapters and the checks of dead letters.
+// JSON text codecs of the metadata adapters and the checks of what they store.
 #include "metadata/documents.h"
 
+#include <array>
+#include <cstdint>
 #include <exception>
+#include <limits>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 namespace analytics::metadata {
@@ -19,6 +23,56 @@ Result<std::string> Dump(const nlohmann::json& value, std::string_view what) {
     return Status::InvalidArgument(std::string(what) + " cannot be stored: " + e.what());
   }
 }
+
+// Dump, with the error naming `field`.
+Result<std::string> DumpField(const nlohmann::json& value, std::string_view field) {
+  try {
+    return value.dump();
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("cannot be stored: ") + e.what(), std::string(field));
+  }
+}
+
+// Code points of a valid UTF-8 text: every byte that is not a continuation byte starts one.
+size_t CodePoints(std::string_view text) {
+  size_t count = 0;
+  for (char c : text) {
+    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++count;
+  }
+  return count;
+}
+
+Status RequireText(std::string_view text, const char* field) {
+  if (!IsStorableText(text)) return Status::InvalidArgument("must be UTF-8 without NUL bytes to be stored", field);
+  return Status::Ok();
+}
+
+// Caller-assigned ids (UUID text): 1..64 storable bytes.
+Status RequireId(std::string_view id, const char* field) {
+  if (id.empty() || id.size() > 64) return Status::InvalidArgument("must be 1..64 bytes", field);
+  return RequireText(id, field);
+}
+
+Status RequireNotNegative(int64_t value, const char* field) {
+  if (value < 0) return Status::InvalidArgument("must not be negative", field);
+  return Status::Ok();
+}
+
+template <size_t N>
+bool OneOf(std::string_view value, const std::array<std::string_view, N>& allowed) {
+  for (std::string_view candidate : allowed) {
+    if (value == candidate) return true;
+  }
+  return false;
+}
+
+constexpr std::array<std::string_view, 2> kSegmentTypes = {"static", "dynamic"};
+constexpr std::array<std::string_view, 9> kTriggers = {"manual",  "schedule",           "incremental",
+                                                       "upload",  "create",             "definition_changed",
+                                                       "new_day", "incremental_overflow", "erasure"};
+constexpr std::array<std::string_view, 4> kRunStatuses = {"queued", "running", "completed", "failed"};
+
+}  // namespace
 
 // Strict UTF-8 (RFC 3629, as PostgreSQL checks it): no overlong forms, no surrogates, nothing above
 // U+10FFFF. NUL is refused too: PostgreSQL cannot store it in TEXT.
@@ -57,8 +111,6 @@ bool IsStorableText(std::string_view text) {
   }
   return true;
 }
-
-}  // namespace
 
 Result<std::string> EncodeMetricDocument(const query::MetricDefinition& def) {
   try {
@@ -126,6 +178,125 @@ void AssignDeadLetterIds(std::vector<DeadLetter>& letters, const std::vector<int
     letters[letter_idx].id = ids[letter_idx];
     if (letters[letter_idx].received_at_ms == 0) letters[letter_idx].received_at_ms = now_ms;
   }
+}
+
+Status CheckSegment(const SegmentRecord& record) {
+  ANALYTICS_RETURN_IF_ERROR(RequireId(record.id, "id"));
+  ANALYTICS_RETURN_IF_ERROR(RequireText(record.name, "name"));
+  const size_t name_length = CodePoints(record.name);
+  if (name_length < 1 || name_length > 128) return Status::InvalidArgument("must be 1..128 characters", "name");
+  if (!OneOf(record.type, kSegmentTypes)) return Status::InvalidArgument("must be static or dynamic", "type");
+  if (!record.definition.is_object()) return Status::InvalidArgument("must be a JSON object", "definition");
+  if (record.version < 1) return Status::InvalidArgument("must be at least 1", "version");
+  ANALYTICS_RETURN_IF_ERROR(RequireNotNegative(record.created_at_ms, "created_at_ms"));
+  ANALYTICS_RETURN_IF_ERROR(RequireNotNegative(record.updated_at_ms, "updated_at_ms"));
+  return RequireText(record.created_by, "created_by");
+}
+
+Result<std::string> EncodeSegmentDefinition(const nlohmann::json& definition) {
+  return DumpField(definition, "definition");
+}
+
+Result<nlohmann::json> DecodeSegmentDefinition(std::string_view id, std::string_view text) {
+  nlohmann::json parsed = nlohmann::json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    return Status::Corruption("stored definition of segment '" + std::string(id) + "' is not a JSON object");
+  }
+  return parsed;
+}
+
+Status CheckMaterialization(const SegmentMaterialization& m) {
+  ANALYTICS_RETURN_IF_ERROR(RequireText(m.segment_id, "segment_id"));
+  const std::pair<int64_t, const char*> numbers[] = {
+      {m.definition_version, "definition_version"},
+      {m.as_of_ms, "as_of_ms"},
+      {m.refreshed_at_ms, "refreshed_at_ms"},
+      {m.duration_ms, "duration_ms"},
+      {m.users_count, "users_count"},
+      {m.added, "added"},
+      {m.removed, "removed"},
+  };
+  for (const auto& [value, field] : numbers) ANALYTICS_RETURN_IF_ERROR(RequireNotNegative(value, field));
+  ANALYTICS_RETURN_IF_ERROR(RequireText(m.run_id, "run_id"));
+  if (!OneOf(m.trigger, kTriggers)) {
+    return Status::InvalidArgument(
+        "must be manual, schedule, incremental, upload, create, definition_changed, new_day, incremental_overflow or "
+        "erasure",
+        "trigger");
+  }
+  return Status::Ok();
+}
+
+Status CheckMember(std::string_view user, std::string_view field) {
+  if (user.empty() || user.size() > kMaxMemberBytes) {
+    return Status::InvalidArgument("must be 1.." + std::to_string(kMaxMemberBytes) + " bytes", std::string(field));
+  }
+  if (!IsStorableText(user)) {
+    return Status::InvalidArgument("must be UTF-8 without NUL bytes to be stored", std::string(field));
+  }
+  return Status::Ok();
+}
+
+Result<DistinctMembers> DistinctMemberList(const std::vector<std::string>& users) {
+  DistinctMembers out;
+  out.slot.reserve(users.size());
+  std::unordered_map<std::string_view, uint32_t> positions;
+  positions.reserve(users.size());
+  for (size_t user_idx = 0; user_idx < users.size(); ++user_idx) {
+    const std::string& user = users[user_idx];
+    Status checked = CheckMember(user, /*field=*/"");
+    if (!checked.ok()) return checked.WithFieldPrefix("users[" + std::to_string(user_idx) + "]");
+    auto [it, inserted] = positions.try_emplace(user, static_cast<uint32_t>(out.distinct.size()));
+    if (inserted) out.distinct.push_back(user);
+    out.slot.push_back(it->second);
+  }
+  return out;
+}
+
+Status CheckMemberIndexPage(int limit) {
+  if (limit < 1 || limit > 100000) return Status::InvalidArgument("must be 1..100000", "limit");
+  return Status::Ok();
+}
+
+Status CheckMemberIndexRange(int64_t first, size_t count) {
+  constexpr int64_t kMaxIndex = std::numeric_limits<uint32_t>::max();
+  if (first < 0 || first > kMaxIndex || static_cast<uint64_t>(kMaxIndex - first) + 1 < count) {
+    return Status::ResourceExhausted("the member index is full: indexes would pass " + std::to_string(kMaxIndex));
+  }
+  return Status::Ok();
+}
+
+Status CheckPipelineRun(const PipelineRun& run) {
+  ANALYTICS_RETURN_IF_ERROR(RequireId(run.id, "id"));
+  if (run.kind.empty()) return Status::InvalidArgument("must not be empty", "kind");
+  ANALYTICS_RETURN_IF_ERROR(RequireText(run.kind, "kind"));
+  ANALYTICS_RETURN_IF_ERROR(RequireText(run.target, "target"));
+  if (!OneOf(run.status, kRunStatuses)) {
+    return Status::InvalidArgument("must be queued, running, completed or failed", "status");
+  }
+  ANALYTICS_RETURN_IF_ERROR(RequireText(run.error, "error"));
+  ANALYTICS_RETURN_IF_ERROR(RequireText(run.requested_by, "requested_by"));
+  ANALYTICS_RETURN_IF_ERROR(RequireNotNegative(run.created_at_ms, "created_at_ms"));
+  ANALYTICS_RETURN_IF_ERROR(RequireNotNegative(run.started_at_ms, "started_at_ms"));
+  return RequireNotNegative(run.finished_at_ms, "finished_at_ms");
+}
+
+Result<std::string> EncodeRunDocument(const nlohmann::json& document, std::string_view field) {
+  return DumpField(document, field);
+}
+
+Result<nlohmann::json> DecodeRunDocument(std::string_view id, std::string_view column, std::string_view text) {
+  nlohmann::json parsed = nlohmann::json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    return Status::Corruption("stored " + std::string(column) + " of pipeline run '" + std::string(id) +
+                              "' is not valid JSON");
+  }
+  return parsed;
+}
+
+Status CheckPipelineRunPage(const PipelineRunFilter& filter) {
+  if (filter.limit < 1 || filter.limit > 1000) return Status::InvalidArgument("must be 1..1000", "limit");
+  return Status::Ok();
 }
 
 }  // namespace analytics::metadata

@@ -1,4 +1,5 @@
-// MetadataStore: the port through which the service keeps its definitions, audit log and dead letters.
+// MetadataStore: the port through which the service keeps its definitions, audit log, dead letters, segments
+// (definitions, materialized members, the member index) and pipeline runs.
 //
 // Application code depends only on this interface; the composition root (src/app/) picks an adapter:
 // sqlite/ (embedded default, one file in the data dir) or postgres/ (scaled mode, shared by replicas). Both
@@ -12,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -66,6 +68,57 @@ struct DeadLetterFilter {
   std::optional<int64_t> after_id;        // paging: id > after_id (results ordered by id ascending)
   int limit = 100;                        // page size, 1..1000 (ListDeadLetters only)
 };
+
+// A segment definition (src/segments validates `definition`; the store keeps it as given).
+// Every string is stored byte for byte and must be UTF-8 without NUL bytes.
+struct SegmentRecord {
+  std::string id;              // UUID text, assigned by the caller (1..64 bytes)
+  std::string name;            // unique (byte-exact), 1..128 characters (code points)
+  std::string type;            // "static" or "dynamic"
+  nlohmann::json definition;   // the whole normalized definition document (a JSON object), stored and returned as is
+  int64_t version = 1;         // >= 1
+  int64_t created_at_ms = 0, updated_at_ms = 0;  // Unix millis, >= 0
+  std::string created_by;
+};
+
+// Which segments ListSegments returns. Unset fields do not filter.
+struct SegmentFilter {
+  std::optional<std::string> type;  // exact match
+};
+
+// The current members of a segment: a CRoaring bitmap (portable serialization, opaque bytes here) over member
+// indexes (see MemberIndexes).
+struct SegmentMaterialization {
+  std::string segment_id;
+  int64_t definition_version = 0;  // the segment version it was computed from (>= 0)
+  int64_t as_of_ms = 0, refreshed_at_ms = 0, duration_ms = 0;  // >= 0
+  int64_t users_count = 0, added = 0, removed = 0;             // >= 0
+  std::string run_id;          // "" for none
+  std::string trigger;         // "manual", "schedule", "incremental", "upload", "create", "definition_changed",
+                               // "new_day", "incremental_overflow", "erasure"
+  std::string bitmap;          // bytes (may contain NUL): BLOB / BYTEA, returned byte for byte
+};
+
+// One pipeline run (the spec's DataPipelineRun). Strings must be UTF-8 without NUL bytes.
+struct PipelineRun {
+  std::string id;              // UUID text, caller-assigned (1..64 bytes)
+  std::string kind;            // e.g. "segment_refresh" (not empty)
+  std::string target;          // e.g. the segment id
+  std::string status;          // "queued", "running", "completed", "failed"
+  nlohmann::json parameters;   // null when none; stored and returned as is
+  nlohmann::json result;       // null when none; stored and returned as is
+  std::string error;           // "" when none
+  std::string requested_by;
+  int64_t created_at_ms = 0, started_at_ms = 0, finished_at_ms = 0;  // Unix millis; 0 = not yet; >= 0
+};
+
+// Which runs ListPipelineRuns returns. Unset fields do not filter; set fields are ANDed.
+struct PipelineRunFilter {
+  std::optional<std::string> kind, status, target;        // exact matches
+  std::optional<int64_t> created_from_ms, created_to_ms;  // [from, to) on created_at_ms
+  std::optional<std::string> before_id;  // paging cursor: runs strictly after this one in the order below
+  int limit = 100;                        // 1..1000
+};  // order: created_at_ms descending, then id descending (byte order)
 
 class MetadataStore {
  public:
@@ -140,6 +193,91 @@ class MetadataStore {
 
   // Retention: removes every dead letter with received_at_ms < received_before_ms; returns how many.
   virtual common::Result<int64_t> PurgeDeadLettersBefore(int64_t received_before_ms) = 0;
+
+  // ------------------------------------------------------------------------------------------------------
+  // Segments. Validation errors are InvalidArgument naming the field ("name", "definition", ...); nothing is
+  // stored then. A stored document that does not read back is Corruption naming the segment or run.
+
+  // Stores a new segment exactly as given. AlreadyExists when record.id or record.name is taken (the stored
+  // one is left unchanged; under concurrent creates of one name exactly one caller gets OK). InvalidArgument
+  // when a field is out of range (empty or over-long id/name, type other than static/dynamic, definition not
+  // a JSON object, version < 1, negative time) or a string is not storable (invalid UTF-8, NUL byte).
+  virtual common::Status CreateSegment(const SegmentRecord& record) = 0;
+
+  // The segment with this id. NotFound when there is none.
+  virtual common::Result<SegmentRecord> GetSegment(std::string_view id) = 0;
+
+  // The segments matching `filter`, sorted by name (byte order). The filtering is done by the database.
+  virtual common::Result<std::vector<SegmentRecord>> ListSegments(const SegmentFilter& filter) = 0;
+
+  // Replaces every field of the segment record.id with `record`, atomically, if its stored version is
+  // `expected_version` (the caller sets record.version = expected_version + 1 and updated_at_ms). NotFound
+  // when there is no such segment; FailedPrecondition when the stored version differs (nothing changes);
+  // AlreadyExists when record.name is the name of another segment (nothing changes); InvalidArgument as for
+  // CreateSegment. The materialization is kept (it records the definition_version it was computed from).
+  virtual common::Status UpdateSegment(const SegmentRecord& record, int64_t expected_version) = 0;
+
+  // Removes the segment and its materialization, atomically. NotFound when there is none.
+  virtual common::Status DeleteSegment(std::string_view id) = 0;
+
+  // Inserts or replaces the materialization of m.segment_id, atomically. NotFound when the segment does not
+  // exist (also when it is deleted concurrently). InvalidArgument (field named) for a negative number, a
+  // trigger outside the list above or an unstorable string; the bitmap may hold
+  // any bytes.
+  virtual common::Status PutMaterialization(const SegmentMaterialization& m) = 0;
+
+  // The materialization of the segment. NotFound when the segment has none (never materialized, or deleted).
+  virtual common::Result<SegmentMaterialization> GetMaterialization(std::string_view segment_id) = 0;
+
+  // Every materialization (startup load), sorted by segment_id (byte order).
+  virtual common::Result<std::vector<SegmentMaterialization>> ListMaterializations() = 0;
+
+  // Member index: a persistent dense index of user pseudonyms (0, 1, 2, ...; never reused, also not after
+  // ForgetMember). Returns the index of each of `users` (same order), inserting the unknown ones in the order
+  // of their first occurrence; duplicates in the input get one index. Concurrent callers (also two replicas on
+  // PostgreSQL) agree on the index of a user. An empty input returns an empty vector. InvalidArgument (field
+  // "users[i]"; nothing stored) for an empty string, one over 1024 bytes or one that is not UTF-8 without NUL
+  // bytes; ResourceExhausted when the index would pass UINT32_MAX. All new entries of a call are committed
+  // together. Handles 1,000,000 users in one call (batched statements).
+  virtual common::Result<std::vector<uint32_t>> MemberIndexes(const std::vector<std::string>& users) = 0;
+
+  // Entries with index > after, ascending, at most `limit`, for loading the index at startup; page by passing
+  // the last index returned as the next `after` (start with -1). Forgotten entries are left out.
+  // InvalidArgument (field "limit") when limit is outside 1..100000.
+  virtual common::Result<std::vector<std::pair<uint32_t, std::string>>> ListMemberIndex(int64_t after,
+                                                                                         int limit) = 0;
+
+  // Erasure: the user's entry loses its pseudonym (the index is never reused; the user gets a new index if
+  // seen again). Returns its index; NotFound when the user has no entry. InvalidArgument (field "user") as
+  // for MemberIndexes.
+  virtual common::Result<uint32_t> ForgetMember(std::string_view user) = 0;
+
+  // ------------------------------------------------------------------------------------------------------
+  // Pipeline runs. InvalidArgument (field named) when a run has an empty id or kind, a status outside
+  // queued/running/completed/failed, a negative time, an unstorable string, or parameters/result that cannot
+  // be serialized.
+
+  // Stores a new run. AlreadyExists when run.id is taken (the stored run is unchanged).
+  virtual common::Status CreatePipelineRun(const PipelineRun& run) = 0;
+
+  // Replaces every field of the run run.id with `run`. NotFound when there is none.
+  virtual common::Status UpdatePipelineRun(const PipelineRun& run) = 0;
+
+  // The run with this id. NotFound when there is none.
+  virtual common::Result<PipelineRun> GetPipelineRun(std::string_view id) = 0;
+
+  // At most filter.limit runs matching every set field of `filter`, newest first (created_at_ms descending,
+  // then id descending). Filtering and paging are done by the database. To page, pass the last id of a page as
+  // the next filter's before_id (with the same other fields). InvalidArgument when limit is outside 1..1000
+  // (field "limit") or before_id names no run (field "before_id"; e.g. it was purged).
+  virtual common::Result<std::vector<PipelineRun>> ListPipelineRuns(const PipelineRunFilter& filter) = 0;
+
+  // Runs left queued or running (a restart recovers them), oldest first (created_at_ms, then id ascending).
+  virtual common::Result<std::vector<PipelineRun>> ListUnfinishedPipelineRuns() = 0;
+
+  // Retention: deletes the finished runs (completed or failed) with finished_at_ms < before_ms; returns how
+  // many. Queued and running runs are never purged.
+  virtual common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms) = 0;
 };
 
 }  // namespace analytics::metadata

@@ -49,6 +49,7 @@ struct Plan {
   FilterExpr filter;        // request filters and the viewer's scope
   std::optional<size_t> limit;
   bool k_anonymity = false;
+  std::optional<query::UserScope> scope;  // a segment's members: the only users read
 };
 
 Result<Plan> MakePlan(const MetricDefinition& definition, const MetricValuesRequest& request, const Viewer& viewer,
@@ -126,6 +127,20 @@ Result<Plan> MakePlan(const MetricDefinition& definition, const MetricValuesRequ
     }
     if (plan.dimensions.empty()) return Status::InvalidArgument("needs dimensions to rank groups by", "limit");
     plan.limit = limit;
+  }
+  if (request.segment && !request.segment->empty()) {
+    if (!options.segment_scope) {
+      return Status::NotFound("segment '" + *request.segment + "' does not exist").WithFieldPrefix("segment");
+    }
+    auto scope = options.segment_scope(*request.segment);
+    if (!scope.ok()) {
+      // The metric's own NotFound has no field: the handler tells the two apart by it.
+      if (scope.status().code() == common::StatusCode::kNotFound) {
+        return Status::NotFound(scope.status().message()).WithFieldPrefix("segment");
+      }
+      return scope.status();
+    }
+    plan.scope = std::move(scope).value();
   }
   return plan;
 }
@@ -583,6 +598,7 @@ AggregateQuery BaseQuery(const MetricDefinition& definition, const Plan& plan) {
   aggregate.value_property = definition.property;
   aggregate.collect_users = definition.aggregation == Aggregation::kUniqueUsers || plan.k_anonymity;
   aggregate.collect_values = definition.aggregation == Aggregation::kPercentile;
+  aggregate.scope = plan.scope;
   return aggregate;
 }
 
@@ -640,6 +656,7 @@ class SeriesBuilder {
     sessions.from_ms = bounds.front() - sessions.max_session_ms;
     sessions.to_ms = bounds.back();
     sessions.collect_users = plan.k_anonymity;
+    sessions.scope = base.scope;
     ANALYTICS_ASSIGN_OR_RETURN(auto result, store_.Sessions(sessions));
     return std::unique_ptr<Series>(new PeakSeries(std::move(result), bounds));
   }
@@ -817,6 +834,7 @@ Result<json> MetricValues::Compute(const std::string& metric_name, const MetricV
                    {"timezone", plan.zone.name()},
                    {"freshness", freshness == INT64_MIN ? json(nullptr) : json(common::FormatRfc3339Millis(freshness))},
                    {"series", std::move(series_json)}};
+  if (plan.scope) document["segment"] = *request.segment;
   if (plan.k_anonymity) {
     document["k_anonymity"] = {{"k", options_.k_anonymity}, {"suppressed_groups", suppressed}};
   }

@@ -23,6 +23,7 @@
 #include <roaring/roaring.hh>
 
 #include "query/filter_expr.h"
+#include "query/user_scope.h"
 
 namespace analytics::query {
 
@@ -38,6 +39,7 @@ struct AggregateQuery {
   std::string value_property;                  // sum/avg/min/max/percentile read it; "" = none
   bool collect_users = false;                  // distinct users per cell
   bool collect_values = false;                 // every value per cell (exact percentiles)
+  std::optional<UserScope> scope;              // only these users' events (a segment); unset: every user
   // Canonical text of everything but `bounds` (cache keys).
   std::string Fingerprint() const;
 };
@@ -172,6 +174,7 @@ struct SessionQuery {
   int64_t from_ms = 0, to_ms = 0;
   int64_t max_session_ms = 0;
   bool collect_users = false;  // the users of each group's sessions (k-anonymity)
+  std::optional<UserScope> scope;  // only these users' events (a segment); unset: every user
   // Canonical text of what decides the events read and their marks, all but the time range and
   // collect_users (cache keys).
   std::string Fingerprint() const;

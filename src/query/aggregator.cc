@@ -22,6 +22,14 @@ namespace {
 
 using json = nlohmann::json;
 
+// What a scope adds to a query's fingerprint; nothing without one (unscoped keys stay as they always were).
+// Length-prefixed, so the fingerprint stays self-delimiting whatever the scope's text holds (cache keys append
+// more fields after it). TimelineQuery::Fingerprint (timeline.cc) writes the same.
+std::string ScopeFingerprint(const std::optional<UserScope>& scope) {
+  if (!scope) return "";
+  return "|scope=" + std::to_string(scope->fingerprint.size()) + ":" + scope->fingerprint;
+}
+
 // A condition compiled against one batch's column.
 struct CompiledCondition {
   const PropertyColumn* column = nullptr;  // null: the property is absent from the batch (all missing)
@@ -722,7 +730,8 @@ std::string AggregateQuery::Fingerprint() const {
               {"filter", filter.ToString()}, {"group_by", group_by},
               {"value", value_property},     {"users", collect_users},
               {"values", collect_values}}
-      .dump();
+             .dump() +
+         ScopeFingerprint(scope);
 }
 
 void Aggregate(const AggregateQuery& query, const EventBatch& batch, AggregateResult& out, GroupIndex* index) {
@@ -884,7 +893,8 @@ namespace analytics::query {
 std::string SessionQuery::Fingerprint() const {
   return json{{"start", start_type}, {"end", end_type}, {"key", key_property}, {"filter", filter.ToString()},
               {"group_by", group_by}}
-      .dump();
+             .dump() +
+         ScopeFingerprint(scope);
 }
 
 uint64_t SessionMarks::MemoryBytes() const {

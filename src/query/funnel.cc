@@ -332,9 +332,11 @@ class PairEvaluator {
 
 // What one worker's users add to one group.
 struct GroupAccumulator {
-  explicit GroupAccumulator(size_t steps) : users(steps, 0), from_previous(steps), from_first(steps) {}
+  GroupAccumulator(size_t steps, bool collect_users)
+      : users(steps, 0), from_previous(steps), from_first(steps), user_ids(collect_users ? steps : 0) {}
   std::vector<uint64_t> users;
   std::vector<std::vector<int64_t>> from_previous, from_first;
+  std::vector<Roaring> user_ids;  // per step with spec.collect_users, else empty
 };
 
 // A row's held codes (unused ones 0).
@@ -366,7 +368,7 @@ class Worker {
       : timeline_(timeline),
         spec_(spec),
         evaluator_(spec),
-        total_(spec.steps),
+        total_(spec.steps, spec.collect_users),
         // ordered + first_touch without exclusions: every pair's attempt advances row by row, in one pass.
         streaming_(spec.order == FunnelOrder::kOrdered && spec.entry == FunnelEntry::kFirstTouch &&
                    spec.exclusions.empty()) {
@@ -390,14 +392,15 @@ class Worker {
       EvaluateUser(begin, end);
       if (outcomes_.empty()) continue;
       pairs_ += outcomes_.size();
-      Commit(total_, std::nullopt);
+      const uint32_t user = timeline_.users[begin];
+      Commit(total_, std::nullopt, user);
       if (spec_.breakdown_key) {
         values_.clear();
         for (const auto& item : outcomes_) {
           const uint32_t value = item.outcome.value;
           if (std::find(values_.begin(), values_.end(), value) == values_.end()) values_.push_back(value);
         }
-        for (uint32_t value : values_) Commit(Group(value), value);
+        for (uint32_t value : values_) Commit(Group(value), value, user);
       }
     }
   }
@@ -670,14 +673,14 @@ class Worker {
     const size_t index = value == kMissingKey ? value_count_ : value;
     if (group_slot_[index] == kNoIndex) {
       group_slot_[index] = static_cast<uint32_t>(groups_.size());
-      groups_.emplace_back(value, GroupAccumulator(spec_.steps));
+      groups_.emplace_back(value, GroupAccumulator(spec_.steps, spec_.collect_users));
     }
     return groups_[group_slot_[index]].second;
   }
 
-  // Adds the user to `group` at every step one of their outcomes (those of `value`, nullopt: all) reaches; the
+  // Adds `user` to `group` at every step one of their outcomes (those of `value`, nullopt: all) reaches; the
   // durations are those of the outcome with the earliest t0, ties to the first held values in text order.
-  void Commit(GroupAccumulator& group, std::optional<uint32_t> value) {
+  void Commit(GroupAccumulator& group, std::optional<uint32_t> value, uint32_t user) {
     for (size_t step = 0; step < spec_.steps; ++step) {
       const UserOutcome* chosen = nullptr;
       for (const auto& item : outcomes_) {
@@ -692,6 +695,7 @@ class Worker {
       }
       if (chosen == nullptr) break;
       ++group.users[step];
+      if (!group.user_ids.empty()) group.user_ids[step].add(user);
       if (step > 0) {
         const int64_t* t = outcome_times_.data() + chosen->times;
         group.from_previous[step].push_back(t[step] - t[step - 1]);
@@ -738,6 +742,8 @@ class Worker {
 void MergeInto(GroupAccumulator& into, GroupAccumulator& from) {
   for (size_t step = 0; step < into.users.size(); ++step) {
     into.users[step] += from.users[step];
+    // Workers take disjoint runs of users: the union is each step's users.
+    if (!into.user_ids.empty()) into.user_ids[step] |= from.user_ids[step];
     into.from_previous[step].insert(into.from_previous[step].end(), from.from_previous[step].begin(),
                                     from.from_previous[step].end());
     into.from_first[step].insert(into.from_first[step].end(), from.from_first[step].begin(),
@@ -760,6 +766,7 @@ FunnelGroup Finish(GroupAccumulator& accumulator, std::optional<std::string> val
   for (size_t step = 0; step < accumulator.users.size(); ++step) {
     FunnelStepOutcome& out = group.steps[step];
     out.users = accumulator.users[step];
+    if (!accumulator.user_ids.empty()) out.user_ids = std::move(accumulator.user_ids[step]);
     out.ms_from_previous = std::move(accumulator.from_previous[step]);
     out.ms_from_first = std::move(accumulator.from_first[step]);
     SortDurations(out.ms_from_previous);
@@ -803,7 +810,7 @@ FunnelResult RunFunnel(const Timeline& timeline, const FunnelSpec& spec) {
   });
 
   FunnelResult result;
-  GroupAccumulator total(spec.steps);
+  GroupAccumulator total(spec.steps, spec.collect_users);
   const size_t value_count = spec.breakdown_key ? timeline.key_values[*spec.breakdown_key].size() : 0;
   std::vector<std::unique_ptr<GroupAccumulator>> groups(spec.breakdown_key ? value_count + 1 : 0);
   for (auto& worker : workers) {
@@ -811,7 +818,7 @@ FunnelResult RunFunnel(const Timeline& timeline, const FunnelSpec& spec) {
     result.pairs += worker->pairs();
     for (auto& [value, accumulator] : worker->groups()) {
       auto& slot = groups[value == kMissingKey ? value_count : value];
-      if (!slot) slot = std::make_unique<GroupAccumulator>(spec.steps);
+      if (!slot) slot = std::make_unique<GroupAccumulator>(spec.steps, spec.collect_users);
       MergeInto(*slot, accumulator);
     }
     worker.reset();

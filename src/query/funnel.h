@@ -5,8 +5,9 @@
 // split into "pairs" (the user and one tuple of held property values, `hold_constant`); each pair makes
 // attempts (one from its first entry event, or one from every entry event) and keeps its best; a user counts at
 // step k when any of their pairs' best attempts reaches step k. Users are independent: they are handed out to
-// threads in chunks, and what a chunk adds (counts, durations that are sorted at the end) does not depend on how
-// the users were split, so the result does not depend on the thread count.
+// threads in chunks, and what a chunk adds (counts, durations that are sorted at the end, with collect_users the
+// users as bitmaps that are united) does not depend on how the users were split, so the result does not depend on
+// the thread count.
 // Cost: linear in the rows for first_touch: ordered first_touch without exclusions (the common question) advances
 // every pair's attempt as the user's rows stream by, without branches on the data; the other modes gather each
 // pair's rows (a counting sort) and evaluate attempts on them. any_touch adds per entry event O(steps) (ordered,
@@ -60,11 +61,13 @@ struct FunnelSpec {
   std::optional<size_t> breakdown_key;     // key index in the Timeline
   FunnelAttribution attribution = FunnelAttribution::kFirstStep;
   size_t threads = 1;
+  bool collect_users = false;  // fill FunnelStepOutcome::user_ids (costs a bitmap add per user and step reached)
 };
 
 // One step of one group of users.
 struct FunnelStepOutcome {
   uint64_t users = 0;  // users whose chosen attempt reaches this step
+  Roaring user_ids;    // with spec.collect_users: those users (Timeline::users ids), else empty
   // Per user at this step (step > 0), ascending: t(k) - t(k-1) and t(k) - t0 of the user's attempt for this
   // step (the one with the earliest t0 among their pairs' best attempts that reach it, ties in pair order).
   std::vector<int64_t> ms_from_previous;

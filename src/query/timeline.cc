@@ -16,6 +16,12 @@ namespace {
 
 using json = nlohmann::json;
 
+// What a scope adds to the fingerprint, as AggregateQuery's (aggregator.cc): nothing without one.
+std::string ScopeFingerprint(const std::optional<UserScope>& scope) {
+  if (!scope) return "";
+  return "|scope=" + std::to_string(scope->fingerprint.size()) + ":" + scope->fingerprint;
+}
+
 // For each part, its dictionary codes → codes of the sorted union of all parts' dictionaries.
 std::vector<std::string> UnionDictionary(const std::vector<const std::vector<std::string>*>& dictionaries,
                                          std::vector<std::vector<uint32_t>>& remaps) {
@@ -41,7 +47,8 @@ std::string TimelineQuery::Fingerprint() const {
     selectors_json.push_back({{"types", selector.event_types}, {"filter", selector.filter.ToString()}});
   }
   return json{{"selectors", selectors_json}, {"filter", filter.ToString()}, {"keys", keys}, {"number", number_property}}
-      .dump();
+             .dump() +
+         ScopeFingerprint(scope);
 }
 
 std::vector<std::string> TimelineQuery::Paths() const {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@ struct TimelineQuery {
   std::string number_property;              // a property each row carries as a number ("": none)
   int64_t from_ms = std::numeric_limits<int64_t>::min();  // inclusive
   int64_t to_ms = std::numeric_limits<int64_t>::max();    // exclusive
+  std::optional<UserScope> scope;  // only these users' events (a segment); unset: every user
   // Canonical text of everything but the time range (cache keys).
   std::string Fingerprint() const;
   // Every property path the query reads (filters, keys, number).

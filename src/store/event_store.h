@@ -81,6 +81,15 @@ class EventStore {
   // and retention cohorts walk. Events past retention and erased users' events are never read. Shared and
   // immutable (an adapter may hand out a result it keeps).
   virtual common::Result<std::shared_ptr<const query::Timeline>> ReadTimeline(const query::TimelineQuery& query) = 0;
+  // Scopes: a query with `scope` set (query::UserScope) reads only the events of the users in scope->users;
+  // events without a user never match a scope. Cached answers are keyed by the scope's fingerprint, never shared
+  // between scopes or with the unscoped query.
+  //
+  // Dense user ids (the ids of Timeline::users and AggregateCell users; query::UserScope takes them), stable for
+  // the life of the store object. UserIds gives the ids of `users` (pseudonyms), registering unknown ones ("" →
+  // query::kNoUser); UserNames the pseudonyms of `ids` ("" for an id the store never gave out).
+  virtual common::Result<std::vector<uint32_t>> UserIds(const std::vector<std::string>& users) = 0;
+  virtual common::Result<std::vector<std::string>> UserNames(const std::vector<uint32_t>& ids) = 0;
   // The event time of the newest stored event (Unix ms), INT64_MIN when there is none.
   virtual int64_t NewestEventMs() = 0;
 

@@ -1,11 +1,12 @@
 // POST /analysis/experiments (analysis::RunExperiments) over a real embedded store: the answer against a reference
 // computed with plain loops from the raw events appended (random and generated data, flushed and in memory, late
 // events, an erased user), the period in a DST-changing zone, request errors, a developer's scope with
-// k-anonymity, and DATA_NOT_YET_AVAILABLE.
+// k-anonymity, a `segment` (the reference reads only its members' events), and DATA_NOT_YET_AVAILABLE.
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -265,6 +266,9 @@ void ExpectDocumentMatches(const json& document, const std::map<std::string, Ref
   EXPECT_EQ(srm["ok"], srm["p_value"].get<double>() >= 0.001);
 }
 
+// --- Segments ------------------------------------------------------------------------------------------------
+
+
 // --- Fixture -------------------------------------------------------------------------------------------------
 
 class AnalysisExperimentTest : public ::testing::Test {
@@ -284,6 +288,7 @@ class AnalysisExperimentTest : public ::testing::Test {
     analysis::AnalysisOptions options;
     options.k_anonymity = k;
     options.query_threads = 2;
+    options.segment_scope = segments_;
     return analysis::RunExperiments(*store_, body, viewer, options);
   }
   static json Body(json goals) {
@@ -299,6 +304,7 @@ class AnalysisExperimentTest : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<EmbeddedEventStore> store_;
+  analysis::SegmentScopeResolver segments_;  // unset: every segment is unknown
   std::vector<StoredEvent> appended_;
 };
 
@@ -374,6 +380,55 @@ TEST_F(AnalysisExperimentTest, RandomEventsMatchTheReference) {
   ASSERT_OK(store_->RunMaintenance());
   ASSERT_OK_AND_ASSIGN(json compacted, Run(Body(goals)));
   EXPECT_EQ(compacted, document);
+}
+
+TEST_F(AnalysisExperimentTest, SegmentRestrictsTheExperimentToItsMembers) {
+  std::mt19937_64 rng(20240102);
+  const std::vector<std::optional<std::string>> variants = {"A", "A", "B", "B", "C", std::nullopt};
+  std::vector<StoredEvent> batch;
+  for (size_t event_idx = 0; event_idx < 6000; ++event_idx) {
+    const std::string user = UserName(rng() % 500);
+    const int64_t time = kJan1 + static_cast<int64_t>(rng() % (9 * 86400)) * 1000;
+    const uint64_t kind = rng() % 10;
+    if (kind < 3) {
+      batch.push_back(Exposure(user, time, variants[rng() % variants.size()]));
+    } else if (kind < 7) {
+      const uint64_t amount = rng() % 4;
+      batch.push_back(Purchase(user, time, amount == 0 ? std::nullopt : std::optional<double>(amount * 149.5)));
+    } else {
+      batch.push_back(Event(user, time, kPageView, {{"page_type", "game"}}));
+    }
+    if (event_idx == 3000) {
+      Append(batch);
+      batch.clear();
+      ASSERT_OK(store_->Flush());
+    }
+  }
+  Append(batch);
+  // About a third of the users are members; the reference leaves the others out as if erased.
+  std::set<std::string> users, members, others;
+  for (const auto& event : appended_) users.insert(event.user);
+  for (const std::string& user : users) (rng() % 3 == 0 ? members : others).insert(user);
+  segments_ = TestSegments(*store_, members);
+  const json goals = {{{"kind", "conversion"}, {"event_type", kPurchase}},
+                      {{"kind", "mean"}, {"event_type", kPurchase}, {"property", "amount"}, {"window_seconds", 86400}}};
+  const std::vector<RefGoal> ref_goals = {{kPurchase, nullptr, false, std::nullopt},
+                                          {kPurchase, nullptr, true, 86400000LL}};
+  json body = Body(goals);
+  body["segment"] = "members";
+  ASSERT_OK_AND_ASSIGN(json document, Run(body));
+  const auto ref = Reference(appended_, "checkout_v2", kJan1 + kDay, kJan1 + 8 * kDay, ref_goals, others);
+  ASSERT_EQ(ref.size(), 3u);
+  ExpectDocumentMatches(document, ref, ref_goals, "A");
+  EXPECT_EQ(document["segment"], "members");
+  // Not vacuous: fewer exposed users than without the segment.
+  const auto everyone = Reference(appended_, "checkout_v2", kJan1 + kDay, kJan1 + 8 * kDay, ref_goals);
+  EXPECT_GT(ref.at("A").exposed, 20u);
+  EXPECT_LT(ref.at("A").exposed, everyone.at("A").exposed);
+  body["segment"] = "whales";
+  EXPECT_EQ(Run(body).status().code(), common::StatusCode::kNotFound);
+  body["segment"] = "pending";
+  EXPECT_EQ(Run(body).status().code(), common::StatusCode::kFailedPrecondition);
 }
 
 // The generator's checkout_v2 through the real intake normalizer (docs/generator.md 3.5: B converts better).

@@ -2,11 +2,15 @@
 // appended: per user and held value, the events read in the documented order, every attempt found by plain loops,
 // exclusions, the best attempt, the user's attempt per step, and medians computed here. Plus hand-made events:
 // window and period boundaries, equal timestamps, DST, late events, day partitions, erasure, the developer view
-// (game scope, k-anonymity), request errors and DATA_NOT_YET_AVAILABLE.
+// (game scope, k-anonymity), request errors and DATA_NOT_YET_AVAILABLE. A `segment` restricts the funnel to its
+// members (the reference reads only their events); FunnelUsers gives the users behind each step's count.
 #include <algorithm>
 #include <functional>
+#include <iterator>
 #include <map>
+#include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <tuple>
@@ -25,6 +29,7 @@ namespace analytics::testing {
 namespace {
 
 using analysis::AnalysisOptions;
+using analysis::FunnelUsers;
 using analysis::RunFunnels;
 using analysis::Viewer;
 using events::StoredEvent;
@@ -87,6 +92,7 @@ struct Question {
 struct RefStep {
   uint64_t users = 0;
   std::vector<int64_t> from_previous, from_first;
+  std::set<std::string> user_names;  // the users counted (pseudonyms)
 };
 struct Expected {
   std::vector<RefStep> total;
@@ -135,13 +141,13 @@ class Reference {
         Outcome outcome;
         if (Best(pair_events, outcome)) outcomes.push_back(outcome);
       }
-      Add(expected.total, outcomes, false, std::nullopt);
+      Add(expected.total, outcomes, false, std::nullopt, user);
       std::set<std::optional<std::string>> values;
       for (const auto& outcome : outcomes) values.insert(outcome.value);
       for (const auto& value : values) {
         auto& group = expected.groups[value];
         group.resize(steps_);
-        Add(group, outcomes, true, value);
+        Add(group, outcomes, true, value, user);
       }
     }
     for (auto& step : expected.total) Sort(step);
@@ -260,7 +266,7 @@ class Reference {
   }
 
   void Add(std::vector<RefStep>& steps, const std::vector<Outcome>& outcomes, bool by_value,
-           const std::optional<std::string>& value) const {
+           const std::optional<std::string>& value, const std::string& user) const {
     for (size_t step = 0; step < steps_; ++step) {
       const Outcome* chosen = nullptr;
       for (const auto& outcome : outcomes) {
@@ -269,6 +275,7 @@ class Reference {
       }
       if (chosen == nullptr) continue;
       ++steps[step].users;
+      steps[step].user_names.insert(user);
       if (step > 0) {
         steps[step].from_previous.push_back(chosen->t[step] - chosen->t[step - 1]);
         steps[step].from_first.push_back(chosen->t[step] - chosen->t[0]);
@@ -349,6 +356,20 @@ void ExpectDocument(const json& document, const Expected& expected, const std::s
     EXPECT_LE(users, previous_users) << what << ": groups by users at step 0, most first";
     previous_users = users;
   }
+}
+
+// --- Segments ------------------------------------------------------------------------------------------------------
+
+
+
+// The pseudonyms of store ids.
+std::set<std::string> Names(store::EventStore& store, const query::Roaring& ids) {
+  std::vector<uint32_t> list(ids.cardinality());
+  ids.toUint32Array(list.data());
+  auto names = store.UserNames(list);
+  EXPECT_TRUE(names.ok()) << names.status().ToString();
+  if (!names.ok()) return {};
+  return std::set<std::string>(names->begin(), names->end());
 }
 
 // --- Generated data, shared by the tests of the suite ------------------------------------------------------------
@@ -542,6 +563,141 @@ TEST_F(AnalysisFunnelTest, DeveloperSeesOwnGamesWithSmallGroupsSuppressed) {
   const json document = Funnel(body, viewer, options);
   ExpectDocument(document, expected, "developer");
   EXPECT_EQ(document["k_anonymity"], (json{{"k", 5}, {"suppressed_groups", suppressed}}));
+}
+
+TEST_F(AnalysisFunnelTest, SegmentRestrictsTheFunnelToItsMembers) {
+  const std::set<std::string> members = SomeUsers(*raw_, 6);
+  AnalysisOptions options;
+  options.segment_scope = TestSegments(*store_, members);
+  json body = {{"period_start", "2024-02-25"},
+               {"period_end", "2024-03-20"},
+               {"steps", {{{"event_type", kPageViewed}}, {{"event_type", kCartAdded}}, {{"event_type", kPurchase}}}},
+               {"hold_constant", {"game_id"}},
+               {"exclusions", {{{"event_type", kCartRemoved}, {"between", {1, 2}}}}},
+               {"breakdown", {{"property", "country"}, {"limit", 1000}}},
+               {"segment", "members"}};
+  Question question;
+  question.steps = {OfType(kPageViewed), OfType(kCartAdded), OfType(kPurchase)};
+  question.exclusions = {{OfType(kCartRemoved), 1, 2}};
+  question.filter = [&](const Raw& event) { return members.count(event.user) > 0; };
+  question.from_ms = kFeb25;
+  question.to_ms = kFeb25 + 25 * kDay;
+  question.hold = {"game_id"};
+  question.breakdown = "country";
+  const Expected expected = Reference(question).Run(*raw_);
+  const json document = Funnel(body, {}, options);
+  ExpectDocument(document, expected, "segment");
+  EXPECT_EQ(document["segment"], "members");
+  // Not vacuous: fewer users than the whole funnel, and still some at the last step.
+  question.filter = [](const Raw&) { return true; };
+  const Expected everyone = Reference(question).Run(*raw_);
+  EXPECT_GT(expected.total[0].users, 50u);
+  EXPECT_LT(expected.total[0].users, everyone.total[0].users);
+  EXPECT_GT(expected.total[2].users, 0u);
+  // Without a segment, no "segment" member.
+  body.erase("segment");
+  EXPECT_FALSE(Funnel(body, {}, options).contains("segment"));
+}
+
+TEST_F(AnalysisFunnelTest, SegmentErrors) {
+  AnalysisOptions options;
+  options.segment_scope = TestSegments(*store_, SomeUsers(*raw_, 7));
+  json body = {{"period_start", "2024-03-01"},
+               {"period_end", "2024-03-10"},
+               {"steps", {{{"event_type", kPageViewed}}, {{"event_type", kCartAdded}}}},
+               {"segment", "whales"}};
+  EXPECT_EQ(RunFunnels(*store_, body, {}, options).status().code(), common::StatusCode::kNotFound);
+  body["segment"] = "pending";
+  EXPECT_EQ(RunFunnels(*store_, body, {}, options).status().code(), common::StatusCode::kFailedPrecondition);
+  body["segment"] = 5;
+  auto not_text = RunFunnels(*store_, body, {}, options);
+  EXPECT_EQ(not_text.status().code(), common::StatusCode::kInvalidArgument);
+  EXPECT_EQ(not_text.status().field(), "segment");
+  body["segment"] = "";
+  EXPECT_EQ(RunFunnels(*store_, body, {}, options).status().field(), "segment");
+  // No segment service: every id is unknown.
+  body["segment"] = "members";
+  EXPECT_EQ(RunFunnels(*store_, body, {}, {}).status().code(), common::StatusCode::kNotFound);
+}
+
+TEST_F(AnalysisFunnelTest, FunnelUsersAreTheUsersBehindEachStepsCount) {
+  // Whole funnel (the breakdown of the body is ignored), with and without a segment, on any thread count.
+  const std::set<std::string> members = SomeUsers(*raw_, 8);
+  for (const bool segment : {false, true}) {
+    AnalysisOptions options;
+    options.segment_scope = TestSegments(*store_, members);
+    json body = {{"period_start", "2024-02-25"},
+                 {"period_end", "2024-03-20"},
+                 {"steps", {{{"event_type", kPageViewed}}, {{"event_type", kCartAdded}}, {{"event_type", kPurchase}}}},
+                 {"entry", "any_touch"},
+                 {"hold_constant", {"game_id"}},
+                 {"breakdown", {{"property", "country"}}}};
+    Question question;
+    question.steps = {OfType(kPageViewed), OfType(kCartAdded), OfType(kPurchase)};
+    question.from_ms = kFeb25;
+    question.to_ms = kFeb25 + 25 * kDay;
+    question.entry = "any_touch";
+    question.hold = {"game_id"};
+    if (segment) {
+      body["segment"] = "members";
+      question.filter = [&](const Raw& event) { return members.count(event.user) > 0; };
+    }
+    const Expected expected = Reference(question).Run(*raw_);
+    const json document = Funnel(body, {}, options);
+    const auto& steps = expected.total;
+    const std::string what = segment ? "segment" : "everyone";
+    for (const size_t threads : {size_t{1}, size_t{4}}) {
+      options.query_threads = threads;
+      auto users = [&](int64_t step, const std::string& which) {
+        auto result = FunnelUsers(*store_, body, {}, options, step, which);
+        EXPECT_TRUE(result.ok()) << result.status().ToString();
+        return result.ok() ? *result : query::Roaring();
+      };
+      for (size_t step = 0; step < steps.size(); ++step) {
+        const query::Roaring reached = users(static_cast<int64_t>(step), "reached");
+        EXPECT_EQ(reached.cardinality(), document["steps"][step]["users"].get<uint64_t>()) << what << " " << step;
+        EXPECT_EQ(Names(*store_, reached), steps[step].user_names) << what << " reached " << step;
+        if (step + 1 < steps.size()) {
+          std::set<std::string> dropped;
+          std::set_difference(steps[step].user_names.begin(), steps[step].user_names.end(),
+                              steps[step + 1].user_names.begin(), steps[step + 1].user_names.end(),
+                              std::inserter(dropped, dropped.end()));
+          const query::Roaring got = users(static_cast<int64_t>(step), "dropped");
+          EXPECT_EQ(got.cardinality(), document["steps"][step + 1]["dropped_off"].get<uint64_t>()) << what << " " << step;
+          EXPECT_EQ(Names(*store_, got), dropped) << what << " dropped " << step;
+        }
+      }
+      EXPECT_EQ(Names(*store_, users(0, "converted")), steps.back().user_names) << what;
+    }
+    EXPECT_GT(steps.back().users, 0u) << what;
+  }
+}
+
+TEST_F(AnalysisFunnelTest, FunnelUsersRejectsABadStepOrWhichAndDevelopers) {
+  const json body = {{"period_start", "2024-03-01"},
+                     {"period_end", "2024-03-10"},
+                     {"steps", {{{"event_type", kPageViewed}}, {{"event_type", kCartAdded}}, {{"event_type", kPurchase}}}}};
+  const struct {
+    int64_t step;
+    std::string which, field;
+  } cases[] = {{-1, "reached", "step"}, {3, "reached", "step"}, {2, "dropped", "step"},
+               {3, "converted", "step"}, {0, "left", "which"}, {0, "", "which"}};
+  for (const auto& test : cases) {
+    auto result = FunnelUsers(*store_, body, {}, {}, test.step, test.which);
+    ASSERT_FALSE(result.ok()) << test.step << " " << test.which;
+    EXPECT_EQ(result.status().code(), common::StatusCode::kInvalidArgument) << test.step << " " << test.which;
+    EXPECT_EQ(result.status().field(), test.field) << test.step << " " << test.which;
+  }
+  // The body's own errors come first, as in RunFunnels.
+  json bad = body;
+  bad["window_seconds"] = 0;
+  EXPECT_EQ(FunnelUsers(*store_, bad, {}, {}, 0, "reached").status().field(), "window_seconds");
+  Viewer developer;
+  developer.all_games = false;
+  developer.game_ids = {GamesByEvents(*raw_).at(0)};
+  EXPECT_EQ(FunnelUsers(*store_, body, developer, {}, 0, "reached").status().code(),
+            common::StatusCode::kPermissionDenied);
+  ASSERT_OK(FunnelUsers(*store_, body, {}, {}, 1, "dropped"));
 }
 
 // --- Hand-made events, a fresh store per test ----------------------------------------------------------------------

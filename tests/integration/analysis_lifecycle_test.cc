@@ -1,8 +1,11 @@
 // Lifecycle and stickiness requests (analysis/lifecycle.h) over a real embedded store, against references
 // computed from the raw events appended: per user, the set of local calendar days / weeks / months (Abseil civil
-// time) in which they had an event of the set; then the definitions of docs/analysis.md, literally.
+// time) in which they had an event of the set; then the definitions of docs/analysis.md, literally. A `segment`
+// restricts both to its members: the reference reads only their events.
 #include <algorithm>
 #include <map>
+#include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -202,6 +205,10 @@ Predicate TypeIn(std::set<std::string> types) {
   return [types](const Raw& event) { return types.count(event.type) > 0; };
 }
 
+// --- Segments ------------------------------------------------------------------------------------------------------
+
+
+
 // --- Generated data, shared by the tests of the suite ------------------------------------------------------------
 
 class AnalysisLifecycleTest : public GeneratedStoreSuite<Raw> {
@@ -324,6 +331,47 @@ TEST_F(AnalysisLifecycleTest, StickinessOfAnEventSetInUtcMatchesTheReference) {
   const json document = Stickiness(body);
   EXPECT_EQ(document["days"], expected["days"]);
   EXPECT_EQ(document["weeks"], expected["weeks"]);
+}
+
+TEST_F(AnalysisLifecycleTest, SegmentRestrictsLifecycleAndStickinessToItsMembers) {
+  // "new" is a member's first activity, whoever else was active before: only the members' events are read.
+  const std::set<std::string> members = SomeUsers(*raw_, 9);
+  AnalysisOptions options;
+  options.segment_scope = TestSegments(*store_, members);
+  const Predicate member = [&](const Raw& event) { return members.count(event.user) > 0; };
+  const json body = {{"period_start", "2024-02-21"}, {"period_end", "2024-04-14"}, {"timezone", "Europe/Berlin"},
+                     {"granularity", "week"}, {"segment", "members"}};
+  Privacy privacy;
+  const json expected =
+      ReferenceLifecycleBuckets(*raw_, member, "Europe/Berlin", Unit::kWeek, "2024-02-21", "2024-04-14", privacy);
+  const json document = Lifecycle(body, {}, options);
+  EXPECT_EQ(document["buckets"], expected) << document["buckets"].dump() << "\n" << expected.dump();
+  EXPECT_EQ(document["segment"], "members");
+  Privacy everyone_privacy;
+  const json everyone = ReferenceLifecycleBuckets(*raw_, AnyEvent(), "Europe/Berlin", Unit::kWeek, "2024-02-21",
+                                                  "2024-04-14", everyone_privacy);
+  EXPECT_GT(expected[2]["active"].get<uint64_t>(), 20u);
+  EXPECT_LT(expected[2]["active"].get<uint64_t>(), everyone[2]["active"].get<uint64_t>());
+
+  const json stickiness_body = {{"period_start", "2024-03-06"}, {"period_end", "2024-04-12"},
+                                {"event_types", json::array({kSessionStarted, kPurchase})}, {"segment", "members"}};
+  Privacy stickiness_privacy;
+  const json expected_stickiness = ReferenceStickiness(
+      *raw_, [&](const Raw& event) { return member(event) && (event.type == kSessionStarted || event.type == kPurchase); },
+      "UTC", "2024-03-06", "2024-04-12", stickiness_privacy);
+  const json stickiness = Stickiness(stickiness_body, {}, options);
+  EXPECT_EQ(stickiness["days"], expected_stickiness["days"]);
+  EXPECT_EQ(stickiness["weeks"], expected_stickiness["weeks"]);
+  EXPECT_EQ(stickiness["segment"], "members");
+
+  json unknown = body;
+  unknown["segment"] = "whales";
+  EXPECT_EQ(RunLifecycle(*store_, unknown, {}, options).status().code(), common::StatusCode::kNotFound);
+  unknown["segment"] = "pending";
+  EXPECT_EQ(RunLifecycle(*store_, unknown, {}, options).status().code(), common::StatusCode::kFailedPrecondition);
+  json pending = stickiness_body;
+  pending["segment"] = "pending";
+  EXPECT_EQ(RunStickiness(*store_, pending, {}, options).status().code(), common::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(AnalysisLifecycleTest, DeveloperSeesOwnGamesWithSmallCountsSuppressed) {

@@ -1,9 +1,12 @@
 // Paths requests (analysis/paths.h) over a real embedded store, against a reference computed from the raw events
 // appended: per user, the events read in the documented order, the anchor found by a loop, the whole step sequence
 // built, collapsed and cut; paths counted in a map of type names, ranked, and the Sankey graph built from labels.
+// A `segment` restricts the question to its members: the reference reads only their events.
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <tuple>
@@ -224,6 +227,10 @@ void ExpectDocument(const json& document, const Expected& expected) {
   EXPECT_EQ(links, expected.links);
 }
 
+// --- Segments ------------------------------------------------------------------------------------------------------
+
+
+
 // --- Generated data, shared by the tests of the suite ------------------------------------------------------------
 
 class AnalysisPathsTest : public GeneratedStoreSuite<Raw> {
@@ -361,6 +368,39 @@ TEST_F(AnalysisPathsTest, ExcludedTypesAndRequestFiltersMatchTheReference) {
   ExpectDocument(Paths(body), expected);
   EXPECT_GT(expected.users, 20u);
   EXPECT_EQ(expected.other_users, 0u);
+}
+
+TEST_F(AnalysisPathsTest, SegmentRestrictsThePathsToItsMembers) {
+  const std::set<std::string> members = SomeUsers(*raw_, 5);
+  AnalysisOptions options;
+  options.segment_scope = TestSegments(*store_, members);
+  json body = {{"period_start", "2024-02-25"},
+               {"period_end", "2024-03-15"},
+               {"start_event", {{"event_type", kPageViewed},
+                                {"filters", {{"property", "page_type"}, {"op", "eq"}, {"value", "game"}}}}},
+               {"steps", 4},
+               {"max_paths", 1000},
+               {"segment", "members"}};
+  Question question;
+  question.anchor_type = kPageViewed;
+  question.anchor_filter = [](const Raw& event) { return event.page_type == "game"; };
+  question.steps = 4;
+  question.max_paths = 1000;
+  question.from_ms = Bound("2024-02-25", false, "UTC");
+  question.to_ms = Bound("2024-03-15", true, "UTC");
+  question.filter = [&](const Raw& event) { return members.count(event.user) > 0; };
+  const Expected expected = Reference(*raw_, question);
+  const json document = Paths(body, {}, options);
+  ExpectDocument(document, expected);
+  EXPECT_EQ(document["segment"], "members");
+  // Not vacuous: the members are some of the users, not all.
+  question.filter = [](const Raw&) { return true; };
+  EXPECT_GT(expected.users, 30u);
+  EXPECT_LT(expected.users, Reference(*raw_, question).users);
+  body["segment"] = "whales";
+  EXPECT_EQ(RunPaths(*store_, body, {}, options).status().code(), common::StatusCode::kNotFound);
+  body["segment"] = "pending";
+  EXPECT_EQ(RunPaths(*store_, body, {}, options).status().code(), common::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(AnalysisPathsTest, TwentyStepsBeforeTheFirstEndEventInAWindowMatchTheReference) {

@@ -1,10 +1,11 @@
 // POST .../analysis/retention (analysis/retention.h) over a real embedded store in a temp dir: the documents are
 // compared with a reference computed here from the raw events appended (plain loops over StoredEvents with civil
-// dates from the zone database), plus request validation, a developer viewer with k-anonymity, erased users and
-// DATA_NOT_YET_AVAILABLE.
+// dates from the zone database), plus request validation, a developer viewer with k-anonymity, erased users,
+// a `segment` (the reference reads only its members' events) and DATA_NOT_YET_AVAILABLE.
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -216,6 +217,7 @@ Expected Reference(const std::vector<StoredEvent>& events, const RefRequest& req
   return out;
 }
 
+
 class AnalysisRetentionTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -292,6 +294,7 @@ class AnalysisRetentionTest : public ::testing::Test {
     analysis::AnalysisOptions options;
     options.k_anonymity = k;
     options.query_threads = 2;
+    options.segment_scope = segments_;
     return analysis::RunRetentionForTest(*store_, body, viewer, options, now);
   }
 
@@ -316,6 +319,7 @@ class AnalysisRetentionTest : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<store::EmbeddedEventStore> store_;
+  analysis::SegmentScopeResolver segments_;  // unset: every segment is unknown
   std::vector<StoredEvent> events_;
   uint64_t next_id_ = 0;
   int documents_checked_ = 0;
@@ -435,6 +439,62 @@ TEST_F(AnalysisRetentionTest, DeveloperSeesOwnGamesAndNoSmallCohorts) {
   reference.common = [](const StoredEvent&) { return true; };
   reference.k = 0;
   ExpectDocument(body, reference);
+}
+
+TEST_F(AnalysisRetentionTest, SegmentRestrictsCohortsAndReturnsToItsMembers) {
+  const TimeZone berlin = TimeZone::Load("Europe/Berlin").value();
+  AppendRandom(43, berlin, Ms("2024-03-10T00:00:00Z"), Ms("2024-04-25T00:00:00Z"), 120, 4000);
+  const std::set<std::string> members = SomeUsers(events_, 43);
+  segments_ = TestSegments(*store_, members);
+  for (const bool first_time : {true, false}) {
+    for (const bool property : {false, true}) {
+      if (property && !first_time) continue;
+      json body = {{"start_event", {{"event_type", kPurchase}}},
+                   {"return_event", {{"event_type", kView}}},
+                   {"cohort_granularity", "day"},
+                   {"cohort_type", first_time ? "first_time" : "recurring"},
+                   {"periods", {0, 1, 3, 7}},
+                   {"period_start", "2024-03-18"},
+                   {"period_end", "2024-04-14"},
+                   {"timezone", "Europe/Berlin"},
+                   {"segment", "members"}};
+      RefRequest reference;
+      reference.zone = berlin;
+      reference.start = berlin.StartOfDay(2024, 3, 18);
+      reference.end = berlin.StartOfDay(2024, 4, 15);
+      reference.granularity = "day";
+      reference.first_time = first_time;
+      reference.periods = {0, 1, 3, 7};
+      reference.common = [&](const StoredEvent& event) { return members.count(event.user) > 0; };
+      reference.start_event = [](const StoredEvent& event) { return event.type == kPurchase; };
+      reference.return_event = [](const StoredEvent& event) { return event.type == kView; };
+      if (property) {
+        body["start_event"] = {{"property", "registered_at"}};
+        reference.start_event = [](const StoredEvent&) { return true; };
+        reference.property = "registered_at";
+      }
+      ExpectDocument(body, reference);
+      auto document = Run(body);
+      ASSERT_OK(document);
+      EXPECT_EQ((*document)["segment"], "members");
+      // Not vacuous: the members are fewer than everyone, and some of them return.
+      const Expected restricted = Reference(events_, reference);
+      reference.common = [](const StoredEvent&) { return true; };
+      const Expected everyone = Reference(events_, reference);
+      uint64_t returned = 0;
+      for (const json& period : restricted.total) returned += period["users"].get<uint64_t>();
+      EXPECT_GT(returned, 0u) << body.dump();
+      EXPECT_GT(restricted.total[0]["cohort_users"].get<uint64_t>(), 0u) << body.dump();
+      EXPECT_LT(restricted.total[0]["cohort_users"].get<uint64_t>(), everyone.total[0]["cohort_users"].get<uint64_t>())
+          << body.dump();
+    }
+  }
+  EXPECT_EQ(documents_checked_, 3);
+  json body = {{"start_event", {{"event_type", kPurchase}}}, {"period_start", "2024-03-18"},
+               {"period_end", "2024-04-14"}, {"segment", "whales"}};
+  EXPECT_EQ(Run(body).status().code(), common::StatusCode::kNotFound);
+  body["segment"] = "pending";
+  EXPECT_EQ(Run(body).status().code(), common::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(AnalysisRetentionTest, YoungCohortsAreNullNotZero) {

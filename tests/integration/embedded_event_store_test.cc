@@ -399,9 +399,12 @@ TEST_F(EmbeddedEventStoreTest, AnOldErasureLogLeftByACrashIsNotReplayedOverALate
 }
 
 TEST_F(EmbeddedEventStoreTest, ATornLastErasureLineIsDroppedAndLaterErasuresStayReadable) {
-  // Each copy of the data dir is taken while the store is open, as a kill -9 would leave it.
+  // Each copy of the data dir is taken while the store is open, as a kill -9 would leave it. The background purge
+  // waits (it would rewrite files while they are copied, and drop the erasure log this test tears).
   TempDir crashed, crashed_again;
-  auto store = Open();
+  EmbeddedEventStoreOptions quiet = Options();
+  quiet.purge_delay_ms = 3600000;
+  auto store = Open(quiet);
   ASSERT_OK(store->Append({MakeEvent("x1", "u_b", kJan1), MakeEvent("x2", "u_c", kJan1), MakeEvent("x3", "u_d", kJan1)}));
   ASSERT_OK(store->EraseUser("u_b", /*count_events=*/false));
   fs::copy(dir_.path(), crashed.path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
@@ -409,7 +412,7 @@ TEST_F(EmbeddedEventStoreTest, ATornLastErasureLineIsDroppedAndLaterErasuresStay
   ASSERT_EQ(ErasureLogs(crashed.path()).size(), 1u);
   std::ofstream(ErasureLogs(crashed.path())[0], std::ios::binary | std::ios::app) << R"({"erase":"u_)";
 
-  EmbeddedEventStoreOptions options = Options();
+  EmbeddedEventStoreOptions options = quiet;
   options.dir = crashed.path().string();
   auto recovered = Open(options);
   ASSERT_NE(recovered, nullptr);

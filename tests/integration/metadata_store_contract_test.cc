@@ -7,13 +7,18 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <latch>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -568,6 +573,11 @@ TYPED_TEST(MetadataStoreContractTest, AuditLimitMustBePositive) {
   EXPECT_EQ(this->store().ListAudit(-1).status().code(), StatusCode::kInvalidArgument);
 }
 
+// What undoes migration 4 (segments and pipeline runs): the state of a database written before it existed.
+constexpr std::string_view kDropVersion4 =
+    "DROP TABLE segment_materializations; DROP TABLE segments; DROP TABLE segment_member_index;"
+    " DROP TABLE pipeline_runs; DELETE FROM schema_migrations WHERE version = 4;";
+
 // ---------------------------------------------------------------------------------------------------------
 // Dead letters
 
@@ -993,8 +1003,9 @@ TYPED_TEST(MetadataStoreContractTest, ConcurrentDeadLetterAppendsKeepEveryRow) {
 TYPED_TEST(MetadataStoreContractTest, DatabaseAtVersion2GainsDeadLettersAndKeepsItsData) {
   ASSERT_OK(this->store().CreateMetricDefinition(CountMetric("purchases")));
   // What a database written before dead letters existed looks like.
-  ASSERT_OK(TypeParam::Execute(this->store(),
-                               "DROP TABLE dead_letters; DELETE FROM schema_migrations WHERE version = 3"));
+  ASSERT_OK(TypeParam::Execute(this->store(), std::string(kDropVersion4) +
+                                                  "DROP TABLE dead_letters; DELETE FROM schema_migrations"
+                                                  " WHERE version = 3"));
   ASSERT_OK_AND_ASSIGN(int old_version, this->store().SchemaVersion());
   EXPECT_EQ(old_version, 2);
 
@@ -1008,6 +1019,943 @@ TYPED_TEST(MetadataStoreContractTest, DatabaseAtVersion2GainsDeadLettersAndKeeps
   ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListDeadLetters({}));
   ASSERT_EQ(listed.size(), 1u);
   ExpectSameDeadLetter(listed[0], letters[0]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Segments
+
+SegmentRecord Segment(const std::string& id, const std::string& name, const std::string& type = "dynamic") {
+  return SegmentRecord{
+      .id = id,
+      .name = name,
+      .type = type,
+      .definition = {{"name", name},
+                     {"type", type},
+                     {"rule", {{"performed", {{"event_type", kPurchase}, {"count", {{"gte", 2}}}}}}},
+                     {"timezone", "Europe/Berlin"}},
+      .version = 1,
+      .created_at_ms = kCreatedAt,
+      .updated_at_ms = kCreatedAt,
+      .created_by = "user-1",
+  };
+}
+
+void ExpectSameSegment(const SegmentRecord& actual, const SegmentRecord& expected) {
+  SCOPED_TRACE("segment " + expected.id);
+  EXPECT_EQ(actual.id, expected.id);
+  EXPECT_EQ(actual.name, expected.name);
+  EXPECT_EQ(actual.type, expected.type);
+  EXPECT_EQ(actual.definition, expected.definition);
+  EXPECT_EQ(actual.definition.dump(), expected.definition.dump());  // same text: 2 stays 2, keys keep their form
+  EXPECT_EQ(actual.version, expected.version);
+  EXPECT_EQ(actual.created_at_ms, expected.created_at_ms);
+  EXPECT_EQ(actual.updated_at_ms, expected.updated_at_ms);
+  EXPECT_EQ(actual.created_by, expected.created_by);
+}
+
+std::vector<std::string> SegmentNames(const std::vector<SegmentRecord>& segments) {
+  std::vector<std::string> names;
+  for (const auto& segment : segments) names.push_back(segment.name);
+  return names;
+}
+
+// Every byte value, NUL and 0xFF first, then a CRoaring-like header: the bitmap is opaque bytes.
+std::string AwkwardBytes() {
+  std::string bytes = std::string("\0\xff\0\0\xff", 5);
+  for (int value = 0; value < 256; ++value) bytes += static_cast<char>(value);
+  bytes += std::string("\x3a\x30\x00\x00\x01\x00\x00\x00", 8);
+  bytes += std::string(3, '\0');
+  return bytes;
+}
+
+SegmentMaterialization Materialization(const std::string& segment_id, std::string bitmap) {
+  return SegmentMaterialization{.segment_id = segment_id,
+                                .definition_version = 1,
+                                .as_of_ms = kCreatedAt + 1,
+                                .refreshed_at_ms = kCreatedAt + 2,
+                                .duration_ms = 345,
+                                .users_count = 12345,
+                                .added = 12345,
+                                .removed = 0,
+                                .run_id = "run-1",
+                                .trigger = "create",
+                                .bitmap = std::move(bitmap)};
+}
+
+void ExpectSameMaterialization(const SegmentMaterialization& actual, const SegmentMaterialization& expected) {
+  SCOPED_TRACE("materialization of " + expected.segment_id);
+  EXPECT_EQ(actual.segment_id, expected.segment_id);
+  EXPECT_EQ(actual.definition_version, expected.definition_version);
+  EXPECT_EQ(actual.as_of_ms, expected.as_of_ms);
+  EXPECT_EQ(actual.refreshed_at_ms, expected.refreshed_at_ms);
+  EXPECT_EQ(actual.duration_ms, expected.duration_ms);
+  EXPECT_EQ(actual.users_count, expected.users_count);
+  EXPECT_EQ(actual.added, expected.added);
+  EXPECT_EQ(actual.removed, expected.removed);
+  EXPECT_EQ(actual.run_id, expected.run_id);
+  EXPECT_EQ(actual.trigger, expected.trigger);
+  EXPECT_EQ(actual.bitmap.size(), expected.bitmap.size());
+  EXPECT_TRUE(actual.bitmap == expected.bitmap);  // not EXPECT_EQ: a megabyte diff helps nobody
+}
+
+TYPED_TEST(MetadataStoreContractTest, SegmentReadsBackAndListsByNameInByteOrder) {
+  SegmentRecord rich = Segment("0b5c8a9e-1f7e-4c1e-9a43-5d2b7a1c0001", "quiet_buyers");
+  rich.definition["description"] = "Ведьмак 3 — 🎮 \"quoted\" \\ '; DROP TABLE segments; --";
+  rich.definition["ratio"] = 0.25;
+  rich.definition["nested"] = {{"list", {1, -2, 3.5, true, nullptr, "x"}}, {"empty", json::object()}};
+  rich.definition["nul"] = std::string("a\0b", 3);  // JSON text escapes it as \u0000
+  rich.version = 7;
+  rich.updated_at_ms = kCreatedAt + 86400000;
+  rich.created_by = "пользователь-1";
+  SegmentRecord upload = Segment("0b5c8a9e-1f7e-4c1e-9a43-5d2b7a1c0002", "B uploaded", "static");
+  upload.definition = {{"name", "B uploaded"}, {"type", "static"}};
+  SegmentRecord accented = Segment("0b5c8a9e-1f7e-4c1e-9a43-5d2b7a1c0003", "é_after_z");
+  SegmentRecord lower = Segment("0b5c8a9e-1f7e-4c1e-9a43-5d2b7a1c0004", "a_first", "static");
+  for (const auto* record : {&rich, &upload, &accented, &lower}) ASSERT_OK(this->store().CreateSegment(*record));
+
+  ASSERT_OK_AND_ASSIGN(SegmentRecord stored, this->store().GetSegment(rich.id));
+  ExpectSameSegment(stored, rich);
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListSegments({}));
+  EXPECT_EQ(SegmentNames(all), (std::vector<std::string>{"B uploaded", "a_first", "quiet_buyers", "é_after_z"}));
+  for (const auto& listed : all) {
+    if (listed.id == rich.id) ExpectSameSegment(listed, rich);
+  }
+  ASSERT_OK_AND_ASSIGN(auto statics, this->store().ListSegments({.type = "static"}));
+  EXPECT_EQ(SegmentNames(statics), (std::vector<std::string>{"B uploaded", "a_first"}));
+  ASSERT_OK_AND_ASSIGN(auto dynamics, this->store().ListSegments({.type = "dynamic"}));
+  EXPECT_EQ(SegmentNames(dynamics), (std::vector<std::string>{"quiet_buyers", "é_after_z"}));
+  ASSERT_OK_AND_ASSIGN(auto none, this->store().ListSegments({.type = "Static"}));
+  EXPECT_TRUE(none.empty());
+}
+
+TYPED_TEST(MetadataStoreContractTest, SegmentIdOrNameTakenIsAlreadyExistsAndKeepsTheFirst) {
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  SegmentRecord same_id = Segment("seg-1", "other_name");
+  Status status = this->store().CreateSegment(same_id);
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status.ToString();
+  SegmentRecord same_name = Segment("seg-2", "buyers", "static");
+  status = this->store().CreateSegment(same_name);
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status.ToString();
+  EXPECT_NE(status.message().find("buyers"), std::string::npos) << status.ToString();
+  // Names are byte-exact: another case is another name.
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-3", "Buyers")));
+
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListSegments({}));
+  EXPECT_EQ(SegmentNames(all), (std::vector<std::string>{"Buyers", "buyers"}));
+  ASSERT_OK_AND_ASSIGN(SegmentRecord stored, this->store().GetSegment("seg-1"));
+  ExpectSameSegment(stored, Segment("seg-1", "buyers"));
+  EXPECT_EQ(this->store().GetSegment("seg-2").status().code(), StatusCode::kNotFound);
+}
+
+TYPED_TEST(MetadataStoreContractTest, UnknownSegmentIsNotFound) {
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  for (const std::string& id : {std::string("seg-2"), std::string("x'; DROP TABLE segments; --"),
+                               std::string("a\0b", 3), std::string("\xff\xfe")}) {
+    EXPECT_EQ(this->store().GetSegment(id).status().code(), StatusCode::kNotFound);
+    EXPECT_EQ(this->store().DeleteSegment(id).code(), StatusCode::kNotFound);
+    EXPECT_EQ(this->store().GetMaterialization(id).status().code(), StatusCode::kNotFound);
+  }
+  SegmentRecord ghost = Segment("seg-2", "ghost");
+  ghost.version = 2;
+  EXPECT_EQ(this->store().UpdateSegment(ghost, 1).code(), StatusCode::kNotFound);
+  EXPECT_EQ(this->store().PutMaterialization(Materialization("seg-2", "x")).code(), StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(auto materializations, this->store().ListMaterializations());
+  EXPECT_TRUE(materializations.empty());
+  ASSERT_OK(this->store().GetSegment("seg-1"));
+}
+
+TYPED_TEST(MetadataStoreContractTest, InvalidSegmentIsInvalidArgumentAndNothingIsStored) {
+  struct Case {
+    const char* name;
+    void (*damage)(SegmentRecord&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {"empty id", [](SegmentRecord& r) { r.id = ""; }, "id"},
+      {"long id", [](SegmentRecord& r) { r.id = std::string(65, 'a'); }, "id"},
+      {"NUL in id", [](SegmentRecord& r) { r.id = std::string("a\0b", 3); }, "id"},
+      {"empty name", [](SegmentRecord& r) { r.name = ""; }, "name"},
+      {"129 characters", [](SegmentRecord& r) { r.name = std::string(129, 'n'); }, "name"},
+      {"129 two-byte characters",
+       [](SegmentRecord& r) {
+         r.name.clear();
+         for (int char_idx = 0; char_idx < 129; ++char_idx) r.name += "ж";
+       },
+       "name"},
+      {"invalid UTF-8 name", [](SegmentRecord& r) { r.name = "caf\xc3"; }, "name"},
+      {"unknown type", [](SegmentRecord& r) { r.type = "Dynamic"; }, "type"},
+      {"array definition", [](SegmentRecord& r) { r.definition = json::array({1}); }, "definition"},
+      {"null definition", [](SegmentRecord& r) { r.definition = nullptr; }, "definition"},
+      {"invalid UTF-8 in definition", [](SegmentRecord& r) { r.definition["x"] = "\xff\xfe"; }, "definition"},
+      {"version 0", [](SegmentRecord& r) { r.version = 0; }, "version"},
+      {"negative created_at", [](SegmentRecord& r) { r.created_at_ms = -1; }, "created_at_ms"},
+      {"negative updated_at", [](SegmentRecord& r) { r.updated_at_ms = -1; }, "updated_at_ms"},
+      {"NUL in created_by", [](SegmentRecord& r) { r.created_by = std::string("u\0", 2); }, "created_by"},
+  };
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    SegmentRecord created = Segment("seg-2", "fresh");
+    test_case.damage(created);
+    Status status = this->store().CreateSegment(created);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_EQ(status.field(), test_case.field) << status.ToString();
+
+    SegmentRecord updated = Segment("seg-1", "buyers");
+    updated.version = 2;
+    test_case.damage(updated);
+    status = this->store().UpdateSegment(updated, 1);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_EQ(status.field(), test_case.field) << status.ToString();
+  }
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListSegments({}));
+  ASSERT_EQ(all.size(), 1u);
+  ExpectSameSegment(all[0], Segment("seg-1", "buyers"));
+
+  // The limits themselves are fine: 128 characters (256 bytes), a 64-byte id.
+  SegmentRecord longest = Segment(std::string(64, 'i'), "");
+  for (int char_idx = 0; char_idx < 128; ++char_idx) longest.name += "ж";
+  ASSERT_OK(this->store().CreateSegment(longest));
+  ASSERT_OK_AND_ASSIGN(SegmentRecord stored, this->store().GetSegment(longest.id));
+  ExpectSameSegment(stored, longest);
+}
+
+TYPED_TEST(MetadataStoreContractTest, SegmentUpdateIsOptimisticAndRenamesOnlyOntoFreeNames) {
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-2", "churners")));
+
+  SegmentRecord v2 = Segment("seg-1", "big_buyers", "static");
+  v2.definition = {{"name", "big_buyers"}, {"type", "static"}, {"description", "v2"}};
+  v2.version = 2;
+  v2.updated_at_ms = kCreatedAt + 5000;
+  ASSERT_OK(this->store().UpdateSegment(v2, 1));
+  ASSERT_OK_AND_ASSIGN(SegmentRecord stored, this->store().GetSegment("seg-1"));
+  ExpectSameSegment(stored, v2);
+  // The old name is free again.
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-3", "buyers")));
+
+  SegmentRecord stale = v2;
+  stale.definition["description"] = "stale";
+  Status status = this->store().UpdateSegment(stale, 1);
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition) << status.ToString();
+  SegmentRecord ahead = v2;
+  ahead.version = 4;
+  status = this->store().UpdateSegment(ahead, 3);
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition) << status.ToString();
+
+  SegmentRecord onto_taken = v2;
+  onto_taken.name = "churners";
+  onto_taken.version = 3;
+  status = this->store().UpdateSegment(onto_taken, 2);
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status.ToString();
+
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetSegment("seg-1"));
+  ExpectSameSegment(stored, v2);  // none of the refused updates changed anything
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListSegments({}));
+  EXPECT_EQ(SegmentNames(all), (std::vector<std::string>{"big_buyers", "buyers", "churners"}));
+
+  SegmentRecord v3 = v2;  // keeping its own name is no conflict
+  v3.version = 3;
+  ASSERT_OK(this->store().UpdateSegment(v3, 2));
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetSegment("seg-1"));
+  EXPECT_EQ(stored.version, 3);
+}
+
+TYPED_TEST(MetadataStoreContractTest, ConcurrentSegmentUpdatesOfOneVersionHaveExactlyOneWinner) {
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "contested")));
+  constexpr int kThreads = 8;
+  std::latch start(kThreads);
+  std::atomic<int> wins = 0;
+  std::atomic<int> conflicts = 0;
+  std::vector<std::thread> threads;
+  for (int thread_idx = 0; thread_idx < kThreads; ++thread_idx) {
+    threads.emplace_back([&, thread_idx] {
+      SegmentRecord record = Segment("seg-1", "contested");
+      record.definition["description"] = "by thread " + std::to_string(thread_idx);
+      record.version = 2;
+      start.arrive_and_wait();
+      Status status = this->store().UpdateSegment(record, 1);
+      if (status.ok()) ++wins;
+      if (status.code() == StatusCode::kFailedPrecondition) ++conflicts;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wins.load(), 1);
+  EXPECT_EQ(conflicts.load(), kThreads - 1);
+  ASSERT_OK_AND_ASSIGN(SegmentRecord stored, this->store().GetSegment("seg-1"));
+  EXPECT_EQ(stored.version, 2);
+}
+
+TYPED_TEST(MetadataStoreContractTest, ConcurrentSegmentCreatesOfOneNameHaveExactlyOneWinner) {
+  constexpr int kThreads = 8;
+  std::latch start(kThreads);
+  std::atomic<int> wins = 0;
+  std::atomic<int> taken = 0;
+  std::vector<std::thread> threads;
+  for (int thread_idx = 0; thread_idx < kThreads; ++thread_idx) {
+    threads.emplace_back([&, thread_idx] {
+      SegmentRecord record = Segment("seg-" + std::to_string(thread_idx), "race");
+      start.arrive_and_wait();
+      Status status = this->store().CreateSegment(record);
+      if (status.ok()) ++wins;
+      if (status.code() == StatusCode::kAlreadyExists) ++taken;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wins.load(), 1);
+  EXPECT_EQ(taken.load(), kThreads - 1);
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListSegments({}));
+  EXPECT_EQ(all.size(), 1u);
+}
+
+TYPED_TEST(MetadataStoreContractTest, MaterializationRoundTripsBinaryBytesAndIsReplaced) {
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-b", "b")));
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-a", "a")));
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-c", "c")));
+  EXPECT_EQ(this->store().GetMaterialization("seg-a").status().code(), StatusCode::kNotFound);
+
+  SegmentMaterialization awkward = Materialization("seg-a", AwkwardBytes());
+  std::mt19937 random(42);
+  std::string large(1 << 20, '\0');  // 1 MiB of noise
+  for (char& byte : large) byte = static_cast<char>(random() & 0xff);
+  SegmentMaterialization big = Materialization("seg-b", large);
+  big.trigger = "schedule";
+  big.run_id = "";
+  SegmentMaterialization empty = Materialization("seg-c", "");
+  empty.users_count = 0;
+  empty.added = 0;
+  empty.removed = 3;
+  empty.trigger = "incremental";
+  for (const auto* m : {&awkward, &big, &empty}) ASSERT_OK(this->store().PutMaterialization(*m));
+
+  ASSERT_OK_AND_ASSIGN(SegmentMaterialization stored, this->store().GetMaterialization("seg-a"));
+  ExpectSameMaterialization(stored, awkward);
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetMaterialization("seg-b"));
+  ExpectSameMaterialization(stored, big);
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetMaterialization("seg-c"));
+  ExpectSameMaterialization(stored, empty);
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListMaterializations());
+  ASSERT_EQ(all.size(), 3u);
+  ExpectSameMaterialization(all[0], awkward);  // by segment_id
+  ExpectSameMaterialization(all[1], big);
+  ExpectSameMaterialization(all[2], empty);
+
+  // An upsert replaces every field.
+  SegmentMaterialization next = Materialization("seg-a", std::string("\xff\x00\xff", 3));
+  next.definition_version = 2;
+  next.as_of_ms = kCreatedAt + 100;
+  next.refreshed_at_ms = kCreatedAt + 200;
+  next.duration_ms = 0;
+  next.users_count = 2;
+  next.added = 1;
+  next.removed = 12344;
+  next.run_id = "run-2";
+  next.trigger = "manual";
+  ASSERT_OK(this->store().PutMaterialization(next));
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetMaterialization("seg-a"));
+  ExpectSameMaterialization(stored, next);
+  ASSERT_OK_AND_ASSIGN(all, this->store().ListMaterializations());
+  EXPECT_EQ(all.size(), 3u);
+
+  // Updating the segment keeps its materialization (it records the version it was computed from).
+  SegmentRecord v2 = Segment("seg-a", "a");
+  v2.version = 2;
+  ASSERT_OK(this->store().UpdateSegment(v2, 1));
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetMaterialization("seg-a"));
+  ExpectSameMaterialization(stored, next);
+}
+
+TYPED_TEST(MetadataStoreContractTest, InvalidMaterializationIsInvalidArgument) {
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  struct Case {
+    const char* name;
+    void (*damage)(SegmentMaterialization&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {"unknown trigger", [](SegmentMaterialization& m) { m.trigger = "cron"; }, "trigger"},
+      {"empty trigger", [](SegmentMaterialization& m) { m.trigger = ""; }, "trigger"},
+      {"negative users", [](SegmentMaterialization& m) { m.users_count = -1; }, "users_count"},
+      {"negative added", [](SegmentMaterialization& m) { m.added = -1; }, "added"},
+      {"negative removed", [](SegmentMaterialization& m) { m.removed = -1; }, "removed"},
+      {"negative duration", [](SegmentMaterialization& m) { m.duration_ms = -1; }, "duration_ms"},
+      {"negative as_of", [](SegmentMaterialization& m) { m.as_of_ms = -1; }, "as_of_ms"},
+      {"negative version", [](SegmentMaterialization& m) { m.definition_version = -1; }, "definition_version"},
+      {"NUL in run id", [](SegmentMaterialization& m) { m.run_id = std::string("r\0", 2); }, "run_id"},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    SegmentMaterialization m = Materialization("seg-1", "bits");
+    test_case.damage(m);
+    Status status = this->store().PutMaterialization(m);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_EQ(status.field(), test_case.field) << status.ToString();
+  }
+  EXPECT_EQ(this->store().GetMaterialization("seg-1").status().code(), StatusCode::kNotFound);
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeletingASegmentDeletesItsMaterialization) {
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-2", "churners")));
+  ASSERT_OK(this->store().PutMaterialization(Materialization("seg-1", AwkwardBytes())));
+  ASSERT_OK(this->store().PutMaterialization(Materialization("seg-2", "kept")));
+
+  ASSERT_OK(this->store().DeleteSegment("seg-1"));
+  EXPECT_EQ(this->store().GetSegment("seg-1").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(this->store().GetMaterialization("seg-1").status().code(), StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListMaterializations());
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].segment_id, "seg-2");
+  EXPECT_EQ(this->store().DeleteSegment("seg-1").code(), StatusCode::kNotFound);
+  EXPECT_EQ(this->store().PutMaterialization(Materialization("seg-1", "late")).code(), StatusCode::kNotFound);
+
+  // The id and name are free again, and nothing of the deleted segment clings to the new one.
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  EXPECT_EQ(this->store().GetMaterialization("seg-1").status().code(), StatusCode::kNotFound);
+}
+
+TYPED_TEST(MetadataStoreContractTest, UnreadableStoredSegmentOrRunIsCorruptionNamingIt) {
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-broken", "broken")));
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-array", "array")));
+  PipelineRun run{.id = "run-broken", .kind = "segment_refresh", .status = "queued", .created_at_ms = kCreatedAt};
+  ASSERT_OK(this->store().CreatePipelineRun(run));
+  ASSERT_OK(TypeParam::Execute(this->store(),
+                               "UPDATE segments SET definition = '{\"name\": ' WHERE id = 'seg-broken';"
+                               "UPDATE segments SET definition = '[1, 2]' WHERE id = 'seg-array';"
+                               "UPDATE pipeline_runs SET result = 'nope' WHERE id = 'run-broken'"));
+  for (const char* id : {"seg-broken", "seg-array"}) {
+    auto got = this->store().GetSegment(id);
+    EXPECT_EQ(got.status().code(), StatusCode::kCorruption) << id;
+    EXPECT_NE(got.status().message().find(id), std::string::npos) << got.status().ToString();
+  }
+  EXPECT_EQ(this->store().ListSegments({}).status().code(), StatusCode::kCorruption);
+  auto got_run = this->store().GetPipelineRun("run-broken");
+  EXPECT_EQ(got_run.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(got_run.status().message().find("run-broken"), std::string::npos) << got_run.status().ToString();
+  EXPECT_EQ(this->store().ListUnfinishedPipelineRuns().status().code(), StatusCode::kCorruption);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Member index
+
+// Every entry of the member index, read page by page.
+Result<std::vector<std::pair<uint32_t, std::string>>> WholeMemberIndex(MetadataStore& store, int page_size) {
+  std::vector<std::pair<uint32_t, std::string>> entries;
+  int64_t after = -1;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(auto page, store.ListMemberIndex(after, page_size));
+    if (page.empty()) return entries;
+    if (page.size() > static_cast<size_t>(page_size)) return Status::Internal("page larger than the limit");
+    after = page.back().first;
+    entries.insert(entries.end(), page.begin(), page.end());
+  }
+}
+
+// "u_" + a zero-padded number: pseudonym-like and all the same length.
+std::string User(int number) {
+  std::string digits = std::to_string(number);
+  return "u_" + std::string(digits.size() < 10 ? 10 - digits.size() : 0, '0') + digits;
+}
+
+TYPED_TEST(MetadataStoreContractTest, MemberIndexesAreDenseStableAndIdempotent) {
+  ASSERT_OK_AND_ASSIGN(auto none, this->store().MemberIndexes({}));
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK_AND_ASSIGN(auto first, this->store().MemberIndexes({"u_a", "u_b", "u_c"}));
+  EXPECT_EQ(first, (std::vector<uint32_t>{0, 1, 2}));
+  ASSERT_OK_AND_ASSIGN(auto again, this->store().MemberIndexes({"u_c", "u_a", "u_b"}));
+  EXPECT_EQ(again, (std::vector<uint32_t>{2, 0, 1}));
+  // New users are numbered on in the order of their first occurrence; known ones keep theirs.
+  ASSERT_OK_AND_ASSIGN(auto mixed, this->store().MemberIndexes({"u_e", "u_b", "u_d", "ü 'quoted' \"x\" \\ {,}"}));
+  EXPECT_EQ(mixed, (std::vector<uint32_t>{3, 1, 4, 5}));
+
+  ASSERT_OK_AND_ASSIGN(auto entries, WholeMemberIndex(this->store(), 2));
+  const std::vector<std::pair<uint32_t, std::string>> expected = {
+      {0, "u_a"}, {1, "u_b"}, {2, "u_c"}, {3, "u_e"}, {4, "u_d"}, {5, "ü 'quoted' \"x\" \\ {,}"}};
+  EXPECT_EQ(entries, expected);
+  ASSERT_OK_AND_ASSIGN(auto tail, this->store().ListMemberIndex(3, 100000));
+  EXPECT_EQ(tail, (std::vector<std::pair<uint32_t, std::string>>(expected.begin() + 4, expected.end())));
+  ASSERT_OK_AND_ASSIGN(auto past_end, this->store().ListMemberIndex(5, 10));
+  EXPECT_TRUE(past_end.empty());
+
+  // Another store on the same database sees the same index.
+  ASSERT_OK_AND_ASSIGN(auto second, this->backend_.Open());
+  ASSERT_OK_AND_ASSIGN(auto from_second, second->MemberIndexes({"u_d", "u_f"}));
+  EXPECT_EQ(from_second, (std::vector<uint32_t>{4, 6}));
+}
+
+TYPED_TEST(MetadataStoreContractTest, DuplicateUsersInOneCallGetOneIndex) {
+  ASSERT_OK_AND_ASSIGN(auto indexes, this->store().MemberIndexes({"u_x", "u_y", "u_x", "u_x", "u_z", "u_y"}));
+  EXPECT_EQ(indexes, (std::vector<uint32_t>{0, 1, 0, 0, 2, 1}));
+  ASSERT_OK_AND_ASSIGN(auto known_twice, this->store().MemberIndexes({"u_z", "u_w", "u_z", "u_w"}));
+  EXPECT_EQ(known_twice, (std::vector<uint32_t>{2, 3, 2, 3}));
+  ASSERT_OK_AND_ASSIGN(auto entries, WholeMemberIndex(this->store(), 100));
+  EXPECT_EQ(entries.size(), 4u);
+}
+
+TYPED_TEST(MetadataStoreContractTest, InvalidMemberIsInvalidArgumentAndNothingIsStored) {
+  struct Case {
+    const char* name;
+    std::string user;
+  };
+  const Case cases[] = {
+      {"empty", ""},
+      {"1025 bytes", std::string(1025, 'u')},
+      {"NUL byte", std::string("u_\0x", 4)},
+      {"invalid UTF-8", "u_\xff"},
+      {"truncated UTF-8", "u_caf\xc3"},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    auto indexes = this->store().MemberIndexes({"u_ok", "u_fine", test_case.user, "u_later"});
+    EXPECT_EQ(indexes.status().code(), StatusCode::kInvalidArgument) << indexes.status().ToString();
+    EXPECT_EQ(indexes.status().field(), "users[2]") << indexes.status().ToString();
+    auto forgotten = this->store().ForgetMember(test_case.user);
+    EXPECT_EQ(forgotten.status().code(), StatusCode::kInvalidArgument) << forgotten.status().ToString();
+    EXPECT_EQ(forgotten.status().field(), "user") << forgotten.status().ToString();
+  }
+  ASSERT_OK_AND_ASSIGN(auto entries, WholeMemberIndex(this->store(), 100));
+  EXPECT_TRUE(entries.empty());
+
+  const std::string longest(1024, 'u');  // the limit itself is fine
+  ASSERT_OK_AND_ASSIGN(auto indexes, this->store().MemberIndexes({longest}));
+  EXPECT_EQ(indexes, std::vector<uint32_t>{0});
+  ASSERT_OK_AND_ASSIGN(entries, WholeMemberIndex(this->store(), 100));
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].second, longest);
+}
+
+TYPED_TEST(MetadataStoreContractTest, MemberIndexPageLimitOutside1To100000IsInvalidArgument) {
+  for (int limit : {0, -1, 100001}) {
+    auto listed = this->store().ListMemberIndex(-1, limit);
+    EXPECT_EQ(listed.status().code(), StatusCode::kInvalidArgument) << limit;
+    EXPECT_EQ(listed.status().field(), "limit") << limit;
+  }
+  ASSERT_OK(this->store().ListMemberIndex(-1, 1));
+  ASSERT_OK(this->store().ListMemberIndex(-1, 100000));
+}
+
+TYPED_TEST(MetadataStoreContractTest, ForgottenMemberLosesItsPseudonymAndItsIndexIsNeverReused) {
+  ASSERT_OK_AND_ASSIGN(auto indexes, this->store().MemberIndexes({"u_a", "u_b", "u_c"}));
+  ASSERT_EQ(indexes, (std::vector<uint32_t>{0, 1, 2}));
+
+  ASSERT_OK_AND_ASSIGN(uint32_t forgotten_b, this->store().ForgetMember("u_b"));
+  EXPECT_EQ(forgotten_b, 1u);
+  ASSERT_OK_AND_ASSIGN(uint32_t forgotten_c, this->store().ForgetMember("u_c"));  // the highest index
+  EXPECT_EQ(forgotten_c, 2u);
+  EXPECT_EQ(this->store().ForgetMember("u_b").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(this->store().ForgetMember("u_never").status().code(), StatusCode::kNotFound);
+
+  ASSERT_OK_AND_ASSIGN(auto entries, WholeMemberIndex(this->store(), 100));
+  EXPECT_EQ(entries, (std::vector<std::pair<uint32_t, std::string>>{{0, "u_a"}}));
+
+  // Seen again, a forgotten user is a new member; new users never get a forgotten index.
+  ASSERT_OK_AND_ASSIGN(auto after, this->store().MemberIndexes({"u_d", "u_b", "u_a"}));
+  EXPECT_EQ(after, (std::vector<uint32_t>{3, 4, 0}));
+  ASSERT_OK_AND_ASSIGN(entries, WholeMemberIndex(this->store(), 100));
+  EXPECT_EQ(entries, (std::vector<std::pair<uint32_t, std::string>>{{0, "u_a"}, {3, "u_d"}, {4, "u_b"}}));
+  ASSERT_OK_AND_ASSIGN(uint32_t forgotten_again, this->store().ForgetMember("u_b"));
+  EXPECT_EQ(forgotten_again, 4u);
+
+  // Reopened, the store still never reuses them.
+  this->store_.reset();
+  ASSERT_OK_AND_ASSIGN(this->store_, this->backend_.Open());
+  ASSERT_OK_AND_ASSIGN(auto reopened, this->store().MemberIndexes({"u_e"}));
+  EXPECT_EQ(reopened, std::vector<uint32_t>{5});
+}
+
+TYPED_TEST(MetadataStoreContractTest, HundredThousandNewUsersInOneCall) {
+  constexpr int kUsers = 100000;
+  std::vector<std::string> users;
+  users.reserve(kUsers);
+  for (int user_idx = 0; user_idx < kUsers; ++user_idx) users.push_back(User(user_idx));
+  ASSERT_OK(this->store().MemberIndexes({User(kUsers - 1)}));  // one known user among the new ones
+
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(auto indexes, this->store().MemberIndexes(users));
+  const auto inserted = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(auto again, this->store().MemberIndexes(users));
+  const auto looked_up = std::chrono::steady_clock::now();
+  const auto ms = [](auto duration) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(duration).count();
+  };
+  std::printf("[   TIME   ] %s: MemberIndexes of %d new users: %lld ms; again, all known: %lld ms\n",
+              TypeParam::kTestName, kUsers - 1, static_cast<long long>(ms(inserted - started)),
+              static_cast<long long>(ms(looked_up - inserted)));
+  this->RecordProperty("new_users_ms", std::to_string(ms(inserted - started)));
+  this->RecordProperty("known_users_ms", std::to_string(ms(looked_up - inserted)));
+
+  ASSERT_EQ(indexes.size(), users.size());
+  EXPECT_EQ(indexes.back(), 0u);
+  for (int user_idx = 0; user_idx + 1 < kUsers; ++user_idx) {
+    ASSERT_EQ(indexes[user_idx], static_cast<uint32_t>(user_idx + 1)) << user_idx;
+  }
+  EXPECT_EQ(again, indexes);
+
+  ASSERT_OK_AND_ASSIGN(auto entries, WholeMemberIndex(this->store(), 30000));
+  ASSERT_EQ(entries.size(), users.size());
+  for (size_t entry_idx = 0; entry_idx < entries.size(); ++entry_idx) {
+    ASSERT_EQ(entries[entry_idx].first, entry_idx);
+    ASSERT_EQ(entries[entry_idx].second, entry_idx == 0 ? User(kUsers - 1) : User(static_cast<int>(entry_idx) - 1));
+  }
+}
+
+TYPED_TEST(MetadataStoreContractTest, ConcurrentMemberIndexCallsAgree) {
+  // Four threads on two stores (two service instances of one database), each with 3,000 users of a pool of
+  // 6,000 in its own order, in batches, so their new users overlap and race.
+  constexpr int kThreads = 4;
+  constexpr int kPool = 6000;
+  constexpr int kPerThread = 3000;
+  constexpr int kBatch = 500;
+  ASSERT_OK_AND_ASSIGN(auto second, this->backend_.Open());
+  std::latch start(kThreads);
+  std::mutex mu;
+  std::map<std::string, uint32_t> seen;  // GUARDED_BY(mu)
+  std::vector<std::string> errors;       // GUARDED_BY(mu)
+  std::vector<std::thread> threads;
+  for (int thread_idx = 0; thread_idx < kThreads; ++thread_idx) {
+    threads.emplace_back([&, thread_idx] {
+      MetadataStore& store = thread_idx % 2 == 0 ? this->store() : *second;
+      std::vector<std::string> mine;
+      for (int user_idx = 0; user_idx < kPerThread; ++user_idx) {
+        mine.push_back(User((user_idx + thread_idx * kPerThread / 2) % kPool));
+      }
+      std::shuffle(mine.begin(), mine.end(), std::mt19937(thread_idx));
+      start.arrive_and_wait();
+      for (size_t first = 0; first < mine.size(); first += kBatch) {
+        std::vector<std::string> batch(mine.begin() + first, mine.begin() + first + kBatch);
+        batch.push_back(batch.front());  // a duplicate in every call
+        auto indexes = store.MemberIndexes(batch);
+        std::lock_guard lock(mu);
+        if (!indexes.ok()) {
+          errors.push_back(indexes.status().ToString());
+          continue;
+        }
+        for (size_t user_idx = 0; user_idx < batch.size(); ++user_idx) {
+          auto [it, inserted] = seen.emplace(batch[user_idx], (*indexes)[user_idx]);
+          if (!inserted && it->second != (*indexes)[user_idx]) {
+            errors.push_back(batch[user_idx] + " got " + std::to_string(it->second) + " and " +
+                             std::to_string((*indexes)[user_idx]));
+          }
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+
+  ASSERT_EQ(seen.size(), static_cast<size_t>(kPool));
+  std::vector<uint32_t> all_indexes;
+  for (const auto& [user, index] : seen) all_indexes.push_back(index);
+  std::sort(all_indexes.begin(), all_indexes.end());
+  for (size_t index_idx = 0; index_idx < all_indexes.size(); ++index_idx) {
+    ASSERT_EQ(all_indexes[index_idx], index_idx) << "the index is not dense, or one index went to two users";
+  }
+  ASSERT_OK_AND_ASSIGN(auto entries, WholeMemberIndex(this->store(), 100000));
+  ASSERT_EQ(entries.size(), seen.size());
+  for (const auto& [index, user] : entries) EXPECT_EQ(seen[user], index) << user;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Pipeline runs
+
+PipelineRun Run(const std::string& id, int64_t created_at_ms, const std::string& status = "queued",
+                const std::string& kind = "segment_refresh", const std::string& target = "seg-1") {
+  PipelineRun run{.id = id,
+                  .kind = kind,
+                  .target = target,
+                  .status = status,
+                  .parameters = {{"as_of", "2024-03-30T23:59:59Z"}},
+                  .result = nullptr,
+                  .error = "",
+                  .requested_by = "user-1",
+                  .created_at_ms = created_at_ms};
+  if (status != "queued") run.started_at_ms = created_at_ms + 10;
+  if (status == "completed" || status == "failed") run.finished_at_ms = created_at_ms + 100;
+  if (status == "completed") run.result = {{"users_count", 3}, {"added", 3}, {"removed", 0}};
+  if (status == "failed") run.error = "the rule references an unknown segment";
+  return run;
+}
+
+void ExpectSameRun(const PipelineRun& actual, const PipelineRun& expected) {
+  SCOPED_TRACE("run " + expected.id);
+  EXPECT_EQ(actual.id, expected.id);
+  EXPECT_EQ(actual.kind, expected.kind);
+  EXPECT_EQ(actual.target, expected.target);
+  EXPECT_EQ(actual.status, expected.status);
+  EXPECT_EQ(actual.parameters, expected.parameters);
+  EXPECT_EQ(actual.parameters.dump(), expected.parameters.dump());
+  EXPECT_EQ(actual.result, expected.result);
+  EXPECT_EQ(actual.result.dump(), expected.result.dump());
+  EXPECT_EQ(actual.error, expected.error);
+  EXPECT_EQ(actual.requested_by, expected.requested_by);
+  EXPECT_EQ(actual.created_at_ms, expected.created_at_ms);
+  EXPECT_EQ(actual.started_at_ms, expected.started_at_ms);
+  EXPECT_EQ(actual.finished_at_ms, expected.finished_at_ms);
+}
+
+std::vector<std::string> RunIds(const std::vector<PipelineRun>& runs) {
+  std::vector<std::string> ids;
+  for (const auto& run : runs) ids.push_back(run.id);
+  return ids;
+}
+
+// The ids of every run matching `filter`, read page by page (filter.limit per page).
+Result<std::vector<std::string>> PageThroughRuns(MetadataStore& store, PipelineRunFilter filter) {
+  std::vector<std::string> ids;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(std::vector<PipelineRun> page, store.ListPipelineRuns(filter));
+    if (page.empty()) return ids;
+    if (page.size() > static_cast<size_t>(filter.limit)) return Status::Internal("page larger than the limit");
+    for (const auto& run : page) ids.push_back(run.id);
+    filter.before_id = page.back().id;
+  }
+}
+
+TYPED_TEST(MetadataStoreContractTest, PipelineRunReadsBackAndIsReplacedByUpdate) {
+  PipelineRun run = Run("7d1e2f30-0000-4000-8000-000000000001", kCreatedAt);
+  run.parameters = {{"as_of", "2024-03-30T23:59:59Z"}, {"note", "ü \"q\" \\ '; --"}, {"ratio", 0.5}};
+  run.requested_by = "пользователь";
+  ASSERT_OK(this->store().CreatePipelineRun(run));
+  ASSERT_OK_AND_ASSIGN(PipelineRun stored, this->store().GetPipelineRun(run.id));
+  ExpectSameRun(stored, run);
+
+  PipelineRun running = run;
+  running.status = "running";
+  running.started_at_ms = kCreatedAt + 5;
+  ASSERT_OK(this->store().UpdatePipelineRun(running));
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetPipelineRun(run.id));
+  ExpectSameRun(stored, running);
+
+  PipelineRun failed = running;
+  failed.status = "failed";
+  failed.finished_at_ms = kCreatedAt + 50;
+  failed.error = "значение\nsecond line";
+  failed.result = {{"partial", json::array({1, 2})}};
+  failed.parameters = nullptr;
+  ASSERT_OK(this->store().UpdatePipelineRun(failed));
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetPipelineRun(run.id));
+  ExpectSameRun(stored, failed);
+}
+
+TYPED_TEST(MetadataStoreContractTest, PipelineRunErrorsAreAlreadyExistsAndNotFound) {
+  const PipelineRun run = Run("run-1", kCreatedAt);
+  ASSERT_OK(this->store().CreatePipelineRun(run));
+  PipelineRun again = Run("run-1", kCreatedAt + 1, "running");
+  EXPECT_EQ(this->store().CreatePipelineRun(again).code(), StatusCode::kAlreadyExists);
+  ASSERT_OK_AND_ASSIGN(PipelineRun stored, this->store().GetPipelineRun("run-1"));
+  ExpectSameRun(stored, run);
+
+  EXPECT_EQ(this->store().UpdatePipelineRun(Run("run-2", kCreatedAt)).code(), StatusCode::kNotFound);
+  for (const std::string& id : {std::string("run-2"), std::string("r\0", 2), std::string("\xc3")}) {
+    EXPECT_EQ(this->store().GetPipelineRun(id).status().code(), StatusCode::kNotFound);
+  }
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListPipelineRuns({}));
+  EXPECT_EQ(RunIds(all), std::vector<std::string>{"run-1"});
+}
+
+TYPED_TEST(MetadataStoreContractTest, InvalidPipelineRunIsInvalidArgumentAndNothingIsStored) {
+  struct Case {
+    const char* name;
+    void (*damage)(PipelineRun&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {"empty id", [](PipelineRun& r) { r.id = ""; }, "id"},
+      {"long id", [](PipelineRun& r) { r.id = std::string(65, 'r'); }, "id"},
+      {"empty kind", [](PipelineRun& r) { r.kind = ""; }, "kind"},
+      {"unknown status", [](PipelineRun& r) { r.status = "done"; }, "status"},
+      {"NUL in target", [](PipelineRun& r) { r.target = std::string("s\0", 2); }, "target"},
+      {"invalid UTF-8 error", [](PipelineRun& r) { r.error = "\xed\xa0\x80"; }, "error"},
+      {"invalid UTF-8 requester", [](PipelineRun& r) { r.requested_by = "\xff"; }, "requested_by"},
+      {"invalid UTF-8 parameters", [](PipelineRun& r) { r.parameters["x"] = "\xff"; }, "parameters"},
+      {"invalid UTF-8 result", [](PipelineRun& r) { r.result = json::array({"\xc3"}); }, "result"},
+      {"negative created_at", [](PipelineRun& r) { r.created_at_ms = -1; }, "created_at_ms"},
+      {"negative started_at", [](PipelineRun& r) { r.started_at_ms = -1; }, "started_at_ms"},
+      {"negative finished_at", [](PipelineRun& r) { r.finished_at_ms = -1; }, "finished_at_ms"},
+  };
+  ASSERT_OK(this->store().CreatePipelineRun(Run("run-1", kCreatedAt)));
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    PipelineRun created = Run("run-2", kCreatedAt);
+    test_case.damage(created);
+    Status status = this->store().CreatePipelineRun(created);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_EQ(status.field(), test_case.field) << status.ToString();
+    PipelineRun updated = Run("run-1", kCreatedAt, "running");
+    test_case.damage(updated);
+    status = this->store().UpdatePipelineRun(updated);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_EQ(status.field(), test_case.field) << status.ToString();
+  }
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListPipelineRuns({}));
+  ASSERT_EQ(all.size(), 1u);
+  ExpectSameRun(all[0], Run("run-1", kCreatedAt));
+}
+
+TYPED_TEST(MetadataStoreContractTest, PipelineRunsPageNewestFirstUnderEveryFilter) {
+  // 130 runs: 13 distinct creation times (so many ties, broken by id descending), random ids, kinds, statuses
+  // and targets in different cycles.
+  const std::string statuses[] = {"queued", "running", "completed", "failed"};
+  std::vector<PipelineRun> runs;
+  for (int run_idx = 0; run_idx < 130; ++run_idx) {
+    runs.push_back(Run(common::NewUuid(), kCreatedAt + (run_idx * 7 % 13) * 1000, statuses[run_idx % 4],
+                       run_idx % 3 == 0 ? "segment_refresh" : "export", "seg-" + std::to_string(run_idx % 5)));
+  }
+  for (const auto& run : runs) ASSERT_OK(this->store().CreatePipelineRun(run));
+  std::vector<PipelineRun> newest_first = runs;
+  std::sort(newest_first.begin(), newest_first.end(), [](const PipelineRun& a, const PipelineRun& b) {
+    return a.created_at_ms != b.created_at_ms ? a.created_at_ms > b.created_at_ms : a.id > b.id;
+  });
+  const auto expected = [&](auto keep) {
+    std::vector<std::string> ids;
+    for (const auto& run : newest_first) {
+      if (keep(run)) ids.push_back(run.id);
+    }
+    return ids;
+  };
+
+  struct Case {
+    const char* name;
+    PipelineRunFilter filter;
+    bool (*keep)(const PipelineRun&);
+  };
+  const Case cases[] = {
+      {"all", {}, [](const PipelineRun&) { return true; }},
+      {"kind", {.kind = "segment_refresh"}, [](const PipelineRun& r) { return r.kind == "segment_refresh"; }},
+      {"status", {.status = "failed"}, [](const PipelineRun& r) { return r.status == "failed"; }},
+      {"target", {.target = "seg-3"}, [](const PipelineRun& r) { return r.target == "seg-3"; }},
+      {"kind and status",
+       {.kind = "export", .status = "completed"},
+       [](const PipelineRun& r) { return r.kind == "export" && r.status == "completed"; }},
+      {"time range",
+       {.created_from_ms = kCreatedAt + 3000, .created_to_ms = kCreatedAt + 9000},
+       [](const PipelineRun& r) {
+         return r.created_at_ms >= kCreatedAt + 3000 && r.created_at_ms < kCreatedAt + 9000;
+       }},
+      {"from only",
+       {.created_from_ms = kCreatedAt + 12000},
+       [](const PipelineRun& r) { return r.created_at_ms >= kCreatedAt + 12000; }},
+      {"everything",
+       {.kind = "export", .status = "queued", .target = "seg-1", .created_from_ms = kCreatedAt + 1000,
+        .created_to_ms = kCreatedAt + 12000},
+       [](const PipelineRun& r) {
+         return r.kind == "export" && r.status == "queued" && r.target == "seg-1" &&
+                r.created_at_ms >= kCreatedAt + 1000 && r.created_at_ms < kCreatedAt + 12000;
+       }},
+      {"nothing", {.kind = "x' OR '1'='1"}, [](const PipelineRun&) { return false; }},
+      {"unstorable", {.target = std::string("a\0", 2)}, [](const PipelineRun&) { return false; }},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    const std::vector<std::string> want = expected(test_case.keep);
+    for (int limit : {1, 7, 1000}) {
+      PipelineRunFilter filter = test_case.filter;
+      filter.limit = limit;
+      ASSERT_OK_AND_ASSIGN(auto paged, PageThroughRuns(this->store(), filter));
+      EXPECT_EQ(paged, want) << "limit " << limit;
+    }
+  }
+
+  ASSERT_OK_AND_ASSIGN(auto default_page, this->store().ListPipelineRuns({}));
+  EXPECT_EQ(default_page.size(), 100u);  // the default limit
+  for (size_t run_idx = 0; run_idx < default_page.size(); ++run_idx) {
+    ExpectSameRun(default_page[run_idx], newest_first[run_idx]);
+  }
+  ASSERT_OK_AND_ASSIGN(auto after_last, this->store().ListPipelineRuns({.before_id = newest_first.back().id}));
+  EXPECT_TRUE(after_last.empty());
+  // A cursor from one filter continues another: paging is by position in the global order.
+  ASSERT_OK_AND_ASSIGN(auto after_middle,
+                       this->store().ListPipelineRuns({.status = "queued", .before_id = newest_first[64].id}));
+  std::vector<std::string> want_after_middle;
+  for (size_t run_idx = 65; run_idx < newest_first.size(); ++run_idx) {
+    if (newest_first[run_idx].status == "queued") want_after_middle.push_back(newest_first[run_idx].id);
+  }
+  EXPECT_EQ(RunIds(after_middle), want_after_middle);
+}
+
+TYPED_TEST(MetadataStoreContractTest, PipelineRunPageErrorsAreInvalidArgument) {
+  for (int limit : {0, -1, 1001}) {
+    auto listed = this->store().ListPipelineRuns({.limit = limit});
+    EXPECT_EQ(listed.status().code(), StatusCode::kInvalidArgument) << limit;
+    EXPECT_EQ(listed.status().field(), "limit") << limit;
+  }
+  ASSERT_OK(this->store().ListPipelineRuns({.limit = 1}));
+  ASSERT_OK(this->store().ListPipelineRuns({.limit = 1000}));
+  for (const std::string& cursor : {std::string("no-such-run"), std::string("r\0", 2)}) {
+    auto listed = this->store().ListPipelineRuns({.before_id = cursor});
+    EXPECT_EQ(listed.status().code(), StatusCode::kInvalidArgument) << listed.status().ToString();
+    EXPECT_EQ(listed.status().field(), "before_id") << listed.status().ToString();
+  }
+}
+
+TYPED_TEST(MetadataStoreContractTest, UnfinishedRunsAreListedOldestFirst) {
+  ASSERT_OK_AND_ASSIGN(auto none, this->store().ListUnfinishedPipelineRuns());
+  EXPECT_TRUE(none.empty());
+  const std::vector<PipelineRun> runs = {
+      Run("r-a", kCreatedAt + 3000, "queued"),    Run("r-b", kCreatedAt + 1000, "running"),
+      Run("r-c", kCreatedAt + 2000, "completed"), Run("r-d", kCreatedAt + 1000, "queued"),
+      Run("r-e", kCreatedAt + 500, "failed"),     Run("r-f", kCreatedAt + 4000, "running"),
+  };
+  for (const auto& run : runs) ASSERT_OK(this->store().CreatePipelineRun(run));
+  ASSERT_OK_AND_ASSIGN(auto unfinished, this->store().ListUnfinishedPipelineRuns());
+  EXPECT_EQ(RunIds(unfinished), (std::vector<std::string>{"r-b", "r-d", "r-a", "r-f"}));
+  ExpectSameRun(unfinished[0], runs[1]);
+
+  PipelineRun done = runs[1];
+  done.status = "completed";
+  done.finished_at_ms = kCreatedAt + 9000;
+  ASSERT_OK(this->store().UpdatePipelineRun(done));
+  ASSERT_OK_AND_ASSIGN(unfinished, this->store().ListUnfinishedPipelineRuns());
+  EXPECT_EQ(RunIds(unfinished), (std::vector<std::string>{"r-d", "r-a", "r-f"}));
+}
+
+TYPED_TEST(MetadataStoreContractTest, PurgeDeletesOnlyFinishedRunsBeforeTheCutoff) {
+  std::vector<PipelineRun> runs = {
+      Run("done-early", kCreatedAt, "completed"),  // finished at +100
+      Run("failed-early", kCreatedAt + 50, "failed"),  // finished at +150
+      Run("done-late", kCreatedAt + 1000, "completed"),  // finished at +1100
+      Run("queued-old", kCreatedAt, "queued"),
+      Run("running-old", kCreatedAt, "running"),
+  };
+  runs[4].finished_at_ms = 1;  // a stray finish time does not make a running run finished
+  for (const auto& run : runs) ASSERT_OK(this->store().CreatePipelineRun(run));
+
+  ASSERT_OK_AND_ASSIGN(int64_t nothing, this->store().PurgePipelineRunsBefore(kCreatedAt + 100));
+  EXPECT_EQ(nothing, 0);  // strictly before
+  ASSERT_OK_AND_ASSIGN(int64_t purged, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000));
+  EXPECT_EQ(purged, 2);
+  EXPECT_EQ(this->store().GetPipelineRun("done-early").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(this->store().GetPipelineRun("failed-early").status().code(), StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(int64_t rest, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000000));
+  EXPECT_EQ(rest, 1);
+  ASSERT_OK_AND_ASSIGN(auto left, this->store().ListPipelineRuns({}));
+  std::vector<std::string> left_ids = RunIds(left);
+  std::sort(left_ids.begin(), left_ids.end());
+  EXPECT_EQ(left_ids, (std::vector<std::string>{"queued-old", "running-old"}));
+  ASSERT_OK_AND_ASSIGN(int64_t again, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000000));
+  EXPECT_EQ(again, 0);
+}
+
+TYPED_TEST(MetadataStoreContractTest, DatabaseAtVersion3GainsSegmentsAndKeepsItsData) {
+  ASSERT_OK(this->store().CreateMetricDefinition(CountMetric("purchases")));
+  std::vector<DeadLetter> letters = {Letter(kReceivedAt, "INVALID_FIELD", kPurchase)};
+  ASSERT_OK(this->store().AppendDeadLetters(letters));
+  ASSERT_OK(TypeParam::Execute(this->store(), kDropVersion4));
+  ASSERT_OK_AND_ASSIGN(int old_version, this->store().SchemaVersion());
+  EXPECT_EQ(old_version, 3);
+
+  this->store_.reset();
+  ASSERT_OK_AND_ASSIGN(this->store_, this->backend_.Open());
+  ASSERT_OK_AND_ASSIGN(int version, this->store().SchemaVersion());
+  EXPECT_EQ(version, LatestSchemaVersion());
+  ASSERT_OK(this->store().GetMetricDefinition("purchases"));
+  ASSERT_OK_AND_ASSIGN(int64_t count, this->store().CountDeadLetters({}));
+  EXPECT_EQ(count, 1);
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  ASSERT_OK(this->store().PutMaterialization(Materialization("seg-1", AwkwardBytes())));
+  ASSERT_OK_AND_ASSIGN(auto indexes, this->store().MemberIndexes({"u_a"}));
+  EXPECT_EQ(indexes, std::vector<uint32_t>{0});
+  ASSERT_OK(this->store().CreatePipelineRun(Run("run-1", kCreatedAt)));
 }
 
 // ---------------------------------------------------------------------------------------------------------

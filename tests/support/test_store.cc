@@ -83,4 +83,19 @@ void GeneratedStore::Fill(const GeneratedStoreOptions& options,
   if (!body.empty()) append();
 }
 
+query::UserScopeResolver TestSegments(store::EventStore& store, const std::set<std::string>& members) {
+  auto ids = store.UserIds(std::vector<std::string>(members.begin(), members.end()));
+  EXPECT_TRUE(ids.ok()) << ids.status().ToString();
+  auto users = std::make_shared<query::Roaring>();
+  if (ids.ok()) {
+    for (uint32_t id : *ids) users->add(id);
+  }
+  const query::UserScope scope{"test-members", std::move(users)};
+  return [scope](const std::string& id) -> common::Result<query::UserScope> {
+    if (id == "members") return scope;
+    if (id == "pending") return common::Status::FailedPrecondition("segment 'pending' has not been refreshed yet");
+    return common::Status::NotFound("segment '" + id + "' does not exist");
+  };
+}
+
 }  // namespace analytics::testing

@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,10 +20,30 @@
 #include "events/event.h"
 #include "events/event_rows.h"
 #include "gen/generator.h"
+#include "query/user_scope.h"
 #include "store/embedded/embedded_event_store.h"
 #include "support/test_env.h"
 
 namespace analytics::testing {
+
+// The segment service of the tests: segment "members" is `members` (pseudonyms, as the store's ids), "pending" is
+// not materialized yet, any other id names no segment.
+query::UserScopeResolver TestSegments(store::EventStore& store, const std::set<std::string>& members);
+
+// About a third of the users of `events` (anything with a `user` member), drawn with `seed`: a segment's members.
+template <typename Event>
+std::set<std::string> SomeUsers(const std::vector<Event>& events, uint64_t seed) {
+  std::set<std::string> users;
+  for (const Event& event : events) {
+    if (!event.user.empty()) users.insert(event.user);
+  }
+  std::mt19937_64 rng(seed);
+  std::set<std::string> members;
+  for (const std::string& user : users) {
+    if (rng() % 3 == 0) members.insert(user);
+  }
+  return members;
+}
 
 // Options for an embedded store in `dir` that a test drives by hand: it flushes, compacts and applies retention
 // only when the test asks, and its dedup window (ten years) spans every event time the tests use. WAL sync keeps

@@ -137,6 +137,7 @@ struct RefConfig {
 struct RefGroup {
   std::vector<uint64_t> users;
   std::vector<std::vector<int64_t>> from_previous, from_first;
+  std::vector<std::vector<uint32_t>> user_ids;  // per step, ascending
 };
 
 struct RefResult {
@@ -177,12 +178,12 @@ class Reference {
         Outcome outcome;
         if (Best(pair_events, outcome)) outcomes.push_back(outcome);
       }
-      Add(result.total, outcomes, false, std::nullopt);
+      Add(result.total, outcomes, false, std::nullopt, user);
       std::set<std::optional<std::string>> values;
       for (const auto& outcome : outcomes) values.insert(outcome.value);
       for (const auto& value : values) {
         auto [it, fresh] = result.groups.try_emplace(value, Empty());
-        Add(it->second, outcomes, true, value);
+        Add(it->second, outcomes, true, value, user);
       }
     }
     return result;
@@ -205,6 +206,7 @@ class Reference {
     group.users.assign(steps_, 0);
     group.from_previous.resize(steps_);
     group.from_first.resize(steps_);
+    group.user_ids.resize(steps_);
     return group;
   }
 
@@ -302,7 +304,7 @@ class Reference {
   }
 
   void Add(RefGroup& group, const std::vector<Outcome>& outcomes, bool by_value,
-           const std::optional<std::string>& value) const {
+           const std::optional<std::string>& value, uint32_t user) const {
     for (size_t step = 0; step < steps_; ++step) {
       const Outcome* chosen = nullptr;
       for (const auto& outcome : outcomes) {
@@ -312,6 +314,7 @@ class Reference {
       }
       if (chosen == nullptr) continue;
       ++group.users[step];
+      group.user_ids[step].push_back(user);  // users come in ascending order
       if (step > 0) {
         group.from_previous[step].push_back(chosen->t[step] - chosen->t[step - 1]);
         group.from_first[step].push_back(chosen->t[step] - chosen->t[0]);
@@ -327,7 +330,8 @@ class Reference {
 
 // --- Running the engine the way the request layer does ----------------------------------------------------
 
-FunnelResult RunEngine(const std::vector<RawEvent>& raw, const RefConfig& config, size_t threads = 1) {
+FunnelResult RunEngine(const std::vector<RawEvent>& raw, const RefConfig& config, size_t threads = 1,
+                       bool collect_users = false) {
   std::vector<Selector> selectors = config.steps;
   for (const auto& exclusion : config.exclusions) selectors.push_back(exclusion.selector);
   std::vector<std::string> keys = config.hold;
@@ -345,23 +349,39 @@ FunnelResult RunEngine(const std::vector<RawEvent>& raw, const RefConfig& config
   if (config.breakdown) spec.breakdown_key = config.hold.size();
   spec.attribution = config.attribution;
   spec.threads = threads;
+  spec.collect_users = collect_users;
   return RunFunnel(timeline, spec);
 }
 
-void ExpectSameGroup(const FunnelGroup& engine, const RefGroup& reference, const std::string& what) {
+std::vector<uint32_t> Ids(const Roaring& bitmap) {
+  std::vector<uint32_t> ids(bitmap.cardinality());
+  bitmap.toUint32Array(ids.data());
+  return ids;
+}
+
+// The engine's group against the reference's; with `users`, each step's user set too (else it must be empty: not
+// collected).
+void ExpectSameGroup(const FunnelGroup& engine, const RefGroup& reference, const std::string& what,
+                     bool users = false) {
   ASSERT_EQ(engine.steps.size(), reference.users.size()) << what;
   for (size_t step = 0; step < engine.steps.size(); ++step) {
     EXPECT_EQ(engine.steps[step].users, reference.users[step]) << what << " step " << step;
     EXPECT_EQ(engine.steps[step].ms_from_previous, reference.from_previous[step]) << what << " step " << step;
     EXPECT_EQ(engine.steps[step].ms_from_first, reference.from_first[step]) << what << " step " << step;
+    if (users) {
+      EXPECT_EQ(engine.steps[step].user_ids.cardinality(), engine.steps[step].users) << what << " step " << step;
+      EXPECT_EQ(Ids(engine.steps[step].user_ids), reference.user_ids[step]) << what << " step " << step;
+    } else {
+      EXPECT_TRUE(engine.steps[step].user_ids.isEmpty()) << what << " step " << step;
+    }
   }
 }
 
 void ExpectMatchesReference(const std::vector<RawEvent>& raw, const RefConfig& config, const std::string& what,
-                            size_t threads = 1) {
-  const FunnelResult engine = RunEngine(raw, config, threads);
+                            size_t threads = 1, bool users = false) {
+  const FunnelResult engine = RunEngine(raw, config, threads, users);
   const RefResult reference = Reference(config).Run(raw);
-  ExpectSameGroup(engine.total, reference.total, what + " total");
+  ExpectSameGroup(engine.total, reference.total, what + " total", users);
   if (!config.breakdown) {
     EXPECT_TRUE(engine.breakdown.empty()) << what;
     return;
@@ -370,7 +390,7 @@ void ExpectMatchesReference(const std::vector<RawEvent>& raw, const RefConfig& c
   for (const auto& group : engine.breakdown) {
     auto it = reference.groups.find(group.value);
     ASSERT_NE(it, reference.groups.end()) << what << " group " << group.value.value_or("(null)");
-    ExpectSameGroup(group, it->second, what + " group " + group.value.value_or("(null)"));
+    ExpectSameGroup(group, it->second, what + " group " + group.value.value_or("(null)"), users);
   }
   // Engine order: value text order, the null group last.
   for (size_t idx = 1; idx < engine.breakdown.size(); ++idx) {
@@ -718,6 +738,48 @@ TEST_F(FunnelTest, ResultDoesNotDependOnTheThreadCount) {
     }
   }
   ExpectMatchesReference(events, config, "3000 users, 4 threads", 4);
+}
+
+TEST_F(FunnelTest, StepUsersAreTheUsersCountedAtEachStep) {
+  // The users of every step of the whole funnel and of every breakdown group, each mode, one and several threads.
+  for (uint64_t seed = 4000; seed < 4120; ++seed) {
+    std::mt19937_64 rng(seed);
+    const RefConfig config = RandomConfig(rng);
+    const auto events = seed % 2 ? RandomEvents(rng, 60, 30, 40, 1000) : RandomEvents(rng, 60, 15, 400, 250);
+    ExpectMatchesReference(events, config, Describe(config, seed) + " users", seed % 3 == 0 ? 4 : 1, true);
+    if (HasFailure()) return;
+  }
+}
+
+TEST_F(FunnelTest, StepUsersShrinkStepByStepAndDoNotDependOnTheThreadCount) {
+  std::mt19937_64 rng(78);
+  RefConfig config = Steps({"a", "b", "c"}, 20000);
+  config.hold = {"g"};
+  config.entry = FunnelEntry::kAnyTouch;
+  const auto events = RandomEvents(rng, 3000, 20, 100, 1000);
+  const FunnelResult one = RunEngine(events, config, 1, true);
+  for (size_t step = 1; step < 3; ++step) {
+    EXPECT_TRUE(one.total.steps[step].user_ids.isSubset(one.total.steps[step - 1].user_ids)) << step;
+  }
+  EXPECT_GT(one.total.steps[2].users, 0u);
+  for (size_t threads : {2, 3, 8}) {
+    const FunnelResult many = RunEngine(events, config, threads, true);
+    for (size_t step = 0; step < 3; ++step) {
+      EXPECT_EQ(many.total.steps[step].user_ids, one.total.steps[step].user_ids) << threads << " threads, step " << step;
+    }
+  }
+}
+
+TEST_F(FunnelTest, StepUsersAreLeftEmptyUnlessAsked) {
+  std::mt19937_64 rng(79);
+  RefConfig config = Steps({"a", "b"}, 20000);
+  config.breakdown = "c";
+  const auto events = RandomEvents(rng, 200, 20, 100, 1000);
+  const FunnelResult result = RunEngine(events, config, 4, false);
+  ASSERT_GT(result.total.steps[0].users, 0u);
+  for (const FunnelGroup* group : {&result.total, &result.breakdown.front()}) {
+    for (const auto& step : group->steps) EXPECT_TRUE(step.user_ids.isEmpty());
+  }
 }
 
 }  // namespace

@@ -183,10 +183,13 @@ HttpResponse ReadBack(store::EventStore& store, const events::Pseudonymizer& pse
                                                                               : nlohmann::json(result->next_cursor)}});
 }
 
-HttpResponse Erase(store::EventStore& store, const events::Pseudonymizer& pseudonymizer, HttpRequest& request) {
+HttpResponse Erase(store::EventStore& store, const events::Pseudonymizer& pseudonymizer,
+                   const EventRoutesOptions& options, HttpRequest& request) {
   const std::string& user_id = request.path_params["user_id"];
-  auto removed = store.EraseUser(pseudonymizer.Pseudonymize(user_id));
+  const std::string pseudonym = pseudonymizer.Pseudonymize(user_id);
+  auto removed = store.EraseUser(pseudonym);
   if (!removed.ok()) return StatusResponse(removed.status());
+  if (options.on_user_erased) options.on_user_erased(pseudonym);
   return HttpResponse::Json(200, {{"user_id", user_id}, {"erased_events", *removed}});
 }
 
@@ -304,7 +307,9 @@ void AddEventRoutes(Router& router, ingest::Intake& intake, store::EventStore& s
   router.Add({"GET", "/api/v1/analytics/events", true, admins, "Read stored events back",
               [&store, &pseudonymizer](HttpRequest& request) { return ReadBack(store, pseudonymizer, request); }});
   router.Add({"DELETE", "/api/v1/analytics/users/{user_id}/events", true, admins, "Erase a user's events",
-              [&store, &pseudonymizer](HttpRequest& request) { return Erase(store, pseudonymizer, request); }});
+              [&store, &pseudonymizer, options](HttpRequest& request) {
+                return Erase(store, pseudonymizer, options, request);
+              }});
   router.Add({"GET", "/api/v1/analytics/ingest/dead-letters", true, admins, "List dead letters",
               [&metadata](HttpRequest& request) { return ListDeadLetters(metadata, request); }});
   router.Add({"POST", "/api/v1/analytics/ingest/dead-letters/replay", true, admins, "Replay dead letters",

@@ -2,6 +2,8 @@
 // (DELETE /users/{user_id}/events), dead letters (GET /ingest/dead-letters, POST .../replay).
 #pragma once
 
+#include <functional>
+
 #include <cstdint>
 
 #include "api/router.h"
@@ -14,6 +16,7 @@ namespace analytics::api {
 
 struct EventRoutesOptions {
   uint64_t max_decompressed_bytes = 100 << 20;  // a compressed body may expand to at most this
+  std::function<void(const std::string&)> on_user_erased;  // after DELETE /users/{user_id} (pseudonym)
 };
 
 void AddEventRoutes(Router& router, ingest::Intake& intake, store::EventStore& store,

@@ -22,9 +22,15 @@ HttpResponse Values(metrics::MetricValues& values, HttpRequest& request) {
   parameters.filters = request.QueryParam("filters");
   parameters.timezone = request.QueryParam("timezone");
   parameters.limit = request.QueryParam("limit");
+  parameters.segment = request.QueryParam("segment");
   auto document = values.Compute(name, parameters, ViewerOf(request));
   if (!document.ok()) {
     if (document.status().code() == common::StatusCode::kNotFound) {
+      // Compute names the field of a segment's NotFound; the metric's own has none.
+      if (document.status().field() == "segment") {
+        return ErrorResponse(404, error_code::kSegmentNotFound, document.status().message(),
+                             {{"segment", parameters.segment.value_or("")}});
+      }
       return ErrorResponse(404, error_code::kMetricDefinitionNotFound, document.status().message(),
                            {{"metric_name", name}});
     }

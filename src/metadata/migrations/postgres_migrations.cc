@@ -61,6 +61,66 @@ CREATE INDEX dead_letters_by_time ON dead_letters (received_at_ms);
 CREATE INDEX dead_letters_by_code ON dead_letters (code, id);
 CREATE INDEX dead_letters_by_event_type ON dead_letters (event_type, id);
 )sql"},
+    // Segments, their materialized members, the member index and pipeline runs (issue 6).
+    // - Keys and names are COLLATE "C": byte equality and byte order, as on SQLite.
+    // - A materialization goes with its segment (ON DELETE CASCADE); its bitmap is BYTEA (any bytes).
+    // - segment_member_index: member_index is assigned by the adapter (MAX + 1 under an advisory lock, so it is
+    //   dense and replicas agree), never from a sequence (a sequence leaves gaps on conflicts and rollbacks).
+    //   Rows are never deleted (erasure sets pseudonym to NULL; UNIQUE allows many NULLs), so an index is
+    //   never reused.
+    // - The pipeline_runs indexes end in (created_at_ms, id), so a filtered page (ORDER BY created_at_ms DESC,
+    //   id DESC) is one backward index range; the partial indexes serve the restart scan and the purge.
+    {4, "segments_and_pipeline_runs", R"sql(
+CREATE TABLE segments (
+  id            TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  name          TEXT COLLATE "C" NOT NULL UNIQUE,
+  type          TEXT COLLATE "C" NOT NULL CHECK (type IN ('static', 'dynamic')),
+  version       BIGINT NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  updated_at_ms BIGINT NOT NULL,
+  created_by    TEXT   NOT NULL,
+  definition    TEXT   NOT NULL
+);
+CREATE INDEX segments_by_type ON segments (type, name);
+CREATE TABLE segment_materializations (
+  segment_id         TEXT COLLATE "C" NOT NULL PRIMARY KEY REFERENCES segments (id) ON DELETE CASCADE,
+  definition_version BIGINT NOT NULL,
+  as_of_ms           BIGINT NOT NULL,
+  refreshed_at_ms    BIGINT NOT NULL,
+  duration_ms        BIGINT NOT NULL,
+  users_count        BIGINT NOT NULL,
+  added              BIGINT NOT NULL,
+  removed            BIGINT NOT NULL,
+  run_id             TEXT   NOT NULL,
+  refresh_trigger    TEXT   NOT NULL,
+  bitmap             BYTEA  NOT NULL
+);
+CREATE TABLE segment_member_index (
+  member_index BIGINT NOT NULL PRIMARY KEY CHECK (member_index >= 0 AND member_index <= 4294967295),
+  pseudonym    TEXT COLLATE "C" UNIQUE
+);
+CREATE TABLE pipeline_runs (
+  id             TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  kind           TEXT COLLATE "C" NOT NULL,
+  target         TEXT COLLATE "C" NOT NULL,
+  status         TEXT COLLATE "C" NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'failed')),
+  parameters     TEXT   NOT NULL,
+  result         TEXT   NOT NULL,
+  error          TEXT   NOT NULL,
+  requested_by   TEXT   NOT NULL,
+  created_at_ms  BIGINT NOT NULL,
+  started_at_ms  BIGINT NOT NULL,
+  finished_at_ms BIGINT NOT NULL
+);
+CREATE INDEX pipeline_runs_by_time ON pipeline_runs (created_at_ms, id);
+CREATE INDEX pipeline_runs_by_kind ON pipeline_runs (kind, created_at_ms, id);
+CREATE INDEX pipeline_runs_by_status ON pipeline_runs (status, created_at_ms, id);
+CREATE INDEX pipeline_runs_by_target ON pipeline_runs (target, created_at_ms, id);
+CREATE INDEX pipeline_runs_unfinished ON pipeline_runs (created_at_ms, id)
+  WHERE status IN ('queued', 'running');
+CREATE INDEX pipeline_runs_finished ON pipeline_runs (finished_at_ms)
+  WHERE status IN ('completed', 'failed');
+)sql"},
 };
 
 }  // namespace

@@ -56,6 +56,64 @@ CREATE INDEX dead_letters_by_time ON dead_letters (received_at_ms);
 CREATE INDEX dead_letters_by_code ON dead_letters (code);
 CREATE INDEX dead_letters_by_event_type ON dead_letters (event_type);
 )sql"},
+    // Segments, their materialized members, the member index and pipeline runs (issue 6).
+    // - Names compare byte for byte (BINARY collation), so ORDER BY name is byte order.
+    // - A materialization goes with its segment (ON DELETE CASCADE; the adapter turns foreign keys on).
+    // - segment_member_index.member_index is the rowid: dense, assigned by the adapter under the write lock, and
+    //   never reused because rows are never deleted (erasure sets pseudonym to NULL; UNIQUE allows many NULLs).
+    // - The pipeline_runs indexes end in (created_at_ms, id), so a filtered page (ORDER BY created_at_ms DESC,
+    //   id DESC) is one index range; the partial indexes serve the restart scan and the retention purge.
+    {4, "segments_and_pipeline_runs", R"sql(
+CREATE TABLE segments (
+  id            TEXT    NOT NULL PRIMARY KEY,
+  name          TEXT    NOT NULL UNIQUE,
+  type          TEXT    NOT NULL CHECK (type IN ('static', 'dynamic')),
+  version       INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL,
+  created_by    TEXT    NOT NULL,
+  definition    TEXT    NOT NULL
+);
+CREATE INDEX segments_by_type ON segments (type, name);
+CREATE TABLE segment_materializations (
+  segment_id         TEXT    NOT NULL PRIMARY KEY REFERENCES segments (id) ON DELETE CASCADE,
+  definition_version INTEGER NOT NULL,
+  as_of_ms           INTEGER NOT NULL,
+  refreshed_at_ms    INTEGER NOT NULL,
+  duration_ms        INTEGER NOT NULL,
+  users_count        INTEGER NOT NULL,
+  added              INTEGER NOT NULL,
+  removed            INTEGER NOT NULL,
+  run_id             TEXT    NOT NULL,
+  refresh_trigger    TEXT    NOT NULL,
+  bitmap             BLOB    NOT NULL
+);
+CREATE TABLE segment_member_index (
+  member_index INTEGER PRIMARY KEY CHECK (member_index >= 0 AND member_index <= 4294967295),
+  pseudonym    TEXT UNIQUE
+);
+CREATE TABLE pipeline_runs (
+  id             TEXT    NOT NULL PRIMARY KEY,
+  kind           TEXT    NOT NULL,
+  target         TEXT    NOT NULL,
+  status         TEXT    NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'failed')),
+  parameters     TEXT    NOT NULL,
+  result         TEXT    NOT NULL,
+  error          TEXT    NOT NULL,
+  requested_by   TEXT    NOT NULL,
+  created_at_ms  INTEGER NOT NULL,
+  started_at_ms  INTEGER NOT NULL,
+  finished_at_ms INTEGER NOT NULL
+);
+CREATE INDEX pipeline_runs_by_time ON pipeline_runs (created_at_ms, id);
+CREATE INDEX pipeline_runs_by_kind ON pipeline_runs (kind, created_at_ms, id);
+CREATE INDEX pipeline_runs_by_status ON pipeline_runs (status, created_at_ms, id);
+CREATE INDEX pipeline_runs_by_target ON pipeline_runs (target, created_at_ms, id);
+CREATE INDEX pipeline_runs_unfinished ON pipeline_runs (created_at_ms, id)
+  WHERE status IN ('queued', 'running');
+CREATE INDEX pipeline_runs_finished ON pipeline_runs (finished_at_ms)
+  WHERE status IN ('completed', 'failed');
+)sql"},
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
-// libpq plumbing for the PostgreSQL metadata adapter: a small connection pool, statements with text
-// parameters, transactions, and the mapping of SQLSTATE codes to Status. Internal to src/metadata/postgres/.
+// libpq plumbing for the PostgreSQL metadata adapter: a small connection pool, statements with text (and
+// binary BYTEA) parameters, transactions, and the mapping of SQLSTATE codes to Status. Internal to
+// src/metadata/postgres/.
 //
 // Thread-safety: PgConnectionPool is thread-safe. A PGconn is used by one thread at a time: whoever holds
 // its Lease. The free functions are safe on distinct connections.
@@ -14,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -25,13 +27,33 @@ struct PgResultDeleter {
 };
 using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
 
-// Statement parameters in text format; nullopt is SQL NULL.
-using PgParams = std::vector<std::optional<std::string>>;
+// One statement parameter. Text format by default (nullopt is SQL NULL); PgParam::Binary sends the bytes as
+// they are in binary format, for BYTEA parameters ($n::bytea): no escaping, NUL bytes included, half the size
+// of the hex text form.
+class PgParam {
+ public:
+  PgParam(std::string text) : value_(std::move(text)) {}                 // NOLINT: implicit by design
+  PgParam(std::optional<std::string> text) : value_(std::move(text)) {}  // NOLINT: implicit by design
+  PgParam(std::nullopt_t) {}                                             // NOLINT: implicit by design
+  static PgParam Binary(std::string bytes) {
+    PgParam param(std::move(bytes));
+    param.binary_ = true;
+    return param;
+  }
+
+  const std::optional<std::string>& value() const { return value_; }
+  bool binary() const { return binary_; }
+
+ private:
+  std::optional<std::string> value_;
+  bool binary_ = false;
+};
+using PgParams = std::vector<PgParam>;
 
 // Runs one statement with $1..$n parameters (extended protocol; values never touch the SQL text). OK results
 // (commands and queries) come back; anything else becomes a Status prefixed with `what`. Unavailable when the
-// connection is lost (libpq marks it bad; the pool resets it on next use). InvalidArgument when a parameter
-// contains a NUL byte (libpq's text parameters are C strings).
+// connection is lost (libpq marks it bad; the pool resets it on next use). InvalidArgument when a text
+// parameter contains a NUL byte (libpq's text parameters are C strings).
 common::Result<PgResult> PgExec(PGconn* conn, std::string_view sql, const PgParams& params, std::string_view what);
 
 // PgExec for statements whose result is not needed.
@@ -42,6 +64,10 @@ common::Status PgExecScript(PGconn* conn, std::string_view sql, std::string_view
 
 // Rows changed by an INSERT/UPDATE/DELETE result.
 int64_t PgAffectedRows(const PgResult& result);
+
+// The bytes of a BYTEA cell of a text-format result (hex or escape output, whatever bytea_output says).
+// ResourceExhausted when libpq cannot allocate them.
+common::Result<std::string> PgCellBytes(const PgResult& result, int row, int column);
 
 // The schema name as a quoted SQL identifier. InvalidArgument when libpq cannot quote it.
 common::Result<std::string> PgQuoteIdentifier(PGconn* conn, std::string_view identifier);
@@ -95,7 +121,7 @@ class PgConnectionPool {
   PgConnectionPool(const PgConnectionPool&) = delete;
   PgConnectionPool& operator=(const PgConnectionPool&) = delete;
 
-  // A ready connection (search_path set). Unavailable when PostgreSQL cannot be reached.
+  // A ready connection (search_path set, JIT off). Unavailable when PostgreSQL cannot be reached.
   common::Result<Lease> Acquire();
 
  private:

@@ -203,6 +203,179 @@ std::string IdArray(const std::vector<int64_t>& ids) {
   return text;
 }
 
+// Segments -----------------------------------------------------------------------------------------------------
+
+constexpr std::string_view kSegmentColumns =
+    "id, name, type, version, created_at_ms, updated_at_ms, created_by, definition";
+
+Result<SegmentRecord> ReadSegment(const PgResult& rows, int row) {
+  SegmentRecord record;
+  record.id = Cell(rows, row, 0);
+  record.name = Cell(rows, row, 1);
+  record.type = Cell(rows, row, 2);
+  ANALYTICS_ASSIGN_OR_RETURN(record.version, CellInt(rows, row, 3));
+  ANALYTICS_ASSIGN_OR_RETURN(record.created_at_ms, CellInt(rows, row, 4));
+  ANALYTICS_ASSIGN_OR_RETURN(record.updated_at_ms, CellInt(rows, row, 5));
+  record.created_by = Cell(rows, row, 6);
+  ANALYTICS_ASSIGN_OR_RETURN(record.definition, DecodeSegmentDefinition(record.id, Cell(rows, row, 7)));
+  return record;
+}
+
+// $1 id, $2 name, $3 type, $4 version, $5 created_at_ms, $6 updated_at_ms, $7 created_by, $8 definition:
+// shared by INSERT and UPDATE.
+PgParams SegmentRow(const SegmentRecord& record, std::string definition) {
+  return {record.id,
+          record.name,
+          record.type,
+          Int(record.version),
+          Int(record.created_at_ms),
+          Int(record.updated_at_ms),
+          record.created_by,
+          std::move(definition)};
+}
+
+// After a create inserted nothing: which key was taken.
+Status SegmentTaken(PGconn* conn, const SegmentRecord& record) {
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult rows, PgExec(conn, "SELECT 1 FROM segments WHERE id = $1::text", {record.id},
+                                                   "cannot read segment '" + record.id + "'"));
+  if (PQntuples(rows.get()) != 0) return Status::AlreadyExists("segment '" + record.id + "' already exists");
+  return Status::AlreadyExists("a segment named '" + record.name + "' already exists");
+}
+
+constexpr std::string_view kMaterializationColumns =
+    "segment_id, definition_version, as_of_ms, refreshed_at_ms, duration_ms, users_count, added, removed, run_id,"
+    " refresh_trigger, bitmap";
+
+Result<SegmentMaterialization> ReadMaterialization(const PgResult& rows, int row) {
+  SegmentMaterialization m;
+  m.segment_id = Cell(rows, row, 0);
+  ANALYTICS_ASSIGN_OR_RETURN(m.definition_version, CellInt(rows, row, 1));
+  ANALYTICS_ASSIGN_OR_RETURN(m.as_of_ms, CellInt(rows, row, 2));
+  ANALYTICS_ASSIGN_OR_RETURN(m.refreshed_at_ms, CellInt(rows, row, 3));
+  ANALYTICS_ASSIGN_OR_RETURN(m.duration_ms, CellInt(rows, row, 4));
+  ANALYTICS_ASSIGN_OR_RETURN(m.users_count, CellInt(rows, row, 5));
+  ANALYTICS_ASSIGN_OR_RETURN(m.added, CellInt(rows, row, 6));
+  ANALYTICS_ASSIGN_OR_RETURN(m.removed, CellInt(rows, row, 7));
+  m.run_id = Cell(rows, row, 8);
+  m.trigger = Cell(rows, row, 9);
+  ANALYTICS_ASSIGN_OR_RETURN(m.bitmap, PgCellBytes(rows, row, 10));
+  return m;
+}
+
+// Member index -------------------------------------------------------------------------------------------------
+
+// Distinct users per statement of MemberIndexes: one text[] parameter of at most ~50 MB (1 KB pseudonyms), a
+// few MB for typical ones, and a million users in 20 round trips per phase.
+constexpr size_t kMembersPerStatement = 50000;
+
+// users[positions[first..first+count)] as a text[] literal: every element double-quoted, " and \ escaped.
+std::string MemberArray(const std::vector<std::string_view>& users, const std::vector<size_t>& positions,
+                        size_t first, size_t count) {
+  std::string text = "{";
+  for (size_t position_idx = first; position_idx < first + count; ++position_idx) {
+    if (position_idx != first) text += ',';
+    text += '"';
+    for (char c : users[positions[position_idx]]) {
+      if (c == '"' || c == '\\') text += '\\';
+      text += c;
+    }
+    text += '"';
+  }
+  text += '}';
+  return text;
+}
+
+// Sets indexes[p] for every p of `positions` whose user (users[p]) has an entry; leaves the others alone.
+// LATERAL ... LIMIT 1 pins the plan to one probe of the pseudonym index per user: left to itself the planner
+// hashes the whole index table for each chunk (a second per 50,000 users against a million entries).
+Status LookUpMembers(PGconn* conn, const std::vector<std::string_view>& users, const std::vector<size_t>& positions,
+                     std::vector<int64_t>& indexes) {
+  for (size_t first = 0; first < positions.size(); first += kMembersPerStatement) {
+    const size_t count = std::min(kMembersPerStatement, positions.size() - first);
+    ANALYTICS_ASSIGN_OR_RETURN(
+        PgResult rows,
+        PgExec(conn,
+               "SELECT u.ord, t.member_index FROM unnest($1::text[]) WITH ORDINALITY AS u (pseudonym, ord)"
+               " CROSS JOIN LATERAL (SELECT member_index FROM segment_member_index"
+               "                     WHERE pseudonym = u.pseudonym LIMIT 1) AS t",
+               {MemberArray(users, positions, first, count)}, "cannot read the member index"));
+    const int row_count = PQntuples(rows.get());
+    for (int row_idx = 0; row_idx < row_count; ++row_idx) {
+      ANALYTICS_ASSIGN_OR_RETURN(int64_t ord, CellInt(rows, row_idx, 0));
+      ANALYTICS_ASSIGN_OR_RETURN(int64_t index, CellInt(rows, row_idx, 1));
+      if (ord < 1 || static_cast<size_t>(ord) > count) {
+        return Status::Internal("cannot read the member index: ordinality " + Int(ord) + " out of range");
+      }
+      indexes[positions[first + static_cast<size_t>(ord) - 1]] = index;
+    }
+  }
+  return Status::Ok();
+}
+
+// The index the next new member gets: MAX + 1 (0 for an empty index).
+Result<int64_t> NextMemberIndex(PGconn* conn) {
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult next,
+                             PgExec(conn, "SELECT COALESCE(MAX(member_index) + 1, 0) FROM segment_member_index", {},
+                                    "cannot read the member index"));
+  return CellInt(next, 0, 0);
+}
+
+// Pipeline runs ------------------------------------------------------------------------------------------------
+
+constexpr std::string_view kRunColumns =
+    "id, kind, target, status, parameters, result, error, requested_by, created_at_ms, started_at_ms,"
+    " finished_at_ms";
+
+Result<PipelineRun> ReadRun(const PgResult& rows, int row) {
+  PipelineRun run;
+  run.id = Cell(rows, row, 0);
+  run.kind = Cell(rows, row, 1);
+  run.target = Cell(rows, row, 2);
+  run.status = Cell(rows, row, 3);
+  ANALYTICS_ASSIGN_OR_RETURN(run.parameters, DecodeRunDocument(run.id, "parameters", Cell(rows, row, 4)));
+  ANALYTICS_ASSIGN_OR_RETURN(run.result, DecodeRunDocument(run.id, "result", Cell(rows, row, 5)));
+  run.error = Cell(rows, row, 6);
+  run.requested_by = Cell(rows, row, 7);
+  ANALYTICS_ASSIGN_OR_RETURN(run.created_at_ms, CellInt(rows, row, 8));
+  ANALYTICS_ASSIGN_OR_RETURN(run.started_at_ms, CellInt(rows, row, 9));
+  ANALYTICS_ASSIGN_OR_RETURN(run.finished_at_ms, CellInt(rows, row, 10));
+  return run;
+}
+
+Result<std::vector<PipelineRun>> ReadRuns(const PgResult& rows) {
+  std::vector<PipelineRun> out;
+  const int row_count = PQntuples(rows.get());
+  out.reserve(static_cast<size_t>(row_count));
+  for (int row_idx = 0; row_idx < row_count; ++row_idx) {
+    ANALYTICS_ASSIGN_OR_RETURN(PipelineRun run, ReadRun(rows, row_idx));
+    out.push_back(std::move(run));
+  }
+  return out;
+}
+
+// $1 id, $2 kind, $3 target, $4 status, $5 parameters, $6 result, $7 error, $8 requested_by, $9 created_at_ms,
+// $10 started_at_ms, $11 finished_at_ms: shared by INSERT and UPDATE. Checks the run first.
+Result<PgParams> RunRow(const PipelineRun& run) {
+  ANALYTICS_RETURN_IF_ERROR(CheckPipelineRun(run));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string parameters, EncodeRunDocument(run.parameters, "parameters"));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string result, EncodeRunDocument(run.result, "result"));
+  return PgParams{run.id,
+                  run.kind,
+                  run.target,
+                  run.status,
+                  std::move(parameters),
+                  std::move(result),
+                  run.error,
+                  run.requested_by,
+                  Int(run.created_at_ms),
+                  Int(run.started_at_ms),
+                  Int(run.finished_at_ms)};
+}
+
+// A key that is not storable text (a NUL byte, invalid UTF-8) names no row; PostgreSQL would refuse it as a
+// parameter, SQLite finds nothing. Both adapters answer as SQLite does.
+bool CannotBeStored(std::string_view key) { return !IsStorableText(key); }
+
 }  // namespace
 
 Status ValidatePostgresDsn(std::string_view dsn) {
@@ -494,6 +667,342 @@ Result<int64_t> PostgresMetadataStore::PurgeDeadLettersBefore(int64_t received_b
   ANALYTICS_ASSIGN_OR_RETURN(PgResult purged,
                              PgExec(lease.get(), "DELETE FROM dead_letters WHERE received_at_ms < $1::bigint",
                                     {Int(received_before_ms)}, "cannot purge dead letters"));
+  return PgAffectedRows(purged);
+}
+
+Status PostgresMetadataStore::CreateSegment(const SegmentRecord& record) {
+  ANALYTICS_RETURN_IF_ERROR(CheckSegment(record));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string definition, EncodeSegmentDefinition(record.definition));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // ON CONFLICT DO NOTHING (any unique key: id or name): a concurrent creator of the same name waits for the
+  // first to commit, then inserts nothing.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult inserted,
+      PgExec(lease.get(),
+             "INSERT INTO segments (id, name, type, version, created_at_ms, updated_at_ms, created_by, definition)"
+             " VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::bigint, $6::bigint, $7::text, $8::text)"
+             " ON CONFLICT DO NOTHING",
+             SegmentRow(record, std::move(definition)), "cannot store segment '" + record.id + "'"));
+  if (PgAffectedRows(inserted) == 0) return SegmentTaken(lease.get(), record);
+  return Status::Ok();
+}
+
+Result<SegmentRecord> PostgresMetadataStore::GetSegment(std::string_view id) {
+  const std::string id_text(id);
+  if (CannotBeStored(id)) return Status::NotFound("segment '" + id_text + "' not found");
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult rows,
+                             PgExec(lease.get(),
+                                    "SELECT " + std::string(kSegmentColumns) + " FROM segments WHERE id = $1::text",
+                                    {id_text}, "cannot read segment '" + id_text + "'"));
+  if (PQntuples(rows.get()) == 0) return Status::NotFound("segment '" + id_text + "' not found");
+  return ReadSegment(rows, 0);
+}
+
+Result<std::vector<SegmentRecord>> PostgresMetadataStore::ListSegments(const SegmentFilter& filter) {
+  if (filter.type && CannotBeStored(*filter.type)) return std::vector<SegmentRecord>();
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // An unset filter is NULL and its condition is true. name is COLLATE "C": byte order, as on SQLite.
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult rows,
+                             PgExec(lease.get(),
+                                    "SELECT " + std::string(kSegmentColumns) +
+                                        " FROM segments WHERE ($1::text IS NULL OR type = $1::text) ORDER BY name",
+                                    {filter.type}, "cannot list segments"));
+  std::vector<SegmentRecord> out;
+  const int row_count = PQntuples(rows.get());
+  out.reserve(static_cast<size_t>(row_count));
+  for (int row_idx = 0; row_idx < row_count; ++row_idx) {
+    ANALYTICS_ASSIGN_OR_RETURN(SegmentRecord record, ReadSegment(rows, row_idx));
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
+Status PostgresMetadataStore::UpdateSegment(const SegmentRecord& record, int64_t expected_version) {
+  ANALYTICS_RETURN_IF_ERROR(CheckSegment(record));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string definition, EncodeSegmentDefinition(record.definition));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // The version check and the write are one statement: a concurrent updater blocks on the row lock, then
+  // re-checks the WHERE clause against the committed row and updates nothing.
+  PgParams params = SegmentRow(record, std::move(definition));
+  params.push_back(Int(expected_version));
+  auto updated = PgExec(lease.get(),
+                        "UPDATE segments SET name = $2::text, type = $3::text, version = $4::bigint,"
+                        " created_at_ms = $5::bigint, updated_at_ms = $6::bigint, created_by = $7::text,"
+                        " definition = $8::text WHERE id = $1::text AND version = $9::bigint",
+                        params, "cannot update segment '" + record.id + "'");
+  if (updated.status().code() == common::StatusCode::kAlreadyExists) {  // the new name is another segment's
+    return Status::AlreadyExists("a segment named '" + record.name + "' already exists");
+  }
+  ANALYTICS_RETURN_IF_ERROR(updated.status());
+  if (PgAffectedRows(*updated) == 0) {
+    ANALYTICS_ASSIGN_OR_RETURN(PgResult current,
+                               PgExec(lease.get(), "SELECT version FROM segments WHERE id = $1::text", {record.id},
+                                      "cannot read segment '" + record.id + "'"));
+    if (PQntuples(current.get()) == 0) return Status::NotFound("segment '" + record.id + "' not found");
+    return Status::FailedPrecondition("segment '" + record.id + "' is at version " +
+                                      std::string(Cell(current, 0, 0)) + ", not " + Int(expected_version) +
+                                      ": it was changed concurrently");
+  }
+  return Status::Ok();
+}
+
+Status PostgresMetadataStore::DeleteSegment(std::string_view id) {
+  const std::string id_text(id);
+  if (CannotBeStored(id)) return Status::NotFound("segment '" + id_text + "' not found");
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // The materialization goes with the row (ON DELETE CASCADE), in the same statement.
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult deleted, PgExec(lease.get(), "DELETE FROM segments WHERE id = $1::text",
+                                                      {id_text}, "cannot delete segment '" + id_text + "'"));
+  if (PgAffectedRows(deleted) == 0) return Status::NotFound("segment '" + id_text + "' not found");
+  return Status::Ok();
+}
+
+Status PostgresMetadataStore::PutMaterialization(const SegmentMaterialization& m) {
+  ANALYTICS_RETURN_IF_ERROR(CheckMaterialization(m));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // One statement. FOR KEY SHARE holds the segment row until commit, so a concurrent DeleteSegment either
+  // waits and then takes the new materialization with it, or commits first and this inserts nothing (the
+  // locking read skips the deleted row): zero rows is "the segment does not exist" in both races.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult upserted,
+      PgExec(lease.get(),
+             "WITH segment AS (SELECT id FROM segments WHERE id = $1::text FOR KEY SHARE)"
+             " INSERT INTO segment_materializations (" + std::string(kMaterializationColumns) + ")"
+             " SELECT segment.id, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint, $7::bigint, $8::bigint,"
+             " $9::text, $10::text, $11::bytea FROM segment"
+             " ON CONFLICT (segment_id) DO UPDATE SET definition_version = EXCLUDED.definition_version,"
+             " as_of_ms = EXCLUDED.as_of_ms, refreshed_at_ms = EXCLUDED.refreshed_at_ms,"
+             " duration_ms = EXCLUDED.duration_ms, users_count = EXCLUDED.users_count, added = EXCLUDED.added,"
+             " removed = EXCLUDED.removed, run_id = EXCLUDED.run_id, refresh_trigger = EXCLUDED.refresh_trigger,"
+             " bitmap = EXCLUDED.bitmap",
+             {m.segment_id, Int(m.definition_version), Int(m.as_of_ms), Int(m.refreshed_at_ms), Int(m.duration_ms),
+              Int(m.users_count), Int(m.added), Int(m.removed), m.run_id, m.trigger, PgParam::Binary(m.bitmap)},
+             "cannot store the materialization of segment '" + m.segment_id + "'"));
+  if (PgAffectedRows(upserted) == 0) return Status::NotFound("segment '" + m.segment_id + "' not found");
+  return Status::Ok();
+}
+
+Result<SegmentMaterialization> PostgresMetadataStore::GetMaterialization(std::string_view segment_id) {
+  const std::string id_text(segment_id);
+  if (CannotBeStored(segment_id)) return Status::NotFound("segment '" + id_text + "' has no materialization");
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult rows,
+      PgExec(lease.get(),
+             "SELECT " + std::string(kMaterializationColumns) +
+                 " FROM segment_materializations WHERE segment_id = $1::text",
+             {id_text}, "cannot read the materialization of segment '" + id_text + "'"));
+  if (PQntuples(rows.get()) == 0) return Status::NotFound("segment '" + id_text + "' has no materialization");
+  return ReadMaterialization(rows, 0);
+}
+
+Result<std::vector<SegmentMaterialization>> PostgresMetadataStore::ListMaterializations() {
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult rows,
+                             PgExec(lease.get(),
+                                    "SELECT " + std::string(kMaterializationColumns) +
+                                        " FROM segment_materializations ORDER BY segment_id",
+                                    {}, "cannot list segment materializations"));
+  std::vector<SegmentMaterialization> out;
+  const int row_count = PQntuples(rows.get());
+  out.reserve(static_cast<size_t>(row_count));
+  for (int row_idx = 0; row_idx < row_count; ++row_idx) {
+    ANALYTICS_ASSIGN_OR_RETURN(SegmentMaterialization m, ReadMaterialization(rows, row_idx));
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// Two phases, so a call whose users are all known (the usual case) only reads, in parallel with anyone:
+// first every distinct user is looked up (one text[] parameter per kMembersPerStatement users). Then, only if
+// some are unknown, one transaction takes the table in SHARE ROW EXCLUSIVE mode (only one holder at a time,
+// across replicas; readers are not blocked) and inserts them as MAX + 1, MAX + 2, ... in order. Because every
+// new index is assigned under that lock and rows are never deleted, the index stays dense and no two callers
+// give a user different indexes (the UNIQUE pseudonym constraint would refuse it anyway). MAX only grows, so
+// when it is the same under the lock as before the first phase, nobody added entries in between and the
+// unknown users are still unknown; otherwise they are looked up again first.
+Result<std::vector<uint32_t>> PostgresMetadataStore::MemberIndexes(const std::vector<std::string>& users) {
+  ANALYTICS_ASSIGN_OR_RETURN(DistinctMembers members, DistinctMemberList(users));
+  if (users.empty()) return std::vector<uint32_t>();
+  constexpr int64_t kUnknown = -1;
+  std::vector<int64_t> indexes(members.distinct.size(), kUnknown);
+  std::vector<size_t> everyone(members.distinct.size());
+  for (size_t member_idx = 0; member_idx < everyone.size(); ++member_idx) everyone[member_idx] = member_idx;
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(const int64_t next_before_lookup, NextMemberIndex(lease.get()));
+  ANALYTICS_RETURN_IF_ERROR(LookUpMembers(lease.get(), members.distinct, everyone, indexes));
+  std::vector<size_t> unknown;
+  for (size_t member_idx = 0; member_idx < indexes.size(); ++member_idx) {
+    if (indexes[member_idx] == kUnknown) unknown.push_back(member_idx);
+  }
+  if (!unknown.empty()) {
+    ANALYTICS_ASSIGN_OR_RETURN(PgTransaction txn, PgTransaction::Begin(lease.get()));
+    ANALYTICS_RETURN_IF_ERROR(PgExecScript(lease.get(), "LOCK TABLE segment_member_index IN SHARE ROW EXCLUSIVE MODE",
+                                           "cannot lock the member index"));
+    ANALYTICS_ASSIGN_OR_RETURN(int64_t next_index, NextMemberIndex(lease.get()));
+    std::vector<size_t> fresh;
+    if (next_index == next_before_lookup) {
+      fresh = std::move(unknown);
+    } else {
+      ANALYTICS_RETURN_IF_ERROR(LookUpMembers(lease.get(), members.distinct, unknown, indexes));
+      for (size_t member_idx : unknown) {
+        if (indexes[member_idx] == kUnknown) fresh.push_back(member_idx);
+      }
+    }
+    ANALYTICS_RETURN_IF_ERROR(CheckMemberIndexRange(next_index, fresh.size()));
+    for (size_t first = 0; first < fresh.size(); first += kMembersPerStatement) {
+      const size_t count = std::min(kMembersPerStatement, fresh.size() - first);
+      ANALYTICS_RETURN_IF_ERROR(PgRun(lease.get(),
+                                      "INSERT INTO segment_member_index (member_index, pseudonym)"
+                                      " SELECT $2::bigint + u.ord - 1, u.pseudonym"
+                                      " FROM unnest($1::text[]) WITH ORDINALITY AS u (pseudonym, ord)",
+                                      {MemberArray(members.distinct, fresh, first, count), Int(next_index)},
+                                      "cannot extend the member index"));
+      for (size_t position_idx = first; position_idx < first + count; ++position_idx) {
+        indexes[fresh[position_idx]] = next_index++;
+      }
+    }
+    ANALYTICS_RETURN_IF_ERROR(txn.Commit());
+  }
+  std::vector<uint32_t> out;
+  out.reserve(users.size());
+  for (uint32_t slot : members.slot) out.push_back(static_cast<uint32_t>(indexes[slot]));
+  return out;
+}
+
+Result<std::vector<std::pair<uint32_t, std::string>>> PostgresMetadataStore::ListMemberIndex(int64_t after,
+                                                                                             int limit) {
+  ANALYTICS_RETURN_IF_ERROR(CheckMemberIndexPage(limit));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult rows,
+      PgExec(lease.get(),
+             "SELECT member_index, pseudonym FROM segment_member_index"
+             " WHERE member_index > $1::bigint AND pseudonym IS NOT NULL ORDER BY member_index LIMIT $2::integer",
+             {Int(after), Int(limit)}, "cannot list the member index"));
+  std::vector<std::pair<uint32_t, std::string>> out;
+  const int row_count = PQntuples(rows.get());
+  out.reserve(static_cast<size_t>(row_count));
+  for (int row_idx = 0; row_idx < row_count; ++row_idx) {
+    ANALYTICS_ASSIGN_OR_RETURN(int64_t index, CellInt(rows, row_idx, 0));
+    out.emplace_back(static_cast<uint32_t>(index), std::string(Cell(rows, row_idx, 1)));
+  }
+  return out;
+}
+
+Result<uint32_t> PostgresMetadataStore::ForgetMember(std::string_view user) {
+  ANALYTICS_RETURN_IF_ERROR(CheckMember(user, "user"));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // The row stays (with a NULL pseudonym), so MAX(member_index) never goes down and the index is not reused.
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult forgotten,
+                             PgExec(lease.get(),
+                                    "UPDATE segment_member_index SET pseudonym = NULL WHERE pseudonym = $1::text"
+                                    " RETURNING member_index",
+                                    {std::string(user)}, "cannot forget a member"));
+  if (PQntuples(forgotten.get()) == 0) return Status::NotFound("the user has no member index entry");
+  ANALYTICS_ASSIGN_OR_RETURN(int64_t index, CellInt(forgotten, 0, 0));
+  return static_cast<uint32_t>(index);
+}
+
+Status PostgresMetadataStore::CreatePipelineRun(const PipelineRun& run) {
+  ANALYTICS_ASSIGN_OR_RETURN(PgParams row, RunRow(run));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult inserted,
+      PgExec(lease.get(),
+             "INSERT INTO pipeline_runs (" + std::string(kRunColumns) +
+                 ") VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,"
+                 " $9::bigint, $10::bigint, $11::bigint) ON CONFLICT (id) DO NOTHING",
+             row, "cannot store pipeline run '" + run.id + "'"));
+  if (PgAffectedRows(inserted) == 0) return Status::AlreadyExists("pipeline run '" + run.id + "' already exists");
+  return Status::Ok();
+}
+
+Status PostgresMetadataStore::UpdatePipelineRun(const PipelineRun& run) {
+  ANALYTICS_ASSIGN_OR_RETURN(PgParams row, RunRow(run));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult updated,
+      PgExec(lease.get(),
+             "UPDATE pipeline_runs SET kind = $2::text, target = $3::text, status = $4::text, parameters = $5::text,"
+             " result = $6::text, error = $7::text, requested_by = $8::text, created_at_ms = $9::bigint,"
+             " started_at_ms = $10::bigint, finished_at_ms = $11::bigint WHERE id = $1::text",
+             row, "cannot update pipeline run '" + run.id + "'"));
+  if (PgAffectedRows(updated) == 0) return Status::NotFound("pipeline run '" + run.id + "' not found");
+  return Status::Ok();
+}
+
+Result<PipelineRun> PostgresMetadataStore::GetPipelineRun(std::string_view id) {
+  const std::string id_text(id);
+  if (CannotBeStored(id)) return Status::NotFound("pipeline run '" + id_text + "' not found");
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult rows,
+      PgExec(lease.get(), "SELECT " + std::string(kRunColumns) + " FROM pipeline_runs WHERE id = $1::text", {id_text},
+             "cannot read pipeline run '" + id_text + "'"));
+  if (PQntuples(rows.get()) == 0) return Status::NotFound("pipeline run '" + id_text + "' not found");
+  return ReadRun(rows, 0);
+}
+
+Result<std::vector<PipelineRun>> PostgresMetadataStore::ListPipelineRuns(const PipelineRunFilter& filter) {
+  ANALYTICS_RETURN_IF_ERROR(CheckPipelineRunPage(filter));
+  if (filter.before_id && CannotBeStored(*filter.before_id)) {
+    return Status::InvalidArgument("names no pipeline run (it may have been purged)", "before_id");
+  }
+  for (const auto* text : {&filter.kind, &filter.status, &filter.target}) {
+    if (*text && CannotBeStored(**text)) return std::vector<PipelineRun>();  // matches nothing
+  }
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  std::optional<std::string> cursor_created_at_ms;
+  if (filter.before_id) {
+    ANALYTICS_ASSIGN_OR_RETURN(
+        PgResult cursor, PgExec(lease.get(), "SELECT created_at_ms FROM pipeline_runs WHERE id = $1::text",
+                                {*filter.before_id}, "cannot read pipeline run '" + *filter.before_id + "'"));
+    if (PQntuples(cursor.get()) == 0) {
+      return Status::InvalidArgument("names no pipeline run (it may have been purged)", "before_id");
+    }
+    cursor_created_at_ms = std::string(Cell(cursor, 0, 0));
+  }
+  // An unset filter is NULL and its condition is true; PostgreSQL plans with the bound values, so the
+  // conditions of unset filters fold away and the (field, created_at_ms, id) index of a set one is used.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult rows,
+      PgExec(lease.get(),
+             "SELECT " + std::string(kRunColumns) +
+                 " FROM pipeline_runs"
+                 " WHERE ($1::text IS NULL OR kind = $1::text)"
+                 "   AND ($2::text IS NULL OR status = $2::text)"
+                 "   AND ($3::text IS NULL OR target = $3::text)"
+                 "   AND ($4::bigint IS NULL OR created_at_ms >= $4::bigint)"
+                 "   AND ($5::bigint IS NULL OR created_at_ms < $5::bigint)"
+                 "   AND ($6::bigint IS NULL OR (created_at_ms, id) < ($6::bigint, $7::text))"
+                 " ORDER BY created_at_ms DESC, id DESC LIMIT $8::integer",
+             {filter.kind, filter.status, filter.target, OptionalInt(filter.created_from_ms),
+              OptionalInt(filter.created_to_ms), cursor_created_at_ms, filter.before_id, Int(filter.limit)},
+             "cannot list pipeline runs"));
+  return ReadRuns(rows);
+}
+
+Result<std::vector<PipelineRun>> PostgresMetadataStore::ListUnfinishedPipelineRuns() {
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // The condition is the one of the partial index pipeline_runs_unfinished, which is already in this order.
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult rows,
+                             PgExec(lease.get(),
+                                    "SELECT " + std::string(kRunColumns) +
+                                        " FROM pipeline_runs WHERE status IN ('queued', 'running')"
+                                        " ORDER BY created_at_ms, id",
+                                    {}, "cannot list unfinished pipeline runs"));
+  return ReadRuns(rows);
+}
+
+Result<int64_t> PostgresMetadataStore::PurgePipelineRunsBefore(int64_t before_ms) {
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult purged,
+                             PgExec(lease.get(),
+                                    "DELETE FROM pipeline_runs WHERE status IN ('completed', 'failed')"
+                                    " AND finished_at_ms < $1::bigint",
+                                    {Int(before_ms)}, "cannot purge pipeline runs"));
   return PgAffectedRows(purged);
 }
 

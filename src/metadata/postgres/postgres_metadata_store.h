@@ -5,15 +5,18 @@
 // updates), and migrations run under a transaction-scoped advisory lock.
 // Concurrency: thread-safe. Calls run in parallel on a pool of up to pool_size connections; a caller that
 // finds every connection busy waits for one.
+// New member indexes are assigned under a table lock (SHARE ROW EXCLUSIVE on segment_member_index), so
+// they stay dense and replicas agree; lookups of known users take no lock.
 // Limitations: a call that loses its connection fails with Unavailable and is not retried (the caller may
 // retry; the connection is re-established on its next use). A hung server makes callers wait (no statement
-// timeout yet).
+// timeout yet). Callers adding member indexes wait for each other, across replicas.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -75,6 +78,23 @@ class PostgresMetadataStore final : public MetadataStore {
   common::Status DeleteDeadLetters(const std::vector<int64_t>& ids) override;
   common::Status MarkDeadLettersReplayed(const std::vector<int64_t>& ids) override;
   common::Result<int64_t> PurgeDeadLettersBefore(int64_t received_before_ms) override;
+  common::Status CreateSegment(const SegmentRecord& record) override;
+  common::Result<SegmentRecord> GetSegment(std::string_view id) override;
+  common::Result<std::vector<SegmentRecord>> ListSegments(const SegmentFilter& filter) override;
+  common::Status UpdateSegment(const SegmentRecord& record, int64_t expected_version) override;
+  common::Status DeleteSegment(std::string_view id) override;
+  common::Status PutMaterialization(const SegmentMaterialization& m) override;
+  common::Result<SegmentMaterialization> GetMaterialization(std::string_view segment_id) override;
+  common::Result<std::vector<SegmentMaterialization>> ListMaterializations() override;
+  common::Result<std::vector<uint32_t>> MemberIndexes(const std::vector<std::string>& users) override;
+  common::Result<std::vector<std::pair<uint32_t, std::string>>> ListMemberIndex(int64_t after, int limit) override;
+  common::Result<uint32_t> ForgetMember(std::string_view user) override;
+  common::Status CreatePipelineRun(const PipelineRun& run) override;
+  common::Status UpdatePipelineRun(const PipelineRun& run) override;
+  common::Result<PipelineRun> GetPipelineRun(std::string_view id) override;
+  common::Result<std::vector<PipelineRun>> ListPipelineRuns(const PipelineRunFilter& filter) override;
+  common::Result<std::vector<PipelineRun>> ListUnfinishedPipelineRuns() override;
+  common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms) override;
 
   // Runs `sql` (one or more statements, results discarded) on one pooled connection. Tests use it to damage
   // rows, fake a newer schema or kill connections.

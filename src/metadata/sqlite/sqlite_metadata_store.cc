@@ -75,6 +75,14 @@ class Statement {
   }
   void BindInt64(int param, int64_t value) { Check(sqlite3_bind_int64(stmt_, param, value)); }
   void BindNull(int param) { Check(sqlite3_bind_null(stmt_, param)); }
+  // Any bytes; an empty value is an empty BLOB, not NULL.
+  void BindBlob(int param, std::string_view bytes) {
+    if (bytes.empty()) {
+      Check(sqlite3_bind_zeroblob(stmt_, param, 0));
+    } else {
+      Check(sqlite3_bind_blob64(stmt_, param, bytes.data(), bytes.size(), SQLITE_TRANSIENT));
+    }
+  }
 
   // True for a row, false when done.
   Result<bool> Step(std::string_view what) {
@@ -102,6 +110,11 @@ class Statement {
     int size = sqlite3_column_bytes(stmt_, column);
     return text == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(text), size);
   }
+  std::string_view ColumnBlob(int column) {
+    const void* bytes = sqlite3_column_blob(stmt_, column);
+    int size = sqlite3_column_bytes(stmt_, column);
+    return bytes == nullptr ? std::string_view() : std::string_view(static_cast<const char*>(bytes), size);
+  }
 
  private:
   Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
@@ -120,17 +133,23 @@ Status Exec(sqlite3* db, const std::string& sql, std::string_view what) {
   return Status::Ok();
 }
 
-// A write transaction: BEGIN IMMEDIATE takes the database write lock up front (waiting up to busy_timeout),
-// so a read-then-write sequence cannot fail half-way on a lock upgrade. Rolls back unless committed.
-class WriteTransaction {
+// A transaction; rolls back unless committed.
+// BeginWrite (BEGIN IMMEDIATE) takes the database write lock up front (waiting up to busy_timeout), so a
+// read-then-write sequence cannot fail half-way on a lock upgrade. BeginRead (BEGIN) only reads: many
+// statements see one snapshot and share one read lock, and writers of other processes are not blocked.
+class Transaction {
  public:
-  static Result<WriteTransaction> Begin(sqlite3* db) {
+  static Result<Transaction> BeginWrite(sqlite3* db) {
     ANALYTICS_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE", "cannot begin transaction"));
-    return WriteTransaction(db);
+    return Transaction(db);
   }
-  WriteTransaction(WriteTransaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
-  WriteTransaction& operator=(WriteTransaction&&) = delete;
-  ~WriteTransaction() {
+  static Result<Transaction> BeginRead(sqlite3* db) {
+    ANALYTICS_RETURN_IF_ERROR(Exec(db, "BEGIN", "cannot begin transaction"));
+    return Transaction(db);
+  }
+  Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+  Transaction& operator=(Transaction&&) = delete;
+  ~Transaction() {
     if (db_ != nullptr) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
   }
   Status Commit() {
@@ -140,7 +159,7 @@ class WriteTransaction {
   }
 
  private:
-  explicit WriteTransaction(sqlite3* db) : db_(db) {}
+  explicit Transaction(sqlite3* db) : db_(db) {}
   sqlite3* db_;
 };
 
@@ -178,7 +197,7 @@ Result<int> ReadSchemaVersion(sqlite3* db) {
 
 // Applies pending migrations in one transaction (see migrations/migrations.h).
 Status Migrate(sqlite3* db) {
-  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db));
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db));
   ANALYTICS_RETURN_IF_ERROR(Exec(db,
                                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
                                  " version INTEGER NOT NULL PRIMARY KEY,"
@@ -284,7 +303,7 @@ Status ForEachDistinctId(sqlite3* db, const std::vector<int64_t>& ids, std::stri
   std::vector<int64_t> distinct = ids;
   std::sort(distinct.begin(), distinct.end());
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db));
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db));
   ANALYTICS_ASSIGN_OR_RETURN(Statement stmt, Statement::Prepare(db, sql));
   for (int64_t id : distinct) {
     stmt.Reset();
@@ -292,6 +311,131 @@ Status ForEachDistinctId(sqlite3* db, const std::vector<int64_t>& ids, std::stri
     ANALYTICS_RETURN_IF_ERROR(stmt.Run(what));
   }
   return txn.Commit();
+}
+
+// Segments -----------------------------------------------------------------------------------------------------
+
+// The segment columns in SELECT order; ReadSegment reads them.
+constexpr std::string_view kSegmentColumns =
+    "id, name, type, version, created_at_ms, updated_at_ms, created_by, definition";
+
+Result<SegmentRecord> ReadSegment(Statement& select) {
+  SegmentRecord record;
+  record.id = select.ColumnText(0);
+  record.name = select.ColumnText(1);
+  record.type = select.ColumnText(2);
+  record.version = select.ColumnInt64(3);
+  record.created_at_ms = select.ColumnInt64(4);
+  record.updated_at_ms = select.ColumnInt64(5);
+  record.created_by = select.ColumnText(6);
+  ANALYTICS_ASSIGN_OR_RETURN(record.definition, DecodeSegmentDefinition(record.id, select.ColumnText(7)));
+  return record;
+}
+
+// Binds the columns shared by INSERT and UPDATE: ?1 id, ?2 name, ?3 type, ?4 version, ?5 created_at_ms,
+// ?6 updated_at_ms, ?7 created_by, ?8 definition.
+void BindSegmentRow(Statement& stmt, const SegmentRecord& record, const std::string& definition) {
+  stmt.BindText(1, record.id);
+  stmt.BindText(2, record.name);
+  stmt.BindText(3, record.type);
+  stmt.BindInt64(4, record.version);
+  stmt.BindInt64(5, record.created_at_ms);
+  stmt.BindInt64(6, record.updated_at_ms);
+  stmt.BindText(7, record.created_by);
+  stmt.BindText(8, definition);
+}
+
+// After a create failed on a unique key: which one was taken.
+Status SegmentTaken(sqlite3* db, const SegmentRecord& record) {
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select, Statement::Prepare(db, "SELECT 1 FROM segments WHERE id = ?1"));
+  select.BindText(1, record.id);
+  ANALYTICS_ASSIGN_OR_RETURN(bool id_taken, select.Step("cannot read segment '" + record.id + "'"));
+  if (id_taken) return Status::AlreadyExists("segment '" + record.id + "' already exists");
+  return Status::AlreadyExists("a segment named '" + record.name + "' already exists");
+}
+
+constexpr std::string_view kMaterializationColumns =
+    "segment_id, definition_version, as_of_ms, refreshed_at_ms, duration_ms, users_count, added, removed, run_id,"
+    " refresh_trigger, bitmap";
+
+SegmentMaterialization ReadMaterialization(Statement& select) {
+  SegmentMaterialization m;
+  m.segment_id = select.ColumnText(0);
+  m.definition_version = select.ColumnInt64(1);
+  m.as_of_ms = select.ColumnInt64(2);
+  m.refreshed_at_ms = select.ColumnInt64(3);
+  m.duration_ms = select.ColumnInt64(4);
+  m.users_count = select.ColumnInt64(5);
+  m.added = select.ColumnInt64(6);
+  m.removed = select.ColumnInt64(7);
+  m.run_id = select.ColumnText(8);
+  m.trigger = select.ColumnText(9);
+  m.bitmap = select.ColumnBlob(10);
+  return m;
+}
+
+// Pipeline runs ------------------------------------------------------------------------------------------------
+
+constexpr std::string_view kRunColumns =
+    "id, kind, target, status, parameters, result, error, requested_by, created_at_ms, started_at_ms,"
+    " finished_at_ms";
+
+Result<PipelineRun> ReadRun(Statement& select) {
+  PipelineRun run;
+  run.id = select.ColumnText(0);
+  run.kind = select.ColumnText(1);
+  run.target = select.ColumnText(2);
+  run.status = select.ColumnText(3);
+  ANALYTICS_ASSIGN_OR_RETURN(run.parameters, DecodeRunDocument(run.id, "parameters", select.ColumnText(4)));
+  ANALYTICS_ASSIGN_OR_RETURN(run.result, DecodeRunDocument(run.id, "result", select.ColumnText(5)));
+  run.error = select.ColumnText(6);
+  run.requested_by = select.ColumnText(7);
+  run.created_at_ms = select.ColumnInt64(8);
+  run.started_at_ms = select.ColumnInt64(9);
+  run.finished_at_ms = select.ColumnInt64(10);
+  return run;
+}
+
+// The stored text of a run's JSON documents (parameters, result).
+struct RunDocuments {
+  std::string parameters;
+  std::string result;
+};
+
+Result<RunDocuments> EncodeRun(const PipelineRun& run) {
+  ANALYTICS_RETURN_IF_ERROR(CheckPipelineRun(run));
+  RunDocuments documents;
+  ANALYTICS_ASSIGN_OR_RETURN(documents.parameters, EncodeRunDocument(run.parameters, "parameters"));
+  ANALYTICS_ASSIGN_OR_RETURN(documents.result, EncodeRunDocument(run.result, "result"));
+  return documents;
+}
+
+// Binds ?1 id, ?2 kind, ?3 target, ?4 status, ?5 parameters, ?6 result, ?7 error, ?8 requested_by,
+// ?9 created_at_ms, ?10 started_at_ms, ?11 finished_at_ms: shared by INSERT and UPDATE.
+void BindRunRow(Statement& stmt, const PipelineRun& run, const RunDocuments& documents) {
+  stmt.BindText(1, run.id);
+  stmt.BindText(2, run.kind);
+  stmt.BindText(3, run.target);
+  stmt.BindText(4, run.status);
+  stmt.BindText(5, documents.parameters);
+  stmt.BindText(6, documents.result);
+  stmt.BindText(7, run.error);
+  stmt.BindText(8, run.requested_by);
+  stmt.BindInt64(9, run.created_at_ms);
+  stmt.BindInt64(10, run.started_at_ms);
+  stmt.BindInt64(11, run.finished_at_ms);
+}
+
+// Runs a SELECT of kRunColumns to the end.
+Result<std::vector<PipelineRun>> ReadRuns(Statement& select) {
+  std::vector<PipelineRun> out;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, select.Step("cannot list pipeline runs"));
+    if (!has_row) break;
+    ANALYTICS_ASSIGN_OR_RETURN(PipelineRun run, ReadRun(select));
+    out.push_back(std::move(run));
+  }
+  return out;
 }
 
 }  // namespace
@@ -342,7 +486,7 @@ Status SqliteMetadataStore::CreateMetricDefinition(const query::MetricDefinition
   ANALYTICS_RETURN_IF_ERROR(RequireName(def.name));
   ANALYTICS_ASSIGN_OR_RETURN(std::string document, EncodeMetricDocument(def));
   std::lock_guard lock(mu_);
-  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db_));
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
   ANALYTICS_ASSIGN_OR_RETURN(
       Statement insert,
       Statement::Prepare(db_,
@@ -411,7 +555,7 @@ Status SqliteMetadataStore::UpdateMetricDefinition(const query::MetricDefinition
   ANALYTICS_RETURN_IF_ERROR(RequireName(def.name));
   ANALYTICS_ASSIGN_OR_RETURN(std::string document, EncodeMetricDocument(def));
   std::lock_guard lock(mu_);
-  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db_));
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
   // The version check and the write are one statement inside the write lock: no lost updates.
   ANALYTICS_ASSIGN_OR_RETURN(
       Statement update,
@@ -503,7 +647,7 @@ Status SqliteMetadataStore::AppendDeadLetters(std::vector<DeadLetter>& letters) 
   std::vector<int64_t> ids;
   ids.reserve(letters.size());
   std::lock_guard lock(mu_);
-  ANALYTICS_ASSIGN_OR_RETURN(WriteTransaction txn, WriteTransaction::Begin(db_));
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
   // One statement, prepared once and re-bound per letter, inside one transaction: one fsync per batch.
   ANALYTICS_ASSIGN_OR_RETURN(
       Statement insert,
@@ -580,6 +724,362 @@ Result<int64_t> SqliteMetadataStore::PurgeDeadLettersBefore(int64_t received_bef
                              Statement::Prepare(db_, "DELETE FROM dead_letters WHERE received_at_ms < ?1"));
   purge.BindInt64(1, received_before_ms);
   ANALYTICS_RETURN_IF_ERROR(purge.Run("cannot purge dead letters"));
+  return static_cast<int64_t>(sqlite3_changes64(db_));
+}
+
+Status SqliteMetadataStore::CreateSegment(const SegmentRecord& record) {
+  ANALYTICS_RETURN_IF_ERROR(CheckSegment(record));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string definition, EncodeSegmentDefinition(record.definition));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement insert,
+      Statement::Prepare(db_,
+                         "INSERT INTO segments (id, name, type, version, created_at_ms, updated_at_ms, created_by,"
+                         " definition) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+  BindSegmentRow(insert, record, definition);
+  Status inserted = insert.Run("cannot store segment '" + record.id + "'");
+  if (inserted.code() == common::StatusCode::kAlreadyExists) return SegmentTaken(db_, record);
+  ANALYTICS_RETURN_IF_ERROR(inserted);
+  return txn.Commit();
+}
+
+Result<SegmentRecord> SqliteMetadataStore::GetSegment(std::string_view id) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement select,
+      Statement::Prepare(db_, "SELECT " + std::string(kSegmentColumns) + " FROM segments WHERE id = ?1"));
+  select.BindText(1, id);
+  ANALYTICS_ASSIGN_OR_RETURN(bool found, select.Step("cannot read segment '" + std::string(id) + "'"));
+  if (!found) return Status::NotFound("segment '" + std::string(id) + "' not found");
+  return ReadSegment(select);
+}
+
+Result<std::vector<SegmentRecord>> SqliteMetadataStore::ListSegments(const SegmentFilter& filter) {
+  std::lock_guard lock(mu_);
+  // Only a set filter becomes a condition (see DeadLetterWhere).
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db_, "SELECT " + std::string(kSegmentColumns) + " FROM segments" +
+                                                         (filter.type ? " WHERE type = ?1" : "") + " ORDER BY name"));
+  if (filter.type) select.BindText(1, *filter.type);
+  std::vector<SegmentRecord> out;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, select.Step("cannot list segments"));
+    if (!has_row) break;
+    ANALYTICS_ASSIGN_OR_RETURN(SegmentRecord record, ReadSegment(select));
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
+Status SqliteMetadataStore::UpdateSegment(const SegmentRecord& record, int64_t expected_version) {
+  ANALYTICS_RETURN_IF_ERROR(CheckSegment(record));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string definition, EncodeSegmentDefinition(record.definition));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
+  // The version check and the write are one statement inside the write lock: no lost updates.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement update,
+      Statement::Prepare(db_,
+                         "UPDATE segments SET name = ?2, type = ?3, version = ?4, created_at_ms = ?5,"
+                         " updated_at_ms = ?6, created_by = ?7, definition = ?8 WHERE id = ?1 AND version = ?9"));
+  BindSegmentRow(update, record, definition);
+  update.BindInt64(9, expected_version);
+  Status updated = update.Run("cannot update segment '" + record.id + "'");
+  if (updated.code() == common::StatusCode::kAlreadyExists) {
+    return Status::AlreadyExists("a segment named '" + record.name + "' already exists");
+  }
+  ANALYTICS_RETURN_IF_ERROR(updated);
+  if (sqlite3_changes(db_) == 0) {
+    ANALYTICS_ASSIGN_OR_RETURN(Statement current,
+                               Statement::Prepare(db_, "SELECT version FROM segments WHERE id = ?1"));
+    current.BindText(1, record.id);
+    ANALYTICS_ASSIGN_OR_RETURN(bool found, current.Step("cannot read segment '" + record.id + "'"));
+    if (!found) return Status::NotFound("segment '" + record.id + "' not found");
+    return Status::FailedPrecondition("segment '" + record.id + "' is at version " +
+                                      std::to_string(current.ColumnInt64(0)) + ", not " +
+                                      std::to_string(expected_version) + ": it was changed concurrently");
+  }
+  return txn.Commit();
+}
+
+Status SqliteMetadataStore::DeleteSegment(std::string_view id) {
+  std::lock_guard lock(mu_);
+  // The materialization goes with the row (ON DELETE CASCADE), in the same statement.
+  ANALYTICS_ASSIGN_OR_RETURN(Statement remove, Statement::Prepare(db_, "DELETE FROM segments WHERE id = ?1"));
+  remove.BindText(1, id);
+  ANALYTICS_RETURN_IF_ERROR(remove.Run("cannot delete segment '" + std::string(id) + "'"));
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("segment '" + std::string(id) + "' not found");
+  return Status::Ok();
+}
+
+Status SqliteMetadataStore::PutMaterialization(const SegmentMaterialization& m) {
+  ANALYTICS_RETURN_IF_ERROR(CheckMaterialization(m));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
+  ANALYTICS_ASSIGN_OR_RETURN(Statement exists, Statement::Prepare(db_, "SELECT 1 FROM segments WHERE id = ?1"));
+  exists.BindText(1, m.segment_id);
+  ANALYTICS_ASSIGN_OR_RETURN(bool found, exists.Step("cannot read segment '" + m.segment_id + "'"));
+  if (!found) return Status::NotFound("segment '" + m.segment_id + "' not found");
+  exists.Reset();
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement upsert,
+      Statement::Prepare(db_,
+                         "INSERT INTO segment_materializations (" + std::string(kMaterializationColumns) +
+                             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                             " ON CONFLICT (segment_id) DO UPDATE SET definition_version = excluded.definition_version,"
+                             " as_of_ms = excluded.as_of_ms, refreshed_at_ms = excluded.refreshed_at_ms,"
+                             " duration_ms = excluded.duration_ms, users_count = excluded.users_count,"
+                             " added = excluded.added, removed = excluded.removed, run_id = excluded.run_id,"
+                             " refresh_trigger = excluded.refresh_trigger, bitmap = excluded.bitmap"));
+  upsert.BindText(1, m.segment_id);
+  upsert.BindInt64(2, m.definition_version);
+  upsert.BindInt64(3, m.as_of_ms);
+  upsert.BindInt64(4, m.refreshed_at_ms);
+  upsert.BindInt64(5, m.duration_ms);
+  upsert.BindInt64(6, m.users_count);
+  upsert.BindInt64(7, m.added);
+  upsert.BindInt64(8, m.removed);
+  upsert.BindText(9, m.run_id);
+  upsert.BindText(10, m.trigger);
+  upsert.BindBlob(11, m.bitmap);
+  ANALYTICS_RETURN_IF_ERROR(upsert.Run("cannot store the materialization of segment '" + m.segment_id + "'"));
+  return txn.Commit();
+}
+
+Result<SegmentMaterialization> SqliteMetadataStore::GetMaterialization(std::string_view segment_id) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db_, "SELECT " + std::string(kMaterializationColumns) +
+                                                         " FROM segment_materializations WHERE segment_id = ?1"));
+  select.BindText(1, segment_id);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      bool found, select.Step("cannot read the materialization of segment '" + std::string(segment_id) + "'"));
+  if (!found) return Status::NotFound("segment '" + std::string(segment_id) + "' has no materialization");
+  return ReadMaterialization(select);
+}
+
+Result<std::vector<SegmentMaterialization>> SqliteMetadataStore::ListMaterializations() {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db_, "SELECT " + std::string(kMaterializationColumns) +
+                                                         " FROM segment_materializations ORDER BY segment_id"));
+  std::vector<SegmentMaterialization> out;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, select.Step("cannot list segment materializations"));
+    if (!has_row) break;
+    out.push_back(ReadMaterialization(select));
+  }
+  return out;
+}
+
+// Two phases, so a call whose users are all known (the usual case) only reads: first every distinct user is
+// looked up in one read transaction; then, only if some are unknown, the write lock is taken and they are
+// inserted as MAX + 1, MAX + 2, ... in order (one another process added meanwhile keeps its index). Each phase
+// is one transaction re-binding prepared statements, so a million users cost a million or two steps and one
+// fsync, not a million transactions.
+Result<std::vector<uint32_t>> SqliteMetadataStore::MemberIndexes(const std::vector<std::string>& users) {
+  ANALYTICS_ASSIGN_OR_RETURN(DistinctMembers members, DistinctMemberList(users));
+  if (users.empty()) return std::vector<uint32_t>();
+  constexpr int64_t kUnknown = -1;
+  std::vector<int64_t> indexes(members.distinct.size(), kUnknown);
+  std::vector<size_t> unknown;  // positions in members.distinct
+  constexpr std::string_view kLookup = "SELECT member_index FROM segment_member_index WHERE pseudonym = ?1";
+  std::lock_guard lock(mu_);
+  {
+    ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginRead(db_));
+    ANALYTICS_ASSIGN_OR_RETURN(Statement lookup, Statement::Prepare(db_, kLookup));
+    for (size_t member_idx = 0; member_idx < members.distinct.size(); ++member_idx) {
+      lookup.Reset();
+      lookup.BindText(1, members.distinct[member_idx]);
+      ANALYTICS_ASSIGN_OR_RETURN(bool found, lookup.Step("cannot read the member index"));
+      if (found) {
+        indexes[member_idx] = lookup.ColumnInt64(0);
+        lookup.Reset();  // no statement stays active across the COMMIT or the INSERTs
+      } else {
+        unknown.push_back(member_idx);
+      }
+    }
+    ANALYTICS_RETURN_IF_ERROR(txn.Commit());
+  }
+  if (!unknown.empty()) {
+    ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
+    ANALYTICS_ASSIGN_OR_RETURN(
+        Statement next, Statement::Prepare(db_, "SELECT COALESCE(MAX(member_index) + 1, 0) FROM segment_member_index"));
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, next.Step("cannot read the member index"));
+    if (!has_row) return Status::Internal("cannot read the member index: no row");
+    int64_t next_index = next.ColumnInt64(0);
+    next.Reset();
+    ANALYTICS_RETURN_IF_ERROR(CheckMemberIndexRange(next_index, unknown.size()));
+    // A user another process added since the first phase conflicts and keeps its index.
+    ANALYTICS_ASSIGN_OR_RETURN(Statement insert,
+                               Statement::Prepare(db_,
+                                                  "INSERT INTO segment_member_index (member_index, pseudonym)"
+                                                  " VALUES (?1, ?2) ON CONFLICT (pseudonym) DO NOTHING"));
+    ANALYTICS_ASSIGN_OR_RETURN(Statement lookup, Statement::Prepare(db_, kLookup));
+    for (size_t member_idx : unknown) {
+      insert.Reset();
+      insert.BindInt64(1, next_index);
+      insert.BindText(2, members.distinct[member_idx]);
+      ANALYTICS_RETURN_IF_ERROR(insert.Run("cannot extend the member index"));
+      if (sqlite3_changes(db_) == 1) {
+        indexes[member_idx] = next_index++;
+        continue;
+      }
+      lookup.Reset();
+      lookup.BindText(1, members.distinct[member_idx]);
+      ANALYTICS_ASSIGN_OR_RETURN(bool found, lookup.Step("cannot read the member index"));
+      if (!found) return Status::Internal("cannot read the member index: a conflicting entry is missing");
+      indexes[member_idx] = lookup.ColumnInt64(0);
+      lookup.Reset();
+    }
+    ANALYTICS_RETURN_IF_ERROR(txn.Commit());
+  }
+  std::vector<uint32_t> out;
+  out.reserve(users.size());
+  for (uint32_t slot : members.slot) out.push_back(static_cast<uint32_t>(indexes[slot]));
+  return out;
+}
+
+Result<std::vector<std::pair<uint32_t, std::string>>> SqliteMetadataStore::ListMemberIndex(int64_t after,
+                                                                                           int limit) {
+  ANALYTICS_RETURN_IF_ERROR(CheckMemberIndexPage(limit));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement select,
+      Statement::Prepare(db_,
+                         "SELECT member_index, pseudonym FROM segment_member_index"
+                         " WHERE member_index > ?1 AND pseudonym IS NOT NULL ORDER BY member_index LIMIT ?2"));
+  select.BindInt64(1, after);
+  select.BindInt64(2, limit);
+  std::vector<std::pair<uint32_t, std::string>> out;
+  out.reserve(static_cast<size_t>(limit));
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, select.Step("cannot list the member index"));
+    if (!has_row) break;
+    out.emplace_back(static_cast<uint32_t>(select.ColumnInt64(0)), std::string(select.ColumnText(1)));
+  }
+  return out;
+}
+
+Result<uint32_t> SqliteMetadataStore::ForgetMember(std::string_view user) {
+  ANALYTICS_RETURN_IF_ERROR(CheckMember(user, "user"));
+  std::lock_guard lock(mu_);
+  // The row stays (with a NULL pseudonym), so MAX(member_index) never goes down and the index is not reused.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement forget,
+      Statement::Prepare(db_,
+                         "UPDATE segment_member_index SET pseudonym = NULL WHERE pseudonym = ?1"
+                         " RETURNING member_index"));
+  forget.BindText(1, user);
+  ANALYTICS_ASSIGN_OR_RETURN(bool found, forget.Step("cannot forget a member"));
+  if (!found) return Status::NotFound("the user has no member index entry");
+  const auto index = static_cast<uint32_t>(forget.ColumnInt64(0));
+  // Step to the end: the statement (and its implicit transaction) completes there, errors included.
+  ANALYTICS_ASSIGN_OR_RETURN(bool more, forget.Step("cannot forget a member"));
+  if (more) return Status::Internal("cannot forget a member: the pseudonym has two entries");
+  return index;
+}
+
+Status SqliteMetadataStore::CreatePipelineRun(const PipelineRun& run) {
+  ANALYTICS_ASSIGN_OR_RETURN(RunDocuments documents, EncodeRun(run));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement insert,
+      Statement::Prepare(db_, "INSERT INTO pipeline_runs (" + std::string(kRunColumns) +
+                                  ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
+  BindRunRow(insert, run, documents);
+  Status inserted = insert.Run("cannot store pipeline run '" + run.id + "'");
+  if (inserted.code() == common::StatusCode::kAlreadyExists) {
+    return Status::AlreadyExists("pipeline run '" + run.id + "' already exists");
+  }
+  return inserted;
+}
+
+Status SqliteMetadataStore::UpdatePipelineRun(const PipelineRun& run) {
+  ANALYTICS_ASSIGN_OR_RETURN(RunDocuments documents, EncodeRun(run));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement update,
+      Statement::Prepare(db_,
+                         "UPDATE pipeline_runs SET kind = ?2, target = ?3, status = ?4, parameters = ?5, result = ?6,"
+                         " error = ?7, requested_by = ?8, created_at_ms = ?9, started_at_ms = ?10,"
+                         " finished_at_ms = ?11 WHERE id = ?1"));
+  BindRunRow(update, run, documents);
+  ANALYTICS_RETURN_IF_ERROR(update.Run("cannot update pipeline run '" + run.id + "'"));
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("pipeline run '" + run.id + "' not found");
+  return Status::Ok();
+}
+
+Result<PipelineRun> SqliteMetadataStore::GetPipelineRun(std::string_view id) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement select,
+      Statement::Prepare(db_, "SELECT " + std::string(kRunColumns) + " FROM pipeline_runs WHERE id = ?1"));
+  select.BindText(1, id);
+  ANALYTICS_ASSIGN_OR_RETURN(bool found, select.Step("cannot read pipeline run '" + std::string(id) + "'"));
+  if (!found) return Status::NotFound("pipeline run '" + std::string(id) + "' not found");
+  return ReadRun(select);
+}
+
+Result<std::vector<PipelineRun>> SqliteMetadataStore::ListPipelineRuns(const PipelineRunFilter& filter) {
+  ANALYTICS_RETURN_IF_ERROR(CheckPipelineRunPage(filter));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginRead(db_));  // the cursor and the page: one snapshot
+  int64_t cursor_created_at_ms = 0;
+  if (filter.before_id) {
+    ANALYTICS_ASSIGN_OR_RETURN(Statement cursor,
+                               Statement::Prepare(db_, "SELECT created_at_ms FROM pipeline_runs WHERE id = ?1"));
+    cursor.BindText(1, *filter.before_id);
+    ANALYTICS_ASSIGN_OR_RETURN(bool found, cursor.Step("cannot read pipeline run '" + *filter.before_id + "'"));
+    if (!found) return Status::InvalidArgument("names no pipeline run (it may have been purged)", "before_id");
+    cursor_created_at_ms = cursor.ColumnInt64(0);
+  }
+  // Only set fields become conditions (see DeadLetterWhere), so SQLite can pick the index of a set one.
+  std::string where = " WHERE 1 = 1";
+  if (filter.kind) where += " AND kind = ?1";
+  if (filter.status) where += " AND status = ?2";
+  if (filter.target) where += " AND target = ?3";
+  if (filter.created_from_ms) where += " AND created_at_ms >= ?4";
+  if (filter.created_to_ms) where += " AND created_at_ms < ?5";
+  if (filter.before_id) where += " AND (created_at_ms, id) < (?6, ?7)";
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement select,
+      Statement::Prepare(db_, "SELECT " + std::string(kRunColumns) + " FROM pipeline_runs" + where +
+                                  " ORDER BY created_at_ms DESC, id DESC LIMIT ?8"));
+  if (filter.kind) select.BindText(1, *filter.kind);
+  if (filter.status) select.BindText(2, *filter.status);
+  if (filter.target) select.BindText(3, *filter.target);
+  if (filter.created_from_ms) select.BindInt64(4, *filter.created_from_ms);
+  if (filter.created_to_ms) select.BindInt64(5, *filter.created_to_ms);
+  if (filter.before_id) {
+    select.BindInt64(6, cursor_created_at_ms);
+    select.BindText(7, *filter.before_id);
+  }
+  select.BindInt64(8, filter.limit);
+  ANALYTICS_ASSIGN_OR_RETURN(std::vector<PipelineRun> runs, ReadRuns(select));
+  ANALYTICS_RETURN_IF_ERROR(txn.Commit());
+  return runs;
+}
+
+Result<std::vector<PipelineRun>> SqliteMetadataStore::ListUnfinishedPipelineRuns() {
+  std::lock_guard lock(mu_);
+  // The condition is the one of the partial index pipeline_runs_unfinished, which is already in this order.
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db_, "SELECT " + std::string(kRunColumns) +
+                                                         " FROM pipeline_runs WHERE status IN ('queued', 'running')"
+                                                         " ORDER BY created_at_ms, id"));
+  return ReadRuns(select);
+}
+
+Result<int64_t> SqliteMetadataStore::PurgePipelineRunsBefore(int64_t before_ms) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement purge,
+                             Statement::Prepare(db_,
+                                                "DELETE FROM pipeline_runs WHERE status IN ('completed', 'failed')"
+                                                " AND finished_at_ms < ?1"));
+  purge.BindInt64(1, before_ms);
+  ANALYTICS_RETURN_IF_ERROR(purge.Run("cannot purge pipeline runs"));
   return static_cast<int64_t>(sqlite3_changes64(db_));
 }
 

@@ -2,10 +2,12 @@
 //
 // Rationale: metadata is small and written rarely, so one connection behind one mutex is simple and fast
 // enough; SQLite's WAL mode keeps readers of other processes (a second service instance, the sqlite3 CLI)
-// from blocking, and BEGIN IMMEDIATE plus busy_timeout serializes writers across processes.
+// from blocking, and BEGIN IMMEDIATE plus busy_timeout serializes writers across processes. The one bulk
+// call, MemberIndexes, runs each of its phases as one transaction re-binding one prepared statement.
 // Concurrency: thread-safe; every call holds mu_ for its whole duration, so calls run one at a time.
-// Limitations: no parallelism between calls; a writer in another process holding the lock longer than
-// busy_timeout_ms makes calls return Unavailable.
+// Limitations: no parallelism between calls (a MemberIndexes call of a million users holds the others up
+// for its duration); a writer in another process holding the lock longer than busy_timeout_ms makes calls
+// return Unavailable.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -61,6 +64,23 @@ class SqliteMetadataStore final : public MetadataStore {
   common::Status DeleteDeadLetters(const std::vector<int64_t>& ids) override;
   common::Status MarkDeadLettersReplayed(const std::vector<int64_t>& ids) override;
   common::Result<int64_t> PurgeDeadLettersBefore(int64_t received_before_ms) override;
+  common::Status CreateSegment(const SegmentRecord& record) override;
+  common::Result<SegmentRecord> GetSegment(std::string_view id) override;
+  common::Result<std::vector<SegmentRecord>> ListSegments(const SegmentFilter& filter) override;
+  common::Status UpdateSegment(const SegmentRecord& record, int64_t expected_version) override;
+  common::Status DeleteSegment(std::string_view id) override;
+  common::Status PutMaterialization(const SegmentMaterialization& m) override;
+  common::Result<SegmentMaterialization> GetMaterialization(std::string_view segment_id) override;
+  common::Result<std::vector<SegmentMaterialization>> ListMaterializations() override;
+  common::Result<std::vector<uint32_t>> MemberIndexes(const std::vector<std::string>& users) override;
+  common::Result<std::vector<std::pair<uint32_t, std::string>>> ListMemberIndex(int64_t after, int limit) override;
+  common::Result<uint32_t> ForgetMember(std::string_view user) override;
+  common::Status CreatePipelineRun(const PipelineRun& run) override;
+  common::Status UpdatePipelineRun(const PipelineRun& run) override;
+  common::Result<PipelineRun> GetPipelineRun(std::string_view id) override;
+  common::Result<std::vector<PipelineRun>> ListPipelineRuns(const PipelineRunFilter& filter) override;
+  common::Result<std::vector<PipelineRun>> ListUnfinishedPipelineRuns() override;
+  common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms) override;
 
   // Runs `sql` (one or more statements, results discarded) on the store's connection. Tests use it to
   // damage rows or fake a newer schema.

@@ -1055,6 +1055,34 @@ void EmbeddedEventStore::QueryView(const query::AggregateQuery& query, MemoryVie
       std::erase_if(memory.rows, [&](const events::EventView* event) { return erased_users_.count(event->user) > 0; });
     }
   }
+  if (const Roaring* scope = embedded::ScopeUsers(query.scope); scope != nullptr && !memory.rows.empty()) {
+    // Before any column is built: the users of the rows (a lookup per run of one user's rows, no registration:
+    // a user the directory does not know is in no scope), then the rows of users in scope.
+    std::vector<uint32_t> ids;
+    if (!scope->isEmpty()) {
+      std::vector<std::string_view> names;
+      for (size_t row_idx = 0; row_idx < memory.rows.size(); ++row_idx) {
+        if (row_idx == 0 || memory.rows[row_idx]->user != memory.rows[row_idx - 1]->user) {
+          names.push_back(memory.rows[row_idx]->user);
+        }
+      }
+      user_directory_.IdsOf(names, ids, /*add_missing=*/false);
+    }
+    size_t kept = 0;
+    if (!ids.empty()) {
+      size_t run_idx = 0;
+      bool in_scope = false;
+      for (size_t row_idx = 0; row_idx < memory.rows.size(); ++row_idx) {
+        if (row_idx == 0 || memory.rows[row_idx]->user != memory.rows[row_idx - 1]->user) {
+          const uint32_t id = ids[run_idx++];
+          in_scope = id != query::kNoUser && scope->contains(id);
+        }
+        if (in_scope) memory.rows[kept++] = memory.rows[row_idx];
+      }
+    }
+    memory.scoped_out = kept == 0;
+    memory.rows.resize(kept);
+  }
   for (auto& segment : all) {
     const embedded::SegmentInfo& info = segment->info;
     if (segment->day < first_day) continue;
@@ -1075,11 +1103,14 @@ Result<query::PairedSessions> EmbeddedEventStore::Sessions(const query::SessionQ
   view.filter = query.filter;
   view.group_by = query.group_by;
   view.bounds = {query.from_ms, query.to_ms};
+  view.scope = query.scope;
   const std::vector<std::string> paths = PathsOf(view, {query.key_property});
   MemoryView memory;
   std::vector<SegmentRef> segments;
   QueryView(view, memory, segments);
   const auto [unpurged, fingerprint] = PendingPurge(query.Fingerprint());
+  // A one-off scope (UserScope::cache false) leaves nothing in the cache.
+  const bool cache = partial_cache_.enabled() && (!query.scope || query.scope->cache);
   // The memtable's marks are read on every query (it changes with every append).
   query::SessionMarks memory_marks;
   if (!memory.rows.empty()) {
@@ -1112,7 +1143,7 @@ Result<query::PairedSessions> EmbeddedEventStore::Sessions(const query::SessionQ
     day.start_ms = std::max(query.from_ms, day_index * kDayMs);
     day.end_ms = std::min(query.to_ms, (day_index + 1) * kDayMs);
     if (day.start_ms >= day.end_ms) continue;
-    if (partial_cache_.enabled() && !day.with_memory) {
+    if (cache && !day.with_memory) {
       day.key = "sessionday|" + fingerprint + "|" + std::to_string(day.start_ms) + "|" + std::to_string(day.end_ms);
       for (const auto& segment : day.segments) day.key += "|" + segment->info.path;
       day.sessions = partial_cache_.Get<query::SessionDay>(day.key);
@@ -1130,12 +1161,12 @@ Result<query::PairedSessions> EmbeddedEventStore::Sessions(const query::SessionQ
     for (const auto& segment : day.segments) {
       const std::string key = "sessions|" + segment->info.path + "|" + fingerprint;
       std::shared_ptr<const query::SessionMarks> read;
-      if (day.with_memory && partial_cache_.enabled()) read = partial_cache_.Get<query::SessionMarks>(key);
+      if (day.with_memory && cache) read = partial_cache_.Get<query::SessionMarks>(key);
       if (!read) {
         auto fresh = std::make_shared<query::SessionMarks>();
         day.status = embedded::ReadSegmentSessionMarks(segment->info.path, query, paths, unpurged, context, *fresh);
         if (!day.status.ok()) return;
-        if (day.with_memory && partial_cache_.enabled()) partial_cache_.Put<query::SessionMarks>(key, fresh);
+        if (day.with_memory && cache) partial_cache_.Put<query::SessionMarks>(key, fresh);
         read = std::move(fresh);
       }
       marks.push_back(std::move(read));
@@ -1183,11 +1214,14 @@ Result<std::shared_ptr<const query::Timeline>> EmbeddedEventStore::ReadTimeline(
   view.event_types = query.EventTypes();
   view.filter = query.filter;
   view.bounds = {query.from_ms, query.to_ms};
+  view.scope = query.scope;
   const std::vector<std::string> paths = query.Paths();
   MemoryView memory;
   std::vector<SegmentRef> segments;
   QueryView(view, memory, segments);
   const auto [unpurged, fingerprint] = PendingPurge(query.Fingerprint());
+  // A one-off scope (UserScope::cache false) leaves nothing in the cache.
+  const bool cache = partial_cache_.enabled() && (!query.scope || query.scope->cache);
   // Segments in time order (day partitions, then creation), so that most users' rows arrive sorted.
   std::stable_sort(segments.begin(), segments.end(),
                    [](const SegmentRef& a, const SegmentRef& b) { return a->day < b->day; });
@@ -1197,7 +1231,7 @@ Result<std::shared_ptr<const query::Timeline>> EmbeddedEventStore::ReadTimeline(
   std::string join_key;
   std::shared_ptr<const query::Timeline> segment_join;
   const size_t threads = common::QueryThreads(options_.query_threads);
-  if (partial_cache_.enabled()) {
+  if (cache) {
     join_key = "timelinejoin|" + fingerprint + "|" + std::to_string(query.from_ms) + "|" + std::to_string(query.to_ms);
     for (const auto& segment : segments) join_key += "|" + segment->info.path;
     segment_join = partial_cache_.Get<query::Timeline>(join_key);
@@ -1209,12 +1243,12 @@ Result<std::shared_ptr<const query::Timeline>> EmbeddedEventStore::ReadTimeline(
     common::ParallelFor(segments.size(), threads, [&](size_t segment_idx) {
       const std::string& path = segments[segment_idx]->info.path;
       const std::string key = "timeline|" + path + "|" + fingerprint;
-      if (partial_cache_.enabled()) parts[segment_idx] = partial_cache_.Get<query::Timeline>(key);
+      if (cache) parts[segment_idx] = partial_cache_.Get<query::Timeline>(key);
       if (parts[segment_idx]) return;
       auto fresh = std::make_shared<query::Timeline>();
       statuses[segment_idx] = embedded::ReadSegmentTimeline(path, query, paths, unpurged, context, *fresh);
       if (!statuses[segment_idx].ok()) return;
-      if (partial_cache_.enabled()) partial_cache_.Put<query::Timeline>(key, fresh);
+      if (cache) partial_cache_.Put<query::Timeline>(key, fresh);
       parts[segment_idx] = std::move(fresh);
     });
     for (const Status& status : statuses) ANALYTICS_RETURN_IF_ERROR(status);
@@ -1225,13 +1259,35 @@ Result<std::shared_ptr<const query::Timeline>> EmbeddedEventStore::ReadTimeline(
     if (!join_key.empty()) partial_cache_.Put<query::Timeline>(join_key, segment_join);
   }
   if (memory.rows.empty()) return segment_join;
+  // The memtable's state: its batches (sequence numbers are never reused) and the erasures applied to its rows.
+  std::string memory_key;
+  bool keep_merged = false;
+  if (!join_key.empty()) {
+    uint64_t mix = 0x9e3779b97f4a7c15ULL;
+    for (const auto& batch : memory.batches) mix = (mix ^ batch->sequence) * 0x100000001b3ULL;
+    uint64_t epoch;
+    {
+      std::lock_guard lock(dedup_mu_);
+      epoch = purge_epoch_;
+    }
+    memory_key = join_key + "|memory=" + std::to_string(memory.batches.size()) + ":" + std::to_string(mix) + ":" +
+                 std::to_string(memory.rows.size()) + "|epoch=" + std::to_string(epoch);
+    if (auto merged = partial_cache_.Get<query::Timeline>(memory_key)) return merged;
+    std::lock_guard lock(merged_mu_);
+    if (last_memory_key_.size() > 4096) last_memory_key_.clear();
+    std::string& last = last_memory_key_[join_key];
+    keep_merged = last == memory_key;
+    last = memory_key;
+  }
   embedded::SegmentColumns columns = embedded::ColumnsFromEvents(memory.rows, embedded::ColumnsFor(paths));
   query::TimelineBuilder builder(query);
   builder.Add(embedded::BatchFromColumns(columns, paths, user_directory_));
   const query::Timeline memory_part = builder.Finish();
   if (memory_part.rows() == 0) return segment_join;
-  return std::make_shared<const query::Timeline>(
+  auto merged = std::make_shared<const query::Timeline>(
       query::MergeTimelines({segment_join.get(), &memory_part}, query.from_ms, query.to_ms, threads));
+  if (keep_merged) partial_cache_.Put<query::Timeline>(memory_key, merged);
+  return merged;
 }
 
 Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggregate(const query::AggregateQuery& query) {
@@ -1257,6 +1313,8 @@ Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggreg
   // Erased users not yet purged from segments: their rows are left out, and partials computed meanwhile are
   // cached under the purge epoch (a segment's plain key stays valid: the purge gives it a new file).
   const auto [unpurged, fingerprint] = PendingPurge(query.Fingerprint());
+  // A one-off scope (UserScope::cache false) leaves nothing in the cache.
+  const bool cache = partial_cache_.enabled() && (!query.scope || query.scope->cache);
   // Segments by day partition (stable: the same order on every run), so that a day's partials are merged once
   // and kept: a repeated query over closed days then merges one partial per day instead of one per segment.
   std::stable_sort(segments.begin(), segments.end(),
@@ -1275,18 +1333,21 @@ Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggreg
     task.offset = static_cast<size_t>(first - bounds.begin());
     task.slice = query;
     task.slice.bounds.assign(first, last + 1);
-    if (partial_cache_.enabled()) task.key = info.path + "|" + fingerprint + "|" + slice_key(task.slice.bounds);
+    if (cache) task.key = info.path + "|" + fingerprint + "|" + slice_key(task.slice.bounds);
     tasks.push_back(std::move(task));
   }
   // The merge of all the segments' partials is cached too, under every segment path: a repeated query over
   // segments no flush or compaction changed copies it and only adds the memtable.
   std::string merged_key;
-  if (partial_cache_.enabled() && tasks.size() > 1) {
+  if (cache && tasks.size() > 1) {
     merged_key = "merged|" + fingerprint + "|" + slice_key(bounds);
     for (const Task& task : tasks) merged_key += "|" + task.segment->info.path;
     if (auto merged = partial_cache_.Get<query::PackedResult>(merged_key)) {
       // Nothing in the memtable for this query: the cached answer itself, shared.
-      if (memory.rows.empty()) return std::shared_ptr<const query::AggregateResult>(merged, &merged->generic);
+      if (memory.rows.empty() && (!memory.scoped_out || !query.group_by.empty() ||
+                                  merged->generic.groups.count(query::GroupKey{}) > 0)) {
+        return std::shared_ptr<const query::AggregateResult>(merged, &merged->generic);
+      }
       result = merged->generic;
       tasks.clear();
     }
@@ -1312,14 +1373,14 @@ Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggreg
     }
     day.last_task = task_idx;
     day.width = end - day.offset;
-    if (partial_cache_.enabled() && day.last_task - day.first_task > 1) {
+    if (cache && day.last_task - day.first_task > 1) {
       day.key = "day|" + fingerprint + "|" +
                 slice_key(std::vector<int64_t>(bounds.begin() + static_cast<ptrdiff_t>(day.offset),
                                                bounds.begin() + static_cast<ptrdiff_t>(end + 1)));
       for (size_t idx = day.first_task; idx < day.last_task; ++idx) day.key += "|" + tasks[idx].segment->info.path;
       day.partial = partial_cache_.Get<query::PackedResult>(day.key);
     }
-    if (!day.partial && partial_cache_.enabled()) {
+    if (!day.partial && cache) {
       for (size_t idx = day.first_task; idx < day.last_task; ++idx) {
         tasks[idx].partial = partial_cache_.Get<query::PackedResult>(tasks[idx].key);
       }
@@ -1348,7 +1409,7 @@ Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggreg
     query::AggregateResult partial;
     embedded::AddSegmentRows(task.slice, rows, partial);
     task.partial = std::make_shared<const query::PackedResult>(query::Pack(std::move(partial)));
-    if (partial_cache_.enabled()) partial_cache_.Put(task.key, task.partial);
+    if (cache) partial_cache_.Put(task.key, task.partial);
   });
   for (const auto& task : tasks) ANALYTICS_RETURN_IF_ERROR(task.status);
   std::vector<query::PartialRef> partials;
@@ -1366,7 +1427,7 @@ Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggreg
       query::AggregateResult merged;
       query::MergeResults(merged, parts, day.width, threads);
       day.partial = std::make_shared<const query::PackedResult>(query::Pack(std::move(merged)));
-      if (partial_cache_.enabled()) partial_cache_.Put(day.key, day.partial);
+      if (cache) partial_cache_.Put(day.key, day.partial);
     }
     partials.push_back({day.partial.get(), day.offset});
   }
@@ -1386,11 +1447,28 @@ Result<std::shared_ptr<const query::AggregateResult>> EmbeddedEventStore::Aggreg
     query::AggregateResult memory;
     query::Aggregate(query, batch, memory);
     result.Merge(memory, 0, buckets);
+  } else if (memory.scoped_out && query.group_by.empty()) {
+    // As the memtable's rows would have without the scope (a segment's parts do the same): an ungrouped answer
+    // has its cells, empty, whatever the scope leaves of the rows.
+    auto [group, inserted] = result.groups.try_emplace(query::GroupKey{});
+    if (inserted) group->second.resize(buckets);
   }
   return std::make_shared<const query::AggregateResult>(std::move(result));
 }
 
 int64_t EmbeddedEventStore::NewestEventMs() { return newest_event_ms_.load(); }
+
+Result<std::vector<uint32_t>> EmbeddedEventStore::UserIds(const std::vector<std::string>& users) {
+  std::vector<uint32_t> ids;
+  user_directory_.IdsOf(std::vector<std::string_view>(users.begin(), users.end()), ids);
+  return ids;
+}
+
+Result<std::vector<std::string>> EmbeddedEventStore::UserNames(const std::vector<uint32_t>& ids) {
+  std::vector<std::string> names;
+  user_directory_.NamesOf(ids, names);
+  return names;
+}
 
 Status EmbeddedEventStore::Ping() {
   if (failed_) return Status::Unavailable("event store failed: " + failure_);

@@ -39,6 +39,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "store/embedded/compaction.h"
@@ -91,6 +92,9 @@ class EmbeddedEventStore final : public EventStore {
   // Session marks are built per segment whatever the period and cached (partial cache, "sessions|" keys).
   common::Result<query::PairedSessions> Sessions(const query::SessionQuery& query) override;
   common::Result<std::shared_ptr<const query::Timeline>> ReadTimeline(const query::TimelineQuery& query) override;
+  // The user directory's ids (embedded::UserDirectory): one lock round for all of them (two when some are new).
+  common::Result<std::vector<uint32_t>> UserIds(const std::vector<std::string>& users) override;
+  common::Result<std::vector<std::string>> UserNames(const std::vector<uint32_t>& ids) override;
   common::Result<uint64_t> EraseUser(const std::string& user, bool count_events = true) override;
   common::Status AllowUser(const std::string& user) override;
   common::Status Ping() override;
@@ -135,6 +139,7 @@ class EmbeddedEventStore final : public EventStore {
   struct MemoryView {
     std::vector<MemBatchRef> batches;
     std::vector<const events::EventView*> rows;
+    bool scoped_out = false;  // the query's scope left out every row it would have read
   };
   // A live segment file; deleted from disk when it is obsolete (replaced or expired) and the last reader
   // holding it lets go.
@@ -187,7 +192,8 @@ class EmbeddedEventStore final : public EventStore {
   common::Status Compact(const std::vector<SegmentRef>& inputs);
   std::vector<SegmentRef> SegmentsSnapshot();
   // What a query reads: the matching memtable rows and the segments that may hold matching rows, as one
-  // consistent view (a flush cannot make an event appear in both or neither).
+  // consistent view (a flush cannot make an event appear in both or neither). With query.scope, only the rows of
+  // its users (segments are restricted as they are read, query_exec.h).
   void QueryView(const query::AggregateQuery& query, MemoryView& memory, std::vector<SegmentRef>& segments);
 
   const EmbeddedEventStoreOptions options_;
@@ -252,6 +258,11 @@ class EmbeddedEventStore final : public EventStore {
 
   embedded::UserDirectory user_directory_;
   embedded::PartialCache partial_cache_;
+  // ReadTimeline: per segment join, the memtable state (batch sequences, purge epoch) its last request merged on
+  // top. A merged answer is cached once a second request finds the memtable unchanged (a quiet store), never
+  // under live intake, where each answer would be a dead copy of the join in the cache.
+  std::mutex merged_mu_;
+  std::unordered_map<std::string, std::string> last_memory_key_;  // guarded by merged_mu_
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;

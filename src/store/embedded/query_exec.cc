@@ -218,7 +218,7 @@ uint32_t UserDirectory::IdOf(std::string_view user) {
   return ids.front();
 }
 
-void UserDirectory::IdsOf(const std::vector<std::string_view>& users, std::vector<uint32_t>& ids) {
+void UserDirectory::IdsOf(const std::vector<std::string_view>& users, std::vector<uint32_t>& ids, bool add_missing) {
   const size_t count = users.size();
   ids.assign(count, kNoUser);
   std::vector<uint64_t> hashes(count);
@@ -262,7 +262,7 @@ void UserDirectory::IdsOf(const std::vector<std::string_view>& users, std::vecto
       }
     }
   }
-  if (missing.empty()) return;
+  if (missing.empty() || !add_missing) return;
   std::unique_lock lock(mu_);
   for (size_t user_idx : missing) {
     ids[user_idx] = FindLocked(users[user_idx], hashes[user_idx]);  // another reader may have added it
@@ -275,6 +275,22 @@ uint32_t UserDirectory::Find(std::string_view user) const {
   const uint64_t hash = HashUser(user);
   std::shared_lock lock(mu_);
   return FindLocked(user, hash);
+}
+
+std::string UserDirectory::NameOf(uint32_t id) const {
+  std::vector<std::string> names;
+  NamesOf({id}, names);
+  return std::move(names.front());
+}
+
+void UserDirectory::NamesOf(const std::vector<uint32_t>& ids, std::vector<std::string>& names) const {
+  names.clear();
+  names.resize(ids.size());
+  std::shared_lock lock(mu_);
+  const size_t count = offsets_.size() - 1;
+  for (size_t id_idx = 0; id_idx < ids.size(); ++id_idx) {
+    if (ids[id_idx] < count) names[id_idx] = NameLocked(ids[id_idx]);  // kNoUser is never < count
+  }
 }
 
 size_t UserDirectory::size() const {
@@ -345,6 +361,14 @@ void SegmentCache::EvictLocked() {
 uint64_t SegmentCache::bytes() const {
   std::lock_guard lock(mu_);
   return bytes_;
+}
+
+// ---- Scopes -----------------------------------------------------------------------------------------------
+
+const Roaring* ScopeUsers(const std::optional<query::UserScope>& scope) {
+  static const Roaring kNobody;
+  if (!scope) return nullptr;
+  return scope->users ? scope->users.get() : &kNobody;
 }
 
 // ---- Columns and batches ----------------------------------------------------------------------------------
@@ -451,6 +475,34 @@ EventBatch BatchFromColumns(SegmentColumns& columns, const std::vector<std::stri
 
 namespace {
 
+// How the users of a segment part meet a query's scope.
+enum class ScopeFit : uint8_t {
+  kAll,   // every row is a user in scope (or the query has no scope): read as without one
+  kSome,  // some rows are: the others are dropped, a user run at a time
+  kNone,  // no row is: the part is not read
+};
+
+// Keeps the rows of `columns` whose user run's id (`run_ids`, one per run) is in `scope`, and the ids of the kept
+// runs. Corruption when the runs do not describe the rows.
+Status KeepScope(SegmentColumns& columns, std::vector<uint32_t>& run_ids, const Roaring& scope,
+                 const std::string& path) {
+  if (run_ids.size() != columns.user_runs.size()) return Status::Corruption(path + ": user runs do not match their ids");
+  std::vector<uint8_t> keep(run_ids.size());
+  size_t kept = 0;
+  for (size_t run_idx = 0; run_idx < run_ids.size(); ++run_idx) {
+    keep[run_idx] = run_ids[run_idx] != kNoUser && scope.contains(run_ids[run_idx]);
+    kept += keep[run_idx];
+  }
+  if (kept == run_ids.size()) return Status::Ok();
+  if (!KeepRuns(columns, keep)) return Status::Corruption(path + ": user runs do not add up to the rows");
+  size_t out = 0;
+  for (size_t run_idx = 0; run_idx < run_ids.size(); ++run_idx) {
+    if (keep[run_idx] != 0) run_ids[out++] = run_ids[run_idx];
+  }
+  run_ids.resize(out);
+  return Status::Ok();
+}
+
 bool ReadsType(const AggregateQuery& query, const std::string& type) {
   return query.event_types.empty() ||
          std::find(query.event_types.begin(), query.event_types.end(), type) != query.event_types.end();
@@ -515,9 +567,20 @@ class SegmentReader {
     return false;
   }
 
-  // One part as a batch holding `paths` (users when `need_users`), without the rows of `excluded`.
+  // How the part's users meet `scope` (nullptr: no scope). Rows without a user never match a scope. One
+  // bitmap intersection (and inclusion) test over the part's cached ids.
+  Result<ScopeFit> Fit(size_t part_idx, const Roaring* scope) {
+    if (scope == nullptr) return ScopeFit::kAll;
+    ANALYTICS_ASSIGN_OR_RETURN(auto users, Users(part_idx));
+    if (!users->all.intersect(*scope)) return ScopeFit::kNone;
+    return !users->has_empty && users->all.isSubset(*scope) ? ScopeFit::kAll : ScopeFit::kSome;
+  }
+
+  // One part as a batch holding `paths` (users when `need_users`), without the rows of `excluded` and, with
+  // `scope`, only the rows of its users: the other users' runs are dropped right after decoding, before any
+  // column is converted, filtered or aggregated.
   Result<EventBatch> Batch(size_t part_idx, const std::vector<std::string>& paths, bool need_users,
-                           const std::set<std::string, std::less<>>& excluded) {
+                           const std::set<std::string, std::less<>>& excluded, const Roaring* scope = nullptr) {
     ANALYTICS_ASSIGN_OR_RETURN(const bool exclude, HoldsAny(part_idx, excluded));
     ANALYTICS_ASSIGN_OR_RETURN(const v3::SegmentFile* file, File());
     SegmentColumnRequest request = ColumnsFor(paths, /*need_users=*/exclude);
@@ -525,15 +588,22 @@ class SegmentReader {
       // Rare (between an erasure and the purge that rewrites the segment): the user strings decide.
       ANALYTICS_ASSIGN_OR_RETURN(SegmentColumns columns, v3::ReadPartColumns(*file, part_idx, request));
       ExcludeUsers(columns, excluded);
-      return BatchFromColumns(columns, paths, context_.users);
+      if (scope == nullptr) return BatchFromColumns(columns, paths, context_.users);
+      std::vector<uint32_t> ids;
+      context_.users.IdsOf(std::vector<std::string_view>(columns.users.begin(), columns.users.end()), ids);
+      ANALYTICS_RETURN_IF_ERROR(KeepScope(columns, ids, *scope, path_));
+      return BatchFromColumns(columns, paths, context_.users, &ids);
     }
     std::shared_ptr<const PartUsers> users;
-    if (need_users) {
+    if (need_users || scope != nullptr) {
       request.runs = true;
       ANALYTICS_ASSIGN_OR_RETURN(users, Users(part_idx));
     }
     ANALYTICS_ASSIGN_OR_RETURN(SegmentColumns columns, v3::ReadPartColumns(*file, part_idx, request));
-    return BatchFromColumns(columns, paths, context_.users, users ? &users->ids : nullptr);
+    if (scope == nullptr) return BatchFromColumns(columns, paths, context_.users, users ? &users->ids : nullptr);
+    std::vector<uint32_t> ids = users->ids;
+    ANALYTICS_RETURN_IF_ERROR(KeepScope(columns, ids, *scope, path_));
+    return BatchFromColumns(columns, paths, context_.users, &ids);
   }
 
  private:
@@ -543,12 +613,17 @@ class SegmentReader {
   std::unique_ptr<v3::SegmentFile> file_;
 };
 
-// Format 2 files hold no parts: decoded whole, as before.
+// Format 2 files hold no parts: decoded whole, as before (with `scope`, only its users' rows).
 Result<EventBatch> WholeSegmentBatch(const std::string& path, const std::vector<std::string>& paths,
-                                     const std::set<std::string, std::less<>>& excluded, UserDirectory& users) {
+                                     const std::set<std::string, std::less<>>& excluded, UserDirectory& users,
+                                     const Roaring* scope) {
   ANALYTICS_ASSIGN_OR_RETURN(SegmentColumns columns, ReadSegmentColumns(path, ColumnsFor(paths)));
   ExcludeUsers(columns, excluded);
-  return BatchFromColumns(columns, paths, users);
+  if (scope == nullptr) return BatchFromColumns(columns, paths, users);
+  std::vector<uint32_t> ids;
+  users.IdsOf(std::vector<std::string_view>(columns.users.begin(), columns.users.end()), ids);
+  ANALYTICS_RETURN_IF_ERROR(KeepScope(columns, ids, *scope, path));
+  return BatchFromColumns(columns, paths, users, &ids);
 }
 
 // The bucket of `query` that holds all of [min_ms, max_ms], or -1.
@@ -569,9 +644,10 @@ Status ReadSegmentRows(const std::string& path, const AggregateQuery& query, con
                        const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
                        SegmentRows& out) {
   if (query.bounds.size() < 2) return Status::Ok();
+  const Roaring* scope = ScopeUsers(query.scope);
   ANALYTICS_ASSIGN_OR_RETURN(auto state, context.segments.Get(path));
   if (state->format == 2) {
-    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users));
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users, scope));
     out.batches.push_back(std::move(batch));
     out.order.push_back(SegmentRows::kBatch);
     return Status::Ok();
@@ -607,8 +683,12 @@ Status ReadSegmentRows(const std::string& path, const AggregateQuery& query, con
       weighted_count += type_weight * static_cast<double>(footer.type_counts.at(type));
     }
     if (!any_read) continue;
-    const int64_t bucket =
-        counts_only && all_read && exact_weights ? OneBucket(query, part.min_time_ms, part.max_time_ms) : -1;
+    // A scope: parts without its users are skipped; the fast path only serves parts all of whose rows it reads.
+    ANALYTICS_ASSIGN_OR_RETURN(const ScopeFit fit, reader.Fit(part_idx, scope));
+    if (fit == ScopeFit::kNone) continue;
+    const int64_t bucket = counts_only && all_read && exact_weights && fit == ScopeFit::kAll
+                               ? OneBucket(query, part.min_time_ms, part.max_time_ms)
+                               : -1;
     if (bucket >= 0) {
       // Every row of the part is read, into one cell: its counts come from the footer, its users from the
       // part's cached ids. Unless an excluded user has rows here.
@@ -626,7 +706,8 @@ Status ReadSegmentRows(const std::string& path, const AggregateQuery& query, con
         continue;
       }
     }
-    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, query.collect_users, excluded));
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, query.collect_users, excluded,
+                                                              fit == ScopeFit::kSome ? scope : nullptr));
     out.batches.push_back(std::move(batch));
     out.order.push_back(SegmentRows::kBatch);
   }
@@ -669,14 +750,15 @@ Status AggregateSegment(const std::string& path, const AggregateQuery& query, co
 namespace {
 
 // Adds to `builder` (SessionMarksBuilder, TimelineBuilder) the batches of the segment at `path` whose parts hold an
-// event type `reads` accepts (format 2: the whole segment), with `paths` and users, without `excluded` users.
+// event type `reads` accepts (format 2: the whole segment), with `paths` and users, without `excluded` users and,
+// with `scope`, only the rows of its users (parts without any of them are not read).
 template <typename Builder, typename Reads>
 Status AddSegmentBatches(const std::string& path, const std::vector<std::string>& paths,
-                         const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,
-                         const Reads& reads, Builder& builder) {
+                         const std::set<std::string, std::less<>>& excluded, const Roaring* scope,
+                         SegmentReadContext& context, const Reads& reads, Builder& builder) {
   ANALYTICS_ASSIGN_OR_RETURN(auto state, context.segments.Get(path));
   if (state->format == 2) {
-    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users));
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, WholeSegmentBatch(path, paths, excluded, context.users, scope));
     builder.Add(batch);
     return Status::Ok();
   }
@@ -685,7 +767,10 @@ Status AddSegmentBatches(const std::string& path, const std::vector<std::string>
   for (size_t part_idx = 0; part_idx < footer.parts.size(); ++part_idx) {
     const v3::Part& part = footer.parts[part_idx];
     if (part.rows == 0 || std::none_of(part.types.begin(), part.types.end(), reads)) continue;
-    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, /*need_users=*/true, excluded));
+    ANALYTICS_ASSIGN_OR_RETURN(const ScopeFit fit, reader.Fit(part_idx, scope));
+    if (fit == ScopeFit::kNone) continue;
+    ANALYTICS_ASSIGN_OR_RETURN(EventBatch batch, reader.Batch(part_idx, paths, /*need_users=*/true, excluded,
+                                                              fit == ScopeFit::kSome ? scope : nullptr));
     builder.Add(batch);
   }
   return Status::Ok();
@@ -699,7 +784,7 @@ Status ReadSegmentSessionMarks(const std::string& path, const query::SessionQuer
                                query::SessionMarks& out) {
   query::SessionMarksBuilder builder(query);
   auto reads = [&](const std::string& type) { return type == query.start_type || type == query.end_type; };
-  ANALYTICS_RETURN_IF_ERROR(AddSegmentBatches(path, paths, excluded, context, reads, builder));
+  ANALYTICS_RETURN_IF_ERROR(AddSegmentBatches(path, paths, excluded, ScopeUsers(query.scope), context, reads, builder));
   out = builder.Finish();
   return Status::Ok();
 }
@@ -712,7 +797,7 @@ Status ReadSegmentTimeline(const std::string& path, const query::TimelineQuery& 
   auto reads = [&](const std::string& type) {
     return types.empty() || std::binary_search(types.begin(), types.end(), type);
   };
-  ANALYTICS_RETURN_IF_ERROR(AddSegmentBatches(path, paths, excluded, context, reads, builder));
+  ANALYTICS_RETURN_IF_ERROR(AddSegmentBatches(path, paths, excluded, ScopeUsers(query.scope), context, reads, builder));
   out = builder.Finish();
   return Status::Ok();
 }

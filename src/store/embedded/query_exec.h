@@ -17,7 +17,12 @@
 //   query's fingerprint, the day's time range and its segments' paths) and, for a day the memtable also holds
 //   events of, its segments' marks (query::SessionMarks, keyed by the segment path and the fingerprint).
 // Rare event types are stored in parts of their own (docs/formats/segment.md, format 4), so a query on them
-// reads a few small blocks per segment. Users become dense ids (UserDirectory) so that distinct counts are
+// reads a few small blocks per segment.
+// A query restricted to a set of users (query::UserScope) is applied per part, then per user run, with the
+// part's cached ids: a part none of whose users is in scope is not read at all (one bitmap intersection); a part
+// all of whose rows are users in scope is read as without a scope (AggregateSegment's fast path included); in
+// the others the runs of users outside the scope are dropped right after the columns are decoded (KeepRuns),
+// before any column is converted, filtered or aggregated. Nothing of this runs without a scope. Users become dense ids (UserDirectory) so that distinct counts are
 // exact roaring bitmaps.
 // Thread-safety: UserDirectory, SegmentCache and PartialCache are thread-safe; the functions are reentrant.
 #pragma once
@@ -52,10 +57,15 @@ struct Footer;
 class UserDirectory {
  public:
   uint32_t IdOf(std::string_view user);
-  // The ids of `users` ("" → kNoUser), in order, with one lock round for all of them.
-  void IdsOf(const std::vector<std::string_view>& users, std::vector<uint32_t>& ids);
+  // The ids of `users` ("" → kNoUser), in order, with one lock round for all of them (two when some are new).
+  // Unknown users get new ids, or kNoUser when `add_missing` is false.
+  void IdsOf(const std::vector<std::string_view>& users, std::vector<uint32_t>& ids, bool add_missing = true);
   // The id of a known user; kNoUser when it has none (yet).
   uint32_t Find(std::string_view user) const;
+  // The pseudonym of `id`; "" when the directory never gave it out (kNoUser included).
+  std::string NameOf(uint32_t id) const;
+  // The pseudonyms of `ids` (as NameOf), in order, with one lock round for all of them.
+  void NamesOf(const std::vector<uint32_t>& ids, std::vector<std::string>& names) const;
   size_t size() const;
   uint64_t memory_bytes() const;
 
@@ -122,6 +132,10 @@ struct SegmentReadContext {
   SegmentCache& segments;
 };
 
+// The users a query's scope admits: nullptr without a scope (every user), an empty set for a scope without
+// users (UserScope::users is never null; a null one admits nobody).
+const Roaring* ScopeUsers(const std::optional<query::UserScope>& scope);
+
 // The segment columns a query needs: time, type, and the property paths it reads (users only when
 // `need_users`). Well-known names (game_id, session_id, currency, country, platform, amount, user_id) read the
 // typed columns; a dotted path reads its top-level property.
@@ -152,7 +166,7 @@ struct SegmentRows {
 };
 
 // Reads the segment at `path` for `query` (whose bounds may be a slice of the request's: the buckets the
-// segment overlaps), leaving out the rows of `excluded` users. Reads only the parts holding the query's types,
+// segment overlaps), leaving out the rows of `excluded` users and, with query.scope, those of users outside it. Reads only the parts holding the query's types,
 // only the columns the query needs, and nothing but cached state when a part lies inside one bucket and the
 // query only counts rows and users. `paths` = the properties the query reads (group_by, filter, value).
 // Corruption / IOError naming the file on damage.
@@ -172,7 +186,7 @@ common::Status AggregateSegment(const std::string& path, const query::AggregateQ
 
 // The start and end events of the segment at `path` that `query` reads, whatever its time range (so the marks of
 // a segment serve every period: query::BuildSessionDay applies the range). Reads only the parts holding the query's two
-// types. Corruption / IOError naming the file on damage.
+// types (and, with query.scope, users in it). Corruption / IOError naming the file on damage.
 common::Status ReadSegmentSessionMarks(const std::string& path, const query::SessionQuery& query,
                                        const std::vector<std::string>& paths,
                                        const std::set<std::string, std::less<>>& excluded,
@@ -180,7 +194,7 @@ common::Status ReadSegmentSessionMarks(const std::string& path, const query::Ses
 
 // The events of the segment at `path` that `query` reads (query::TimelineBuilder), whatever its time range (so the
 // part serves every period: query::MergeTimelines applies the range). Reads only the parts holding the query's
-// types. Corruption / IOError naming the file on damage.
+// types (and, with query.scope, users in it). Corruption / IOError naming the file on damage.
 common::Status ReadSegmentTimeline(const std::string& path, const query::TimelineQuery& query,
                                    const std::vector<std::string>& paths,
                                    const std::set<std::string, std::less<>>& excluded, SegmentReadContext& context,

@@ -1250,35 +1250,49 @@ SegmentColumns ColumnsFromEvents(const std::vector<const EventView*>& rows, cons
 }
 
 void ExcludeUsers(SegmentColumns& columns, const std::set<std::string, std::less<>>& users) {
-  if (users.empty() || columns.users.empty() || columns.user_codes.size() != columns.rows) return;
-  std::vector<uint32_t> new_code(columns.users.size(), UINT32_MAX);  // UINT32_MAX: the user's rows go
-  std::vector<std::string> kept_users;
-  std::vector<uint32_t> kept_runs;
-  for (size_t user_idx = 0; user_idx < columns.users.size(); ++user_idx) {
-    if (users.count(columns.users[user_idx])) continue;
-    new_code[user_idx] = static_cast<uint32_t>(kept_users.size());
-    kept_users.push_back(std::move(columns.users[user_idx]));
-    if (user_idx < columns.user_runs.size()) kept_runs.push_back(columns.user_runs[user_idx]);
-  }
-  if (kept_users.size() == columns.users.size()) {
-    for (size_t user_idx = 0; user_idx < kept_users.size(); ++user_idx) columns.users[user_idx] = std::move(kept_users[user_idx]);
+  if (users.empty() || columns.users.empty() || columns.user_codes.size() != columns.rows ||
+      columns.users.size() != columns.user_runs.size()) {
     return;
   }
+  std::vector<uint8_t> keep(columns.users.size());
+  for (size_t user_idx = 0; user_idx < columns.users.size(); ++user_idx) {
+    keep[user_idx] = users.count(columns.users[user_idx]) == 0;
+  }
+  (void)KeepRuns(columns, keep);  // checked above: one user per run
+}
+
+bool KeepRuns(SegmentColumns& columns, const std::vector<uint8_t>& keep) {
+  const size_t runs = columns.user_runs.size();
+  if (keep.size() != runs) return false;
   const size_t rows = columns.rows;
-  std::vector<uint8_t> keep(rows);
-  size_t kept = 0;
-  for (size_t row = 0; row < rows; ++row) kept += keep[row] = new_code[columns.user_codes[row]] != UINT32_MAX;
-  // Every per-row vector the request filled (the others are empty) keeps the rows of the other users.
+  // The kept rows as ranges [begin, end) of the columns, adjacent kept runs joined.
+  std::vector<std::pair<size_t, size_t>> ranges;
+  size_t row = 0, kept = 0;
+  for (size_t run_idx = 0; run_idx < runs; ++run_idx) {
+    const size_t run_rows = columns.user_runs[run_idx];
+    if (keep[run_idx] != 0 && run_rows > 0) {
+      if (!ranges.empty() && ranges.back().second == row) {
+        ranges.back().second += run_rows;
+      } else {
+        ranges.emplace_back(row, row + run_rows);
+      }
+      kept += run_rows;
+    }
+    row += run_rows;
+  }
+  if (row != rows) return false;  // runs that do not describe the rows: nothing is dropped
+  if (kept == rows) return true;
+  // Every per-row vector the request filled (the others are empty) keeps the ranges' rows.
   auto compact = [&](auto& values) {
     if (values.size() != rows) return;
     size_t out = 0;
-    for (size_t row = 0; row < rows; ++row) {
-      if (keep[row]) values[out++] = std::move(values[row]);
+    for (const auto& [begin, end] : ranges) {
+      if (begin != out) std::move(values.begin() + static_cast<ptrdiff_t>(begin),
+                                  values.begin() + static_cast<ptrdiff_t>(end), values.begin() + static_cast<ptrdiff_t>(out));
+      out += end - begin;
     }
     values.resize(out);
   };
-  compact(columns.user_codes);
-  for (uint32_t& code : columns.user_codes) code = new_code[code];
   compact(columns.time_ms);
   compact(columns.received_ms);
   compact(columns.type.codes);
@@ -1296,9 +1310,30 @@ void ExcludeUsers(SegmentColumns& columns, const std::set<std::string, std::less
     compact(property.ints);
     compact(property.doubles);
   }
-  columns.users = std::move(kept_users);
-  columns.user_runs = std::move(kept_runs);
+  // Users: the kept runs, renumbered (a run's code is its index).
+  const bool with_users = columns.users.size() == runs;
+  const bool with_codes = columns.user_codes.size() == rows;
+  size_t out_run = 0;
+  for (size_t run_idx = 0; run_idx < runs; ++run_idx) {
+    if (keep[run_idx] == 0) continue;
+    if (out_run != run_idx) {  // (a string moved onto itself may come out empty)
+      columns.user_runs[out_run] = columns.user_runs[run_idx];
+      if (with_users) columns.users[out_run] = std::move(columns.users[run_idx]);
+    }
+    ++out_run;
+  }
+  columns.user_runs.resize(out_run);
+  if (with_users) columns.users.resize(out_run);
+  if (with_codes) {
+    columns.user_codes.clear();
+    for (size_t run_idx = 0; run_idx < out_run; ++run_idx) {
+      columns.user_codes.insert(columns.user_codes.end(), columns.user_runs[run_idx], static_cast<uint32_t>(run_idx));
+    }
+  } else {
+    columns.user_codes.clear();
+  }
   columns.rows = kept;
+  return true;
 }
 
 SegmentColumns ColumnsFromEvents(const std::vector<StoredEvent>& rows, const SegmentColumnRequest& request) {

@@ -61,6 +61,11 @@ SegmentColumns ColumnsFromEvents(const std::vector<events::StoredEvent>& rows, c
 // Removes the rows of `users` from decoded columns that include the user columns (request.user); dictionaries
 // keep their values. Queries use it for erased users whose events are not purged from the segment yet.
 void ExcludeUsers(SegmentColumns& columns, const std::set<std::string, std::less<>>& users);
+// Keeps only the rows of the user runs `keep` marks (one flag per entry of columns.user_runs), in order, in every
+// per-row column the request filled; users, runs and user codes follow. Whole runs are moved at a time (a query
+// restricted to a set of users drops the others' rows before they are converted, filtered or aggregated).
+// False (and the columns left as they are) when the runs do not add up to the rows.
+bool KeepRuns(SegmentColumns& columns, const std::vector<uint8_t>& keep);
 SegmentColumns ColumnsFromEvents(const std::vector<const events::EventView*>& rows,
                                  const SegmentColumnRequest& request);
 

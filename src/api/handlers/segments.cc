@@ -1,0 +1,314 @@
+// Segment, pipeline run and outbox endpoints.
+#include "api/handlers/segments.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "api/errors.h"
+#include "api/handlers/json_body.h"
+#include "common/time_util.h"
+#include "jobs/pipeline_runner.h"
+
+namespace analytics::api {
+namespace {
+
+using auth::Role;
+using common::Status;
+using common::StatusCode;
+using nlohmann::json;
+
+constexpr char kDefinitions[] = "/api/v1/analytics/segments/definitions";
+constexpr char kSegment[] = "/api/v1/analytics/segments/{segment_id}";
+const ErrorCodes kCodes{error_code::kSegmentNotFound, error_code::kAlreadyExists, error_code::kInvalidRequestBody,
+                        error_code::kDataNotYetAvailable};
+const ErrorCodes kQueryCodes{error_code::kSegmentNotFound, error_code::kAlreadyExists,
+                             error_code::kInvalidQueryParameters, error_code::kDataNotYetAvailable};
+
+std::string VersionTag(int64_t version) { return "\"" + std::to_string(version) + "\""; }
+
+// Errors of a segment call: 404 names the segment.
+HttpResponse SegmentError(const Status& status, const std::string& id, const ErrorCodes& codes = kCodes) {
+  if (status.code() == StatusCode::kNotFound) {
+    return ErrorResponse(404, error_code::kSegmentNotFound, status.message(), {{"segment_id", id}});
+  }
+  return StatusResponse(status, codes);
+}
+
+// The media type of the request without parameters, lower case.
+std::string MediaType(const HttpRequest& request) {
+  std::string type = request.Header("content-type");
+  type = type.substr(0, type.find(';'));
+  for (auto& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  while (!type.empty() && type.back() == ' ') type.pop_back();
+  return type;
+}
+
+std::optional<int64_t> ParseInt(const std::string& text) {
+  int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+HttpResponse DocumentResponse(int status, const json& doc) {
+  HttpResponse response = HttpResponse::Json(status, doc);
+  if (doc.contains("version")) response.headers.emplace_back("ETag", VersionTag(doc["version"].get<int64_t>()));
+  return response;
+}
+
+HttpResponse Create(segments::SegmentService& segments, HttpRequest& request) {
+  HttpResponse error;
+  auto body = ParseJsonBody(request, error);
+  if (!body) return error;
+  auto doc = segments.Create(*body, request.principal->subject);
+  if (!doc.ok()) {
+    if (doc.status().code() == StatusCode::kAlreadyExists) {
+      return ErrorResponse(409, error_code::kAlreadyExists, doc.status().message(),
+                           {{"name", body->value("name", "")}});
+    }
+    return StatusResponse(doc.status(), kCodes);
+  }
+  HttpResponse response = DocumentResponse(201, *doc);
+  response.headers.emplace_back("Location", std::string(kDefinitions) + "/" + (*doc)["id"].get<std::string>());
+  return response;
+}
+
+HttpResponse Update(segments::SegmentService& segments, HttpRequest& request) {
+  const std::string& id = request.path_params["segment_id"];
+  std::optional<int64_t> expected;
+  if (std::string if_match = request.Header("if-match"); !if_match.empty() && if_match != "*") {
+    if (if_match.size() >= 2 && if_match.front() == '"' && if_match.back() == '"') {
+      if_match = if_match.substr(1, if_match.size() - 2);
+    }
+    expected = ParseInt(if_match);
+    if (!expected) return ErrorResponse(400, error_code::kBadRequest, "If-Match must be a version ETag such as \"3\"");
+  }
+  HttpResponse error;
+  auto body = ParseJsonBody(request, error);
+  if (!body) return error;
+  auto doc = segments.Update(id, *body, expected, request.principal->subject);
+  if (!doc.ok()) {
+    if (doc.status().code() == StatusCode::kFailedPrecondition && doc.status().field() == "version") {
+      return ErrorResponse(412, error_code::kVersionConflict, doc.status().message(), {{"segment_id", id}});
+    }
+    if (doc.status().code() == StatusCode::kAlreadyExists) {
+      return ErrorResponse(409, error_code::kAlreadyExists, doc.status().message(), {{"name", body->value("name", "")}});
+    }
+    return SegmentError(doc.status(), id);
+  }
+  return DocumentResponse(200, *doc);
+}
+
+HttpResponse Delete(segments::SegmentService& segments, HttpRequest& request) {
+  const std::string& id = request.path_params["segment_id"];
+  Status status = segments.Delete(id, request.principal->subject);
+  if (status.code() == StatusCode::kFailedPrecondition) {
+    return ErrorResponse(409, error_code::kResourceInUse, status.message(), {{"segment_id", id}});
+  }
+  if (!status.ok()) return SegmentError(status, id);
+  return HttpResponse::Text(204, "application/json", "");
+}
+
+HttpResponse Refresh(segments::SegmentService& segments, HttpRequest& request) {
+  const std::string& id = request.path_params["segment_id"];
+  json body;
+  if (!request.body.empty()) {
+    HttpResponse error;
+    auto parsed = ParseJsonBody(request, error);
+    if (!parsed) return error;
+    body = std::move(*parsed);
+  }
+  auto run = segments.RequestRefresh(id, body, request.principal->subject);
+  if (!run.ok()) return SegmentError(run.status(), id);
+  HttpResponse response = HttpResponse::Json(202, {{"run_id", run->id}, {"segment_id", id}, {"status", run->status}});
+  response.headers.emplace_back("Location", "/api/v1/analytics/pipelines/runs/" + run->id);
+  return response;
+}
+
+HttpResponse Upload(segments::SegmentService& segments, HttpRequest& request) {
+  const std::string& id = request.path_params["segment_id"];
+  std::string mode = request.QueryParam("mode").value_or("replace");
+  common::Result<std::vector<std::string>> ids = std::vector<std::string>();
+  const std::string media_type = MediaType(request);
+  if (media_type == "text/csv" || media_type == "text/plain") {
+    ids = segments::ParseUserIdsCsv(request.body);
+  } else {
+    HttpResponse error;
+    auto body = ParseJsonBody(request, error);
+    if (!body) return error;
+    if (!body->is_object()) return StatusResponse(Status::InvalidArgument("must be a JSON object", "body"), kCodes);
+    for (const auto& [key, value] : body->items()) {
+      if (key != "user_ids" && key != "mode") {
+        return StatusResponse(Status::InvalidArgument("unknown field (expected user_ids, mode)", key), kCodes);
+      }
+    }
+    if (body->contains("mode")) {
+      if (!(*body)["mode"].is_string()) return StatusResponse(Status::InvalidArgument("must be a string", "mode"), kCodes);
+      mode = (*body)["mode"].get<std::string>();
+    }
+    if (!body->contains("user_ids")) return StatusResponse(Status::InvalidArgument("is required", "user_ids"), kCodes);
+    ids = segments::ParseUserIds((*body)["user_ids"], "user_ids");
+  }
+  if (!ids.ok()) return StatusResponse(ids.status(), kCodes);
+  auto result = segments.Upload(id, *ids, mode, request.principal->subject);
+  if (!result.ok()) return SegmentError(result.status(), id);
+  return HttpResponse::Json(200, *result);
+}
+
+HttpResponse Members(segments::SegmentService& segments, HttpRequest& request) {
+  const std::string& id = request.path_params["segment_id"];
+  int64_t limit = 1000;
+  if (auto text = request.QueryParam("limit")) {
+    auto parsed = ParseInt(*text);
+    if (!parsed) return StatusResponse(Status::InvalidArgument("must be an integer", "limit"), kQueryCodes);
+    limit = *parsed;
+  }
+  auto result = segments.Members(id, request.QueryParam("cursor").value_or(""), limit, request.principal->subject);
+  if (!result.ok()) return SegmentError(result.status(), id, kQueryCodes);
+  return HttpResponse::Json(200, *result);
+}
+
+HttpResponse ListRuns(metadata::MetadataStore& metadata, HttpRequest& request) {
+  metadata::PipelineRunFilter filter;
+  if (auto kind = request.QueryParam("kind")) filter.kind = *kind;
+  if (auto status = request.QueryParam("status")) {
+    if (*status != "queued" && *status != "running" && *status != "completed" && *status != "failed") {
+      return StatusResponse(Status::InvalidArgument("must be queued, running, completed or failed", "status"),
+                            kQueryCodes);
+    }
+    filter.status = *status;
+  }
+  if (auto target = request.QueryParam("target")) filter.target = *target;
+  for (const auto& [name, field] : {std::pair{"created_from", &filter.created_from_ms},
+                                    std::pair{"created_to", &filter.created_to_ms}}) {
+    if (auto text = request.QueryParam(name)) {
+      auto ms = common::ParseRfc3339Millis(*text);
+      if (!ms.ok()) return StatusResponse(Status::InvalidArgument("must be an RFC 3339 date-time", name), kQueryCodes);
+      *field = *ms;
+    }
+  }
+  if (auto text = request.QueryParam("limit")) {
+    auto limit = ParseInt(*text);
+    if (!limit || *limit < 1 || *limit > 1000) {
+      return StatusResponse(Status::InvalidArgument("must be an integer in 1..1000", "limit"), kQueryCodes);
+    }
+    filter.limit = static_cast<int>(*limit);
+  }
+  if (auto cursor = request.QueryParam("cursor"); cursor && !cursor->empty()) filter.before_id = *cursor;
+  const int limit = filter.limit;
+  filter.limit = std::min(limit + 1, 1000);  // one more tells whether there is a next page (at the cap: a full page)
+  auto runs = metadata.ListPipelineRuns(filter);
+  if (!runs.ok()) {
+    if (runs.status().field() == "before_id") {
+      return StatusResponse(Status::InvalidArgument("not a cursor of this list (or its run was purged)", "cursor"),
+                            kQueryCodes);
+    }
+    return StatusResponse(runs.status(), kQueryCodes);
+  }
+  json items = json::array();
+  const bool more = runs->size() > static_cast<size_t>(limit) ||
+                    (filter.limit == limit && runs->size() == static_cast<size_t>(limit));
+  for (size_t i = 0; i < runs->size() && i < static_cast<size_t>(limit); ++i) items.push_back(jobs::RunToJson((*runs)[i]));
+  json out = {{"items", items}, {"next_cursor", more ? json(items.back()["run_id"]) : json()}};
+  return HttpResponse::Json(200, out);
+}
+
+HttpResponse GetRun(metadata::MetadataStore& metadata, HttpRequest& request) {
+  const std::string& id = request.path_params["run_id"];
+  auto run = metadata.GetPipelineRun(id);
+  if (!run.ok()) {
+    if (run.status().code() == StatusCode::kNotFound) {
+      return ErrorResponse(404, error_code::kNotFound, "pipeline run '" + id + "' not found", {{"run_id", id}});
+    }
+    return StatusResponse(run.status());
+  }
+  return HttpResponse::Json(200, jobs::RunToJson(*run));
+}
+
+HttpResponse Outbox(bus::EventBus& bus, HttpRequest& request) {
+  int64_t after = 0;
+  size_t limit = 100;
+  if (auto text = request.QueryParam("after")) {
+    auto parsed = ParseInt(*text);
+    if (!parsed || *parsed < 0) {
+      return StatusResponse(Status::InvalidArgument("must be a sequence number (>= 0)", "after"), kQueryCodes);
+    }
+    after = *parsed;
+  }
+  if (auto text = request.QueryParam("limit")) {
+    auto parsed = ParseInt(*text);
+    if (!parsed || *parsed < 1 || *parsed > 1000) {
+      return StatusResponse(Status::InvalidArgument("must be an integer in 1..1000", "limit"), kQueryCodes);
+    }
+    limit = static_cast<size_t>(*parsed);
+  }
+  json items = json::array();
+  for (const auto& produced : bus.Recent(after, limit, request.QueryParam("type").value_or(""))) {
+    items.push_back({{"sequence", produced.sequence}, {"key", produced.key}, {"topic", bus::kTopic},
+                     {"event", produced.event}});
+  }
+  return HttpResponse::Json(200, {{"items", std::move(items)}});
+}
+
+}  // namespace
+
+void AddSegmentRoutes(Router& router, segments::SegmentService& segments) {
+  const std::vector<Role> admins = {Role::kPlatformAdmin};
+  const std::vector<Role> readers = {Role::kPlatformAdmin, Role::kMarketingManager};
+  const std::vector<Role> services = {Role::kService, Role::kPlatformAdmin};
+  const std::vector<Role> checkers = {Role::kService, Role::kPlatformAdmin, Role::kMarketingManager};
+  const std::string item = std::string(kDefinitions) + "/{segment_id}";
+  const std::string segment = kSegment;
+  auto& s = segments;
+  router.Add({"GET", kDefinitions, true, readers, "List segment definitions", [&s](HttpRequest& request) {
+                auto list = s.List(request.QueryParam("type"));
+                if (!list.ok()) return StatusResponse(list.status(), kQueryCodes);
+                return HttpResponse::Json(200, *list);
+              }});
+  router.Add({"POST", kDefinitions, true, admins, "Create a segment",
+              [&s](HttpRequest& request) { return Create(s, request); }});
+  router.Add({"GET", item, true, readers, "Get a segment definition", [&s](HttpRequest& request) {
+                const std::string& id = request.path_params["segment_id"];
+                auto doc = s.Get(id);
+                if (!doc.ok()) return SegmentError(doc.status(), id);
+                return DocumentResponse(200, *doc);
+              }});
+  router.Add({"PUT", item, true, admins, "Replace a segment definition",
+              [&s](HttpRequest& request) { return Update(s, request); }});
+  router.Add({"DELETE", item, true, admins, "Delete a segment", [&s](HttpRequest& request) { return Delete(s, request); }});
+  router.Add({"GET", segment + "/users-count", true, readers, "Number of users in a segment",
+              [&s](HttpRequest& request) {
+                const std::string& id = request.path_params["segment_id"];
+                auto count = s.UsersCount(id);
+                if (!count.ok()) return SegmentError(count.status(), id);
+                return HttpResponse::Json(200, *count);
+              }});
+  router.Add({"POST", segment + "/refresh", true, admins, "Refresh a segment (asynchronous)",
+              [&s](HttpRequest& request) { return Refresh(s, request); }});
+  router.Add({"POST", segment + "/users", true, admins, "Upload the members of a static segment",
+              [&s](HttpRequest& request) { return Upload(s, request); }});
+  router.Add({"GET", segment + "/members", true, services, "Members of a segment (original user ids)",
+              [&s](HttpRequest& request) { return Members(s, request); }});
+  router.Add({"GET", segment + "/contains/{user_id}", true, checkers, "Is a user in a segment?",
+              [&s](HttpRequest& request) {
+                const std::string& id = request.path_params["segment_id"];
+                auto result = s.Contains(id, request.path_params["user_id"]);
+                if (!result.ok()) return SegmentError(result.status(), id);
+                return HttpResponse::Json(200, *result);
+              }});
+}
+
+void AddPipelineRunRoutes(Router& router, metadata::MetadataStore& metadata) {
+  const std::vector<Role> readers = {Role::kPlatformAdmin, Role::kMarketingManager};
+  router.Add({"GET", "/api/v1/analytics/pipelines/runs", true, readers, "List pipeline runs",
+              [&metadata](HttpRequest& request) { return ListRuns(metadata, request); }});
+  router.Add({"GET", "/api/v1/analytics/pipelines/runs/{run_id}", true, readers, "Get a pipeline run",
+              [&metadata](HttpRequest& request) { return GetRun(metadata, request); }});
+}
+
+void AddOutboxRoutes(Router& router, bus::EventBus& bus) {
+  router.Add({"GET", "/api/v1/analytics/outbox", true, {Role::kPlatformAdmin}, "Events produced by the service",
+              [&bus](HttpRequest& request) { return Outbox(bus, request); }});
+}
+
+}  // namespace analytics::api
