@@ -94,10 +94,9 @@ Result<Goal> ParseGoal(const json& item, const std::string& path) {
 }
 
 Result<ExperimentRequest> Parse(const json& body, const Viewer& viewer, const AnalysisOptions& options) {
-  ANALYTICS_RETURN_IF_ERROR(CheckFields(body,
+  ANALYTICS_RETURN_IF_ERROR(CheckRequestFields(body,
                                         {"experiment", "exposure_event", "experiment_property", "variant_property",
-                                         "control", "goals", "split"},
-                                        ""));
+                                         "control", "goals", "split"}));
   ExperimentRequest request;
   ANALYTICS_ASSIGN_OR_RETURN(request.common, ParseCommon(body, viewer, options));
   ANALYTICS_ASSIGN_OR_RETURN(request.experiment, Text(body, "experiment", ""));

@@ -62,7 +62,7 @@ const json* Find(const json& object, const char* name) {
 
 Result<FunnelRequest> Parse(const json& body, const Viewer& viewer, const AnalysisOptions& options) {
   ANALYTICS_RETURN_IF_ERROR(
-      CheckFields(body, {"steps", "window_seconds", "order", "entry", "hold_constant", "exclusions", "breakdown"}, ""));
+      CheckRequestFields(body, {"steps", "window_seconds", "order", "entry", "hold_constant", "exclusions", "breakdown"}));
   FunnelRequest request;
   ANALYTICS_ASSIGN_OR_RETURN(request.common, ParseCommon(body, viewer, options));
 

@@ -148,7 +148,7 @@ class Reporter {
 
 Result<json> RunLifecycle(store::EventStore& store, const json& body, const Viewer& viewer,
                           const AnalysisOptions& options) {
-  ANALYTICS_RETURN_IF_ERROR(CheckFields(body, {"event_types", "events", "granularity"}, ""));
+  ANALYTICS_RETURN_IF_ERROR(CheckRequestFields(body, {"event_types", "events", "granularity"}));
   ANALYTICS_ASSIGN_OR_RETURN(CommonRequest request, ParseCommon(body, viewer, options));
   ANALYTICS_ASSIGN_OR_RETURN(std::vector<ActivitySelector> selectors, ParseEventSet(body));
   ANALYTICS_ASSIGN_OR_RETURN(std::string granularity_name,
@@ -197,7 +197,7 @@ Result<json> RunLifecycle(store::EventStore& store, const json& body, const View
 
 Result<json> RunStickiness(store::EventStore& store, const json& body, const Viewer& viewer,
                            const AnalysisOptions& options) {
-  ANALYTICS_RETURN_IF_ERROR(CheckFields(body, {"event_types", "events"}, ""));
+  ANALYTICS_RETURN_IF_ERROR(CheckRequestFields(body, {"event_types", "events"}));
   ANALYTICS_ASSIGN_OR_RETURN(CommonRequest request, ParseCommon(body, viewer, options));
   ANALYTICS_ASSIGN_OR_RETURN(std::vector<ActivitySelector> selectors, ParseEventSet(body));
   // The local days holding the period, and the kLookbackDays days before the first (its MAU window).

@@ -53,10 +53,9 @@ Result<std::vector<std::string>> TypeList(const json& body, const std::string& n
 }
 
 Result<PathsRequest> Parse(const json& body, const Viewer& viewer, const AnalysisOptions& options) {
-  ANALYTICS_RETURN_IF_ERROR(CheckFields(body,
+  ANALYTICS_RETURN_IF_ERROR(CheckRequestFields(body,
                                         {"start_event", "end_event", "steps", "collapse_repeats", "event_types",
-                                         "exclude_event_types", "max_paths", "window_seconds"},
-                                        ""));
+                                         "exclude_event_types", "max_paths", "window_seconds"}));
   PathsRequest request;
   ANALYTICS_ASSIGN_OR_RETURN(request.common, ParseCommon(body, viewer, options));
   const auto start_it = body.find("start_event");

@@ -2,6 +2,7 @@
 #include "analysis/request.h"
 
 #include <algorithm>
+#include <span>
 
 #include "common/time_util.h"
 
@@ -26,15 +27,28 @@ std::string Member(const std::string& path, std::string_view name) {
 
 std::string Index(const std::string& path, size_t index) { return path + "[" + std::to_string(index) + "]"; }
 
-Status CheckFields(const json& object, std::initializer_list<std::string_view> known, const std::string& path) {
+namespace {
+
+Status CheckFieldsIn(const json& object, std::initializer_list<std::string_view> known,
+                     std::span<const std::string_view> also_known, const std::string& path) {
   if (!object.is_object()) return Status::InvalidArgument("must be a JSON object", path.empty() ? "body" : path);
-  static constexpr std::string_view kCommon[] = {"period_start", "period_end", "timezone", "filters", "segment"};
   for (const auto& [name, value] : object.items()) {
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
-    if (path.empty() && std::find(std::begin(kCommon), std::end(kCommon), name) != std::end(kCommon)) continue;
+    if (std::find(also_known.begin(), also_known.end(), name) != also_known.end()) continue;
     return Status::InvalidArgument("is not a known field", Member(path, name));
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status CheckFields(const json& object, std::initializer_list<std::string_view> known, const std::string& path) {
+  return CheckFieldsIn(object, known, {}, path);
+}
+
+Status CheckRequestFields(const json& body, std::initializer_list<std::string_view> known) {
+  static constexpr std::string_view kCommon[] = {"period_start", "period_end", "timezone", "filters", "segment"};
+  return CheckFieldsIn(body, known, kCommon, "");
 }
 
 Result<std::string> RequiredString(const json& object, std::string_view name, const std::string& path) {

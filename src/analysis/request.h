@@ -56,10 +56,11 @@ common::Result<CommonRequest> ParseCommon(const nlohmann::json& body, const View
                                           const AnalysisOptions& options);
 
 // InvalidArgument naming `path + "." + name` for the first member of `object` not in `known` (typos must not be
-// ignored silently); `object` must be an object (else InvalidArgument naming `path`). The members of CommonRequest
-// are always known at the top level (pass path "").
+// ignored silently); `object` must be an object (else InvalidArgument naming `path`, "body" when it is "").
 common::Status CheckFields(const nlohmann::json& object, std::initializer_list<std::string_view> known,
                            const std::string& path);
+// CheckFields of an analysis request body: `known` and the members of CommonRequest.
+common::Status CheckRequestFields(const nlohmann::json& body, std::initializer_list<std::string_view> known);
 
 // "a.b" from a path and a member name ("" + "steps" = "steps"); "steps" + 2 = "steps[2]".
 std::string Member(const std::string& path, std::string_view name);

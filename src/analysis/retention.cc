@@ -92,7 +92,7 @@ Result<std::vector<int>> ParsePeriods(const json& body, bool& triangle) {
 
 Result<RetentionRequest> Parse(const json& body, const Viewer& viewer, const AnalysisOptions& options, int64_t now_ms) {
   ANALYTICS_RETURN_IF_ERROR(
-      CheckFields(body, {"start_event", "return_event", "cohort_granularity", "periods", "mode", "cohort_type"}, ""));
+      CheckRequestFields(body, {"start_event", "return_event", "cohort_granularity", "periods", "mode", "cohort_type"}));
   RetentionRequest request;
   ANALYTICS_ASSIGN_OR_RETURN(request.common, ParseCommon(body, viewer, options));
 

@@ -1,7 +1,5 @@
 #include "segments/definition.h"
 
-#include <algorithm>
-
 #include "analysis/request.h"
 #include "common/time_util.h"
 
@@ -26,17 +24,6 @@ Status CheckUserId(const std::string& id, const std::string& field) {
 
 }  // namespace
 
-Status CheckMembers(const json& object, std::initializer_list<std::string_view> known) {
-  for (const auto& [key, value] : object.items()) {
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      std::string allowed;
-      for (std::string_view name : known) allowed += (allowed.empty() ? "" : ", ") + std::string(name);
-      return Status::InvalidArgument("unknown field (allowed: " + allowed + ")", key);
-    }
-  }
-  return Status::Ok();
-}
-
 size_t CodePoints(std::string_view text) {
   size_t count = 0;
   for (unsigned char c : text) count += (c & 0xC0) != 0x80 ? 1 : 0;
@@ -45,8 +32,10 @@ size_t CodePoints(std::string_view text) {
 
 Result<SegmentDefinition> ParseDefinition(const json& body) {
   if (!body.is_object()) return Status::InvalidArgument("the body must be a JSON object", "body");
-  ANALYTICS_RETURN_IF_ERROR(CheckMembers(body, {"name", "description", "type", "as_of", "timezone", "rule",
-                                                "refresh_every", "incremental", "source", "user_ids"}));
+  ANALYTICS_RETURN_IF_ERROR(analysis::CheckFields(body,
+                                                  {"name", "description", "type", "as_of", "timezone", "rule",
+                                                   "refresh_every", "incremental", "source", "user_ids"},
+                                                  ""));
   SegmentDefinition def;
   ANALYTICS_ASSIGN_OR_RETURN(def.name, analysis::RequiredString(body, "name", ""));
   if (def.name.empty() || CodePoints(def.name) > kMaxNameLength) {

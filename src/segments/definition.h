@@ -52,8 +52,6 @@ nlohmann::json ToDocument(const SegmentDefinition& definition);
 common::Result<std::vector<std::string>> ParseUserIds(const nlohmann::json& array, const std::string& field);
 common::Result<std::vector<std::string>> ParseUserIdsCsv(std::string_view text);
 
-// InvalidArgument naming the first member of `object` (an object) that is not in `known`.
-common::Status CheckMembers(const nlohmann::json& object, std::initializer_list<std::string_view> known);
 // Characters (UTF-8 code points) of valid UTF-8 text.
 size_t CodePoints(std::string_view text);
 

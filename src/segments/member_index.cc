@@ -35,7 +35,7 @@ Status MemberIndex::Load() {
 
 std::optional<uint32_t> MemberIndex::Find(std::string_view user) const {
   std::shared_lock lock(mu_);
-  const auto it = index_.find(std::string(user));
+  const auto it = index_.find(user);
   if (it == index_.end()) return std::nullopt;
   return it->second;
 }

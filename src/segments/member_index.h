@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -41,7 +42,12 @@ class MemberIndex {
   void InsertLocked(uint32_t index, std::string name);
   metadata::MetadataStore& metadata_;
   mutable std::shared_mutex mu_;
-  std::unordered_map<std::string, uint32_t> index_;  // guarded by mu_
+  // Transparent hash: Find looks a string_view up without copying it (contains-checks).
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>()(text); }
+  };
+  std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>> index_;  // guarded by mu_
   std::vector<const std::string*> names_;            // guarded by mu_; by index, nullptr when unknown or erased
   int64_t loaded_up_to_ = -1;                        // guarded by mu_; highest index read by Load
 };

@@ -547,7 +547,7 @@ Result<metadata::PipelineRun> SegmentService::RequestRefresh(const std::string& 
   json parameters = {{"trigger", "manual"}};
   if (!body.is_null()) {
     if (!body.is_object()) return Status::InvalidArgument("the body must be a JSON object", "body");
-    ANALYTICS_RETURN_IF_ERROR(CheckMembers(body, {"as_of"}));
+    ANALYTICS_RETURN_IF_ERROR(analysis::CheckFields(body, {"as_of"}, ""));
     ANALYTICS_ASSIGN_OR_RETURN(auto as_of, analysis::OptionalString(body, "as_of", ""));
     if (as_of) {
       auto ms = common::ParseRfc3339Millis(*as_of);

@@ -1,9 +1,9 @@
 // Metric definition endpoints.
 #include "api/handlers/metric_definitions.h"
 
-#include <charconv>
 
 #include "api/errors.h"
+#include "api/handlers/etag.h"
 #include "api/handlers/json_body.h"
 #include "common/time_util.h"
 
@@ -15,14 +15,6 @@ using auth::Role;
 constexpr char kBase[] = "/api/v1/analytics/metrics/definitions";
 const ErrorCodes kCodes{error_code::kMetricDefinitionNotFound, error_code::kMetricDefinitionExists,
                         error_code::kInvalidRequestBody};
-
-// The ETag of a definition is its version, quoted.
-std::string VersionTag(int64_t version) {
-  std::string tag = std::to_string(version);
-  tag.insert(tag.begin(), '"');
-  tag.push_back('"');
-  return tag;
-}
 
 HttpResponse DefinitionResponse(int status, const query::MetricDefinition& definition) {
   HttpResponse response = HttpResponse::Json(status, query::MetricDefinitionToJson(definition));
@@ -88,17 +80,8 @@ HttpResponse Create(metrics::MetricCatalog& catalog, HttpRequest& request) {
 HttpResponse Update(metrics::MetricCatalog& catalog, HttpRequest& request) {
   const std::string& name = request.path_params["metric_name"];
   std::optional<int64_t> expected_version;
-  if (std::string if_match = request.Header("if-match"); !if_match.empty() && if_match != "*") {
-    std::string digits = if_match;
-    if (digits.size() >= 2 && digits.front() == '"' && digits.back() == '"') digits = digits.substr(1, digits.size() - 2);
-    int64_t version = 0;
-    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), version);
-    if (ec != std::errc() || ptr != digits.data() + digits.size()) {
-      return ErrorResponse(400, error_code::kBadRequest, "If-Match must be a version ETag such as \"3\"");
-    }
-    expected_version = version;
-  }
   HttpResponse error;
+  if (!IfMatchVersion(request, expected_version, error)) return error;
   auto body = ParseJsonBody(request, error);
   if (!body) return error;
   auto definition = query::ParseMetricDefinition(*body);

@@ -5,6 +5,8 @@
 #include <charconv>
 
 #include "api/errors.h"
+#include "analysis/request.h"
+#include "api/handlers/etag.h"
 #include "api/handlers/json_body.h"
 #include "common/time_util.h"
 #include "jobs/pipeline_runner.h"
@@ -23,8 +25,6 @@ const ErrorCodes kCodes{error_code::kSegmentNotFound, error_code::kAlreadyExists
                         error_code::kDataNotYetAvailable};
 const ErrorCodes kQueryCodes{error_code::kSegmentNotFound, error_code::kAlreadyExists,
                              error_code::kInvalidQueryParameters, error_code::kDataNotYetAvailable};
-
-std::string VersionTag(int64_t version) { return "\"" + std::to_string(version) + "\""; }
 
 // Errors of a segment call: 404 names the segment.
 HttpResponse SegmentError(const Status& status, const std::string& id, const ErrorCodes& codes = kCodes) {
@@ -76,14 +76,8 @@ HttpResponse Create(segments::SegmentService& segments, HttpRequest& request) {
 HttpResponse Update(segments::SegmentService& segments, HttpRequest& request) {
   const std::string& id = request.path_params["segment_id"];
   std::optional<int64_t> expected;
-  if (std::string if_match = request.Header("if-match"); !if_match.empty() && if_match != "*") {
-    if (if_match.size() >= 2 && if_match.front() == '"' && if_match.back() == '"') {
-      if_match = if_match.substr(1, if_match.size() - 2);
-    }
-    expected = ParseInt(if_match);
-    if (!expected) return ErrorResponse(400, error_code::kBadRequest, "If-Match must be a version ETag such as \"3\"");
-  }
   HttpResponse error;
+  if (!IfMatchVersion(request, expected, error)) return error;
   auto body = ParseJsonBody(request, error);
   if (!body) return error;
   auto doc = segments.Update(id, *body, expected, request.principal->subject);
@@ -136,11 +130,8 @@ HttpResponse Upload(segments::SegmentService& segments, HttpRequest& request) {
     HttpResponse error;
     auto body = ParseJsonBody(request, error);
     if (!body) return error;
-    if (!body->is_object()) return StatusResponse(Status::InvalidArgument("must be a JSON object", "body"), kCodes);
-    for (const auto& [key, value] : body->items()) {
-      if (key != "user_ids" && key != "mode") {
-        return StatusResponse(Status::InvalidArgument("unknown field (expected user_ids, mode)", key), kCodes);
-      }
+    if (Status fields = analysis::CheckFields(*body, {"user_ids", "mode"}, ""); !fields.ok()) {
+      return StatusResponse(fields, kCodes);
     }
     if (body->contains("mode")) {
       if (!(*body)["mode"].is_string()) return StatusResponse(Status::InvalidArgument("must be a string", "mode"), kCodes);
