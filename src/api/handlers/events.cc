@@ -8,6 +8,7 @@
 
 #include "api/errors.h"
 #include "api/handlers/json_body.h"
+#include "api/handlers/query_params.h"
 #include "common/time_util.h"
 #include "events/event_json.h"
 
@@ -140,17 +141,6 @@ Result<int64_t> ParseBound(const std::string& text, bool is_end, const char* par
   auto time = common::ParseRfc3339Millis(text);
   if (!time.ok()) return Status::InvalidArgument("not a date or RFC 3339 time: '" + text + "'", parameter);
   return *time;
-}
-
-Result<int64_t> ParseLimit(const HttpRequest& request, int64_t fallback, int64_t max) {
-  auto text = request.QueryParam("limit");
-  if (!text) return fallback;
-  int64_t value = 0;
-  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (ec != std::errc() || ptr != text->data() + text->size() || value < 1 || value > max) {
-    return Status::InvalidArgument("must be an integer from 1 to " + std::to_string(max), "limit");
-  }
-  return value;
 }
 
 HttpResponse ReadBack(store::EventStore& store, const events::Pseudonymizer& pseudonymizer, HttpRequest& request) {

@@ -8,6 +8,7 @@
 #include "analysis/request.h"
 #include "api/handlers/etag.h"
 #include "api/handlers/json_body.h"
+#include "api/handlers/query_params.h"
 #include "common/time_util.h"
 #include "jobs/pipeline_runner.h"
 
@@ -178,13 +179,9 @@ HttpResponse ListRuns(metadata::MetadataStore& metadata, HttpRequest& request) {
       *field = *ms;
     }
   }
-  if (auto text = request.QueryParam("limit")) {
-    auto limit = ParseInt(*text);
-    if (!limit || *limit < 1 || *limit > 1000) {
-      return StatusResponse(Status::InvalidArgument("must be an integer in 1..1000", "limit"), kQueryCodes);
-    }
-    filter.limit = static_cast<int>(*limit);
-  }
+  auto page = ParseLimit(request, filter.limit, 1000);
+  if (!page.ok()) return StatusResponse(page.status(), kQueryCodes);
+  filter.limit = static_cast<int>(*page);
   if (auto cursor = request.QueryParam("cursor"); cursor && !cursor->empty()) filter.before_id = *cursor;
   const int limit = filter.limit;
   filter.limit = std::min(limit + 1, 1000);  // one more tells whether there is a next page (at the cap: a full page)
@@ -226,13 +223,9 @@ HttpResponse Outbox(bus::EventBus& bus, HttpRequest& request) {
     }
     after = *parsed;
   }
-  if (auto text = request.QueryParam("limit")) {
-    auto parsed = ParseInt(*text);
-    if (!parsed || *parsed < 1 || *parsed > 1000) {
-      return StatusResponse(Status::InvalidArgument("must be an integer in 1..1000", "limit"), kQueryCodes);
-    }
-    limit = static_cast<size_t>(*parsed);
-  }
+  auto page = ParseLimit(request, static_cast<int64_t>(limit), 1000);
+  if (!page.ok()) return StatusResponse(page.status(), kQueryCodes);
+  limit = static_cast<size_t>(*page);
   json items = json::array();
   for (const auto& produced : bus.Recent(after, limit, request.QueryParam("type").value_or(""))) {
     items.push_back({{"sequence", produced.sequence}, {"key", produced.key}, {"topic", bus::kTopic},
