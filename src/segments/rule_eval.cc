@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -28,6 +29,7 @@ using query::Roaring;
 constexpr int64_t kMinTime = std::numeric_limits<int64_t>::min();
 constexpr int64_t kMaxTime = std::numeric_limits<int64_t>::max();
 constexpr size_t kUsersPerChunk = size_t{1} << 14;  // users per parallel work item of a walk
+constexpr size_t kWorkPerThread = size_t{1} << 18;  // users or rows that make another walk thread worth starting
 
 // A set of users as a bitmap, or (negated) the universe minus the bitmap.
 struct Value {
@@ -291,9 +293,15 @@ bool Emits(const Slot& slot, const SlotState& state) {
 
 // Walks `timeline` once and sets the value of every condition of `group` in `values` (by leaf index).
 // The event slots are grouped by kind so that each row runs a few tight loops without a switch; counts, the
-// commonest, add without branching.
-void Walk(const Group& group, const query::Timeline& timeline, int64_t as_of, size_t threads,
+// commonest, add without branching. A timeline of one selector whose conditions are all counts is not walked
+// row by row: every row matches, and a user's rows are in time order, so a count is the length of the user's
+// run (a window covering the whole timeline) or the distance between two binary searches in it.
+// Returns whether it counted by runs.
+bool Walk(const Group& group, const query::Timeline& timeline, const EvalContext& ctx, size_t threads,
           std::vector<Value>& values) {
+  const int64_t as_of = ctx.as_of_ms;
+  const size_t users_per_chunk = ctx.users_per_chunk > 0 ? ctx.users_per_chunk : kUsersPerChunk;
+  const size_t work_per_thread = ctx.work_per_thread > 0 ? ctx.work_per_thread : kWorkPerThread;
   std::vector<Slot> slots = group.events;
   std::stable_sort(slots.begin(), slots.end(), [](const Slot& a, const Slot& b) { return a.kind < b.kind; });
   auto end_of = [&](SlotKind kind) {
@@ -306,19 +314,46 @@ void Walk(const Group& group, const query::Timeline& timeline, int64_t as_of, si
   slots.insert(slots.end(), group.properties.begin(), group.properties.end());
   const size_t slot_count = slots.size();
   const size_t users = timeline.user_count();
-  const size_t chunks = (users + kUsersPerChunk - 1) / kUsersPerChunk;
+  const size_t chunks = (users + users_per_chunk - 1) / users_per_chunk;
   std::vector<std::vector<std::vector<uint32_t>>> emitted(chunks, std::vector<std::vector<uint32_t>>(slot_count));
   const int64_t* time = timeline.time_ms.data();
   const uint32_t* matches = timeline.matches.data();
   const uint32_t* types = timeline.types.data();
   const bool with_numbers = timeline.numbers.size() == timeline.rows() && !group.query.number_property.empty();
   const double* numbers = with_numbers ? timeline.numbers.data() : nullptr;
+  // Counting by runs: rows lie in [from_ms, to_ms) and those after as_of are cut.
+  const bool by_runs = count_end == slot_count && group.query.selectors.size() == 1;
+  const int64_t cut = as_of == kMaxTime ? kMaxTime : as_of + 1;  // rows before it count
+  const bool rows_after_cut = timeline.rows() > 0 && timeline.newest_event_ms >= cut;
+  // A thread costs tens of microseconds to start: another one only for every kWorkPerThread users (by runs) or
+  // rows (row by row), so that a small walk runs on the caller's alone.
+  const size_t work = by_runs ? users : timeline.rows();
+  threads = std::max<size_t>(1, std::min(threads, work / work_per_thread));
 
   common::ParallelFor(chunks, threads, [&](size_t chunk_idx) {
-    std::vector<SlotState> states(slot_count);
     auto& out = emitted[chunk_idx];
-    const size_t end_user = std::min(users, (chunk_idx + 1) * kUsersPerChunk);
-    for (size_t user_idx = chunk_idx * kUsersPerChunk; user_idx < end_user; ++user_idx) {
+    const size_t end_user = std::min(users, (chunk_idx + 1) * users_per_chunk);
+    if (by_runs) {
+      for (size_t user_idx = chunk_idx * users_per_chunk; user_idx < end_user; ++user_idx) {
+        const uint32_t begin = timeline.user_begin[user_idx], end = timeline.user_begin[user_idx + 1];
+        const uint32_t user = timeline.users[begin];
+        for (size_t slot_idx = 0; slot_idx < slot_count; ++slot_idx) {
+          const Slot& slot = slots[slot_idx];
+          const int64_t hi = std::min(slot.hi, cut);
+          const int64_t* first = time + begin;
+          const int64_t* last = time + end;
+          const int64_t* from = slot.lo <= group.query.from_ms ? first : std::lower_bound(first, last, slot.lo);
+          const int64_t* to = hi >= group.query.to_ms || (!rows_after_cut && hi == cut)
+                                  ? last
+                                  : std::lower_bound(from, last, hi);
+          const int64_t count = to > from ? to - from : 0;
+          if (Compare<int64_t>(count, slot.comparison, slot.count) != slot.zero_holds) out[slot_idx].push_back(user);
+        }
+      }
+      return;
+    }
+    std::vector<SlotState> states(slot_count);
+    for (size_t user_idx = chunk_idx * users_per_chunk; user_idx < end_user; ++user_idx) {
       const uint32_t begin = timeline.user_begin[user_idx], end = timeline.user_begin[user_idx + 1];
       if (begin == end) continue;
       std::fill(states.begin(), states.end(), SlotState());
@@ -394,6 +429,11 @@ void Walk(const Group& group, const query::Timeline& timeline, int64_t as_of, si
     value.bits.runOptimize();
     value.negated = slot.kind == SlotKind::kCount && slot.zero_holds;  // the slot collected the complement
   });
+  return by_runs;
+}
+
+double MillisSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
 Roaring Union(std::vector<const Roaring*> sets) {
@@ -494,13 +534,18 @@ Result<Roaring> EvaluateRule(const Rule& rule, store::EventStore& store, const E
   const bool open_end = store.NewestEventMs() <= ctx.as_of_ms;
   for (Group& group : groups) {
     if (open_end) group.query.to_ms = kMaxTime;
+    auto started = std::chrono::steady_clock::now();
     ANALYTICS_ASSIGN_OR_RETURN(std::shared_ptr<const query::Timeline> timeline, store.ReadTimeline(group.query));
+    counted.read_ms += MillisSince(started);
     ++counted.timelines;
     counted.rows += timeline->rows();
     counted.users_scanned += timeline->user_count();
-    Walk(group, *timeline, ctx.as_of_ms, threads, values);
+    started = std::chrono::steady_clock::now();
+    counted.counted_by_runs += Walk(group, *timeline, ctx, threads, values);
+    counted.walk_ms += MillisSince(started);
   }
 
+  const auto combine_started = std::chrono::steady_clock::now();
   size_t next_leaf = 0;
   Value result = Combine(rule, values, next_leaf);
   Roaring users;
@@ -522,6 +567,7 @@ Result<Roaring> EvaluateRule(const Rule& rule, store::EventStore& store, const E
   // The store reads only the scope's users; segment members may lie outside it.
   if (ctx.scope) users &= *ctx.scope->users;
   users.runOptimize();
+  counted.combine_ms = MillisSince(combine_started);
   if (stats != nullptr) *stats = counted;
   return users;
 }

@@ -49,12 +49,21 @@ struct EvalContext {
   std::function<common::Result<std::shared_ptr<const query::Roaring>>(const std::string& segment_id)> segment_members;
   std::optional<query::UserScope> scope;  // when set, evaluate only these users; the result is a subset
   size_t threads = 0;                     // 0: hardware concurrency (store reads and walks)
+  // Parallel walks: users per work item, and the users (walks by runs) or rows (row by row) that make another
+  // thread worth starting. 0: the defaults (16384, 262144). Tests set small values to run the parallel path on
+  // small data.
+  size_t users_per_chunk = 0;
+  size_t work_per_thread = 0;
 };
 
 struct EvalStats {
   size_t timelines = 0;      // timelines read
   size_t rows = 0;           // their rows
   size_t users_scanned = 0;  // their users (a user counts once per timeline)
+  size_t counted_by_runs = 0;  // timelines whose conditions were counted from each user's run of rows, not row by row
+  double read_ms = 0;        // reading the timelines (the store's cache makes a repeat cheap)
+  double walk_ms = 0;        // walking them
+  double combine_ms = 0;     // and/or/not on the conditions' bitmaps (with the universe when the top is negated)
 };
 
 // The store ids of the users satisfying `rule` at ctx.as_of_ms. Errors: the store's, segment_members' (as they

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <exception>
 
 #include "analysis/request.h"
@@ -347,7 +348,14 @@ Result<json> SegmentService::Refresh(const metadata::PipelineRun& run) {
     };
     EvalStats stats;
     ANALYTICS_ASSIGN_OR_RETURN(Roaring store_ids, EvaluateRule(*definition.rule, store_, context, &stats));
-    evaluation = {{"timelines", stats.timelines}, {"rows", stats.rows}, {"users_scanned", stats.users_scanned}};
+    auto ms = [](double value) { return std::round(value * 1000) / 1000; };
+    evaluation = {{"timelines", stats.timelines},
+                  {"rows", stats.rows},
+                  {"users_scanned", stats.users_scanned},
+                  {"counted_by_runs", stats.counted_by_runs},
+                  {"read_ms", ms(stats.read_ms)},
+                  {"walk_ms", ms(stats.walk_ms)},
+                  {"combine_ms", ms(stats.combine_ms)}};
     ANALYTICS_ASSIGN_OR_RETURN(members, ToMemberIndexes(store_ids));
   } else if (!definition.source.is_null()) {
     if (!source_evaluator_) return Status::Internal("no evaluator for segment sources");

@@ -791,6 +791,10 @@ class SegmentRulesEvalTest : public ::testing::Test {
     ctx.as_of_ms = as_of;
     ctx.zone = zone;
     ctx.threads = threads;
+    if (threads > 1) {  // work items of 7 users and a thread per 8 users or rows: the parallel walk on small data
+      ctx.users_per_chunk = 7;
+      ctx.work_per_thread = 8;
+    }
     ctx.segment_members = [](const std::string& id) -> common::Result<std::shared_ptr<const Roaring>> {
       auto it = segments_->find(id);
       if (it == segments_->end()) return common::Status::NotFound("segment '" + id + "' does not exist");
@@ -819,8 +823,12 @@ class SegmentRulesEvalTest : public ::testing::Test {
     for (size_t threads : {1, 4}) {
       EvalContext ctx = Context(zone, as_of, threads);
       ctx.scope = user_scope;
-      auto users = EvaluateRule(*parsed, *store_, ctx, stats);
+      EvalStats counted;
+      auto users = EvaluateRule(*parsed, *store_, ctx, &counted);
       ASSERT_TRUE(users.ok()) << users.status().ToString() << " " << rule.dump();
+      if (stats != nullptr) *stats = counted;
+      timelines_by_runs_ += counted.counted_by_runs;
+      timelines_by_rows_ += counted.timelines - counted.counted_by_runs;
       const std::vector<std::string> names = Names(*store_, *users);
       const std::set<std::string> got(names.begin(), names.end());
       EXPECT_EQ(Difference(got, expected), "") << rule.dump() << "\nzone " << zone.name() << " as_of "
@@ -840,6 +848,8 @@ class SegmentRulesEvalTest : public ::testing::Test {
   static inline std::map<std::string, std::set<std::string>>* segments_ = nullptr;
   int checked_ = 0;
   int partial_answers_ = 0;
+  size_t timelines_by_runs_ = 0;  // timelines whose counts came from the users' runs of rows
+  size_t timelines_by_rows_ = 0;  // walked row by row
 };
 
 TEST_F(SegmentRulesEvalTest, RandomRulesMatchTheReference) {
@@ -884,6 +894,9 @@ TEST_F(SegmentRulesEvalTest, RandomRulesMatchTheReference) {
   EXPECT_EQ(checked_, 240);
   EXPECT_GT(negated_tops, 30u);
   EXPECT_GT(partial_answers_, 120) << "the random rules should mostly select some users, not none or all";
+  // Both ways of evaluating a timeline are compared with the reference many times.
+  EXPECT_GT(timelines_by_runs_, 150u);
+  EXPECT_GT(timelines_by_rows_, 150u);
 }
 
 TEST_F(SegmentRulesEvalTest, WithinDaysStartsAtTheZonesLocalMidnight) {
