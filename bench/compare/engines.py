@@ -6,8 +6,9 @@ alike and a fourth (ClickHouse through our service's ClickHouse adapter, a newer
   available(query)        (True, "") or (False, why): an engine may not answer a query yet
   execute(query, period)  (milliseconds, rows): one timed run, rows as in queries.py
   after_runs(query)       dict of extra figures for the results JSON, measured after the timed runs (ours, Q6:
-                          server-side refresh durations, users-count / contains latencies); "problems": [...]
-                          in it fail the run like a disagreement
+                          server-side refresh durations, users-count / contains latencies; Q7: server-side
+                          durations, file sizes and downloads, the other file formats); "problems": [...] in it
+                          fail the run like a disagreement
   stop()                  stop what start() started; safe to call twice
 
 Timing is each peer's best case: DuckDB in-process (execute + fetch of the result), ClickHouse and ours over
@@ -19,9 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import http.client
+import io
 import json
 import os
 import random
+import re
 import resource
 import signal
 import socket
@@ -29,11 +32,13 @@ import statistics
 import subprocess
 import time
 import urllib.parse
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from queries import Query, api_rows, as_of_of, sql_for
+from queries import (Query, api_rows, as_of_of, canonical, differences, report_csv_rows, report_json_rows,
+                     sql_for)
 
 WELL_KNOWN = ["user_id", "game_id", "amount", "currency", "country", "platform", "session_id"]
 
@@ -311,7 +316,8 @@ class ClickHouseEngine(Engine):
 class OursEngine(Engine):
     """analytics-service (Release) with a fresh data dir: ingest through POST /events (bench/tools/ingest_load),
     restart so the memtable is flushed to segments, then GET /metrics/values/{metric} (Q1, Q2), POST
-    /analysis/{funnels,retention,experiments} (Q3-Q5), or a refresh of a dynamic segment (Q6: `_refresh`)."""
+    /analysis/{funnels,retention,experiments} (Q3-Q5), a refresh of a dynamic segment (Q6: `_refresh`) or an
+    instance of a built-in report (Q7: `_report`)."""
     name = "ours"
     label = "ours"
 
@@ -330,6 +336,8 @@ class OursEngine(Engine):
         self.data: DataSet | None = None
         self.segments: dict[str, dict[str, Any]] = {}          # query name → {"id", "name", "initial_refresh"}
         self.refreshes: dict[str, list[dict[str, Any]]] = {}   # query name → one entry per execute()
+        self.report_ids: dict[str, str] = {}                   # report definition name → its id
+        self.reports: dict[str, dict[str, Any]] = {}           # query name → {"period", "runs", "rows"}
 
     def env(self) -> dict[str, str]:
         return dict(os.environ, ANALYTICS_DATA_DIR=str(self.dir / "data"), ANALYTICS_API_PORT=str(self.port),
@@ -500,6 +508,8 @@ class OursEngine(Engine):
     def execute(self, query: Query, period) -> tuple[float, list[tuple]]:
         if query.api.method == "SEGMENT":
             return self._refresh(query, period)
+        if query.api.method == "REPORT":
+            return self._report(query, period)
         if query.api.method == "POST":
             path = query.api.path
             payload = json.dumps(self.analysis_body(query, period)).encode()
@@ -548,10 +558,15 @@ class OursEngine(Engine):
         return EngineUnavailable(text) if status in (404, 405, 501) else RuntimeError(text)
 
     def _wait_run(self, run_id: str, started: float) -> tuple[float, dict[str, Any]]:
-        """Polls GET /pipelines/runs/{run_id} over the keep-alive connection until the run is completed:
-        (milliseconds from `started` until the answer saying so was read, the run document). A failed run
-        raises. No sleep for the first BUSY_POLL_SECONDS, then POLL_SLEEP_SECONDS between polls."""
-        path = f"{self.RUNS}/{urllib.parse.quote(str(run_id), safe='')}"
+        """A segment refresh: _wait_done on GET /pipelines/runs/{run_id}."""
+        return self._wait_done(f"{self.RUNS}/{urllib.parse.quote(str(run_id), safe='')}", started,
+                               f"segment refresh run {run_id}")
+
+    def _wait_done(self, path: str, started: float, what: str) -> tuple[float, dict[str, Any]]:
+        """Polls GET `path` (a pipeline run or a report instance, both with "status" queued → running →
+        completed) over the keep-alive connection until it says completed: (milliseconds from `started` until
+        the answer saying so was read, the document). Any other final status raises. No sleep for the first
+        BUSY_POLL_SECONDS, then POLL_SLEEP_SECONDS between polls."""
         headers = self._auth()
         while True:
             status, body = self.http.request("GET", path, None, headers)
@@ -563,11 +578,11 @@ class OursEngine(Engine):
             if state == "completed":
                 return (seen - started) * 1000, run
             if state == "failed":
-                raise RuntimeError(f"segment refresh run {run_id} failed: {run.get('error')}")
+                raise RuntimeError(f"{what} failed: {run.get('error')}")
             if state not in ("queued", "running"):
-                raise RuntimeError(f"segment refresh run {run_id} has status {state!r}")
+                raise RuntimeError(f"{what} has status {state!r}: {run.get('error')}")
             if seen - started > self.RUN_TIMEOUT_SECONDS:
-                raise RuntimeError(f"segment refresh run {run_id} not completed after {self.RUN_TIMEOUT_SECONDS} s")
+                raise RuntimeError(f"{what} not completed after {self.RUN_TIMEOUT_SECONDS} s")
             if seen - started > self.BUSY_POLL_SECONDS:
                 time.sleep(self.POLL_SLEEP_SECONDS)
 
@@ -638,6 +653,8 @@ class OursEngine(Engine):
         return elapsed, [(users,)]
 
     def after_runs(self, query: Query) -> dict[str, Any]:
+        if query.api.method == "REPORT":
+            return self._report_after_runs(query)
         if query.api.method != "SEGMENT" or query.name not in self.segments:
             return {}
         segment, refreshes = self.segments[query.name], self.refreshes[query.name]
@@ -767,6 +784,153 @@ class OursEngine(Engine):
                       "non-members shuffled), one at a time over one keep-alive connection; each timed from "
                       "sending the request until the whole body is read; answers checked after the clock",
         }
+
+    # ------------------------------------------------------------------------------------------ reports (Q7)
+
+    def _report_definition_id(self, query: Query) -> str:
+        """The id of the report definition named query.api.report: GET `path`/definitions once (untimed)."""
+        name = query.api.report
+        if name not in self.report_ids:
+            path = f"{query.api.path}/definitions"
+            status, listing, body = self._call("GET", path)
+            if status != 200 or not isinstance(listing, dict):
+                raise self._unexpected(f"GET {path}", status, body)
+            ids = [item.get("id") for item in listing.get("items") or [] if item.get("name") == name]
+            if not ids or not ids[0]:
+                raise EngineUnavailable(f"GET {path} lists no report definition named {name}")
+            self.report_ids[name] = str(ids[0])
+        return self.report_ids[name]
+
+    @staticmethod
+    def report_parameters(period) -> dict[str, str]:
+        """The period as the report's parameters: its end date is inclusive (its whole day), like the analysis
+        bodies', so [start, end) is period_start = start, period_end = end - 1 day, in UTC."""
+        start, end = period
+        return {"period_start": str(start), "period_end": str(end - dt.timedelta(days=1)), "timezone": "UTC"}
+
+    def _report_instance(self, query: Query, period, output_format: str) -> dict[str, Any]:
+        """One report instance. Timed (client_ms): from sending POST `path`/instances (202 {"instance_id"})
+        until the GET `path`/instances/{id} answer saying completed is read, polled as a segment refresh is.
+        Then, untimed by that clock, GET its download_path, timed apart (download_ms). The file's size must be
+        the document's file.size_bytes. Returns the figures and the file ("content")."""
+        request = dict(query.api.body or {}, report_definition_id=self._report_definition_id(query),
+                       parameters=self.report_parameters(period), output_format=output_format)
+        path = f"{query.api.path}/instances"
+        payload = json.dumps(request).encode()
+        headers = dict(self._auth(), **{"Content-Type": "application/json"})
+        started = time.perf_counter()
+        status, body = self.http.request("POST", path, payload, headers)
+        if status != 202:
+            raise self._unexpected(f"POST {path}", status, body)
+        instance_id = str(json.loads(body)["instance_id"])
+        instance_path = f"{path}/{urllib.parse.quote(instance_id, safe='')}"
+        client_ms, instance = self._wait_done(instance_path, started, f"report instance {instance_id}")
+
+        file = instance.get("file") or {}
+        download_path = file.get("download_path") or f"{instance_path}/download"
+        started = time.perf_counter()
+        status, content = self.http.request("GET", download_path, None, self._auth())
+        download_ms = (time.perf_counter() - started) * 1000
+        if status != 200:
+            raise self._unexpected(f"GET {download_path}", status, content)
+        if file.get("size_bytes") is not None and file["size_bytes"] != len(content):
+            raise RuntimeError(f"report instance {instance_id}: file.size_bytes {file['size_bytes']}, "
+                               f"downloaded {len(content)} bytes")
+        section_rows = next((section.get("rows") for section in instance.get("sections") or []
+                             if section.get("name") == query.api.section), None)
+        return {"instance_id": instance_id, "output_format": output_format, "client_ms": client_ms,
+                "server_duration_ms": instance.get("duration_ms"), "size_bytes": len(content),
+                "download_ms": download_ms, "row_count": instance.get("row_count"), "section_rows": section_rows,
+                "content": content}
+
+    def _report(self, query: Query, period) -> tuple[float, list[tuple]]:
+        """One timed run of a report row: an instance in the timed format (query.api.body's output_format,
+        CSV); the answer is its file's section, read after the clock and checked against the instance's row
+        count for the section."""
+        output_format = (query.api.body or {}).get("output_format", "csv")
+        if output_format != "csv":
+            raise ValueError(f"{query.name}: the timed report format must be csv, not {output_format}")
+        run = self._report_instance(query, period, output_format)
+        rows = report_csv_rows(query, run.pop("content").decode("utf-8"))
+        if run["section_rows"] is not None and run["section_rows"] != len(rows):
+            raise RuntimeError(f"report instance {run['instance_id']}: section {query.api.section} has "
+                               f"{run['section_rows']} rows, the CSV {len(rows)}")
+        state = self.reports.setdefault(query.name, {"runs": []})
+        state.update(period=period, rows=rows)
+        state["runs"].append(run)
+        return run["client_ms"], rows
+
+    def _report_after_runs(self, query: Query) -> dict[str, Any]:
+        """The report row's extra figures: the instances' own duration_ms (server side) and the CSV's size and
+        download times beside the client times; then one instance each in JSON and XLSX (client and server
+        time, size, download), the JSON's section checked against the CSV's answer and the XLSX's sheet of the
+        section counted."""
+        state = self.reports.get(query.name)
+        if not state or not state["runs"]:
+            return {}
+        runs, period = state["runs"], state["period"]
+        timed = runs[1:]  # runs[0] is the warm-up
+
+        def summary(key: str) -> dict[str, Any]:
+            values = [run[key] for run in timed if isinstance(run[key], (int, float))]
+            return {"first": runs[0][key], "median": statistics.median(values) if values else None,
+                    "runs": [run[key] for run in timed]}
+
+        out: dict[str, Any] = {
+            "report": {"definition_id": self._report_definition_id(query), "name": query.api.report,
+                       "section": query.api.section, "parameters": self.report_parameters(period)},
+            "server_duration_ms": summary("server_duration_ms"),
+            "download_ms": summary("download_ms"),
+            "file_bytes": runs[-1]["size_bytes"],
+            "row_count": runs[-1]["row_count"],
+            "instance_ids": [run["instance_id"] for run in runs],
+        }
+        problems: list[str] = []
+        answer = canonical(query, state["rows"], period)
+        formats: dict[str, Any] = {}
+        for output_format in ("json", "xlsx"):
+            try:
+                run = self._report_instance(query, period, output_format)
+                content = run.pop("content")
+                if output_format == "json":
+                    rows = report_json_rows(query, json.loads(content))
+                    diff = differences(query, answer, canonical(query, rows, period))
+                    run["agrees_with_csv"] = not diff
+                    if diff:
+                        problems.append(f"{query.name}: ours' JSON report differs from its CSV: " + "; ".join(diff))
+                else:
+                    run["sheet_rows"] = xlsx_sheet_rows(content, query.api.section)
+                    if run["sheet_rows"] != len(state["rows"]):
+                        problems.append(f"{query.name}: ours' XLSX report has {run['sheet_rows']} data rows in "
+                                        f"sheet {query.api.section}, the CSV {len(state['rows'])}")
+                formats[output_format] = run
+            except EngineUnavailable as error:
+                formats[output_format] = {"available": False, "reason": str(error)}
+            except Exception as error:
+                formats[output_format] = {"available": False, "reason": f"failed: {type(error).__name__}: {error}"}
+                problems.append(f"{query.name}: ours' {output_format} report failed: {type(error).__name__}: {error}")
+        out["formats"] = formats
+        out["problems"] = problems
+        return out
+
+
+def xlsx_sheet_rows(content: bytes, sheet: str) -> int:
+    """Data rows (rows after the header) of the worksheet named `sheet` in an XLSX file."""
+    with zipfile.ZipFile(io.BytesIO(content)) as book:
+        workbook = book.read("xl/workbook.xml").decode()
+        match = re.search(r'<sheet [^>]*name="' + re.escape(sheet) + r'"[^>]*r:id="([^"]+)"', workbook)
+        if not match:
+            raise ValueError(f"XLSX: no sheet named {sheet}")
+        rels = book.read("xl/_rels/workbook.xml.rels").decode()
+        target = re.search(r'<Relationship [^>]*Id="' + re.escape(match.group(1)) + r'"[^>]*Target="([^"]+)"', rels)
+        if not target:
+            target = re.search(r'<Relationship [^>]*Target="([^"]+)"[^>]*Id="' + re.escape(match.group(1)) + '"',
+                               rels)
+        if not target:
+            raise ValueError(f"XLSX: sheet {sheet} has no part")
+        part = target.group(1).lstrip("/")
+        part = part if part.startswith("xl/") else "xl/" + part
+        return book.read(part).decode().count("<row ") - 1
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -2,7 +2,8 @@
 queries.QUERIES, check that the engines agree, print Markdown tables and write the results JSON.
 
 Per engine and query: one warm-up run (reported as "first run"), then --runs timed runs whose median is
-reported; every run's answer must equal the first one's. Exit codes:
+reported; every run's answer must equal the first one's. --queries Q7,Q1 asks only those (every engine still loads
+the whole data set). Exit codes:
 0 done (ours may be "not available"), 1 the engines disagree or an engine failed, 2 bad usage.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from engines import ClickHouseEngine, DataSet, DuckDBEngine, Engine, EngineUnavailable, OursEngine
 from prepare import prepare
-from queries import QUERIES, canonical, differences
+from queries import QUERIES, Query, canonical, differences, title_of
 
 PEERS = ("duckdb", "clickhouse")
 TARGET_SPEEDUP = 5.0  # the issue's target: ours at least 5x faster than the faster peer
@@ -63,6 +64,72 @@ def fmt_ms(value) -> str:
     if value is None:
         return "n/a"
     return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def select_queries(spec: str) -> list[Query]:
+    """--queries: comma-separated query numbers ("Q7", "7") or names ("report_daily_kpi_summary"); empty: all."""
+    if not spec.strip():
+        return list(QUERIES)
+    by_key: dict[str, Query] = {}
+    for query in QUERIES:
+        number = query.title.split()[0].upper()  # "Q7"
+        by_key.update({number: query, number[1:]: query, query.name.upper(): query})
+    chosen: list[Query] = []
+    for key in (item.strip().upper() for item in spec.split(",") if item.strip()):
+        if key not in by_key:
+            raise SystemExit(f"--queries: unknown query {key} (Q1..Q{len(QUERIES)} or a name: "
+                             f"{', '.join(query.name for query in QUERIES)})")
+        if by_key[key] not in chosen:
+            chosen.append(by_key[key])
+    return [query for query in QUERIES if query in chosen]
+
+
+def report_lines(engine_label: str, entry: dict) -> list[str]:
+    """Progress lines for a report row (ours): server-side durations, the CSV's size and download, the other
+    formats."""
+    server, download = entry["server_duration_ms"], entry["download_ms"]
+    out = [f"{engine_label} instance duration_ms (server) median {fmt_ms(server.get('median'))} "
+           f"(first {fmt_ms(server.get('first'))}; runs {', '.join(fmt_ms(t) for t in server.get('runs', []))}); "
+           f"CSV {entry.get('file_bytes') or 0:,} bytes, {entry.get('row_count')} rows, download median "
+           f"{fmt_ms(download.get('median'))} ms"]
+    for name, run in (entry.get("formats") or {}).items():
+        if run.get("available") is False:
+            out.append(f"{engine_label} {name.upper()} not measured: {run.get('reason')}")
+        else:
+            out.append(f"{engine_label} {name.upper()} (once): {fmt_ms(run['client_ms'])} ms client, "
+                       f"{fmt_ms(run['server_duration_ms'])} ms server, {run['size_bytes']:,} bytes, download "
+                       f"{fmt_ms(run['download_ms'])} ms")
+    return out
+
+
+def report_table(entry: dict) -> list[str]:
+    """Markdown rows for a report row's extra figures (ours)."""
+    server, download = entry["server_duration_ms"], entry["download_ms"]
+    ratio = entry.get("ratio_to_fastest_peer")
+    lines = ["| figure | median ms | first ms | bytes |", "|---|---:|---:|---:|",
+             "| CSV, client: POST → instance seen completed"
+             + (f" (ours / fastest peer {ratio:.3f})" if ratio is not None else "")
+             + f" | {fmt_ms(entry['median_ms'])} | {fmt_ms(entry['first_ms'])} | {entry.get('file_bytes') or 0:,} |",
+             f"| CSV, server: the instance's duration_ms | {fmt_ms(server.get('median'))} | "
+             f"{fmt_ms(server.get('first'))} | |",
+             f"| CSV download (GET .../download, untimed above) | {fmt_ms(download.get('median'))} | "
+             f"{fmt_ms(download.get('first'))} | |"]
+    for name, run in (entry.get("formats") or {}).items():
+        if run.get("available") is False:
+            lines.append(f"| {name.upper()} | not measured: {run.get('reason')} | | |")
+        else:
+            lines.append(f"| {name.upper()} once, client / server / download | {fmt_ms(run['client_ms'])} / "
+                         f"{fmt_ms(run['server_duration_ms'])} / {fmt_ms(run['download_ms'])} | | "
+                         f"{run['size_bytes']:,} |")
+    return lines
+
+
+def extra_lines(engine_label: str, entry: dict) -> list[str]:
+    return report_lines(engine_label, entry) if "formats" in entry else segment_lines(engine_label, entry)
+
+
+def extra_table(entry: dict) -> list[str]:
+    return report_table(entry) if "formats" in entry else segment_table(entry)
 
 
 def segment_lines(engine_label: str, entry: dict) -> list[str]:
@@ -126,6 +193,7 @@ def main() -> int:
     parser.add_argument("--ingest-load", type=Path, required=True)
     parser.add_argument("--engines", default="ours,duckdb,clickhouse")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--queries", default="", help="only these queries: Q1..Q7 or names, comma-separated")
     parser.add_argument("--clickhouse-compression", default="lz4", choices=["lz4", "zstd"])
     parser.add_argument("--ours-query-cache-mb", type=int, default=None,
                         help="event_store.query_cache_mb of our service (0 = no partial-aggregate cache)")
@@ -136,6 +204,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     names = [name.strip() for name in args.engines.split(",") if name.strip()]
+    queries = select_queries(args.queries)
     machine = machine_info()
     started_at = dt.datetime.now(dt.timezone.utc)
 
@@ -149,7 +218,7 @@ def main() -> int:
 
     engines = [make_engine(name, args) for name in names]
     loads: dict[str, dict] = {}
-    results: dict[str, dict] = {query.name: {} for query in QUERIES}
+    results: dict[str, dict] = {query.name: {} for query in queries}
     problems: list[str] = []
     versions: dict[str, str] = {}
     try:
@@ -168,7 +237,7 @@ def main() -> int:
             print(f"bench: {engine.label}: {load['rows']:,} rows in {load['load_seconds']:.1f} s, "
                   f"{load['bytes'] / 1e6:,.1f} MB ({load['bytes_per_event']:.1f} bytes/event)", flush=True)
 
-        for query in QUERIES:
+        for query in queries:
             for engine in engines:
                 entry: dict = {}
                 results[query.name][engine.name] = entry
@@ -192,7 +261,8 @@ def main() -> int:
                         entry.update(first_ms=first_ms, median_ms=statistics.median(timings), min_ms=min(timings),
                                      max_ms=max(timings), runs_ms=timings, answer=answer)
                         # Engine-specific figures measured after the timed runs (ours, Q6: the refreshes'
-                        # server-side durations and the users-count / contains micro-measure).
+                        # server-side durations and the users-count / contains micro-measure; Q7: the
+                        # instances' server-side durations, file sizes and downloads, the other formats).
                         extra = engine.after_runs(query)
                         problems.extend(extra.pop("problems", []))
                         entry.update(extra)
@@ -209,14 +279,14 @@ def main() -> int:
                     print(f"bench: {query.name}: {engine.label} median {fmt_ms(entry['median_ms'])} ms "
                           f"(first {fmt_ms(entry['first_ms'])}; runs {', '.join(fmt_ms(t) for t in timings)})",
                           flush=True)
-                    for line in segment_lines(engine.label, entry):
+                    for line in extra_lines(engine.label, entry):
                         print(f"bench: {query.name}: {line}", flush=True)
     finally:
         for engine in reversed(engines):
             engine.stop()
 
     # Agreement: the first peer that answered is the reference; every other answer must equal it.
-    for query in QUERIES:
+    for query in queries:
         answered = [name for name in names if results[query.name][name].get("available")]
         reference = next((name for name in answered if name in PEERS), answered[0] if answered else None)
         for name in answered:
@@ -236,9 +306,9 @@ def main() -> int:
                                       if args.ours_query_cache_mb is not None else ""), ""]
     header = ["query"] + [label[name] for name in names] + ["ours / fastest peer"]
     lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
-    for query in QUERIES:
+    for query in queries:
         row = results[query.name]
-        cells = [query.title]
+        cells = [title_of(query, period)]
         for name in names:
             cells.append(fmt_ms(row[name]["median_ms"]) if row[name].get("available") else "not available")
         peer_ms = [row[name]["median_ms"] for name in names if name in PEERS and row[name].get("available")]
@@ -252,15 +322,15 @@ def main() -> int:
     lines += ["", "First run after the load (the warm-up; ours reads each segment's users and fills its "
                   "partial-aggregate cache here), ms:", "", "| query | " + " | ".join(label[name] for name in names) + " |",
               "|---" + "|---:" * len(names) + "|"]
-    for query in QUERIES:
+    for query in queries:
         row = results[query.name]
-        lines.append("| " + " | ".join([query.title] + [fmt_ms(row[name]["first_ms"]) if row[name].get("available")
+        lines.append("| " + " | ".join([title_of(query, period)] + [fmt_ms(row[name]["first_ms"]) if row[name].get("available")
                                                          else "not available" for name in names]) + " |")
-    for query in QUERIES:
+    for query in queries:
         for name in names:
             entry = results[query.name][name]
             if entry.get("available") and "server_duration_ms" in entry:
-                lines += ["", f"{query.title}, {label[name]}:", ""] + segment_table(entry)
+                lines += ["", f"{title_of(query, period)}, {label[name]}:", ""] + extra_table(entry)
     lines += ["", "| engine | load s | events/s | engine CPU s | bytes on disk | bytes/event |",
               "|---|---:|---:|---:|---:|---:|"]
     for name in names:
@@ -286,13 +356,17 @@ def main() -> int:
                  "first_day": meta["first_day"], "last_day": meta["last_day"],
                  "generator": json.loads(args.generator), "ndjson_bytes": args.ndjson.stat().st_size},
         "runs": args.runs,
+        "queries_asked": [query.name for query in queries],
         "timing": {"duckdb": "in-process execute + fetchall", "clickhouse": "HTTP POST over keep-alive, "
                    "until the whole TabSeparated body is read", "ours": "HTTP GET (metric values) or POST "
                    "(analysis) over keep-alive, until the whole JSON body is read; segment rows (Q6): from sending "
                    "POST /segments/{id}/refresh until GET /pipelines/runs/{run_id} (polled without sleeping for "
-                   "2 ms, then every 0.5 ms) says completed; users-count read after the clock"},
+                   "2 ms, then every 0.5 ms) says completed; users-count read after the clock; report rows (Q7): "
+                   "from sending POST /reports/instances until GET /reports/instances/{id} (polled the same way) "
+                   "says completed; the CSV downloaded and read after the clock"},
         "load": loads,
-        "queries": {query.name: {"title": query.title, "engines": results[query.name]} for query in QUERIES},
+        "queries": {query.name: {"title": title_of(query, period), "engines": results[query.name]}
+                    for query in queries},
         "problems": problems,
         "table_markdown": "\n".join(lines).strip(),
     }

@@ -20,17 +20,23 @@ Our API: the metric rows (Q1, Q2) GET /metrics/values/{metric}; the analysis row
 /analysis/{funnels,retention,experiments}, to which the harness adds period_start (the first day),
 period_end (the last day: the API's end date is inclusive, so [start, end) exactly) and timezone "UTC";
 the segment rows (Q6) create a dynamic segment with the rule once and time POST /segments/{id}/refresh until
-its pipeline run completed, then read GET /segments/{id}/users-count (engines.OursEngine).
+its pipeline run completed, then read GET /segments/{id}/users-count; the report rows (Q7) time POST
+/reports/instances of a built-in report until GET /reports/instances/{id} says completed, then download the file
+and read its table (engines.OursEngine).
+
+A title may hold {days}, the number of days of the period: the harness prints title_of(query, period).
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 PURCHASE_TYPE = "com.platform.payments.purchase.completed.v1"
-REFUND_TYPE = "com.platform.payments.refund.completed.v1"  # not used by the revenue query (purchases only)
+REFUND_TYPE = "com.platform.payments.refund.completed.v1"  # not in Q2 (purchases only); in Q7's revenue_rub
 REVENUE_RELATIVE_TOLERANCE = 1e-6
 MEDIAN_RELATIVE_TOLERANCE = 1e-6   # Q3's median seconds to convert
 P_VALUE_TOLERANCE = 1e-9           # Q5's p-values (relative and absolute)
@@ -51,6 +57,30 @@ SESSION_STARTED_TYPE = "com.platform.library.session.started.v1"
 SEGMENT_MIN_PURCHASES = 2
 SEGMENT_PURCHASE_DAYS = 30
 SEGMENT_SESSION_DAYS = 7
+# Q7 report: the built-in daily_kpi_summary (src/reports/definition.cc) over the whole period, timed as CSV. Its
+# metrics are the built-in KPIs of docs/metrics.md section 4; the peers' SQL computes each with that definition.
+REPORT_NAME = "daily_kpi_summary"
+REPORT_SECTION = "kpis"
+KPI_COLUMNS = ("date", "dau", "new_users", "sessions", "revenue_rub", "purchases_count", "paying_users", "arpu",
+               "payer_conversion")
+KPI_COUNT_COLUMNS = ("dau", "new_users", "sessions", "purchases_count", "paying_users")  # compared exactly
+RATIO_RELATIVE_TOLERANCE = 1e-9    # Q7's payer_conversion (a ratio of two exact counts)
+# The 19 "active user" types of dau (docs/metrics.md section 4, "Active user"; src/query/builtin_metrics.cc).
+ACTIVE_USER_TYPES = tuple(f"com.platform.{name}.v1" for name in (
+    "account.user.registered", "account.user.logged_in", "account.user.logged_out", "account.profile.updated",
+    "store.page.viewed", "store.search.performed", "store.wishlist_item.added", "store.wishlist_item.removed",
+    "cart.item.added", "cart.item.removed", "cart.checkout.started", "payments.purchase.completed",
+    "payments.purchase.failed", "library.game.installed", "library.session.started", "library.session.ended",
+    "achievements.achievement.unlocked", "reviews.review.posted", "social.friend.added"))
+# Every type a KPI of the report reads: the active types (registrations, session starts and purchases among
+# them) and refunds (revenue_rub).
+KPI_TYPES = ACTIVE_USER_TYPES + (REFUND_TYPE,)
+
+
+def sql_list(values) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
 QUIET_BUYERS_RULE = {"and": [
     {"performed": {"event_type": PURCHASE_TYPE, "count": {"gte": SEGMENT_MIN_PURCHASES},
                    "within_days": SEGMENT_PURCHASE_DAYS}},
@@ -65,13 +95,19 @@ class ApiCall:
     method "POST": a POST of `body` (JSON) to `path`; the harness adds period_start, period_end and timezone.
     method "SEGMENT": `definition` (name prefix, type, description) and `body` (the rule) of a dynamic segment,
     which the harness creates once (POST `path`/definitions, named `<name>_<n>`, with the period's as_of);
-    each run is then a refresh of it (engines.OursEngine)."""
+    each run is then a refresh of it (engines.OursEngine).
+    method "REPORT": an instance of the report definition named `report` (its id looked up once, by name, in
+    GET `path`/definitions), POSTed to `path`/instances with `body` (output_format); the harness adds
+    report_definition_id and the parameters period_start and period_end (the period's first and last day) and
+    timezone "UTC". Each run is one instance; the rows of its file's section `section` are the answer."""
     metric: str = ""
     params: dict[str, str] = field(default_factory=dict)
     definition: dict[str, Any] | None = None
     method: str = "GET"
     path: str = ""
     body: dict[str, Any] | None = None
+    report: str = ""
+    section: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,7 +115,7 @@ class Query:
     name: str          # key in results JSON
     title: str         # row label of the table
     shape: str         # "day_counts", "top_games_daily", "funnel_steps", "retention_cohorts", "ab_conversion",
-                       # "user_count"
+                       # "user_count", "daily_kpis"
     duckdb: str
     clickhouse: str
     api: ApiCall
@@ -375,7 +411,59 @@ QUERIES: list[Query] = [
                                                "session start in the last 7, as of the end of the data."},
                     body=QUIET_BUYERS_RULE),
     ),
+    Query(
+        name="report_daily_kpi_summary",
+        title="Q7 daily KPI summary report, {days} days",
+        shape="daily_kpis",
+        sql_params={"active_types": sql_list(ACTIVE_USER_TYPES), "kpi_types": sql_list(KPI_TYPES),
+                    "registered_type": REGISTERED_TYPE, "session_type": SESSION_STARTED_TYPE,
+                    "refund_type": REFUND_TYPE},
+        duckdb="""
+            WITH kpis AS (
+              SELECT CAST(time AS DATE) AS day,
+                     count(DISTINCT user_id) FILTER (WHERE type IN ({active_types}) AND user_id <> '') AS dau,
+                     count(*) FILTER (WHERE type = '{registered_type}') AS new_users,
+                     count(*) FILTER (WHERE type = '{session_type}') AS sessions,
+                     coalesce(sum(CASE WHEN type = '{purchase_type}' THEN amount
+                                       WHEN type = '{refund_type}' THEN -amount END)
+                              FILTER (WHERE currency = 'RUB'), 0) AS revenue_rub,
+                     count(*) FILTER (WHERE type = '{purchase_type}') AS purchases_count,
+                     count(DISTINCT user_id) FILTER (WHERE type = '{purchase_type}' AND amount > 0
+                                                       AND user_id <> '') AS paying_users
+              FROM events
+              WHERE type IN ({kpi_types}) AND time >= TIMESTAMP '{start}' AND time < TIMESTAMP '{end}'
+              GROUP BY day)
+            SELECT day, dau, new_users, sessions, revenue_rub, purchases_count, paying_users,
+                   CASE WHEN dau > 0 THEN revenue_rub / dau END AS arpu,
+                   CASE WHEN dau > 0 THEN CAST(paying_users AS DOUBLE) / dau END AS payer_conversion
+            FROM kpis ORDER BY day""",
+        clickhouse="""
+            SELECT day, dau, new_users, sessions, revenue_rub, purchases_count, paying_users,
+                   if(dau > 0, revenue_rub / dau, NULL) AS arpu,
+                   if(dau > 0, paying_users / dau, NULL) AS payer_conversion
+            FROM (
+              SELECT toDate(time) AS day,
+                     uniqExactIf(user_id, type IN ({active_types}) AND user_id != '') AS dau,
+                     countIf(type = '{registered_type}') AS new_users,
+                     countIf(type = '{session_type}') AS sessions,
+                     sumIf(if(type = '{purchase_type}', 1, -1) * ifNull(amount, 0),
+                           type IN ('{purchase_type}', '{refund_type}') AND currency = 'RUB') AS revenue_rub,
+                     countIf(type = '{purchase_type}') AS purchases_count,
+                     uniqExactIf(user_id, type = '{purchase_type}' AND ifNull(amount, 0) > 0
+                                          AND user_id != '') AS paying_users
+              FROM events
+              WHERE type IN ({kpi_types}) AND time >= toDateTime('{start}') AND time < toDateTime('{end}')
+              GROUP BY day)
+            ORDER BY day""",
+        api=ApiCall(method="REPORT", path="/api/v1/analytics/reports", report=REPORT_NAME, section=REPORT_SECTION,
+                    body={"output_format": "csv"}),
+    ),
 ]
+
+
+def title_of(query: Query, period: tuple[dt.date, dt.date]) -> str:
+    """The row label: the query's title with {days} replaced by the period's length in days."""
+    return query.title.replace("{days}", str((period[1] - period[0]).days))
 
 
 def as_of_of(period: tuple[dt.date, dt.date]) -> dt.datetime:
@@ -416,7 +504,7 @@ def canonical(query: Query, rows: list[tuple], period: tuple[dt.date, dt.date]) 
     engines may return the sparse rows; it costs nothing next to the queries.
     funnel_steps, retention_cohorts, ab_conversion: see their branches below (rows (step, users, median);
     (cohort_start, users, period, measurable, retained users or NULL); (variant, exposed users, converters
-    [, p-value]); user_count: (users,)).
+    [, p-value]); user_count: (users,)); daily_kpis: rows in the order of KPI_COLUMNS.
     The answers are stored in the results JSON as they are (the format of Q1/Q2 is unchanged)."""
     days = days_of(period)
     if query.shape == "day_counts":
@@ -469,6 +557,18 @@ def canonical(query: Query, rows: list[tuple], period: tuple[dt.date, dt.date]) 
     if query.shape == "user_count":
         # One number: the users in the segment (the peers' one row; ours' users-count after the refresh).
         return int(rows[0][0]) if rows else 0
+    if query.shape == "daily_kpis":
+        # [[day, dau, new_users, sessions, revenue_rub, purchases_count, paying_users, arpu, payer_conversion],
+        # ...] for every day of the period. A day without a row is what the metrics give for an empty bucket:
+        # counts and revenue 0, the ratios null (their denominator dau is 0).
+        by_day = {}
+        for row in rows:
+            day = str(row[0])[:10]
+            by_day[day] = [day] + [_int_or_none(value) if column in KPI_COUNT_COLUMNS else _float_or_none(value)
+                                   for column, value in zip(KPI_COLUMNS[1:], row[1:])]
+        empty = [0 if column in KPI_COUNT_COLUMNS else 0.0 if column == "revenue_rub" else None
+                 for column in KPI_COLUMNS[1:]]
+        return [by_day.get(day, [day] + empty) for day in days]
     raise ValueError(f"unknown shape {query.shape}")
 
 
@@ -491,6 +591,21 @@ def _float_or_none(value: Any) -> float | None:
         return None
     number = float(value)
     return None if math.isnan(number) else number
+
+
+def _int_or_none(value: Any) -> int | None:
+    """SQL NULL → None; an integer, its text, or an integral float (or its text, "12.0") → int."""
+    if value is None or value == "\\N" or value == "":
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError(f"{value!r} is not a whole number") from None
+        return int(number)
 
 
 def _bool(value: Any) -> bool | None:
@@ -547,6 +662,21 @@ def differences(query: Query, expected: Any, actual: Any) -> list[str]:
     elif query.shape == "user_count":
         if expected != actual:
             out.append(f"users: {expected} vs {actual}")
+    elif query.shape == "daily_kpis":
+        # Counts exactly; revenue_rub and arpu (sums of doubles, added in different orders) to
+        # REVENUE_RELATIVE_TOLERANCE; payer_conversion (a ratio of two counts) to RATIO_RELATIVE_TOLERANCE.
+        if [row[0] for row in expected] != [row[0] for row in actual]:
+            return [f"days differ: {len(expected)} vs {len(actual)} days"]
+        for want_row, got_row in zip(expected, actual):
+            for column, want, got in zip(KPI_COLUMNS[1:], want_row[1:], got_row[1:]):
+                if column in KPI_COUNT_COLUMNS:
+                    same = want == got
+                elif column == "payer_conversion":
+                    same = _close_or_none(want, got, RATIO_RELATIVE_TOLERANCE, 1e-12)
+                else:
+                    same = _close_or_none(want, got, REVENUE_RELATIVE_TOLERANCE, 1e-6)
+                if not same:
+                    out.append(f"{want_row[0]} {column}: {want!r} vs {got!r}")
     return out[:5]
 
 
@@ -558,6 +688,49 @@ def _close_or_none(want: float | None, got: float | None, rel: float, abs_: floa
 
 def _close(want: float, got: float) -> bool:
     return math.isclose(want, got, rel_tol=REVENUE_RELATIVE_TOLERANCE, abs_tol=1e-6)
+
+
+def report_columns(query: Query) -> tuple[str, ...]:
+    """The columns of a report row's answer, in the order canonical() expects."""
+    if query.shape == "daily_kpis":
+        return KPI_COLUMNS
+    raise ValueError(f"shape {query.shape} is not a report's")
+
+
+def report_csv_rows(query: Query, text: str) -> list[tuple]:
+    """Our report file as CSV (src/reports/formats/writer.h: per section a header row whose first cell is
+    "section", then rows whose first cell is the section name; an empty line between sections; null is an empty
+    field) → the rows of section query.api.section, cells as text (None for an empty field) in the order of
+    report_columns(), picked by column name."""
+    wanted = report_columns(query)
+    header: list[str] | None = None
+    rows: list[tuple] = []
+    for record in csv.reader(io.StringIO(text, newline="")):
+        if not record:
+            continue
+        if record[0] == "section":
+            header = record
+            continue
+        if record[0] != query.api.section:
+            continue
+        if header is None or len(record) != len(header):
+            raise ValueError(f"report CSV: a row of section {record[0]!r} does not match its header {header}")
+        missing = [column for column in wanted if column not in header]
+        if missing:
+            raise ValueError(f"report CSV: section {record[0]!r} has no column {', '.join(missing)} ({header})")
+        cells = dict(zip(header, record))
+        rows.append(tuple(cells[column] if cells[column] != "" else None for column in wanted))
+    return rows
+
+
+def report_json_rows(query: Query, document: dict) -> list[tuple]:
+    """Our report file as JSON ({"sections": [{"name", "rows": [{column: value}]}]}) → the rows of section
+    query.api.section in the order of report_columns()."""
+    wanted = report_columns(query)
+    for section in document.get("sections") or []:
+        if section.get("name") == query.api.section:
+            return [tuple(row.get(column) for column in wanted) for row in section.get("rows") or []]
+    raise ValueError(f"report JSON: no section {query.api.section!r}")
 
 
 def api_rows(query: Query, body: dict) -> list[tuple]:

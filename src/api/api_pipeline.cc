@@ -115,7 +115,9 @@ void ApiPipeline::Record(const HttpRequest& request, const HttpResponse& respons
                            {"request_id", request.request_id},
                            {"remote", request.remote_address},
                            {"bytes_in", request.body.size()},
-                           {"bytes_out", response.body.size()}};
+                           // A streamed body is logged at its announced size (a stream failing mid-way is logged
+                           // again by the server, with the bytes actually sent).
+                           {"bytes_out", response.stream ? response.stream->size() : response.body.size()}};
   if (request.principal) fields["subject"] = request.principal->subject;
   obs::Log(level, "request", fields);
 }

@@ -1,4 +1,11 @@
 // Boost.Beast HTTP server.
+//
+// Responses with a BodyStream are sent with Beast's buffer_body and a serializer loop: the header (with
+// Content-Length = stream->size()), then one chunk of at most kStreamChunkBytes at a time, each read on the
+// handler pool (a Read may block on disk or network; the I/O threads never do) and written on the connection's
+// strand before the next is read, so a download holds one chunk in memory whatever its size. A Read error or a
+// stream ending early closes the connection; the client sees fewer bytes than Content-Length.
+// Responses to HEAD carry the headers (Content-Length included) and no body; a stream is then never read.
 #include "api/http_server.h"
 
 #include <boost/asio.hpp>
@@ -15,6 +22,7 @@
 
 #include "api/errors.h"
 #include "common/ids.h"
+#include "obs/logging.h"
 
 namespace analytics::api {
 
@@ -29,6 +37,42 @@ int64_t SteadyNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+constexpr size_t kStreamChunkBytes = 64 * 1024;
+
+// Status line and headers shared by every kind of response.
+template <typename Body>
+void SetHead(http::response<Body>& out, const HttpResponse& response, unsigned version, bool close) {
+  out.version(version);
+  out.result(static_cast<unsigned>(response.status));
+  out.set(http::field::server, "analytics-service");
+  out.set(http::field::content_type, response.content_type);
+  for (const auto& [name, value] : response.headers) out.set(name, value);
+  out.keep_alive(!close);
+}
+
+std::string RequestIdOf(const HttpResponse& response) {
+  for (const auto& [name, value] : response.headers) {
+    if (beast::iequals(name, "X-Request-Id")) return value;
+  }
+  return {};
+}
+
+// A response whose body is being read from a BodyStream. Not movable: the serializer points at the message.
+struct StreamingResponse {
+  StreamingResponse() : serializer(message) {}
+  StreamingResponse(const StreamingResponse&) = delete;
+  StreamingResponse& operator=(const StreamingResponse&) = delete;
+
+  std::shared_ptr<BodyStream> body;
+  http::response<http::buffer_body> message;
+  http::response_serializer<http::buffer_body> serializer;
+  std::vector<char> chunk;
+  uint64_t size = 0;
+  uint64_t sent = 0;  // bytes read from `body` and handed to the serializer
+  bool close = false;
+  std::string request_id;  // for the log line of a failed stream
+};
 
 }  // namespace
 
@@ -119,6 +163,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec) {
     idle_ = false;
     received_at_ns_ = SteadyNowNs();
+    head_request_ = !ec && parser_->get().method() == http::verb::head;
     if (ec) return OnReadError(ec);
     stream_.expires_after(std::chrono::seconds(server_.options_.request_timeout_seconds));
     http::async_read(stream_, buffer_, *parser_,
@@ -192,21 +237,93 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Write(HttpResponse response, unsigned version) {
-    auto out = std::make_shared<http::response<http::string_body>>();
-    out->version(version);
-    out->result(static_cast<unsigned>(response.status));
-    out->set(http::field::server, "analytics-service");
-    out->set(http::field::content_type, response.content_type);
-    for (const auto& [name, value] : response.headers) out->set(name, value);
     const bool close = response.close_connection || !keep_alive_ || server_.draining_;
-    out->keep_alive(!close);
+    stream_.expires_after(std::chrono::seconds(server_.options_.request_timeout_seconds));
+    if (head_request_ || (response.stream && response.stream->size() == 0)) {
+      return WriteHeadOnly(std::move(response), version, close);
+    }
+    if (response.stream) return WriteStreamed(std::move(response), version, close);
+    auto out = std::make_shared<http::response<http::string_body>>();
+    SetHead(*out, response, version, close);
     out->body() = std::move(response.body);
     out->prepare_payload();
-    stream_.expires_after(std::chrono::seconds(server_.options_.request_timeout_seconds));
     http::async_write(stream_, *out, [self = shared_from_this(), out, close](beast::error_code ec, size_t) {
-      if (ec || close) return self->Close();
-      self->ReadHeader();
+      self->AfterResponse(ec, close);
     });
+  }
+
+  // The headers alone: for HEAD (Content-Length as a GET would have it) and for empty streams.
+  void WriteHeadOnly(HttpResponse response, unsigned version, bool close) {
+    auto out = std::make_shared<http::response<http::empty_body>>();
+    SetHead(*out, response, version, close);
+    out->content_length(response.stream ? response.stream->size() : response.body.size());
+    http::async_write(stream_, *out, [self = shared_from_this(), out, close](beast::error_code ec, size_t) {
+      self->AfterResponse(ec, close);
+    });
+  }
+
+  void WriteStreamed(HttpResponse response, unsigned version, bool close) {
+    streaming_ = std::make_unique<StreamingResponse>();
+    StreamingResponse& out = *streaming_;
+    out.body = std::move(response.stream);
+    out.size = out.body->size();
+    out.close = close;
+    out.request_id = RequestIdOf(response);
+    out.chunk.resize(static_cast<size_t>(std::min<uint64_t>(kStreamChunkBytes, out.size)));
+    SetHead(out.message, response, version, close);
+    out.message.content_length(out.size);
+    out.message.body().data = nullptr;
+    out.message.body().more = true;
+    http::async_write_header(stream_, out.serializer, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->AfterResponse(ec, true);
+      self->ReadChunk();
+    });
+  }
+
+  // Reads the next chunk on the handler pool, then writes it on the strand.
+  void ReadChunk() {
+    asio::post(server_.handler_pool_, [self = shared_from_this()] {
+      StreamingResponse& out = *self->streaming_;
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(out.chunk.size(), out.size - out.sent));
+      common::Result<size_t> got = common::Status::Internal("the body stream threw");
+      try {
+        got = out.body->Read(out.chunk.data(), want);
+      } catch (...) {
+      }
+      asio::post(self->stream_.get_executor(),
+                 [self, got = std::move(got), want]() mutable { self->WriteChunk(std::move(got), want); });
+    });
+  }
+
+  void WriteChunk(common::Result<size_t> got, size_t want) {
+    StreamingResponse& out = *streaming_;
+    if (!got.ok() || *got == 0 || *got > want) {
+      obs::LogWarn("response body stream failed; closing the connection",
+                   {{"request_id", out.request_id},
+                    {"error", !got.ok() ? got.status().ToString()
+                                        : *got == 0 ? "the stream ended early" : "the stream overfilled its buffer"},
+                    {"sent_bytes", out.sent},
+                    {"content_length", out.size}});
+      return AfterResponse(beast::error_code(), true);
+    }
+    out.sent += *got;
+    out.message.body().data = out.chunk.data();
+    out.message.body().size = *got;
+    out.message.body().more = out.sent < out.size;
+    stream_.expires_after(std::chrono::seconds(server_.options_.request_timeout_seconds));
+    http::async_write(stream_, out.serializer, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec == http::error::need_buffer) ec = {};  // the chunk is out; the serializer wants the next one
+      if (ec) return self->AfterResponse(ec, true);
+      if (self->streaming_->serializer.is_done()) return self->AfterResponse(ec, self->streaming_->close);
+      self->ReadChunk();
+    });
+  }
+
+  // A response was written (or failed): the next request, or the end of the connection.
+  void AfterResponse(beast::error_code ec, bool close) {
+    streaming_.reset();  // lets go of the body stream (an open file, ...) at once
+    if (ec || close) return Close();
+    ReadHeader();
   }
 
   void Close() {
@@ -224,6 +341,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   unsigned version_ = 11;
   bool idle_ = false;  // waiting for the first byte of a new request; touched only on the strand
+  bool head_request_ = false;  // the request being answered is a HEAD; touched only on the strand
+  // The streamed response being sent; between a chunk's read on the handler pool and its write on the strand,
+  // only one of them touches it at a time.
+  std::unique_ptr<StreamingResponse> streaming_;
 };
 
 common::Status HttpServer::Impl::Start() {

@@ -3,7 +3,9 @@
 // Rationale: the server knows nothing of routes or auth; it turns bytes into HttpRequest values, runs the
 // request handler on a separate handler pool (so slow handlers never block socket I/O), and writes the
 // HttpResponse back. Transport-level failures (body too large, malformed request) are answered here in the
-// API's error envelope.
+// API's error envelope. A response with a `stream` (downloads) is sent with its Content-Length and then in 64 KiB
+// pieces read from the stream on the handler pool, one piece in flight at a time, never whole in memory; a read
+// error or a short stream closes the connection. HEAD answers carry the headers only.
 // Concurrency: `io_threads` run the sockets (one strand per connection); `handler_threads` run handlers.
 // Shutdown() stops accepting, closes idle keep-alive connections, lets in-flight requests finish (their
 // responses carry `Connection: close`) for up to `shutdown_grace_seconds`, then stops.

@@ -2,7 +2,9 @@
 // Thread-safety: plain values, owned by one request at a time.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/principal.h"
+#include "common/status.h"
 
 namespace analytics::api {
 
@@ -37,10 +40,24 @@ struct HttpRequest {
   std::string Header(std::string_view lower_case_name) const;
 };
 
+// A response body read piece by piece while it is sent (downloads of any size): Read fills up to `capacity`
+// bytes (at most 64 KiB a call) and returns how many, 0 at the end; size() is sent as Content-Length and no more
+// than size() bytes are read. An error or a short stream (fewer bytes than size()) mid-way closes the connection
+// (the client sees a truncated body; the server logs it). Read runs on the server's handler threads (it may
+// block on disk or network), one call at a time; it is never called for HEAD. The server lets go of the stream
+// once the response is sent or has failed.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  virtual common::Result<size_t> Read(char* out, size_t capacity) = 0;
+  virtual uint64_t size() const = 0;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::shared_ptr<BodyStream> stream;  // when set, the body is read from it instead of `body`
   std::vector<std::pair<std::string, std::string>> headers;
   bool close_connection = false;
 

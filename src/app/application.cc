@@ -18,14 +18,17 @@
 #include "api/handlers/events.h"
 #include "api/handlers/metric_definitions.h"
 #include "api/handlers/metric_values.h"
+#include "api/handlers/reports.h"
 #include "api/handlers/segments.h"
 #include "api/handlers/system.h"
 #include "api/http_server.h"
 #include "api/router.h"
 #include "auth/jwt_verifier.h"
 #include "analysis/funnels.h"
+#include "blob/local/local_object_store.h"
 #include "bus/local/local_event_bus.h"
 #include "jobs/pipeline_runner.h"
+#include "reports/report_service.h"
 #include "segments/segment_service.h"
 #include "common/time_util.h"
 #include "events/normalizer.h"
@@ -165,6 +168,9 @@ struct Application::State {
   std::unique_ptr<bus::EventBus> bus;
   std::unique_ptr<jobs::PipelineRunner> runner;
   std::unique_ptr<segments::SegmentService> segments;
+  std::unique_ptr<blob::ObjectStore> report_files;
+  std::unique_ptr<jobs::PipelineRunner> report_runner;  // reports never wait behind refreshes, nor the reverse
+  std::unique_ptr<reports::ReportService> reports;
   std::thread housekeeping;
   std::mutex housekeeping_mu;
   std::condition_variable housekeeping_cv;
@@ -270,13 +276,56 @@ Status Application::Start() {
   s.segments->RegisterJobs();
   ANALYTICS_RETURN_IF_ERROR(s.segments->Start());
   ANALYTICS_RETURN_IF_ERROR(s.runner->Start());
+
+  // Reports: instances are pipeline runs of their own runner; files go to <data_dir>/objects/<reports bucket>
+  // (the S3 bucket of the same name once S3 is configured).
+  blob::LocalObjectStoreOptions files_options;
+  const std::filesystem::path data_path(config_.storage.data_dir);
+  files_options.root = (data_path / "objects" / config_.s3.bucket_reports).string();
+  ANALYTICS_ASSIGN_OR_RETURN(s.report_files, blob::LocalObjectStore::OpenRoot(files_options));
+  jobs::PipelineRunnerOptions report_runner_options;
+  report_runner_options.workers = config_.reports.workers;
+  s.report_runner = std::make_unique<jobs::PipelineRunner>(*s.metadata, report_runner_options);
+  metrics::MetricValuesOptions values_options;
+  values_options.k_anonymity = config_.privacy.k_anonymity;
+  values_options.segment_scope = analysis_options.segment_scope;
+  s.metric_values = std::make_unique<metrics::MetricValues>(*s.catalog, *s.event_store, values_options);
+  reports::SegmentLookup segment_lookup;
+  segment_lookup.size = [segment_service](const std::string& id) -> Result<nlohmann::json> {
+    ANALYTICS_ASSIGN_OR_RETURN(nlohmann::json segment, segment_service->Get(id));
+    nlohmann::json out = {{"segment_id", id}, {"name", segment.value("name", "")}, {"type", segment.value("type", "")},
+                          {"users_count", nullptr}, {"as_of", nullptr}, {"refreshed_at", nullptr}};
+    auto count = segment_service->UsersCount(id);
+    if (count.ok()) {
+      for (const char* key : {"users_count", "as_of", "refreshed_at"}) out[key] = (*count)[key];
+    } else if (count.status().code() != common::StatusCode::kFailedPrecondition) {
+      return count.status();  // not materialized yet: null counts
+    }
+    return out;
+  };
+  segment_lookup.ids = [segment_service]() -> Result<std::vector<std::string>> {
+    ANALYTICS_ASSIGN_OR_RETURN(nlohmann::json list, segment_service->List(std::nullopt));
+    std::vector<std::string> ids;
+    for (const auto& item : list["items"]) ids.push_back(item["id"].get<std::string>());
+    return ids;
+  };
+  reports::ReportServiceOptions report_options;
+  report_options.retention_days = config_.reports.retention_days;
+  report_options.schedule_catch_up_ms = int64_t{config_.reports.schedule_catch_up_hours} * 3600000;
+  report_options.temp_dir = (data_path / "tmp" / "reports").string();
+  s.reports = std::make_unique<reports::ReportService>(*s.metadata, *s.event_store, *s.metric_values,
+                                                       analysis_options, *s.report_files, *s.bus, *s.report_runner,
+                                                       std::move(segment_lookup), report_options);
+  s.reports->RegisterJobs();
+  ANALYTICS_RETURN_IF_ERROR(s.reports->Start());
+  ANALYTICS_RETURN_IF_ERROR(s.report_runner->Start());
   s.housekeeping = std::thread([&s] {
     std::unique_lock lock(s.housekeeping_mu);
     while (!s.stopping) {
       auto purged = s.intake->PurgeExpiredDeadLetters(common::NowMillis());
       if (!purged.ok()) obs::LogWarn("dead letter purge failed", {{"error", purged.status().ToString()}});
-      // Pipeline runs are kept 30 days.
-      auto runs = s.metadata->PurgePipelineRunsBefore(common::NowMillis() - 30LL * 86400000);
+      // Segment refresh runs are kept 30 days (the report service purges its own runs).
+      auto runs = s.metadata->PurgePipelineRunsBefore(common::NowMillis() - 30LL * 86400000, segments::kRefreshKind);
       if (!runs.ok()) obs::LogWarn("pipeline run purge failed", {{"error", runs.status().ToString()}});
       s.housekeeping_cv.wait_for(lock, std::chrono::minutes(10));
     }
@@ -324,13 +373,10 @@ Status Application::Start() {
                     }});
   api::AddSystemRoutes(s.router, std::move(checks), s.metrics, kVersion);
   api::AddMetricDefinitionRoutes(s.router, *s.catalog);
-  metrics::MetricValuesOptions values_options;
-  values_options.k_anonymity = config_.privacy.k_anonymity;
-  values_options.segment_scope = analysis_options.segment_scope;
-  s.metric_values = std::make_unique<metrics::MetricValues>(*s.catalog, *s.event_store, values_options);
   api::AddMetricValuesRoutes(s.router, *s.metric_values);
   api::AddAnalysisRoutes(s.router, *s.event_store, analysis_options);
   api::AddSegmentRoutes(s.router, *s.segments);
+  api::AddReportRoutes(s.router, *s.reports);
   api::AddPipelineRunRoutes(s.router, *s.metadata);
   api::AddOutboxRoutes(s.router, *s.bus);
   api::EventRoutesOptions event_options;
@@ -397,6 +443,8 @@ void Application::Stop() {
     s.housekeeping.join();
   }
   // Background work before the stores it uses: running refreshes finish, queued ones stay queued.
+  if (s.reports) s.reports->Stop();
+  if (s.report_runner) s.report_runner->Stop();
   if (s.runner) s.runner->Stop();
   if (s.segments) s.segments->Stop();
   if (s.event_store) {

@@ -241,6 +241,10 @@ Result<Config> BuildConfig(const std::map<std::string, std::string>& values) {
                                      "http://user:password@127.0.0.1:8123/analytics"));
 
   auto& s3 = config.s3;
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("reports.workers", config.reports.workers, 1, 64));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("reports.retention_days", config.reports.retention_days, 1, 3650));
+  ANALYTICS_RETURN_IF_ERROR(
+      reader.Integer("reports.schedule_catch_up_hours", config.reports.schedule_catch_up_hours, 0, 24 * 31));
   ANALYTICS_RETURN_IF_ERROR(reader.String("s3_config.endpoint", s3.endpoint));
   ANALYTICS_RETURN_IF_ERROR(CheckUrl(s3.endpoint, "s3_config.endpoint", {"http://", "https://"}, "http://127.0.0.1:9000"));
   ANALYTICS_RETURN_IF_ERROR(reader.String("s3_config.access_key", s3.access_key));

@@ -100,6 +100,12 @@ struct KafkaConfig {
   std::string dlq_topic;
 };
 
+struct ReportsConfig {
+  int workers = 2;                  // reports generated at the same time
+  int retention_days = 30;          // files and instances older than this are deleted
+  int schedule_catch_up_hours = 24; // a scheduled run missed while stopped still runs if this recent
+};
+
 struct LoggingConfig {
   std::string level = "info";
 };
@@ -120,6 +126,7 @@ struct Config {
   ClickhouseConfig clickhouse;
   S3Config s3;
   KafkaConfig kafka;
+  ReportsConfig reports;
   std::string spark_master_url;
   std::string flink_master_url;
   std::string mlflow_tracking_uri;

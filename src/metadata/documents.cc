@@ -2,12 +2,15 @@
 #include "metadata/documents.h"
 
 #include <array>
+#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <limits>
 #include <string>
 #include <unordered_map>
 #include <utility>
+
+#include "common/utf8.h"
 
 namespace analytics::metadata {
 
@@ -31,15 +34,6 @@ Result<std::string> DumpField(const nlohmann::json& value, std::string_view fiel
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("cannot be stored: ") + e.what(), std::string(field));
   }
-}
-
-// Code points of a valid UTF-8 text: every byte that is not a continuation byte starts one.
-size_t CodePoints(std::string_view text) {
-  size_t count = 0;
-  for (char c : text) {
-    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++count;
-  }
-  return count;
 }
 
 Status RequireText(std::string_view text, const char* field) {
@@ -70,7 +64,7 @@ constexpr std::array<std::string_view, 2> kSegmentTypes = {"static", "dynamic"};
 constexpr std::array<std::string_view, 9> kTriggers = {"manual",  "schedule",           "incremental",
                                                        "upload",  "create",             "definition_changed",
                                                        "new_day", "incremental_overflow", "erasure"};
-constexpr std::array<std::string_view, 4> kRunStatuses = {"queued", "running", "completed", "failed"};
+constexpr std::array<std::string_view, 5> kRunStatuses = {"queued", "running", "completed", "failed", "cancelled"};
 
 }  // namespace
 
@@ -183,7 +177,7 @@ void AssignDeadLetterIds(std::vector<DeadLetter>& letters, const std::vector<int
 Status CheckSegment(const SegmentRecord& record) {
   ANALYTICS_RETURN_IF_ERROR(RequireId(record.id, "id"));
   ANALYTICS_RETURN_IF_ERROR(RequireText(record.name, "name"));
-  const size_t name_length = CodePoints(record.name);
+  const size_t name_length = common::CodePoints(record.name);
   if (name_length < 1 || name_length > 128) return Status::InvalidArgument("must be 1..128 characters", "name");
   if (!OneOf(record.type, kSegmentTypes)) return Status::InvalidArgument("must be static or dynamic", "type");
   if (!record.definition.is_object()) return Status::InvalidArgument("must be a JSON object", "definition");
@@ -201,6 +195,31 @@ Result<nlohmann::json> DecodeSegmentDefinition(std::string_view id, std::string_
   nlohmann::json parsed = nlohmann::json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object()) {
     return Status::Corruption("stored definition of segment '" + std::string(id) + "' is not a JSON object");
+  }
+  return parsed;
+}
+
+Status CheckReportDefinition(const ReportDefinitionRecord& record) {
+  ANALYTICS_RETURN_IF_ERROR(RequireId(record.id, "id"));
+  ANALYTICS_RETURN_IF_ERROR(RequireText(record.name, "name"));
+  const size_t name_length = common::CodePoints(record.name);
+  if (name_length < 1 || name_length > 128) return Status::InvalidArgument("must be 1..128 characters", "name");
+  if (!record.definition.is_object()) return Status::InvalidArgument("must be a JSON object", "definition");
+  if (record.version < 1) return Status::InvalidArgument("must be at least 1", "version");
+  ANALYTICS_RETURN_IF_ERROR(RequireNotNegative(record.created_at_ms, "created_at_ms"));
+  ANALYTICS_RETURN_IF_ERROR(RequireNotNegative(record.updated_at_ms, "updated_at_ms"));
+  return RequireText(record.created_by, "created_by");
+}
+
+Result<std::string> EncodeReportDefinition(const nlohmann::json& definition) {
+  return DumpField(definition, "definition");
+}
+
+Result<nlohmann::json> DecodeReportDefinition(std::string_view id, std::string_view text) {
+  nlohmann::json parsed = nlohmann::json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    return Status::Corruption("stored definition of report definition '" + std::string(id) +
+                              "' is not a JSON object");
   }
   return parsed;
 }
@@ -272,8 +291,10 @@ Status CheckPipelineRun(const PipelineRun& run) {
   ANALYTICS_RETURN_IF_ERROR(RequireText(run.kind, "kind"));
   ANALYTICS_RETURN_IF_ERROR(RequireText(run.target, "target"));
   if (!OneOf(run.status, kRunStatuses)) {
-    return Status::InvalidArgument("must be queued, running, completed or failed", "status");
+    return Status::InvalidArgument("must be queued, running, completed, failed or cancelled", "status");
   }
+  // Written so that NaN fails too.
+  if (!(run.progress >= 0 && run.progress <= 1)) return Status::InvalidArgument("must be 0..1", "progress");
   ANALYTICS_RETURN_IF_ERROR(RequireText(run.error, "error"));
   ANALYTICS_RETURN_IF_ERROR(RequireText(run.requested_by, "requested_by"));
   ANALYTICS_RETURN_IF_ERROR(RequireNotNegative(run.created_at_ms, "created_at_ms"));
@@ -292,6 +313,23 @@ Result<nlohmann::json> DecodeRunDocument(std::string_view id, std::string_view c
                               "' is not valid JSON");
   }
   return parsed;
+}
+
+std::string FormatProgress(double progress) {
+  char buffer[32];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), progress);
+  if (ec != std::errc()) return "0";  // cannot happen: 32 bytes hold any double
+  return std::string(buffer, end);
+}
+
+Result<double> ParseProgress(std::string_view id, std::string_view text) {
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !(value >= 0 && value <= 1)) {
+    return Status::Corruption("stored progress of pipeline run '" + std::string(id) + "' is '" + std::string(text) +
+                              "', not a number in 0..1");
+  }
+  return value;
 }
 
 Status CheckPipelineRunPage(const PipelineRunFilter& filter) {

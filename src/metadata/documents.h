@@ -90,6 +90,20 @@ common::Status CheckMemberIndexPage(int limit);
 // port and in the bitmaps).
 common::Status CheckMemberIndexRange(int64_t first, size_t count);
 
+// Report definitions ------------------------------------------------------------------------------------------
+
+// What both adapters require of a report definition (see MetadataStore::CreateReportDefinition).
+// InvalidArgument naming the field otherwise.
+common::Status CheckReportDefinition(const ReportDefinitionRecord& record);
+
+// The stored form of ReportDefinitionRecord::definition (compact JSON). InvalidArgument (field "definition")
+// when it cannot be serialized.
+common::Result<std::string> EncodeReportDefinition(const nlohmann::json& definition);
+
+// Reads the definition stored for report definition `id`. Corruption naming it when the text is not a JSON
+// object.
+common::Result<nlohmann::json> DecodeReportDefinition(std::string_view id, std::string_view text);
+
 // Pipeline runs -----------------------------------------------------------------------------------------------
 
 // What both adapters require of a run before storing it (see MetadataStore::CreatePipelineRun).
@@ -102,6 +116,12 @@ common::Result<std::string> EncodeRunDocument(const nlohmann::json& document, st
 // Reads column `column` ("parameters" or "result") of run `id`. Corruption naming the run when it is not JSON.
 common::Result<nlohmann::json> DecodeRunDocument(std::string_view id, std::string_view column,
                                                  std::string_view text);
+
+// The stored text of PipelineRun::progress (PostgreSQL parameter): the shortest form that reads back exactly.
+std::string FormatProgress(double progress);
+
+// Reads progress text returned by PostgreSQL. Corruption naming the run when it is not a number in 0..1.
+common::Result<double> ParseProgress(std::string_view id, std::string_view text);
 
 // InvalidArgument (field "limit") when filter.limit is outside 1..1000.
 common::Status CheckPipelineRunPage(const PipelineRunFilter& filter);

@@ -1,5 +1,6 @@
 // MetadataStore: the port through which the service keeps its definitions, audit log, dead letters, segments
-// (definitions, materialized members, the member index) and pipeline runs.
+// (definitions, materialized members, the member index), report definitions and pipeline runs (segment
+// refreshes, report instances).
 //
 // Application code depends only on this interface; the composition root (src/app/) picks an adapter:
 // sqlite/ (embedded default, one file in the data dir) or postgres/ (scaled mode, shared by replicas). Both
@@ -99,12 +100,25 @@ struct SegmentMaterialization {
   std::string bitmap;          // bytes (may contain NUL): BLOB / BYTEA, returned byte for byte
 };
 
+// A report definition (src/reports validates `definition`; the store keeps it as given). Strings as for
+// SegmentRecord.
+struct ReportDefinitionRecord {
+  std::string id;              // UUID text, assigned by the caller (1..64 bytes)
+  std::string name;            // unique (byte-exact), 1..128 characters (code points)
+  nlohmann::json definition;   // the whole normalized definition document (a JSON object), stored and returned as is
+  int64_t version = 1;         // >= 1
+  bool builtin = false;        // seeded by the service
+  int64_t created_at_ms = 0, updated_at_ms = 0;  // Unix millis, >= 0
+  std::string created_by;
+};
+
 // One pipeline run (the spec's DataPipelineRun). Strings must be UTF-8 without NUL bytes.
 struct PipelineRun {
   std::string id;              // UUID text, caller-assigned (1..64 bytes)
-  std::string kind;            // e.g. "segment_refresh" (not empty)
-  std::string target;          // e.g. the segment id
-  std::string status;          // "queued", "running", "completed", "failed"
+  std::string kind;            // e.g. "segment_refresh", "report" (not empty)
+  std::string target;          // e.g. the segment id, the report definition id
+  std::string status;          // "queued", "running", "completed", "failed", "cancelled"
+  double progress = 0;         // 0..1 (the handler's estimate while running; 1 when completed)
   nlohmann::json parameters;   // null when none; stored and returned as is
   nlohmann::json result;       // null when none; stored and returned as is
   std::string error;           // "" when none
@@ -114,7 +128,7 @@ struct PipelineRun {
 
 // Which runs ListPipelineRuns returns. Unset fields do not filter; set fields are ANDed.
 struct PipelineRunFilter {
-  std::optional<std::string> kind, status, target;        // exact matches
+  std::optional<std::string> kind, status, target, requested_by;  // exact matches
   std::optional<int64_t> created_from_ms, created_to_ms;  // [from, to) on created_at_ms
   std::optional<std::string> before_id;  // paging cursor: runs strictly after this one in the order below
   int limit = 100;                        // 1..1000
@@ -253,9 +267,28 @@ class MetadataStore {
   virtual common::Result<uint32_t> ForgetMember(std::string_view user) = 0;
 
   // ------------------------------------------------------------------------------------------------------
+  // Report definitions: the same contract as the segment methods above (validation errors InvalidArgument
+  // naming the field; Corruption for a stored document that does not read back).
+
+  // AlreadyExists when record.id or record.name is taken (under concurrent creates of one name exactly one
+  // caller gets OK). InvalidArgument for an empty or over-long id/name, a definition that is not a JSON object,
+  // version < 1, a negative time or an unstorable string.
+  virtual common::Status CreateReportDefinition(const ReportDefinitionRecord& record) = 0;
+  // NotFound when there is none.
+  virtual common::Result<ReportDefinitionRecord> GetReportDefinition(std::string_view id) = 0;
+  // Every definition, sorted by name (byte order).
+  virtual common::Result<std::vector<ReportDefinitionRecord>> ListReportDefinitions() = 0;
+  // Replaces every field of record.id if its stored version is `expected_version` (the caller sets
+  // record.version = expected_version + 1 and updated_at_ms). NotFound, FailedPrecondition (version differs,
+  // nothing changes), AlreadyExists (name of another definition), InvalidArgument as for create.
+  virtual common::Status UpdateReportDefinition(const ReportDefinitionRecord& record, int64_t expected_version) = 0;
+  // NotFound when there is none. Runs that name it as their target are kept.
+  virtual common::Status DeleteReportDefinition(std::string_view id) = 0;
+
+  // ------------------------------------------------------------------------------------------------------
   // Pipeline runs. InvalidArgument (field named) when a run has an empty id or kind, a status outside
-  // queued/running/completed/failed, a negative time, an unstorable string, or parameters/result that cannot
-  // be serialized.
+  // queued/running/completed/failed/cancelled, progress outside 0..1 (or NaN), a negative time, an unstorable
+  // string, or parameters/result that cannot be serialized.
 
   // Stores a new run. AlreadyExists when run.id is taken (the stored run is unchanged).
   virtual common::Status CreatePipelineRun(const PipelineRun& run) = 0;
@@ -273,11 +306,12 @@ class MetadataStore {
   virtual common::Result<std::vector<PipelineRun>> ListPipelineRuns(const PipelineRunFilter& filter) = 0;
 
   // Runs left queued or running (a restart recovers them), oldest first (created_at_ms, then id ascending).
+  // (Cancelled runs are finished.)
   virtual common::Result<std::vector<PipelineRun>> ListUnfinishedPipelineRuns() = 0;
 
-  // Retention: deletes the finished runs (completed or failed) with finished_at_ms < before_ms; returns how
-  // many. Queued and running runs are never purged.
-  virtual common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms) = 0;
+  // Retention: deletes the finished runs (completed, failed or cancelled) with finished_at_ms < before_ms of
+  // the given kind (every kind when `kind` is empty); returns how many. Queued and running runs are never purged.
+  virtual common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms, std::string_view kind) = 0;
 };
 
 }  // namespace analytics::metadata

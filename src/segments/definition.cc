@@ -2,6 +2,7 @@
 
 #include "analysis/request.h"
 #include "common/time_util.h"
+#include "common/utf8.h"
 
 namespace analytics::segments {
 
@@ -24,12 +25,6 @@ Status CheckUserId(const std::string& id, const std::string& field) {
 
 }  // namespace
 
-size_t CodePoints(std::string_view text) {
-  size_t count = 0;
-  for (unsigned char c : text) count += (c & 0xC0) != 0x80 ? 1 : 0;
-  return count;
-}
-
 Result<SegmentDefinition> ParseDefinition(const json& body) {
   if (!body.is_object()) return Status::InvalidArgument("the body must be a JSON object", "body");
   ANALYTICS_RETURN_IF_ERROR(analysis::CheckFields(body,
@@ -38,12 +33,12 @@ Result<SegmentDefinition> ParseDefinition(const json& body) {
                                                   ""));
   SegmentDefinition def;
   ANALYTICS_ASSIGN_OR_RETURN(def.name, analysis::RequiredString(body, "name", ""));
-  if (def.name.empty() || CodePoints(def.name) > kMaxNameLength) {
+  if (def.name.empty() || common::CodePoints(def.name) > kMaxNameLength) {
     return Status::InvalidArgument("must have 1 to " + std::to_string(kMaxNameLength) + " characters", "name");
   }
   ANALYTICS_ASSIGN_OR_RETURN(auto description, analysis::OptionalString(body, "description", ""));
   def.description = description.value_or("");
-  if (CodePoints(def.description) > kMaxDescriptionLength) {
+  if (common::CodePoints(def.description) > kMaxDescriptionLength) {
     return Status::InvalidArgument("must have at most " + std::to_string(kMaxDescriptionLength) + " characters",
                                    "description");
   }

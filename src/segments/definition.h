@@ -52,7 +52,5 @@ nlohmann::json ToDocument(const SegmentDefinition& definition);
 common::Result<std::vector<std::string>> ParseUserIds(const nlohmann::json& array, const std::string& field);
 common::Result<std::vector<std::string>> ParseUserIdsCsv(std::string_view text);
 
-// Characters (UTF-8 code points) of valid UTF-8 text.
-size_t CodePoints(std::string_view text);
 
 }  // namespace analytics::segments

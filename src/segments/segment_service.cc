@@ -63,7 +63,8 @@ SegmentService::SegmentService(metadata::MetadataStore& metadata, store::EventSt
 SegmentService::~SegmentService() { Stop(); }
 
 void SegmentService::RegisterJobs() {
-  runner_.Register(kRefreshKind, [this](const metadata::PipelineRun& run) { return Refresh(run); });
+  runner_.Register(kRefreshKind,
+                   [this](const metadata::PipelineRun& run, jobs::RunContext& /*context*/) { return Refresh(run); });
 }
 
 Status SegmentService::Start() {

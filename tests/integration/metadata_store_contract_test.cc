@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <latch>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -574,9 +576,14 @@ TYPED_TEST(MetadataStoreContractTest, AuditLimitMustBePositive) {
 }
 
 // What undoes migration 4 (segments and pipeline runs): the state of a database written before it existed.
-constexpr std::string_view kDropVersion4 =
-    "DROP TABLE segment_materializations; DROP TABLE segments; DROP TABLE segment_member_index;"
-    " DROP TABLE pipeline_runs; DELETE FROM schema_migrations WHERE version = 4;";
+// Undoes migration 5 (report definitions; pipeline_runs is dropped right after by kDropVersion4).
+constexpr std::string_view kDropVersion5 =
+    "DROP TABLE report_definitions; DELETE FROM schema_migrations WHERE version = 5;";
+// Undoes migrations 5 and 4.
+const std::string kDropVersion4 = std::string(kDropVersion5) +
+                                  "DROP TABLE segment_materializations; DROP TABLE segments;"
+                                  " DROP TABLE segment_member_index;"
+                                  " DROP TABLE pipeline_runs; DELETE FROM schema_migrations WHERE version = 4;";
 
 // ---------------------------------------------------------------------------------------------------------
 // Dead letters
@@ -1003,7 +1010,7 @@ TYPED_TEST(MetadataStoreContractTest, ConcurrentDeadLetterAppendsKeepEveryRow) {
 TYPED_TEST(MetadataStoreContractTest, DatabaseAtVersion2GainsDeadLettersAndKeepsItsData) {
   ASSERT_OK(this->store().CreateMetricDefinition(CountMetric("purchases")));
   // What a database written before dead letters existed looks like.
-  ASSERT_OK(TypeParam::Execute(this->store(), std::string(kDropVersion4) +
+  ASSERT_OK(TypeParam::Execute(this->store(), kDropVersion4 +
                                                   "DROP TABLE dead_letters; DELETE FROM schema_migrations"
                                                   " WHERE version = 3"));
   ASSERT_OK_AND_ASSIGN(int old_version, this->store().SchemaVersion());
@@ -1656,6 +1663,260 @@ TYPED_TEST(MetadataStoreContractTest, ConcurrentMemberIndexCallsAgree) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Report definitions
+
+ReportDefinitionRecord ReportDefinition(const std::string& id, const std::string& name, bool builtin = false) {
+  return ReportDefinitionRecord{
+      .id = id,
+      .name = name,
+      .definition = {{"name", name},
+                     {"metrics", json::array({"dau", "net_revenue"})},
+                     {"period", {{"last_days", 7}}},
+                     {"format", "csv"}},
+      .version = 1,
+      .builtin = builtin,
+      .created_at_ms = kCreatedAt,
+      .updated_at_ms = kCreatedAt,
+      .created_by = "user-1",
+  };
+}
+
+void ExpectSameReportDefinition(const ReportDefinitionRecord& actual, const ReportDefinitionRecord& expected) {
+  SCOPED_TRACE("report definition " + expected.id);
+  EXPECT_EQ(actual.id, expected.id);
+  EXPECT_EQ(actual.name, expected.name);
+  EXPECT_EQ(actual.definition, expected.definition);
+  EXPECT_EQ(actual.definition.dump(), expected.definition.dump());  // same text: 7 stays 7
+  EXPECT_EQ(actual.version, expected.version);
+  EXPECT_EQ(actual.builtin, expected.builtin);
+  EXPECT_EQ(actual.created_at_ms, expected.created_at_ms);
+  EXPECT_EQ(actual.updated_at_ms, expected.updated_at_ms);
+  EXPECT_EQ(actual.created_by, expected.created_by);
+}
+
+std::vector<std::string> ReportNames(const std::vector<ReportDefinitionRecord>& records) {
+  std::vector<std::string> names;
+  for (const auto& record : records) names.push_back(record.name);
+  return names;
+}
+
+TYPED_TEST(MetadataStoreContractTest, ReportDefinitionReadsBackAndListsByNameInByteOrder) {
+  ASSERT_OK_AND_ASSIGN(auto none, this->store().ListReportDefinitions());
+  EXPECT_TRUE(none.empty());
+  ReportDefinitionRecord rich = ReportDefinition("5f0c1d2e-0000-4000-8000-000000000001", "weekly_revenue", true);
+  rich.definition["description"] = "Ведьмак 3 — 🎮 \"quoted\" \\ '; DROP TABLE report_definitions; --";
+  rich.definition["ratio"] = 0.25;
+  rich.definition["nul"] = std::string("a\0b", 3);  // JSON text escapes it as \u0000
+  rich.version = 4;
+  rich.updated_at_ms = kCreatedAt + 86400000;
+  rich.created_by = "пользователь-1";
+  ReportDefinitionRecord upper = ReportDefinition("5f0c1d2e-0000-4000-8000-000000000002", "B daily");
+  ReportDefinitionRecord accented = ReportDefinition("5f0c1d2e-0000-4000-8000-000000000003", "é_after_z");
+  ReportDefinitionRecord lower = ReportDefinition("5f0c1d2e-0000-4000-8000-000000000004", "a_first", true);
+  for (const auto* record : {&rich, &upper, &accented, &lower}) {
+    ASSERT_OK(this->store().CreateReportDefinition(*record));
+  }
+
+  ASSERT_OK_AND_ASSIGN(ReportDefinitionRecord stored, this->store().GetReportDefinition(rich.id));
+  ExpectSameReportDefinition(stored, rich);
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetReportDefinition(upper.id));
+  ExpectSameReportDefinition(stored, upper);  // builtin false round trips too
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListReportDefinitions());
+  EXPECT_EQ(ReportNames(all), (std::vector<std::string>{"B daily", "a_first", "weekly_revenue", "é_after_z"}));
+  for (const auto& listed : all) {
+    for (const auto* record : {&rich, &upper, &accented, &lower}) {
+      if (listed.id == record->id) ExpectSameReportDefinition(listed, *record);
+    }
+  }
+}
+
+TYPED_TEST(MetadataStoreContractTest, ReportDefinitionIdOrNameTakenIsAlreadyExistsAndKeepsTheFirst) {
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-1", "weekly")));
+  Status status = this->store().CreateReportDefinition(ReportDefinition("rep-1", "other_name"));
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status.ToString();
+  EXPECT_NE(status.message().find("rep-1"), std::string::npos) << status.ToString();
+  status = this->store().CreateReportDefinition(ReportDefinition("rep-2", "weekly", true));
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status.ToString();
+  EXPECT_NE(status.message().find("weekly"), std::string::npos) << status.ToString();
+  // Names are byte-exact: another case is another name. A segment of the same name is no conflict.
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-3", "Weekly")));
+  ASSERT_OK(this->store().CreateSegment(Segment("rep-1", "weekly")));
+
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListReportDefinitions());
+  EXPECT_EQ(ReportNames(all), (std::vector<std::string>{"Weekly", "weekly"}));
+  ASSERT_OK_AND_ASSIGN(ReportDefinitionRecord stored, this->store().GetReportDefinition("rep-1"));
+  ExpectSameReportDefinition(stored, ReportDefinition("rep-1", "weekly"));
+  EXPECT_EQ(this->store().GetReportDefinition("rep-2").status().code(), StatusCode::kNotFound);
+}
+
+TYPED_TEST(MetadataStoreContractTest, UnknownReportDefinitionIsNotFound) {
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-1", "weekly")));
+  for (const std::string& id : {std::string("rep-2"), std::string("x'; DROP TABLE report_definitions; --"),
+                               std::string("a\0b", 3), std::string("\xff\xfe")}) {
+    EXPECT_EQ(this->store().GetReportDefinition(id).status().code(), StatusCode::kNotFound);
+    EXPECT_EQ(this->store().DeleteReportDefinition(id).code(), StatusCode::kNotFound);
+  }
+  ReportDefinitionRecord ghost = ReportDefinition("rep-2", "ghost");
+  ghost.version = 2;
+  EXPECT_EQ(this->store().UpdateReportDefinition(ghost, 1).code(), StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListReportDefinitions());
+  EXPECT_EQ(ReportNames(all), std::vector<std::string>{"weekly"});
+}
+
+TYPED_TEST(MetadataStoreContractTest, InvalidReportDefinitionIsInvalidArgumentAndNothingIsStored) {
+  struct Case {
+    const char* name;
+    void (*damage)(ReportDefinitionRecord&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {"empty id", [](ReportDefinitionRecord& r) { r.id = ""; }, "id"},
+      {"long id", [](ReportDefinitionRecord& r) { r.id = std::string(65, 'a'); }, "id"},
+      {"NUL in id", [](ReportDefinitionRecord& r) { r.id = std::string("a\0b", 3); }, "id"},
+      {"empty name", [](ReportDefinitionRecord& r) { r.name = ""; }, "name"},
+      {"129 characters", [](ReportDefinitionRecord& r) { r.name = std::string(129, 'n'); }, "name"},
+      {"129 two-byte characters",
+       [](ReportDefinitionRecord& r) {
+         r.name.clear();
+         for (int char_idx = 0; char_idx < 129; ++char_idx) r.name += "ж";
+       },
+       "name"},
+      {"invalid UTF-8 name", [](ReportDefinitionRecord& r) { r.name = "caf\xc3"; }, "name"},
+      {"array definition", [](ReportDefinitionRecord& r) { r.definition = json::array({1}); }, "definition"},
+      {"null definition", [](ReportDefinitionRecord& r) { r.definition = nullptr; }, "definition"},
+      {"invalid UTF-8 in definition", [](ReportDefinitionRecord& r) { r.definition["x"] = "\xff\xfe"; },
+       "definition"},
+      {"version 0", [](ReportDefinitionRecord& r) { r.version = 0; }, "version"},
+      {"negative created_at", [](ReportDefinitionRecord& r) { r.created_at_ms = -1; }, "created_at_ms"},
+      {"negative updated_at", [](ReportDefinitionRecord& r) { r.updated_at_ms = -1; }, "updated_at_ms"},
+      {"NUL in created_by", [](ReportDefinitionRecord& r) { r.created_by = std::string("u\0", 2); }, "created_by"},
+  };
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-1", "weekly")));
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    ReportDefinitionRecord created = ReportDefinition("rep-2", "fresh");
+    test_case.damage(created);
+    Status status = this->store().CreateReportDefinition(created);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_EQ(status.field(), test_case.field) << status.ToString();
+
+    ReportDefinitionRecord updated = ReportDefinition("rep-1", "weekly");
+    updated.version = 2;
+    test_case.damage(updated);
+    status = this->store().UpdateReportDefinition(updated, 1);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_EQ(status.field(), test_case.field) << status.ToString();
+  }
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListReportDefinitions());
+  ASSERT_EQ(all.size(), 1u);
+  ExpectSameReportDefinition(all[0], ReportDefinition("rep-1", "weekly"));
+
+  // The limits themselves are fine: 128 characters (256 bytes), a 64-byte id.
+  ReportDefinitionRecord longest = ReportDefinition(std::string(64, 'i'), "");
+  for (int char_idx = 0; char_idx < 128; ++char_idx) longest.name += "ж";
+  ASSERT_OK(this->store().CreateReportDefinition(longest));
+  ASSERT_OK_AND_ASSIGN(ReportDefinitionRecord stored, this->store().GetReportDefinition(longest.id));
+  ExpectSameReportDefinition(stored, longest);
+}
+
+TYPED_TEST(MetadataStoreContractTest, ReportDefinitionUpdateIsOptimisticAndRenamesOnlyOntoFreeNames) {
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-1", "weekly", true)));
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-2", "monthly")));
+
+  ReportDefinitionRecord v2 = ReportDefinition("rep-1", "weekly_v2");
+  v2.definition["format"] = "xlsx";
+  v2.builtin = false;  // every field is replaced, the flag too
+  v2.version = 2;
+  v2.updated_at_ms = kCreatedAt + 5000;
+  ASSERT_OK(this->store().UpdateReportDefinition(v2, 1));
+  ASSERT_OK_AND_ASSIGN(ReportDefinitionRecord stored, this->store().GetReportDefinition("rep-1"));
+  ExpectSameReportDefinition(stored, v2);
+  // The old name is free again.
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-3", "weekly")));
+
+  ReportDefinitionRecord stale = v2;
+  stale.definition["format"] = "stale";
+  Status status = this->store().UpdateReportDefinition(stale, 1);
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition) << status.ToString();
+  ReportDefinitionRecord ahead = v2;
+  ahead.version = 4;
+  status = this->store().UpdateReportDefinition(ahead, 3);
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition) << status.ToString();
+
+  ReportDefinitionRecord onto_taken = v2;
+  onto_taken.name = "monthly";
+  onto_taken.version = 3;
+  status = this->store().UpdateReportDefinition(onto_taken, 2);
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status.ToString();
+
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetReportDefinition("rep-1"));
+  ExpectSameReportDefinition(stored, v2);  // none of the refused updates changed anything
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListReportDefinitions());
+  EXPECT_EQ(ReportNames(all), (std::vector<std::string>{"monthly", "weekly", "weekly_v2"}));
+
+  ReportDefinitionRecord v3 = v2;  // keeping its own name is no conflict
+  v3.version = 3;
+  v3.builtin = true;
+  ASSERT_OK(this->store().UpdateReportDefinition(v3, 2));
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetReportDefinition("rep-1"));
+  ExpectSameReportDefinition(stored, v3);
+}
+
+TYPED_TEST(MetadataStoreContractTest, ConcurrentReportDefinitionCreatesOfOneNameHaveExactlyOneWinner) {
+  constexpr int kThreads = 8;
+  std::latch start(kThreads);
+  std::atomic<int> wins = 0;
+  std::atomic<int> taken = 0;
+  std::vector<std::thread> threads;
+  for (int thread_idx = 0; thread_idx < kThreads; ++thread_idx) {
+    threads.emplace_back([&, thread_idx] {
+      const ReportDefinitionRecord record = ReportDefinition("rep-" + std::to_string(thread_idx), "race");
+      start.arrive_and_wait();
+      Status status = this->store().CreateReportDefinition(record);
+      if (status.ok()) ++wins;
+      if (status.code() == StatusCode::kAlreadyExists) ++taken;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wins.load(), 1);
+  EXPECT_EQ(taken.load(), kThreads - 1);
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListReportDefinitions());
+  EXPECT_EQ(all.size(), 1u);
+}
+
+TYPED_TEST(MetadataStoreContractTest, DeletedReportDefinitionFreesItsIdAndNameAndKeepsItsRuns) {
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-1", "weekly")));
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-2", "monthly")));
+  PipelineRun run{.id = "run-1", .kind = "report", .target = "rep-1", .status = "queued", .created_at_ms = kCreatedAt};
+  ASSERT_OK(this->store().CreatePipelineRun(run));
+
+  ASSERT_OK(this->store().DeleteReportDefinition("rep-1"));
+  EXPECT_EQ(this->store().GetReportDefinition("rep-1").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(this->store().DeleteReportDefinition("rep-1").code(), StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListReportDefinitions());
+  EXPECT_EQ(ReportNames(all), std::vector<std::string>{"monthly"});
+  ASSERT_OK_AND_ASSIGN(PipelineRun kept, this->store().GetPipelineRun("run-1"));
+  EXPECT_EQ(kept.target, "rep-1");
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-1", "weekly", true)));
+  ASSERT_OK_AND_ASSIGN(ReportDefinitionRecord stored, this->store().GetReportDefinition("rep-1"));
+  ExpectSameReportDefinition(stored, ReportDefinition("rep-1", "weekly", true));
+}
+
+TYPED_TEST(MetadataStoreContractTest, UnreadableStoredReportDefinitionIsCorruptionNamingIt) {
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-broken", "broken")));
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-array", "array")));
+  ASSERT_OK(TypeParam::Execute(this->store(),
+                               "UPDATE report_definitions SET definition = '{\"name\": ' WHERE id = 'rep-broken';"
+                               "UPDATE report_definitions SET definition = '[1, 2]' WHERE id = 'rep-array'"));
+  for (const char* id : {"rep-broken", "rep-array"}) {
+    auto got = this->store().GetReportDefinition(id);
+    EXPECT_EQ(got.status().code(), StatusCode::kCorruption) << id;
+    EXPECT_NE(got.status().message().find(id), std::string::npos) << got.status().ToString();
+  }
+  EXPECT_EQ(this->store().ListReportDefinitions().status().code(), StatusCode::kCorruption);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Pipeline runs
 
 PipelineRun Run(const std::string& id, int64_t created_at_ms, const std::string& status = "queued",
@@ -1670,9 +1931,14 @@ PipelineRun Run(const std::string& id, int64_t created_at_ms, const std::string&
                   .requested_by = "user-1",
                   .created_at_ms = created_at_ms};
   if (status != "queued") run.started_at_ms = created_at_ms + 10;
-  if (status == "completed" || status == "failed") run.finished_at_ms = created_at_ms + 100;
-  if (status == "completed") run.result = {{"users_count", 3}, {"added", 3}, {"removed", 0}};
+  if (status == "completed" || status == "failed" || status == "cancelled") run.finished_at_ms = created_at_ms + 100;
+  if (status == "running") run.progress = 0.25;
+  if (status == "completed") {
+    run.result = {{"users_count", 3}, {"added", 3}, {"removed", 0}};
+    run.progress = 1;
+  }
   if (status == "failed") run.error = "the rule references an unknown segment";
+  if (status == "cancelled") run.error = "cancelled by user-2";
   return run;
 }
 
@@ -1682,6 +1948,7 @@ void ExpectSameRun(const PipelineRun& actual, const PipelineRun& expected) {
   EXPECT_EQ(actual.kind, expected.kind);
   EXPECT_EQ(actual.target, expected.target);
   EXPECT_EQ(actual.status, expected.status);
+  EXPECT_EQ(actual.progress, expected.progress);  // exactly: a double reads back bit for bit
   EXPECT_EQ(actual.parameters, expected.parameters);
   EXPECT_EQ(actual.parameters.dump(), expected.parameters.dump());
   EXPECT_EQ(actual.result, expected.result);
@@ -1772,6 +2039,12 @@ TYPED_TEST(MetadataStoreContractTest, InvalidPipelineRunIsInvalidArgumentAndNoth
       {"negative created_at", [](PipelineRun& r) { r.created_at_ms = -1; }, "created_at_ms"},
       {"negative started_at", [](PipelineRun& r) { r.started_at_ms = -1; }, "started_at_ms"},
       {"negative finished_at", [](PipelineRun& r) { r.finished_at_ms = -1; }, "finished_at_ms"},
+      {"negative progress", [](PipelineRun& r) { r.progress = -0.001; }, "progress"},
+      {"progress above 1", [](PipelineRun& r) { r.progress = 1.5; }, "progress"},
+      {"NaN progress", [](PipelineRun& r) { r.progress = std::nan(""); }, "progress"},
+      {"infinite progress", [](PipelineRun& r) { r.progress = std::numeric_limits<double>::infinity(); },
+       "progress"},
+      {"cancelled in another case", [](PipelineRun& r) { r.status = "Cancelled"; }, "status"},
   };
   ASSERT_OK(this->store().CreatePipelineRun(Run("run-1", kCreatedAt)));
   for (const Case& test_case : cases) {
@@ -1795,11 +2068,12 @@ TYPED_TEST(MetadataStoreContractTest, InvalidPipelineRunIsInvalidArgumentAndNoth
 TYPED_TEST(MetadataStoreContractTest, PipelineRunsPageNewestFirstUnderEveryFilter) {
   // 130 runs: 13 distinct creation times (so many ties, broken by id descending), random ids, kinds, statuses
   // and targets in different cycles.
-  const std::string statuses[] = {"queued", "running", "completed", "failed"};
+  const std::string statuses[] = {"queued", "running", "completed", "failed", "cancelled"};
   std::vector<PipelineRun> runs;
   for (int run_idx = 0; run_idx < 130; ++run_idx) {
-    runs.push_back(Run(common::NewUuid(), kCreatedAt + (run_idx * 7 % 13) * 1000, statuses[run_idx % 4],
-                       run_idx % 3 == 0 ? "segment_refresh" : "export", "seg-" + std::to_string(run_idx % 5)));
+    runs.push_back(Run(common::NewUuid(), kCreatedAt + (run_idx * 7 % 13) * 1000, statuses[run_idx % 5],
+                       run_idx % 3 == 0 ? "segment_refresh" : "export", "seg-" + std::to_string(run_idx % 4)));
+    runs.back().requested_by = "user-" + std::to_string(run_idx % 7);
   }
   for (const auto& run : runs) ASSERT_OK(this->store().CreatePipelineRun(run));
   std::vector<PipelineRun> newest_first = runs;
@@ -1824,6 +2098,11 @@ TYPED_TEST(MetadataStoreContractTest, PipelineRunsPageNewestFirstUnderEveryFilte
       {"kind", {.kind = "segment_refresh"}, [](const PipelineRun& r) { return r.kind == "segment_refresh"; }},
       {"status", {.status = "failed"}, [](const PipelineRun& r) { return r.status == "failed"; }},
       {"target", {.target = "seg-3"}, [](const PipelineRun& r) { return r.target == "seg-3"; }},
+      {"cancelled", {.status = "cancelled"}, [](const PipelineRun& r) { return r.status == "cancelled"; }},
+      {"requested_by", {.requested_by = "user-4"}, [](const PipelineRun& r) { return r.requested_by == "user-4"; }},
+      {"requested_by and kind",
+       {.kind = "export", .requested_by = "user-2"},
+       [](const PipelineRun& r) { return r.kind == "export" && r.requested_by == "user-2"; }},
       {"kind and status",
        {.kind = "export", .status = "completed"},
        [](const PipelineRun& r) { return r.kind == "export" && r.status == "completed"; }},
@@ -1836,14 +2115,15 @@ TYPED_TEST(MetadataStoreContractTest, PipelineRunsPageNewestFirstUnderEveryFilte
        {.created_from_ms = kCreatedAt + 12000},
        [](const PipelineRun& r) { return r.created_at_ms >= kCreatedAt + 12000; }},
       {"everything",
-       {.kind = "export", .status = "queued", .target = "seg-1", .created_from_ms = kCreatedAt + 1000,
-        .created_to_ms = kCreatedAt + 12000},
+       {.kind = "export", .status = "queued", .target = "seg-1", .requested_by = "user-4",
+        .created_from_ms = kCreatedAt + 1000, .created_to_ms = kCreatedAt + 12000},
        [](const PipelineRun& r) {
-         return r.kind == "export" && r.status == "queued" && r.target == "seg-1" &&
+         return r.kind == "export" && r.status == "queued" && r.target == "seg-1" && r.requested_by == "user-4" &&
                 r.created_at_ms >= kCreatedAt + 1000 && r.created_at_ms < kCreatedAt + 12000;
        }},
       {"nothing", {.kind = "x' OR '1'='1"}, [](const PipelineRun&) { return false; }},
       {"unstorable", {.target = std::string("a\0", 2)}, [](const PipelineRun&) { return false; }},
+      {"unstorable requester", {.requested_by = "\xff"}, [](const PipelineRun&) { return false; }},
   };
   for (const Case& test_case : cases) {
     SCOPED_TRACE(test_case.name);
@@ -1895,6 +2175,7 @@ TYPED_TEST(MetadataStoreContractTest, UnfinishedRunsAreListedOldestFirst) {
       Run("r-a", kCreatedAt + 3000, "queued"),    Run("r-b", kCreatedAt + 1000, "running"),
       Run("r-c", kCreatedAt + 2000, "completed"), Run("r-d", kCreatedAt + 1000, "queued"),
       Run("r-e", kCreatedAt + 500, "failed"),     Run("r-f", kCreatedAt + 4000, "running"),
+      Run("r-g", kCreatedAt + 100, "cancelled"),
   };
   for (const auto& run : runs) ASSERT_OK(this->store().CreatePipelineRun(run));
   ASSERT_OK_AND_ASSIGN(auto unfinished, this->store().ListUnfinishedPipelineRuns());
@@ -1916,24 +2197,171 @@ TYPED_TEST(MetadataStoreContractTest, PurgeDeletesOnlyFinishedRunsBeforeTheCutof
       Run("done-late", kCreatedAt + 1000, "completed"),  // finished at +1100
       Run("queued-old", kCreatedAt, "queued"),
       Run("running-old", kCreatedAt, "running"),
+      Run("cancelled-early", kCreatedAt + 20, "cancelled", "report"),  // finished at +120
   };
   runs[4].finished_at_ms = 1;  // a stray finish time does not make a running run finished
   for (const auto& run : runs) ASSERT_OK(this->store().CreatePipelineRun(run));
 
-  ASSERT_OK_AND_ASSIGN(int64_t nothing, this->store().PurgePipelineRunsBefore(kCreatedAt + 100));
+  ASSERT_OK_AND_ASSIGN(int64_t nothing, this->store().PurgePipelineRunsBefore(kCreatedAt + 100, ""));
   EXPECT_EQ(nothing, 0);  // strictly before
-  ASSERT_OK_AND_ASSIGN(int64_t purged, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000));
-  EXPECT_EQ(purged, 2);
+  ASSERT_OK_AND_ASSIGN(int64_t purged, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000, ""));
+  EXPECT_EQ(purged, 3);  // an empty kind is every kind
   EXPECT_EQ(this->store().GetPipelineRun("done-early").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(this->store().GetPipelineRun("failed-early").status().code(), StatusCode::kNotFound);
-  ASSERT_OK_AND_ASSIGN(int64_t rest, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000000));
+  EXPECT_EQ(this->store().GetPipelineRun("cancelled-early").status().code(), StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(int64_t rest, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000000, ""));
   EXPECT_EQ(rest, 1);
   ASSERT_OK_AND_ASSIGN(auto left, this->store().ListPipelineRuns({}));
   std::vector<std::string> left_ids = RunIds(left);
   std::sort(left_ids.begin(), left_ids.end());
   EXPECT_EQ(left_ids, (std::vector<std::string>{"queued-old", "running-old"}));
-  ASSERT_OK_AND_ASSIGN(int64_t again, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000000));
+  ASSERT_OK_AND_ASSIGN(int64_t again, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000000, ""));
   EXPECT_EQ(again, 0);
+}
+
+TYPED_TEST(MetadataStoreContractTest, PurgeByKindDeletesOnlyThatKindsFinishedRuns) {
+  const std::vector<PipelineRun> runs = {
+      Run("seg-done", kCreatedAt, "completed", "segment_refresh"),
+      Run("seg-cancelled", kCreatedAt, "cancelled", "segment_refresh"),
+      Run("seg-queued", kCreatedAt, "queued", "segment_refresh"),
+      Run("report-done", kCreatedAt, "completed", "report"),
+      Run("report-failed", kCreatedAt, "failed", "report"),
+      Run("report-cancelled", kCreatedAt, "cancelled", "report"),
+      Run("report-running", kCreatedAt, "running", "report"),
+  };
+  for (const auto& run : runs) ASSERT_OK(this->store().CreatePipelineRun(run));
+  const int64_t after_all = kCreatedAt + 1000000;
+
+  ASSERT_OK_AND_ASSIGN(int64_t reports, this->store().PurgePipelineRunsBefore(after_all, "report"));
+  EXPECT_EQ(reports, 3);
+  ASSERT_OK_AND_ASSIGN(auto left, this->store().ListPipelineRuns({}));
+  std::vector<std::string> left_ids = RunIds(left);
+  std::sort(left_ids.begin(), left_ids.end());
+  EXPECT_EQ(left_ids, (std::vector<std::string>{"report-running", "seg-cancelled", "seg-done", "seg-queued"}));
+  for (const std::string& kind : {std::string("Report"), std::string("x' OR '1'='1"), std::string("r\0", 2),
+                                  std::string("\xff")}) {
+    ASSERT_OK_AND_ASSIGN(int64_t none, this->store().PurgePipelineRunsBefore(after_all, kind));
+    EXPECT_EQ(none, 0) << kind;
+  }
+  ASSERT_OK_AND_ASSIGN(int64_t segments, this->store().PurgePipelineRunsBefore(after_all, "segment_refresh"));
+  EXPECT_EQ(segments, 2);
+  ASSERT_OK_AND_ASSIGN(left, this->store().ListPipelineRuns({}));
+  left_ids = RunIds(left);
+  std::sort(left_ids.begin(), left_ids.end());
+  EXPECT_EQ(left_ids, (std::vector<std::string>{"report-running", "seg-queued"}));
+}
+
+TYPED_TEST(MetadataStoreContractTest, ProgressAndCancelledStatusRoundTrip) {
+  PipelineRun run = Run("run-1", kCreatedAt, "running", "report", "rep-1");
+  // Not exactly representable in binary or decimal: the stored double must still read back bit for bit.
+  for (double progress : {0.0, 0.1, 1.0 / 3.0, 0.7000000000000001, 5e-324, 1.0}) {
+    SCOPED_TRACE(progress);
+    run.progress = progress;
+    if (progress == 0.0) {
+      ASSERT_OK(this->store().CreatePipelineRun(run));
+    } else {
+      ASSERT_OK(this->store().UpdatePipelineRun(run));
+    }
+    ASSERT_OK_AND_ASSIGN(PipelineRun stored, this->store().GetPipelineRun(run.id));
+    ExpectSameRun(stored, run);
+  }
+
+  PipelineRun cancelled = run;
+  cancelled.status = "cancelled";
+  cancelled.progress = 0.4;
+  cancelled.error = "cancelled by admin-1";
+  cancelled.finished_at_ms = kCreatedAt + 700;
+  ASSERT_OK(this->store().UpdatePipelineRun(cancelled));
+  ASSERT_OK_AND_ASSIGN(PipelineRun stored, this->store().GetPipelineRun(run.id));
+  ExpectSameRun(stored, cancelled);
+  // Created cancelled (a queued run cancelled before it ran) reads back too.
+  const PipelineRun never_ran = Run("run-2", kCreatedAt + 1, "cancelled");
+  ASSERT_OK(this->store().CreatePipelineRun(never_ran));
+  ASSERT_OK_AND_ASSIGN(stored, this->store().GetPipelineRun(never_ran.id));
+  ExpectSameRun(stored, never_ran);
+
+  // Cancelled runs are finished: no restart picks them up.
+  ASSERT_OK_AND_ASSIGN(auto unfinished, this->store().ListUnfinishedPipelineRuns());
+  EXPECT_TRUE(unfinished.empty());
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListPipelineRuns({.status = "cancelled"}));
+  EXPECT_EQ(RunIds(listed), (std::vector<std::string>{"run-2", "run-1"}));
+  ExpectSameRun(listed[1], cancelled);
+}
+
+// The pipeline_runs table exactly as migration 4 created it (with its indexes), taken from the migration list.
+std::string Version4PipelineRunsTable(MetadataStore& store) {
+  const auto migrations = store.BackendName() == "sqlite" ? SqliteMigrations() : PostgresMigrations();
+  const std::string_view sql = migrations[3].sql;
+  EXPECT_EQ(migrations[3].version, 4);
+  const size_t start = sql.find("CREATE TABLE pipeline_runs");
+  EXPECT_NE(start, std::string_view::npos);
+  return std::string(sql.substr(start));
+}
+
+// A run row as version 4 stored it (no progress column).
+std::string Version4RunInsert(const std::string& id, const std::string& status, int64_t created_at_ms) {
+  const bool finished = status == "completed" || status == "failed";
+  return "INSERT INTO pipeline_runs (id, kind, target, status, parameters, result, error, requested_by,"
+         " created_at_ms, started_at_ms, finished_at_ms) VALUES ('" +
+         id + "', 'segment_refresh', 'seg-1', '" + status + "', '{\"as_of\":\"2024-03-30T23:59:59Z\"}', '" +
+         (status == "completed" ? "{\"users_count\":3}" : "null") + "', '" +
+         (status == "failed" ? "boom" : "") + "', 'user-1', " + std::to_string(created_at_ms) + ", " +
+         std::to_string(status == "queued" ? 0 : created_at_ms + 10) + ", " +
+         std::to_string(finished ? created_at_ms + 100 : 0) + ");";
+}
+
+TYPED_TEST(MetadataStoreContractTest, DatabaseAtVersion4GainsReportDefinitionsAndKeepsItsPipelineRuns) {
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  std::string downgrade = std::string(kDropVersion5) + "DROP TABLE pipeline_runs;" +
+                          Version4PipelineRunsTable(this->store());
+  const std::vector<std::pair<std::string, std::string>> old_runs = {
+      {"old-queued", "queued"}, {"old-running", "running"}, {"old-completed", "completed"}, {"old-failed", "failed"}};
+  for (size_t run_idx = 0; run_idx < old_runs.size(); ++run_idx) {
+    downgrade += Version4RunInsert(old_runs[run_idx].first, old_runs[run_idx].second,
+                                   kCreatedAt + static_cast<int64_t>(run_idx));
+  }
+  ASSERT_OK(TypeParam::Execute(this->store(), downgrade));
+  ASSERT_OK_AND_ASSIGN(int old_version, this->store().SchemaVersion());
+  EXPECT_EQ(old_version, 4);
+
+  this->store_.reset();
+  ASSERT_OK_AND_ASSIGN(this->store_, this->backend_.Open());
+  ASSERT_OK_AND_ASSIGN(int version, this->store().SchemaVersion());
+  EXPECT_EQ(version, LatestSchemaVersion());
+  // Every old run keeps every field; completed ones read as done (progress 1), the others as not started.
+  for (size_t run_idx = 0; run_idx < old_runs.size(); ++run_idx) {
+    const auto& [id, status] = old_runs[run_idx];
+    PipelineRun expected = Run(id, kCreatedAt + static_cast<int64_t>(run_idx), status);
+    expected.progress = status == "completed" ? 1 : 0;
+    if (status == "completed") expected.result = {{"users_count", 3}};
+    if (status == "failed") expected.error = "boom";
+    ASSERT_OK_AND_ASSIGN(PipelineRun stored, this->store().GetPipelineRun(id));
+    ExpectSameRun(stored, expected);
+  }
+  ASSERT_OK_AND_ASSIGN(auto unfinished, this->store().ListUnfinishedPipelineRuns());
+  EXPECT_EQ(RunIds(unfinished), (std::vector<std::string>{"old-queued", "old-running"}));
+  ASSERT_OK_AND_ASSIGN(auto by_kind, this->store().ListPipelineRuns({.kind = "segment_refresh", .limit = 2}));
+  EXPECT_EQ(RunIds(by_kind), (std::vector<std::string>{"old-failed", "old-completed"}));
+  ASSERT_OK(this->store().GetSegment("seg-1"));
+
+  // The new schema works: the cancelled status, progress, report definitions, purge.
+  PipelineRun cancelled = Run("old-running", kCreatedAt + 1, "cancelled");
+  cancelled.progress = 0.5;
+  ASSERT_OK(this->store().UpdatePipelineRun(cancelled));
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-1", "weekly")));
+  ASSERT_OK_AND_ASSIGN(int64_t purged, this->store().PurgePipelineRunsBefore(kCreatedAt + 1000000, ""));
+  EXPECT_EQ(purged, 3);
+  // The database still refuses what the old table refused.
+  EXPECT_FALSE(TypeParam::Execute(this->store(), "UPDATE pipeline_runs SET status = 'done'").ok());
+  EXPECT_FALSE(TypeParam::Execute(this->store(), "UPDATE pipeline_runs SET progress = 2").ok());
+  EXPECT_FALSE(TypeParam::Execute(this->store(), Version4RunInsert("old-queued", "queued", kCreatedAt)).ok());
+  // Every index is there (DROP INDEX fails for a missing one).
+  for (const char* index : {"pipeline_runs_by_time", "pipeline_runs_by_kind", "pipeline_runs_by_status",
+                            "pipeline_runs_by_target", "pipeline_runs_by_requested_by", "pipeline_runs_unfinished",
+                            "pipeline_runs_finished"}) {
+    Status dropped = TypeParam::Execute(this->store(), std::string("DROP INDEX ") + index);
+    EXPECT_TRUE(dropped.ok()) << index << ": " << dropped.ToString();
+  }
 }
 
 TYPED_TEST(MetadataStoreContractTest, DatabaseAtVersion3GainsSegmentsAndKeepsItsData) {

@@ -5,13 +5,15 @@
 // PostgreSQL cases). Expected members come from references computed here from the raw events with plain loops
 // (UTC calendar days), never from the rule evaluator.
 // Covered: refresh runs (members, contains, member pages, run documents, failures with their error, runs a stopped
-// process left unfinished), the runner alone (coalescing, recovery, stop), static segments (user ids, uploads,
+// process left unfinished), the runner alone (coalescing, recovery by kind, stop, cancel, progress, pending
+// counts), static segments (user ids, uploads,
 // sources), persistence across a restart (member indexes reused), incremental updates (also while the first refresh
 // runs), erasure, schedules, ScopeOf, in_segment references, and readers racing refreshes and uploads.
 // The live (incremental) cases assume the test does not run across a UTC midnight (a new day queues a full refresh).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <condition_variable>
 #include <cstdint>
@@ -270,7 +272,7 @@ Result<PipelineRun> WaitForRun(MetadataStore& metadata, const std::string& run_i
   std::string status;
   while (std::chrono::steady_clock::now() < deadline) {
     ANALYTICS_ASSIGN_OR_RETURN(PipelineRun run, metadata.GetPipelineRun(run_id));
-    if (run.status == "completed" || run.status == "failed") return run;
+    if (run.status == "completed" || run.status == "failed" || run.status == "cancelled") return run;
     status = run.status;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -297,7 +299,9 @@ void ExpectRunDocument(const PipelineRun& run, const std::string& kind, const st
   EXPECT_LE(run.created_at_ms, run.started_at_ms);
   EXPECT_LE(run.started_at_ms, run.finished_at_ms);
   EXPECT_EQ(doc["duration_ms"], run.finished_at_ms - run.started_at_ms);
+  EXPECT_EQ(doc["progress"], run.progress);
   if (status == "completed") {
+    EXPECT_EQ(run.progress, 1.0);
     EXPECT_TRUE(doc["error"].is_null()) << doc.dump();
   } else {
     EXPECT_TRUE(doc["error"].is_string()) << doc.dump();
@@ -1476,7 +1480,7 @@ class PipelineRunnerTest : public ::testing::Test {
   // A handler that passes `gate`, records the run and answers {"target": target}, or fails for target "fail"
   // and throws for target "throw".
   jobs::RunHandler Recording(Gate& gate) {
-    return [this, &gate](const PipelineRun& run) -> Result<json> {
+    return [this, &gate](const PipelineRun& run, jobs::RunContext& /*context*/) -> Result<json> {
       gate.Pass();
       {
         std::lock_guard lock(mu_);
@@ -1598,10 +1602,11 @@ TYPED_TEST(PipelineRunnerTest, StartRecoversRunsLeftQueuedOrRunning) {
   ASSERT_OK_AND_ASSIGN(PipelineRun running, WaitForRun(*this->metadata_, "run-running"));
   EXPECT_EQ(running.status, "completed") << running.error;
   EXPECT_GT(running.started_at_ms, base + 2010) << "it ran again from the start";
-  ASSERT_OK_AND_ASSIGN(PipelineRun unknown, WaitForRun(*this->metadata_, "run-unknown-kind"));
-  EXPECT_EQ(unknown.status, "failed");
-  EXPECT_EQ(unknown.error, "unknown pipeline kind 'retired_job'");
   EXPECT_EQ(this->Ran(), (std::vector<std::string>{"run-queued", "run-running"})) << "oldest first; finished runs never";
+  // Another kind belongs to another runner over the same store: left alone.
+  ASSERT_OK_AND_ASSIGN(PipelineRun other_kind, this->metadata_->GetPipelineRun("run-unknown-kind"));
+  EXPECT_EQ(other_kind.status, "queued");
+  EXPECT_EQ(other_kind.started_at_ms, 0);
   for (const PipelineRun& finished : {runs[2], runs[3]}) {
     ASSERT_OK_AND_ASSIGN(PipelineRun row, this->metadata_->GetPipelineRun(finished.id));
     EXPECT_EQ(row.status, finished.status);
@@ -1610,7 +1615,8 @@ TYPED_TEST(PipelineRunnerTest, StartRecoversRunsLeftQueuedOrRunning) {
     EXPECT_EQ(row.error, finished.error);
   }
   ASSERT_OK_AND_ASSIGN(auto unfinished, this->metadata_->ListUnfinishedPipelineRuns());
-  EXPECT_TRUE(unfinished.empty());
+  ASSERT_EQ(unfinished.size(), 1u);
+  EXPECT_EQ(unfinished[0].id, "run-unknown-kind");
 }
 
 TYPED_TEST(PipelineRunnerTest, StopFinishesTheRunningRunAndLeavesQueuedRunsQueued) {
@@ -1658,6 +1664,279 @@ TYPED_TEST(PipelineRunnerTest, StopFinishesTheRunningRunAndLeavesQueuedRunsQueue
   ASSERT_OK_AND_ASSIGN(PipelineRun done, WaitForRun(*this->metadata_, queued_id));
   EXPECT_EQ(done.status, "completed") << done.error;
   EXPECT_EQ(this->Ran(), (std::vector<std::string>{running_id, queued_id}));
+}
+
+// Polls until runner.Pending() is `count` (a run's stored document is final a moment before its worker leaves the
+// running count); false after 20 s.
+bool WaitForPending(const jobs::PipelineRunner& runner, size_t count) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (runner.Pending() != count) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+TYPED_TEST(PipelineRunnerTest, CancelOfAQueuedRunStoresItCancelledAndItNeverRuns) {
+  Gate gate;
+  gate.Close();
+  jobs::PipelineRunner runner(*this->metadata_);
+  OpenOnExit open_on_exit(gate);
+  runner.Register(this->kKind, this->Recording(gate));
+  ASSERT_OK(runner.Start());
+  ASSERT_OK_AND_ASSIGN(PipelineRun running, runner.Submit(this->kKind, "a", json(), "tester"));
+  ASSERT_TRUE(gate.WaitForWaiters(1));
+  ASSERT_OK_AND_ASSIGN(PipelineRun queued, runner.Submit(this->kKind, "b", {{"n", 1}}, "tester"));
+  ASSERT_OK_AND_ASSIGN(PipelineRun later, runner.Submit(this->kKind, "c", json(), "tester"));
+  EXPECT_EQ(runner.Pending(), 3u);
+
+  const int64_t before_cancel = common::NowMillis();
+  ASSERT_OK_AND_ASSIGN(PipelineRun cancelled, runner.Cancel(queued.id, "admin-1"));
+  EXPECT_EQ(cancelled.status, "cancelled");
+  EXPECT_EQ(cancelled.error, "cancelled by admin-1");
+  EXPECT_GE(cancelled.finished_at_ms, before_cancel);
+  EXPECT_EQ(cancelled.started_at_ms, 0);
+  EXPECT_EQ(runner.Pending(), 2u) << "it left the queue at once";
+  ASSERT_OK_AND_ASSIGN(PipelineRun stored, this->metadata_->GetPipelineRun(queued.id));
+  EXPECT_EQ(stored.status, "cancelled");
+  EXPECT_EQ(stored.error, "cancelled by admin-1");
+  EXPECT_EQ(stored.finished_at_ms, cancelled.finished_at_ms);
+  EXPECT_EQ(stored.parameters, json({{"n", 1}}));
+  EXPECT_EQ(stored.requested_by, "tester");
+  EXPECT_TRUE(stored.result.is_null());
+  EXPECT_EQ(jobs::RunToJson(stored)["status"], "cancelled");
+  EXPECT_TRUE(jobs::RunToJson(stored)["duration_ms"].is_null()) << "it never started";
+  // A cancelled run is finished: cancelling it again finds nothing, and the same work queues anew.
+  EXPECT_EQ(runner.Cancel(queued.id, "admin-2").status().code(), StatusCode::kNotFound);
+  ASSERT_OK_AND_ASSIGN(PipelineRun again, runner.Submit(this->kKind, "b", {{"n", 1}}, "tester"));
+  EXPECT_NE(again.id, queued.id);
+
+  gate.Open();
+  for (const std::string& id : {running.id, later.id, again.id}) {
+    ASSERT_OK_AND_ASSIGN(PipelineRun done, WaitForRun(*this->metadata_, id));
+    EXPECT_EQ(done.status, "completed") << done.error;
+  }
+  EXPECT_EQ(this->Ran(), (std::vector<std::string>{running.id, later.id, again.id}));
+  ASSERT_OK_AND_ASSIGN(stored, this->metadata_->GetPipelineRun(queued.id));
+  EXPECT_EQ(stored.status, "cancelled") << "never run";
+  EXPECT_TRUE(WaitForPending(runner, 0));
+}
+
+TYPED_TEST(PipelineRunnerTest, CancelOfARunningRunIsSeenByItsHandlerAndStoredCancelled) {
+  // The handler works in steps until it sees the cancel; target "fail" then answers an error, others success:
+  // either way the run ends cancelled.
+  Gate started;
+  started.Close();
+  std::atomic<int> stopped_early = 0;
+  jobs::PipelineRunner runner(*this->metadata_);
+  OpenOnExit open_on_exit(started);
+  runner.Register(this->kKind, [&](const PipelineRun& run, jobs::RunContext& context) -> Result<json> {
+    context.Progress(0.25);
+    started.Pass();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!context.cancelled()) {
+      if (std::chrono::steady_clock::now() > deadline) return json{{"finished", "without a cancel"}};
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ++stopped_early;
+    if (run.target == "fail") return Status::Unavailable("stopped half-way");
+    return json{{"partial", true}};
+  });
+  ASSERT_OK(runner.Start());
+
+  for (const std::string target : {"ok", "fail"}) {
+    SCOPED_TRACE(target);
+    started.Close();
+    ASSERT_OK_AND_ASSIGN(PipelineRun submitted, runner.Submit(this->kKind, target, json(), "tester"));
+    ASSERT_TRUE(started.WaitForWaiters(1));
+    started.Open();
+    ASSERT_OK_AND_ASSIGN(PipelineRun answered, runner.Cancel(submitted.id, "admin-1"));
+    EXPECT_EQ(answered.id, submitted.id);
+    EXPECT_EQ(answered.status, "running") << "until its handler returns";
+    // A second cancel while it runs answers it again; the first actor is the one recorded.
+    auto second = runner.Cancel(submitted.id, "admin-2");
+    if (second.ok()) {
+      EXPECT_EQ(second->id, submitted.id);
+    } else {
+      EXPECT_EQ(second.status().code(), StatusCode::kNotFound) << "only once it has finished";
+    }
+    ASSERT_OK_AND_ASSIGN(PipelineRun done, WaitForRun(*this->metadata_, submitted.id));
+    ExpectRunDocument(done, this->kKind, target, json::object(), "tester", "cancelled");
+    EXPECT_EQ(done.error, "cancelled by admin-1");
+    EXPECT_TRUE(done.result.is_null()) << done.result.dump();
+    EXPECT_EQ(done.progress, 0.25) << "the last progress reported is kept";
+    EXPECT_TRUE(WaitForPending(runner, 0));
+    EXPECT_EQ(runner.Cancel(submitted.id, "admin-1").status().code(), StatusCode::kNotFound);
+  }
+  EXPECT_EQ(stopped_early.load(), 2);
+}
+
+TYPED_TEST(PipelineRunnerTest, CancelOfAnUnknownFinishedOrForeignRunIsNotFound) {
+  Gate gate;
+  jobs::PipelineRunner runner(*this->metadata_);
+  runner.Register(this->kKind, this->Recording(gate));
+  ASSERT_OK(runner.Start());
+  ASSERT_OK_AND_ASSIGN(PipelineRun submitted, runner.Submit(this->kKind, "a", json(), "tester"));
+  ASSERT_OK_AND_ASSIGN(PipelineRun done, WaitForRun(*this->metadata_, submitted.id));
+  ASSERT_EQ(done.status, "completed");
+  // Queued in the store by another runner (another kind, or another process): not this runner's to cancel.
+  PipelineRun foreign{.id = "foreign-run", .kind = "other_job", .target = "x", .status = "queued",
+                      .created_at_ms = common::NowMillis()};
+  ASSERT_OK(this->metadata_->CreatePipelineRun(foreign));
+  for (const std::string& id : {submitted.id, std::string("no-such-run"), std::string("foreign-run")}) {
+    auto cancelled = runner.Cancel(id, "admin-1");
+    EXPECT_EQ(cancelled.status().code(), StatusCode::kNotFound) << id;
+  }
+  ASSERT_OK_AND_ASSIGN(PipelineRun still, this->metadata_->GetPipelineRun(submitted.id));
+  EXPECT_EQ(still.status, "completed");
+  ASSERT_OK_AND_ASSIGN(PipelineRun untouched, this->metadata_->GetPipelineRun("foreign-run"));
+  EXPECT_EQ(untouched.status, "queued");
+}
+
+TYPED_TEST(PipelineRunnerTest, ProgressIsStoredThrottledAndClampedAndCompletionStoresOne) {
+  Gate first_step, second_step;
+  first_step.Close();
+  second_step.Close();
+  std::atomic<bool> surely_throttled = false;
+  jobs::PipelineRunner runner(*this->metadata_);
+  OpenOnExit open_first(first_step);
+  OpenOnExit open_second(second_step);
+  runner.Register(this->kKind, [&](const PipelineRun& run, jobs::RunContext& context) -> Result<json> {
+    if (run.target == "fail") {
+      context.Progress(0.3);
+      context.Progress(std::nan(""));  // ignored
+      return Status::Unavailable("the job could not finish");
+    }
+    if (run.target == "clamp") {
+      context.Progress(1.7);
+      return Status::Unavailable("the job could not finish");
+    }
+    const auto before_first = std::chrono::steady_clock::now();
+    context.Progress(0.1);  // the first report is stored at once
+    context.Progress(0.2);  // within 200 ms of it: not stored
+    surely_throttled = std::chrono::steady_clock::now() - before_first < std::chrono::milliseconds(150);
+    first_step.Pass();
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    context.Progress(0.6);
+    second_step.Pass();
+    context.Progress(-1);  // clamped to 0; completion stores 1 anyway
+    return json{{"done", true}};
+  });
+  ASSERT_OK(runner.Start());
+
+  ASSERT_OK_AND_ASSIGN(PipelineRun submitted, runner.Submit(this->kKind, "steps", json(), "tester"));
+  ASSERT_TRUE(first_step.WaitForWaiters(1));
+  ASSERT_OK_AND_ASSIGN(PipelineRun stored, this->metadata_->GetPipelineRun(submitted.id));
+  EXPECT_EQ(stored.status, "running");
+  if (surely_throttled) {
+    EXPECT_EQ(stored.progress, 0.1);
+  } else {  // the machine was too slow to tell: the second report may have been stored
+    EXPECT_TRUE(stored.progress == 0.1 || stored.progress == 0.2) << stored.progress;
+  }
+  EXPECT_EQ(jobs::RunToJson(stored)["progress"], stored.progress);
+  first_step.Open();
+  ASSERT_TRUE(second_step.WaitForWaiters(1));
+  ASSERT_OK_AND_ASSIGN(stored, this->metadata_->GetPipelineRun(submitted.id));
+  EXPECT_EQ(stored.progress, 0.6) << "250 ms after the last store";
+  second_step.Open();
+  ASSERT_OK_AND_ASSIGN(PipelineRun done, WaitForRun(*this->metadata_, submitted.id));
+  ExpectRunDocument(done, this->kKind, "steps", json::object(), "tester", "completed");
+  EXPECT_EQ(done.progress, 1.0);
+
+  // Runs that do not complete keep the last fraction reported (clamped), stored or not.
+  ASSERT_OK_AND_ASSIGN(PipelineRun failing, runner.Submit(this->kKind, "fail", json(), "tester"));
+  ASSERT_OK_AND_ASSIGN(PipelineRun failed, WaitForRun(*this->metadata_, failing.id));
+  EXPECT_EQ(failed.status, "failed");
+  EXPECT_EQ(failed.progress, 0.3);
+  ASSERT_OK_AND_ASSIGN(PipelineRun clamping, runner.Submit(this->kKind, "clamp", json(), "tester"));
+  ASSERT_OK_AND_ASSIGN(PipelineRun clamped, WaitForRun(*this->metadata_, clamping.id));
+  EXPECT_EQ(clamped.status, "failed");
+  EXPECT_EQ(clamped.progress, 1.0);
+}
+
+TYPED_TEST(PipelineRunnerTest, RunnersOfDifferentKindsOnOneStoreRecoverOnlyTheirOwnRuns) {
+  const int64_t base = common::NowMillis() - 600000;
+  auto make = [&](const std::string& id, const std::string& kind, const std::string& status, int64_t offset) {
+    PipelineRun run{.id = id, .kind = kind, .target = "t-" + id, .status = status, .requested_by = "previous-process",
+                    .created_at_ms = base + offset};
+    if (status == "running") run.started_at_ms = base + offset + 10;
+    return run;
+  };
+  const std::vector<PipelineRun> runs = {make("a-queued", "job_a", "queued", 1), make("b-queued", "job_b", "queued", 2),
+                                         make("a-running", "job_a", "running", 3),
+                                         make("b-running", "job_b", "running", 4)};
+  for (const PipelineRun& run : runs) ASSERT_OK(this->metadata_->CreatePipelineRun(run));
+
+  std::mutex mu;
+  std::map<std::string, std::vector<std::string>> ran;  // kind -> run ids; guarded by mu
+  auto recorder = [&](const std::string& kind) {
+    return [&, kind](const PipelineRun& run, jobs::RunContext&) -> Result<json> {
+      std::lock_guard lock(mu);
+      ran[kind].push_back(run.id);
+      return json{{"kind", kind}};
+    };
+  };
+  jobs::PipelineRunner runner_a(*this->metadata_);
+  runner_a.Register("job_a", recorder("job_a"));
+  ASSERT_OK(runner_a.Start());
+  for (const char* id : {"a-queued", "a-running"}) {
+    ASSERT_OK_AND_ASSIGN(PipelineRun done, WaitForRun(*this->metadata_, id));
+    EXPECT_EQ(done.status, "completed") << done.error;
+  }
+  // job_b's runs wait for their own runner, exactly as they were left.
+  for (const PipelineRun& run : {runs[1], runs[3]}) {
+    ASSERT_OK_AND_ASSIGN(PipelineRun row, this->metadata_->GetPipelineRun(run.id));
+    EXPECT_EQ(row.status, run.status);
+    EXPECT_EQ(row.started_at_ms, run.started_at_ms);
+  }
+  EXPECT_EQ(runner_a.Cancel("b-queued", "admin-1").status().code(), StatusCode::kNotFound);
+
+  jobs::PipelineRunner runner_b(*this->metadata_, {.workers = 2});
+  runner_b.Register("job_b", recorder("job_b"));
+  ASSERT_OK(runner_b.Start());
+  for (const char* id : {"b-queued", "b-running"}) {
+    ASSERT_OK_AND_ASSIGN(PipelineRun done, WaitForRun(*this->metadata_, id));
+    EXPECT_EQ(done.status, "completed") << done.error;
+    EXPECT_EQ(done.result, json({{"kind", "job_b"}}));
+  }
+  std::lock_guard lock(mu);
+  EXPECT_EQ(ran["job_a"], (std::vector<std::string>{"a-queued", "a-running"}));
+  std::vector<std::string> ran_b = ran["job_b"];
+  std::sort(ran_b.begin(), ran_b.end());  // two workers: either order
+  EXPECT_EQ(ran_b, (std::vector<std::string>{"b-queued", "b-running"}));
+}
+
+TYPED_TEST(PipelineRunnerTest, PendingCountsQueuedAndRunningRuns) {
+  Gate gate;
+  gate.Close();
+  jobs::PipelineRunner runner(*this->metadata_, {.workers = 2});
+  OpenOnExit open_on_exit(gate);
+  runner.Register(this->kKind, this->Recording(gate));
+  EXPECT_EQ(runner.Pending(), 0u);
+  // Before Start, submitted runs wait in the queue.
+  ASSERT_OK_AND_ASSIGN(PipelineRun first, runner.Submit(this->kKind, "a", json(), "tester"));
+  EXPECT_EQ(runner.Pending(), 1u);
+  ASSERT_OK(runner.Start());
+  ASSERT_OK_AND_ASSIGN(PipelineRun second, runner.Submit(this->kKind, "b", json(), "tester"));
+  ASSERT_TRUE(gate.WaitForWaiters(2));  // both workers busy
+  ASSERT_OK_AND_ASSIGN(PipelineRun third, runner.Submit(this->kKind, "c", json(), "tester"));
+  ASSERT_OK_AND_ASSIGN(PipelineRun joined, runner.Submit(this->kKind, "c", json(), "tester"));
+  EXPECT_EQ(joined.id, third.id);
+  ASSERT_OK_AND_ASSIGN(PipelineRun fourth, runner.Submit(this->kKind, "d", json(), "tester"));
+  EXPECT_EQ(runner.Pending(), 4u) << "2 running + 2 queued; a joined submission is not counted twice";
+  ASSERT_OK(runner.Cancel(fourth.id, "admin-1"));
+  EXPECT_EQ(runner.Pending(), 3u);
+  // A cancelled running run counts until its handler returns.
+  ASSERT_OK(runner.Cancel(first.id, "admin-1"));
+  EXPECT_EQ(runner.Pending(), 3u);
+  gate.Open();
+  ASSERT_OK_AND_ASSIGN(PipelineRun cancelled, WaitForRun(*this->metadata_, first.id));
+  EXPECT_EQ(cancelled.status, "cancelled");
+  for (const std::string& id : {second.id, third.id}) {
+    ASSERT_OK_AND_ASSIGN(PipelineRun done, WaitForRun(*this->metadata_, id));
+    EXPECT_EQ(done.status, "completed") << done.error;
+  }
+  EXPECT_TRUE(WaitForPending(runner, 0));
 }
 
 }  // namespace

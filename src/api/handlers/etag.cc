@@ -8,6 +8,14 @@ namespace analytics::api {
 
 std::string VersionTag(int64_t version) { return "\"" + std::to_string(version) + "\""; }
 
+HttpResponse VersionedDocument(int status, const nlohmann::json& doc) {
+  HttpResponse response = HttpResponse::Json(status, doc);
+  if (doc.contains("version") && doc["version"].is_number_integer()) {
+    response.headers.emplace_back("ETag", VersionTag(doc["version"].get<int64_t>()));
+  }
+  return response;
+}
+
 bool IfMatchVersion(const HttpRequest& request, std::optional<int64_t>& version, HttpResponse& error) {
   version.reset();
   std::string if_match = request.Header("if-match");

@@ -1,4 +1,4 @@
-// ETags of versioned resources (metric and segment definitions): the version, quoted; If-Match asks for one.
+// ETags of versioned resources (metric, segment and report definitions): the version, quoted; If-Match asks for one.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,9 @@ namespace analytics::api {
 
 // "\"3\"" for version 3.
 std::string VersionTag(int64_t version);
+
+// `doc` as JSON with its integer "version" (when it has one) as the ETag.
+HttpResponse VersionedDocument(int status, const nlohmann::json& doc);
 
 // The version the request's If-Match header names: nullopt when there is none or it is "*". False (and `error`
 // set to a 400) when it is not a version ETag.

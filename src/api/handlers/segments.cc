@@ -11,6 +11,7 @@
 #include "api/handlers/query_params.h"
 #include "common/time_util.h"
 #include "jobs/pipeline_runner.h"
+#include "reports/report_service.h"
 
 namespace analytics::api {
 namespace {
@@ -51,12 +52,6 @@ std::optional<int64_t> ParseInt(const std::string& text) {
   return value;
 }
 
-HttpResponse DocumentResponse(int status, const json& doc) {
-  HttpResponse response = HttpResponse::Json(status, doc);
-  if (doc.contains("version")) response.headers.emplace_back("ETag", VersionTag(doc["version"].get<int64_t>()));
-  return response;
-}
-
 HttpResponse Create(segments::SegmentService& segments, HttpRequest& request) {
   HttpResponse error;
   auto body = ParseJsonBody(request, error);
@@ -69,7 +64,7 @@ HttpResponse Create(segments::SegmentService& segments, HttpRequest& request) {
     }
     return StatusResponse(doc.status(), kCodes);
   }
-  HttpResponse response = DocumentResponse(201, *doc);
+  HttpResponse response = VersionedDocument(201, *doc);
   response.headers.emplace_back("Location", std::string(kDefinitions) + "/" + (*doc)["id"].get<std::string>());
   return response;
 }
@@ -91,7 +86,7 @@ HttpResponse Update(segments::SegmentService& segments, HttpRequest& request) {
     }
     return SegmentError(doc.status(), id);
   }
-  return DocumentResponse(200, *doc);
+  return VersionedDocument(200, *doc);
 }
 
 HttpResponse Delete(segments::SegmentService& segments, HttpRequest& request) {
@@ -160,17 +155,25 @@ HttpResponse Members(segments::SegmentService& segments, HttpRequest& request) {
   return HttpResponse::Json(200, *result);
 }
 
+// Report instances are runs too; only their owner and platform_admins may see one (docs/reports.md).
+bool MaySee(const HttpRequest& request, const metadata::PipelineRun& run) {
+  return run.kind != reports::kReportKind || request.principal->Has(Role::kPlatformAdmin) ||
+         run.requested_by == request.principal->subject;
+}
+
 HttpResponse ListRuns(metadata::MetadataStore& metadata, HttpRequest& request) {
   metadata::PipelineRunFilter filter;
   if (auto kind = request.QueryParam("kind")) filter.kind = *kind;
   if (auto status = request.QueryParam("status")) {
-    if (*status != "queued" && *status != "running" && *status != "completed" && *status != "failed") {
-      return StatusResponse(Status::InvalidArgument("must be queued, running, completed or failed", "status"),
-                            kQueryCodes);
+    if (*status != "queued" && *status != "running" && *status != "completed" && *status != "failed" &&
+        *status != "cancelled") {
+      return StatusResponse(
+          Status::InvalidArgument("must be queued, running, completed, failed or cancelled", "status"), kQueryCodes);
     }
     filter.status = *status;
   }
   if (auto target = request.QueryParam("target")) filter.target = *target;
+  if (auto requested_by = request.QueryParam("requested_by")) filter.requested_by = *requested_by;
   for (const auto& [name, field] : {std::pair{"created_from", &filter.created_from_ms},
                                     std::pair{"created_to", &filter.created_to_ms}}) {
     if (auto text = request.QueryParam(name)) {
@@ -196,8 +199,13 @@ HttpResponse ListRuns(metadata::MetadataStore& metadata, HttpRequest& request) {
   json items = json::array();
   const bool more = runs->size() > static_cast<size_t>(limit) ||
                     (filter.limit == limit && runs->size() == static_cast<size_t>(limit));
-  for (size_t i = 0; i < runs->size() && i < static_cast<size_t>(limit); ++i) items.push_back(jobs::RunToJson((*runs)[i]));
-  json out = {{"items", items}, {"next_cursor", more ? json(items.back()["run_id"]) : json()}};
+  // Other users' report runs are left out for non-admins, so a page may hold fewer than `limit` items; the
+  // cursor is still the last run read.
+  const size_t read = std::min(runs->size(), static_cast<size_t>(limit));
+  for (size_t i = 0; i < read; ++i) {
+    if (MaySee(request, (*runs)[i])) items.push_back(jobs::RunToJson((*runs)[i]));
+  }
+  json out = {{"items", items}, {"next_cursor", more ? json((*runs)[read - 1].id) : json()}};
   return HttpResponse::Json(200, out);
 }
 
@@ -209,6 +217,10 @@ HttpResponse GetRun(metadata::MetadataStore& metadata, HttpRequest& request) {
       return ErrorResponse(404, error_code::kNotFound, "pipeline run '" + id + "' not found", {{"run_id", id}});
     }
     return StatusResponse(run.status());
+  }
+  if (!MaySee(request, *run)) {
+    return ErrorResponse(403, error_code::kAccessDenied, "pipeline run '" + id + "' is another user's report instance",
+                         {{"run_id", id}});
   }
   return HttpResponse::Json(200, jobs::RunToJson(*run));
 }
@@ -255,7 +267,7 @@ void AddSegmentRoutes(Router& router, segments::SegmentService& segments) {
                 const std::string& id = request.path_params["segment_id"];
                 auto doc = s.Get(id);
                 if (!doc.ok()) return SegmentError(doc.status(), id);
-                return DocumentResponse(200, *doc);
+                return VersionedDocument(200, *doc);
               }});
   router.Add({"PUT", item, true, admins, "Replace a segment definition",
               [&s](HttpRequest& request) { return Update(s, request); }});

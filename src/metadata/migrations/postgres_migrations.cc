@@ -121,6 +121,34 @@ CREATE INDEX pipeline_runs_unfinished ON pipeline_runs (created_at_ms, id)
 CREATE INDEX pipeline_runs_finished ON pipeline_runs (finished_at_ms)
   WHERE status IN ('completed', 'failed');
 )sql"},
+    // Report definitions; pipeline runs gain progress and the status 'cancelled' (issue 7).
+    // - report_definitions is keyed and ordered like segments (COLLATE "C": byte equality and order).
+    // - The status CHECK of migration 4 has PostgreSQL's default name pipeline_runs_status_check; it is
+    //   replaced under the same name. Existing runs get progress 1 when completed, else 0.
+    // - pipeline_runs_finished (the purge) now covers cancelled runs; pipeline_runs_by_requested_by serves the
+    //   requested_by filter, ending in (created_at_ms, id) like the other filter indexes.
+    {5, "report_definitions_and_run_progress", R"sql(
+CREATE TABLE report_definitions (
+  id            TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  name          TEXT COLLATE "C" NOT NULL UNIQUE,
+  version       BIGINT  NOT NULL,
+  builtin       BOOLEAN NOT NULL DEFAULT FALSE,
+  created_at_ms BIGINT  NOT NULL,
+  updated_at_ms BIGINT  NOT NULL,
+  created_by    TEXT    NOT NULL,
+  definition    TEXT    NOT NULL
+);
+ALTER TABLE pipeline_runs DROP CONSTRAINT pipeline_runs_status_check;
+ALTER TABLE pipeline_runs ADD CONSTRAINT pipeline_runs_status_check
+  CHECK (status IN ('queued', 'running', 'completed', 'failed', 'cancelled'));
+ALTER TABLE pipeline_runs ADD COLUMN progress DOUBLE PRECISION NOT NULL DEFAULT 0
+  CONSTRAINT pipeline_runs_progress_check CHECK (progress >= 0 AND progress <= 1);
+UPDATE pipeline_runs SET progress = 1 WHERE status = 'completed';
+CREATE INDEX pipeline_runs_by_requested_by ON pipeline_runs (requested_by, created_at_ms, id);
+DROP INDEX pipeline_runs_finished;
+CREATE INDEX pipeline_runs_finished ON pipeline_runs (finished_at_ms)
+  WHERE status IN ('completed', 'failed', 'cancelled');
+)sql"},
 };
 
 }  // namespace

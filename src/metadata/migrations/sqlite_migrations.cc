@@ -114,6 +114,56 @@ CREATE INDEX pipeline_runs_unfinished ON pipeline_runs (created_at_ms, id)
 CREATE INDEX pipeline_runs_finished ON pipeline_runs (finished_at_ms)
   WHERE status IN ('completed', 'failed');
 )sql"},
+    // Report definitions; pipeline runs gain progress and the status 'cancelled' (issue 7).
+    // - report_definitions is keyed and ordered like segments (BINARY collation: byte order).
+    // - SQLite cannot change a CHECK constraint in place, so pipeline_runs is rebuilt (the documented
+    //   "make other kinds of table schema changes" procedure: new table, copy, drop, rename) and its indexes
+    //   are created again. Nothing references pipeline_runs, so foreign keys need no care. Existing runs keep
+    //   every field and get progress 1 when completed, else 0.
+    // - pipeline_runs_finished (the purge) now covers cancelled runs; pipeline_runs_by_requested_by serves the
+    //   requested_by filter, ending in (created_at_ms, id) like the other filter indexes.
+    {5, "report_definitions_and_run_progress", R"sql(
+CREATE TABLE report_definitions (
+  id            TEXT    NOT NULL PRIMARY KEY,
+  name          TEXT    NOT NULL UNIQUE,
+  version       INTEGER NOT NULL,
+  builtin       INTEGER NOT NULL DEFAULT 0 CHECK (builtin IN (0, 1)),
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL,
+  created_by    TEXT    NOT NULL,
+  definition    TEXT    NOT NULL
+);
+CREATE TABLE pipeline_runs_v5 (
+  id             TEXT    NOT NULL PRIMARY KEY,
+  kind           TEXT    NOT NULL,
+  target         TEXT    NOT NULL,
+  status         TEXT    NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
+  progress       REAL    NOT NULL DEFAULT 0 CHECK (progress >= 0 AND progress <= 1),
+  parameters     TEXT    NOT NULL,
+  result         TEXT    NOT NULL,
+  error          TEXT    NOT NULL,
+  requested_by   TEXT    NOT NULL,
+  created_at_ms  INTEGER NOT NULL,
+  started_at_ms  INTEGER NOT NULL,
+  finished_at_ms INTEGER NOT NULL
+);
+INSERT INTO pipeline_runs_v5 (id, kind, target, status, progress, parameters, result, error, requested_by,
+                              created_at_ms, started_at_ms, finished_at_ms)
+  SELECT id, kind, target, status, CASE WHEN status = 'completed' THEN 1.0 ELSE 0.0 END, parameters, result, error,
+         requested_by, created_at_ms, started_at_ms, finished_at_ms
+  FROM pipeline_runs;
+DROP TABLE pipeline_runs;
+ALTER TABLE pipeline_runs_v5 RENAME TO pipeline_runs;
+CREATE INDEX pipeline_runs_by_time ON pipeline_runs (created_at_ms, id);
+CREATE INDEX pipeline_runs_by_kind ON pipeline_runs (kind, created_at_ms, id);
+CREATE INDEX pipeline_runs_by_status ON pipeline_runs (status, created_at_ms, id);
+CREATE INDEX pipeline_runs_by_target ON pipeline_runs (target, created_at_ms, id);
+CREATE INDEX pipeline_runs_by_requested_by ON pipeline_runs (requested_by, created_at_ms, id);
+CREATE INDEX pipeline_runs_unfinished ON pipeline_runs (created_at_ms, id)
+  WHERE status IN ('queued', 'running');
+CREATE INDEX pipeline_runs_finished ON pipeline_runs (finished_at_ms)
+  WHERE status IN ('completed', 'failed', 'cancelled');
+)sql"},
 };
 
 }  // namespace

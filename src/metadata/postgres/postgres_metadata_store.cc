@@ -320,11 +320,53 @@ Result<int64_t> NextMemberIndex(PGconn* conn) {
   return CellInt(next, 0, 0);
 }
 
+// Report definitions -------------------------------------------------------------------------------------------
+
+constexpr std::string_view kReportDefinitionColumns =
+    "id, name, version, builtin, created_at_ms, updated_at_ms, created_by, definition";
+
+Result<ReportDefinitionRecord> ReadReportDefinition(const PgResult& rows, int row) {
+  ReportDefinitionRecord record;
+  record.id = Cell(rows, row, 0);
+  record.name = Cell(rows, row, 1);
+  ANALYTICS_ASSIGN_OR_RETURN(record.version, CellInt(rows, row, 2));
+  record.builtin = Cell(rows, row, 3) == "t";
+  ANALYTICS_ASSIGN_OR_RETURN(record.created_at_ms, CellInt(rows, row, 4));
+  ANALYTICS_ASSIGN_OR_RETURN(record.updated_at_ms, CellInt(rows, row, 5));
+  record.created_by = Cell(rows, row, 6);
+  ANALYTICS_ASSIGN_OR_RETURN(record.definition, DecodeReportDefinition(record.id, Cell(rows, row, 7)));
+  return record;
+}
+
+// $1 id, $2 name, $3 version, $4 builtin, $5 created_at_ms, $6 updated_at_ms, $7 created_by, $8 definition:
+// shared by INSERT and UPDATE.
+PgParams ReportDefinitionRow(const ReportDefinitionRecord& record, std::string definition) {
+  return {record.id,
+          record.name,
+          Int(record.version),
+          Bool(record.builtin),
+          Int(record.created_at_ms),
+          Int(record.updated_at_ms),
+          record.created_by,
+          std::move(definition)};
+}
+
+// After a create inserted nothing: which key was taken.
+Status ReportDefinitionTaken(PGconn* conn, const ReportDefinitionRecord& record) {
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult rows,
+                             PgExec(conn, "SELECT 1 FROM report_definitions WHERE id = $1::text", {record.id},
+                                    "cannot read report definition '" + record.id + "'"));
+  if (PQntuples(rows.get()) != 0) {
+    return Status::AlreadyExists("report definition '" + record.id + "' already exists");
+  }
+  return Status::AlreadyExists("a report definition named '" + record.name + "' already exists");
+}
+
 // Pipeline runs ------------------------------------------------------------------------------------------------
 
 constexpr std::string_view kRunColumns =
     "id, kind, target, status, parameters, result, error, requested_by, created_at_ms, started_at_ms,"
-    " finished_at_ms";
+    " finished_at_ms, progress";
 
 Result<PipelineRun> ReadRun(const PgResult& rows, int row) {
   PipelineRun run;
@@ -339,6 +381,7 @@ Result<PipelineRun> ReadRun(const PgResult& rows, int row) {
   ANALYTICS_ASSIGN_OR_RETURN(run.created_at_ms, CellInt(rows, row, 8));
   ANALYTICS_ASSIGN_OR_RETURN(run.started_at_ms, CellInt(rows, row, 9));
   ANALYTICS_ASSIGN_OR_RETURN(run.finished_at_ms, CellInt(rows, row, 10));
+  ANALYTICS_ASSIGN_OR_RETURN(run.progress, ParseProgress(run.id, Cell(rows, row, 11)));
   return run;
 }
 
@@ -354,7 +397,7 @@ Result<std::vector<PipelineRun>> ReadRuns(const PgResult& rows) {
 }
 
 // $1 id, $2 kind, $3 target, $4 status, $5 parameters, $6 result, $7 error, $8 requested_by, $9 created_at_ms,
-// $10 started_at_ms, $11 finished_at_ms: shared by INSERT and UPDATE. Checks the run first.
+// $10 started_at_ms, $11 finished_at_ms, $12 progress: shared by INSERT and UPDATE. Checks the run first.
 Result<PgParams> RunRow(const PipelineRun& run) {
   ANALYTICS_RETURN_IF_ERROR(CheckPipelineRun(run));
   ANALYTICS_ASSIGN_OR_RETURN(std::string parameters, EncodeRunDocument(run.parameters, "parameters"));
@@ -369,7 +412,8 @@ Result<PgParams> RunRow(const PipelineRun& run) {
                   run.requested_by,
                   Int(run.created_at_ms),
                   Int(run.started_at_ms),
-                  Int(run.finished_at_ms)};
+                  Int(run.finished_at_ms),
+                  FormatProgress(run.progress)};
 }
 
 // A key that is not storable text (a NUL byte, invalid UTF-8) names no row; PostgreSQL would refuse it as a
@@ -905,6 +949,95 @@ Result<uint32_t> PostgresMetadataStore::ForgetMember(std::string_view user) {
   return static_cast<uint32_t>(index);
 }
 
+Status PostgresMetadataStore::CreateReportDefinition(const ReportDefinitionRecord& record) {
+  ANALYTICS_RETURN_IF_ERROR(CheckReportDefinition(record));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string definition, EncodeReportDefinition(record.definition));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // ON CONFLICT DO NOTHING (any unique key: id or name): a concurrent creator of the same name waits for the
+  // first to commit, then inserts nothing.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult inserted,
+      PgExec(lease.get(),
+             "INSERT INTO report_definitions (" + std::string(kReportDefinitionColumns) +
+                 ") VALUES ($1::text, $2::text, $3::bigint, $4::boolean, $5::bigint, $6::bigint, $7::text, $8::text)"
+                 " ON CONFLICT DO NOTHING",
+             ReportDefinitionRow(record, std::move(definition)),
+             "cannot store report definition '" + record.id + "'"));
+  if (PgAffectedRows(inserted) == 0) return ReportDefinitionTaken(lease.get(), record);
+  return Status::Ok();
+}
+
+Result<ReportDefinitionRecord> PostgresMetadataStore::GetReportDefinition(std::string_view id) {
+  const std::string id_text(id);
+  if (CannotBeStored(id)) return Status::NotFound("report definition '" + id_text + "' not found");
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult rows,
+                             PgExec(lease.get(),
+                                    "SELECT " + std::string(kReportDefinitionColumns) +
+                                        " FROM report_definitions WHERE id = $1::text",
+                                    {id_text}, "cannot read report definition '" + id_text + "'"));
+  if (PQntuples(rows.get()) == 0) return Status::NotFound("report definition '" + id_text + "' not found");
+  return ReadReportDefinition(rows, 0);
+}
+
+Result<std::vector<ReportDefinitionRecord>> PostgresMetadataStore::ListReportDefinitions() {
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // name is COLLATE "C": byte order, as on SQLite.
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult rows,
+                             PgExec(lease.get(),
+                                    "SELECT " + std::string(kReportDefinitionColumns) +
+                                        " FROM report_definitions ORDER BY name",
+                                    {}, "cannot list report definitions"));
+  std::vector<ReportDefinitionRecord> out;
+  const int row_count = PQntuples(rows.get());
+  out.reserve(static_cast<size_t>(row_count));
+  for (int row_idx = 0; row_idx < row_count; ++row_idx) {
+    ANALYTICS_ASSIGN_OR_RETURN(ReportDefinitionRecord record, ReadReportDefinition(rows, row_idx));
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
+Status PostgresMetadataStore::UpdateReportDefinition(const ReportDefinitionRecord& record, int64_t expected_version) {
+  ANALYTICS_RETURN_IF_ERROR(CheckReportDefinition(record));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string definition, EncodeReportDefinition(record.definition));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // The version check and the write are one statement: a concurrent updater blocks on the row lock, then
+  // re-checks the WHERE clause against the committed row and updates nothing.
+  PgParams params = ReportDefinitionRow(record, std::move(definition));
+  params.push_back(Int(expected_version));
+  auto updated = PgExec(lease.get(),
+                        "UPDATE report_definitions SET name = $2::text, version = $3::bigint, builtin = $4::boolean,"
+                        " created_at_ms = $5::bigint, updated_at_ms = $6::bigint, created_by = $7::text,"
+                        " definition = $8::text WHERE id = $1::text AND version = $9::bigint",
+                        params, "cannot update report definition '" + record.id + "'");
+  if (updated.status().code() == common::StatusCode::kAlreadyExists) {  // the new name is another definition's
+    return Status::AlreadyExists("a report definition named '" + record.name + "' already exists");
+  }
+  ANALYTICS_RETURN_IF_ERROR(updated.status());
+  if (PgAffectedRows(*updated) == 0) {
+    ANALYTICS_ASSIGN_OR_RETURN(PgResult current,
+                               PgExec(lease.get(), "SELECT version FROM report_definitions WHERE id = $1::text",
+                                      {record.id}, "cannot read report definition '" + record.id + "'"));
+    if (PQntuples(current.get()) == 0) return Status::NotFound("report definition '" + record.id + "' not found");
+    return Status::FailedPrecondition("report definition '" + record.id + "' is at version " +
+                                      std::string(Cell(current, 0, 0)) + ", not " + Int(expected_version) +
+                                      ": it was changed concurrently");
+  }
+  return Status::Ok();
+}
+
+Status PostgresMetadataStore::DeleteReportDefinition(std::string_view id) {
+  const std::string id_text(id);
+  if (CannotBeStored(id)) return Status::NotFound("report definition '" + id_text + "' not found");
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult deleted,
+                             PgExec(lease.get(), "DELETE FROM report_definitions WHERE id = $1::text", {id_text},
+                                    "cannot delete report definition '" + id_text + "'"));
+  if (PgAffectedRows(deleted) == 0) return Status::NotFound("report definition '" + id_text + "' not found");
+  return Status::Ok();
+}
+
 Status PostgresMetadataStore::CreatePipelineRun(const PipelineRun& run) {
   ANALYTICS_ASSIGN_OR_RETURN(PgParams row, RunRow(run));
   ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
@@ -913,7 +1046,7 @@ Status PostgresMetadataStore::CreatePipelineRun(const PipelineRun& run) {
       PgExec(lease.get(),
              "INSERT INTO pipeline_runs (" + std::string(kRunColumns) +
                  ") VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,"
-                 " $9::bigint, $10::bigint, $11::bigint) ON CONFLICT (id) DO NOTHING",
+                 " $9::bigint, $10::bigint, $11::bigint, $12::double precision) ON CONFLICT (id) DO NOTHING",
              row, "cannot store pipeline run '" + run.id + "'"));
   if (PgAffectedRows(inserted) == 0) return Status::AlreadyExists("pipeline run '" + run.id + "' already exists");
   return Status::Ok();
@@ -927,7 +1060,8 @@ Status PostgresMetadataStore::UpdatePipelineRun(const PipelineRun& run) {
       PgExec(lease.get(),
              "UPDATE pipeline_runs SET kind = $2::text, target = $3::text, status = $4::text, parameters = $5::text,"
              " result = $6::text, error = $7::text, requested_by = $8::text, created_at_ms = $9::bigint,"
-             " started_at_ms = $10::bigint, finished_at_ms = $11::bigint WHERE id = $1::text",
+             " started_at_ms = $10::bigint, finished_at_ms = $11::bigint, progress = $12::double precision"
+             " WHERE id = $1::text",
              row, "cannot update pipeline run '" + run.id + "'"));
   if (PgAffectedRows(updated) == 0) return Status::NotFound("pipeline run '" + run.id + "' not found");
   return Status::Ok();
@@ -950,7 +1084,7 @@ Result<std::vector<PipelineRun>> PostgresMetadataStore::ListPipelineRuns(const P
   if (filter.before_id && CannotBeStored(*filter.before_id)) {
     return Status::InvalidArgument("names no pipeline run (it may have been purged)", "before_id");
   }
-  for (const auto* text : {&filter.kind, &filter.status, &filter.target}) {
+  for (const auto* text : {&filter.kind, &filter.status, &filter.target, &filter.requested_by}) {
     if (*text && CannotBeStored(**text)) return std::vector<PipelineRun>();  // matches nothing
   }
   ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
@@ -977,9 +1111,11 @@ Result<std::vector<PipelineRun>> PostgresMetadataStore::ListPipelineRuns(const P
                  "   AND ($4::bigint IS NULL OR created_at_ms >= $4::bigint)"
                  "   AND ($5::bigint IS NULL OR created_at_ms < $5::bigint)"
                  "   AND ($6::bigint IS NULL OR (created_at_ms, id) < ($6::bigint, $7::text))"
+                 "   AND ($9::text IS NULL OR requested_by = $9::text)"
                  " ORDER BY created_at_ms DESC, id DESC LIMIT $8::integer",
              {filter.kind, filter.status, filter.target, OptionalInt(filter.created_from_ms),
-              OptionalInt(filter.created_to_ms), cursor_created_at_ms, filter.before_id, Int(filter.limit)},
+              OptionalInt(filter.created_to_ms), cursor_created_at_ms, filter.before_id, Int(filter.limit),
+              filter.requested_by},
              "cannot list pipeline runs"));
   return ReadRuns(rows);
 }
@@ -996,13 +1132,17 @@ Result<std::vector<PipelineRun>> PostgresMetadataStore::ListUnfinishedPipelineRu
   return ReadRuns(rows);
 }
 
-Result<int64_t> PostgresMetadataStore::PurgePipelineRunsBefore(int64_t before_ms) {
+Result<int64_t> PostgresMetadataStore::PurgePipelineRunsBefore(int64_t before_ms, std::string_view kind) {
+  if (CannotBeStored(kind)) return int64_t{0};  // names no run
   ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
-  ANALYTICS_ASSIGN_OR_RETURN(PgResult purged,
-                             PgExec(lease.get(),
-                                    "DELETE FROM pipeline_runs WHERE status IN ('completed', 'failed')"
-                                    " AND finished_at_ms < $1::bigint",
-                                    {Int(before_ms)}, "cannot purge pipeline runs"));
+  // The status condition is the one of the partial index pipeline_runs_finished; an empty kind is NULL here.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult purged,
+      PgExec(lease.get(),
+             "DELETE FROM pipeline_runs WHERE status IN ('completed', 'failed', 'cancelled')"
+             " AND finished_at_ms < $1::bigint AND ($2::text IS NULL OR kind = $2::text)",
+             {Int(before_ms), kind.empty() ? std::nullopt : std::optional<std::string>(kind)},
+             "cannot purge pipeline runs"));
   return PgAffectedRows(purged);
 }
 

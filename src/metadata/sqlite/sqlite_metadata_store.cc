@@ -74,6 +74,7 @@ class Statement {
     Check(sqlite3_bind_text64(stmt_, param, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
   }
   void BindInt64(int param, int64_t value) { Check(sqlite3_bind_int64(stmt_, param, value)); }
+  void BindDouble(int param, double value) { Check(sqlite3_bind_double(stmt_, param, value)); }
   void BindNull(int param) { Check(sqlite3_bind_null(stmt_, param)); }
   // Any bytes; an empty value is an empty BLOB, not NULL.
   void BindBlob(int param, std::string_view bytes) {
@@ -105,6 +106,7 @@ class Statement {
   }
 
   int64_t ColumnInt64(int column) { return sqlite3_column_int64(stmt_, column); }
+  double ColumnDouble(int column) { return sqlite3_column_double(stmt_, column); }
   std::string_view ColumnText(int column) {
     const unsigned char* text = sqlite3_column_text(stmt_, column);
     int size = sqlite3_column_bytes(stmt_, column);
@@ -374,11 +376,52 @@ SegmentMaterialization ReadMaterialization(Statement& select) {
   return m;
 }
 
+// Report definitions -------------------------------------------------------------------------------------------
+
+constexpr std::string_view kReportDefinitionColumns =
+    "id, name, version, builtin, created_at_ms, updated_at_ms, created_by, definition";
+
+Result<ReportDefinitionRecord> ReadReportDefinition(Statement& select) {
+  ReportDefinitionRecord record;
+  record.id = select.ColumnText(0);
+  record.name = select.ColumnText(1);
+  record.version = select.ColumnInt64(2);
+  record.builtin = select.ColumnInt64(3) != 0;
+  record.created_at_ms = select.ColumnInt64(4);
+  record.updated_at_ms = select.ColumnInt64(5);
+  record.created_by = select.ColumnText(6);
+  ANALYTICS_ASSIGN_OR_RETURN(record.definition, DecodeReportDefinition(record.id, select.ColumnText(7)));
+  return record;
+}
+
+// Binds the columns shared by INSERT and UPDATE: ?1 id, ?2 name, ?3 version, ?4 builtin, ?5 created_at_ms,
+// ?6 updated_at_ms, ?7 created_by, ?8 definition.
+void BindReportDefinitionRow(Statement& stmt, const ReportDefinitionRecord& record, const std::string& definition) {
+  stmt.BindText(1, record.id);
+  stmt.BindText(2, record.name);
+  stmt.BindInt64(3, record.version);
+  stmt.BindInt64(4, record.builtin ? 1 : 0);
+  stmt.BindInt64(5, record.created_at_ms);
+  stmt.BindInt64(6, record.updated_at_ms);
+  stmt.BindText(7, record.created_by);
+  stmt.BindText(8, definition);
+}
+
+// After a create failed on a unique key: which one was taken.
+Status ReportDefinitionTaken(sqlite3* db, const ReportDefinitionRecord& record) {
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db, "SELECT 1 FROM report_definitions WHERE id = ?1"));
+  select.BindText(1, record.id);
+  ANALYTICS_ASSIGN_OR_RETURN(bool id_taken, select.Step("cannot read report definition '" + record.id + "'"));
+  if (id_taken) return Status::AlreadyExists("report definition '" + record.id + "' already exists");
+  return Status::AlreadyExists("a report definition named '" + record.name + "' already exists");
+}
+
 // Pipeline runs ------------------------------------------------------------------------------------------------
 
 constexpr std::string_view kRunColumns =
     "id, kind, target, status, parameters, result, error, requested_by, created_at_ms, started_at_ms,"
-    " finished_at_ms";
+    " finished_at_ms, progress";
 
 Result<PipelineRun> ReadRun(Statement& select) {
   PipelineRun run;
@@ -393,6 +436,7 @@ Result<PipelineRun> ReadRun(Statement& select) {
   run.created_at_ms = select.ColumnInt64(8);
   run.started_at_ms = select.ColumnInt64(9);
   run.finished_at_ms = select.ColumnInt64(10);
+  run.progress = select.ColumnDouble(11);
   return run;
 }
 
@@ -411,7 +455,7 @@ Result<RunDocuments> EncodeRun(const PipelineRun& run) {
 }
 
 // Binds ?1 id, ?2 kind, ?3 target, ?4 status, ?5 parameters, ?6 result, ?7 error, ?8 requested_by,
-// ?9 created_at_ms, ?10 started_at_ms, ?11 finished_at_ms: shared by INSERT and UPDATE.
+// ?9 created_at_ms, ?10 started_at_ms, ?11 finished_at_ms, ?12 progress: shared by INSERT and UPDATE.
 void BindRunRow(Statement& stmt, const PipelineRun& run, const RunDocuments& documents) {
   stmt.BindText(1, run.id);
   stmt.BindText(2, run.kind);
@@ -424,6 +468,7 @@ void BindRunRow(Statement& stmt, const PipelineRun& run, const RunDocuments& doc
   stmt.BindInt64(9, run.created_at_ms);
   stmt.BindInt64(10, run.started_at_ms);
   stmt.BindInt64(11, run.finished_at_ms);
+  stmt.BindDouble(12, run.progress);
 }
 
 // Runs a SELECT of kRunColumns to the end.
@@ -981,13 +1026,96 @@ Result<uint32_t> SqliteMetadataStore::ForgetMember(std::string_view user) {
   return index;
 }
 
+Status SqliteMetadataStore::CreateReportDefinition(const ReportDefinitionRecord& record) {
+  ANALYTICS_RETURN_IF_ERROR(CheckReportDefinition(record));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string definition, EncodeReportDefinition(record.definition));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
+  ANALYTICS_ASSIGN_OR_RETURN(Statement insert,
+                             Statement::Prepare(db_, "INSERT INTO report_definitions (" +
+                                                         std::string(kReportDefinitionColumns) +
+                                                         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+  BindReportDefinitionRow(insert, record, definition);
+  Status inserted = insert.Run("cannot store report definition '" + record.id + "'");
+  if (inserted.code() == common::StatusCode::kAlreadyExists) return ReportDefinitionTaken(db_, record);
+  ANALYTICS_RETURN_IF_ERROR(inserted);
+  return txn.Commit();
+}
+
+Result<ReportDefinitionRecord> SqliteMetadataStore::GetReportDefinition(std::string_view id) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db_, "SELECT " + std::string(kReportDefinitionColumns) +
+                                                         " FROM report_definitions WHERE id = ?1"));
+  select.BindText(1, id);
+  ANALYTICS_ASSIGN_OR_RETURN(bool found, select.Step("cannot read report definition '" + std::string(id) + "'"));
+  if (!found) return Status::NotFound("report definition '" + std::string(id) + "' not found");
+  return ReadReportDefinition(select);
+}
+
+Result<std::vector<ReportDefinitionRecord>> SqliteMetadataStore::ListReportDefinitions() {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db_, "SELECT " + std::string(kReportDefinitionColumns) +
+                                                         " FROM report_definitions ORDER BY name"));
+  std::vector<ReportDefinitionRecord> out;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, select.Step("cannot list report definitions"));
+    if (!has_row) break;
+    ANALYTICS_ASSIGN_OR_RETURN(ReportDefinitionRecord record, ReadReportDefinition(select));
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
+Status SqliteMetadataStore::UpdateReportDefinition(const ReportDefinitionRecord& record, int64_t expected_version) {
+  ANALYTICS_RETURN_IF_ERROR(CheckReportDefinition(record));
+  ANALYTICS_ASSIGN_OR_RETURN(std::string definition, EncodeReportDefinition(record.definition));
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
+  // The version check and the write are one statement inside the write lock: no lost updates.
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement update,
+      Statement::Prepare(db_,
+                         "UPDATE report_definitions SET name = ?2, version = ?3, builtin = ?4, created_at_ms = ?5,"
+                         " updated_at_ms = ?6, created_by = ?7, definition = ?8 WHERE id = ?1 AND version = ?9"));
+  BindReportDefinitionRow(update, record, definition);
+  update.BindInt64(9, expected_version);
+  Status updated = update.Run("cannot update report definition '" + record.id + "'");
+  if (updated.code() == common::StatusCode::kAlreadyExists) {
+    return Status::AlreadyExists("a report definition named '" + record.name + "' already exists");
+  }
+  ANALYTICS_RETURN_IF_ERROR(updated);
+  if (sqlite3_changes(db_) == 0) {
+    ANALYTICS_ASSIGN_OR_RETURN(Statement current,
+                               Statement::Prepare(db_, "SELECT version FROM report_definitions WHERE id = ?1"));
+    current.BindText(1, record.id);
+    ANALYTICS_ASSIGN_OR_RETURN(bool found, current.Step("cannot read report definition '" + record.id + "'"));
+    if (!found) return Status::NotFound("report definition '" + record.id + "' not found");
+    return Status::FailedPrecondition("report definition '" + record.id + "' is at version " +
+                                      std::to_string(current.ColumnInt64(0)) + ", not " +
+                                      std::to_string(expected_version) + ": it was changed concurrently");
+  }
+  return txn.Commit();
+}
+
+Status SqliteMetadataStore::DeleteReportDefinition(std::string_view id) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement remove,
+                             Statement::Prepare(db_, "DELETE FROM report_definitions WHERE id = ?1"));
+  remove.BindText(1, id);
+  ANALYTICS_RETURN_IF_ERROR(remove.Run("cannot delete report definition '" + std::string(id) + "'"));
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("report definition '" + std::string(id) + "' not found");
+  return Status::Ok();
+}
+
 Status SqliteMetadataStore::CreatePipelineRun(const PipelineRun& run) {
   ANALYTICS_ASSIGN_OR_RETURN(RunDocuments documents, EncodeRun(run));
   std::lock_guard lock(mu_);
   ANALYTICS_ASSIGN_OR_RETURN(
       Statement insert,
       Statement::Prepare(db_, "INSERT INTO pipeline_runs (" + std::string(kRunColumns) +
-                                  ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
+                                  ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
   BindRunRow(insert, run, documents);
   Status inserted = insert.Run("cannot store pipeline run '" + run.id + "'");
   if (inserted.code() == common::StatusCode::kAlreadyExists) {
@@ -1004,7 +1132,7 @@ Status SqliteMetadataStore::UpdatePipelineRun(const PipelineRun& run) {
       Statement::Prepare(db_,
                          "UPDATE pipeline_runs SET kind = ?2, target = ?3, status = ?4, parameters = ?5, result = ?6,"
                          " error = ?7, requested_by = ?8, created_at_ms = ?9, started_at_ms = ?10,"
-                         " finished_at_ms = ?11 WHERE id = ?1"));
+                         " finished_at_ms = ?11, progress = ?12 WHERE id = ?1"));
   BindRunRow(update, run, documents);
   ANALYTICS_RETURN_IF_ERROR(update.Run("cannot update pipeline run '" + run.id + "'"));
   if (sqlite3_changes(db_) == 0) return Status::NotFound("pipeline run '" + run.id + "' not found");
@@ -1043,6 +1171,7 @@ Result<std::vector<PipelineRun>> SqliteMetadataStore::ListPipelineRuns(const Pip
   if (filter.created_from_ms) where += " AND created_at_ms >= ?4";
   if (filter.created_to_ms) where += " AND created_at_ms < ?5";
   if (filter.before_id) where += " AND (created_at_ms, id) < (?6, ?7)";
+  if (filter.requested_by) where += " AND requested_by = ?9";
   ANALYTICS_ASSIGN_OR_RETURN(
       Statement select,
       Statement::Prepare(db_, "SELECT " + std::string(kRunColumns) + " FROM pipeline_runs" + where +
@@ -1057,6 +1186,7 @@ Result<std::vector<PipelineRun>> SqliteMetadataStore::ListPipelineRuns(const Pip
     select.BindText(7, *filter.before_id);
   }
   select.BindInt64(8, filter.limit);
+  if (filter.requested_by) select.BindText(9, *filter.requested_by);
   ANALYTICS_ASSIGN_OR_RETURN(std::vector<PipelineRun> runs, ReadRuns(select));
   ANALYTICS_RETURN_IF_ERROR(txn.Commit());
   return runs;
@@ -1072,13 +1202,15 @@ Result<std::vector<PipelineRun>> SqliteMetadataStore::ListUnfinishedPipelineRuns
   return ReadRuns(select);
 }
 
-Result<int64_t> SqliteMetadataStore::PurgePipelineRunsBefore(int64_t before_ms) {
+Result<int64_t> SqliteMetadataStore::PurgePipelineRunsBefore(int64_t before_ms, std::string_view kind) {
   std::lock_guard lock(mu_);
-  ANALYTICS_ASSIGN_OR_RETURN(Statement purge,
-                             Statement::Prepare(db_,
-                                                "DELETE FROM pipeline_runs WHERE status IN ('completed', 'failed')"
-                                                " AND finished_at_ms < ?1"));
+  // The status condition is the one of the partial index pipeline_runs_finished.
+  std::string sql =
+      "DELETE FROM pipeline_runs WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at_ms < ?1";
+  if (!kind.empty()) sql += " AND kind = ?2";
+  ANALYTICS_ASSIGN_OR_RETURN(Statement purge, Statement::Prepare(db_, sql));
   purge.BindInt64(1, before_ms);
+  if (!kind.empty()) purge.BindText(2, kind);
   ANALYTICS_RETURN_IF_ERROR(purge.Run("cannot purge pipeline runs"));
   return static_cast<int64_t>(sqlite3_changes64(db_));
 }

@@ -75,12 +75,17 @@ class SqliteMetadataStore final : public MetadataStore {
   common::Result<std::vector<uint32_t>> MemberIndexes(const std::vector<std::string>& users) override;
   common::Result<std::vector<std::pair<uint32_t, std::string>>> ListMemberIndex(int64_t after, int limit) override;
   common::Result<uint32_t> ForgetMember(std::string_view user) override;
+  common::Status CreateReportDefinition(const ReportDefinitionRecord& record) override;
+  common::Result<ReportDefinitionRecord> GetReportDefinition(std::string_view id) override;
+  common::Result<std::vector<ReportDefinitionRecord>> ListReportDefinitions() override;
+  common::Status UpdateReportDefinition(const ReportDefinitionRecord& record, int64_t expected_version) override;
+  common::Status DeleteReportDefinition(std::string_view id) override;
   common::Status CreatePipelineRun(const PipelineRun& run) override;
   common::Status UpdatePipelineRun(const PipelineRun& run) override;
   common::Result<PipelineRun> GetPipelineRun(std::string_view id) override;
   common::Result<std::vector<PipelineRun>> ListPipelineRuns(const PipelineRunFilter& filter) override;
   common::Result<std::vector<PipelineRun>> ListUnfinishedPipelineRuns() override;
-  common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms) override;
+  common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms, std::string_view kind) override;
 
   // Runs `sql` (one or more statements, results discarded) on the store's connection. Tests use it to
   // damage rows or fake a newer schema.
