@@ -52,6 +52,8 @@
 #include "reports/report_service.h"
 #include "segments/segment_service.h"
 #include "store/embedded/embedded_event_store.h"
+#include "support/gate.h"
+#include "support/metadata_backends.h"
 #include "support/test_env.h"
 #include "support/test_store.h"
 
@@ -96,103 +98,6 @@ std::vector<std::string> Days(const std::string& first, const std::string& last)
   return days;
 }
 
-// ---- Metadata backends (as in segment_service_test.cc) ---------------------------------------------------------
-
-std::string FreshSchemaName() {
-  std::string name = "t_";
-  for (char c : common::NewUuid()) {
-    if (c != '-') name += c;
-  }
-  return name;
-}
-
-class SqliteBackend {
- public:
-  static constexpr const char* kTestName = "Sqlite";
-  Result<std::unique_ptr<MetadataStore>> Open() {
-    return metadata::OpenSqliteMetadataStore({.path = (dir_.path() / "metadata.db").string()});
-  }
-
- private:
-  TempDir dir_;
-};
-
-class PostgresBackend {
- public:
-  static constexpr const char* kTestName = "Postgres";
-  PostgresBackend() : dsn_(RequiredEnv("ANALYTICS_TEST_POSTGRES_DSN")), schema_(FreshSchemaName()) {}
-  ~PostgresBackend() {
-    if (dsn_.empty() || !opened_) return;
-    Status dropped = metadata::DropPostgresSchemaForTest(dsn_, schema_);
-    EXPECT_TRUE(dropped.ok()) << dropped.ToString();
-  }
-  Result<std::unique_ptr<MetadataStore>> Open() {
-    if (dsn_.empty()) return Status::FailedPrecondition("ANALYTICS_TEST_POSTGRES_DSN is not set");
-    opened_ = true;
-    return metadata::OpenPostgresMetadataStore({.dsn = dsn_, .schema = schema_});
-  }
-
- private:
-  const std::string dsn_;
-  const std::string schema_;
-  bool opened_ = false;
-};
-
-class BackendNames {
- public:
-  template <typename T>
-  static std::string GetName(int) {
-    return T::kTestName;
-  }
-};
-using Backends = ::testing::Types<SqliteBackend, PostgresBackend>;
-
-// ---- Gates ----------------------------------------------------------------------------------------------------------
-
-// A closed gate blocks every Pass() until Open().
-class Gate {
- public:
-  void Close() {
-    std::lock_guard lock(mu_);
-    open_ = false;
-  }
-  void Open() {
-    {
-      std::lock_guard lock(mu_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void Pass() {
-    std::unique_lock lock(mu_);
-    ++waiting_;
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return open_; });
-    --waiting_;
-  }
-  // True once `count` callers wait at the closed gate (false after 30 s).
-  bool WaitForWaiters(int count) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return waiting_ >= count; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = true;  // guarded by mu_
-  int waiting_ = 0;   // guarded by mu_
-};
-
-// Opens the gate when it goes out of scope: declared after what waits at it, so that a failed assertion never
-// leaves a worker waiting forever in a destructor.
-class OpenOnExit {
- public:
-  explicit OpenOnExit(Gate& gate) : gate_(gate) {}
-  ~OpenOnExit() { gate_.Open(); }
-
- private:
-  Gate& gate_;
-};
 
 // ---- The raw events and their KPIs ------------------------------------------------------------------------------
 
@@ -458,8 +363,16 @@ class ReportStack {
   bus::LocalEventBus& bus() { return bus_; }
   Gate& blocker() { return blocker_; }
 
-  // The report.generated events published so far.
-  std::vector<bus::ProducedEvent> Generated() { return bus_.Recent(0, 100000, reports::kGeneratedType); }
+  // The report.generated events published so far. An instance reads completed a moment before its event is
+  // published (on the worker, right after the store write): wait until the runner has nothing left (at most 5 s;
+  // a blocked job keeps it busy) so that callers who saw their instances finish see their events.
+  std::vector<bus::ProducedEvent> Generated() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (runner_.Pending() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return bus_.Recent(0, 100000, reports::kGeneratedType);
+  }
 
  private:
   Gate blocker_;
@@ -696,7 +609,7 @@ class ReportServiceTest : public ::testing::Test {
   std::map<std::string, int> size_calls_;              // guarded by hook_mu_
 };
 
-TYPED_TEST_SUITE(ReportServiceTest, Backends, BackendNames);
+TYPED_TEST_SUITE(ReportServiceTest, MetadataBackends, MetadataBackendNames);
 
 // ---- Definitions -----------------------------------------------------------------------------------------------
 

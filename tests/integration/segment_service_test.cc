@@ -47,6 +47,8 @@
 #include "segments/segment_service.h"
 #include "store/embedded/embedded_event_store.h"
 #include "store/event_store.h"
+#include "support/gate.h"
+#include "support/metadata_backends.h"
 #include "support/test_env.h"
 #include "support/test_store.h"
 
@@ -77,106 +79,6 @@ int64_t Ms(const std::string& text) { return common::ParseRfc3339Millis(text).va
 std::string Text(int64_t unix_ms) { return common::FormatRfc3339Millis(unix_ms); }
 int64_t DayStartUtc(int64_t unix_ms) { return unix_ms - ((unix_ms % kDay) + kDay) % kDay; }
 
-// ---- Metadata backends ----------------------------------------------------------------------------------------------
-
-// "t_" + 32 hex digits: a PostgreSQL schema name no other test uses.
-std::string FreshSchemaName() {
-  std::string name = "t_";
-  for (char c : common::NewUuid()) {
-    if (c != '-') name += c;
-  }
-  return name;
-}
-
-class SqliteBackend {
- public:
-  static constexpr const char* kTestName = "Sqlite";
-  // The same database file every time.
-  Result<std::unique_ptr<MetadataStore>> Open() {
-    return metadata::OpenSqliteMetadataStore({.path = (dir_.path() / "metadata.db").string()});
-  }
-
- private:
-  TempDir dir_;
-};
-
-class PostgresBackend {
- public:
-  static constexpr const char* kTestName = "Postgres";
-  PostgresBackend() : dsn_(RequiredEnv("ANALYTICS_TEST_POSTGRES_DSN")), schema_(FreshSchemaName()) {}
-  ~PostgresBackend() {
-    if (dsn_.empty() || !opened_) return;
-    Status dropped = metadata::DropPostgresSchemaForTest(dsn_, schema_);
-    EXPECT_TRUE(dropped.ok()) << dropped.ToString();
-  }
-  // The same schema every time.
-  Result<std::unique_ptr<MetadataStore>> Open() {
-    if (dsn_.empty()) return Status::FailedPrecondition("ANALYTICS_TEST_POSTGRES_DSN is not set");
-    opened_ = true;
-    return metadata::OpenPostgresMetadataStore({.dsn = dsn_, .schema = schema_});
-  }
-
- private:
-  const std::string dsn_;
-  const std::string schema_;
-  bool opened_ = false;
-};
-
-class BackendNames {
- public:
-  template <typename T>
-  static std::string GetName(int) {
-    return T::kTestName;
-  }
-};
-using Backends = ::testing::Types<SqliteBackend, PostgresBackend>;
-
-// ---- Helpers ----------------------------------------------------------------------------------------------------------
-
-// A closed gate blocks every Pass() until Open().
-class Gate {
- public:
-  void Close() {
-    std::lock_guard lock(mu_);
-    open_ = false;
-  }
-  void Open() {
-    {
-      std::lock_guard lock(mu_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void Pass() {
-    std::unique_lock lock(mu_);
-    ++waiting_;
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return open_; });
-    --waiting_;
-  }
-  // True once `count` callers wait at the closed gate (false after 20 s).
-  bool WaitForWaiters(int count) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(20), [&] { return waiting_ >= count; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = true;  // guarded by mu_
-  int waiting_ = 0;   // guarded by mu_
-};
-
-// Opens the gate when it goes out of scope: declared after what waits at the gate (a runner, a stack), so that a
-// failed assertion never leaves that waiting forever in its destructor.
-class OpenOnExit {
- public:
-  explicit OpenOnExit(Gate& gate) : gate_(gate) {}
-  ~OpenOnExit() { gate_.Open(); }
-
- private:
-  Gate& gate_;
-};
 
 inline constexpr char kInjected[] = "injected: the timeline could not be read";
 
@@ -569,7 +471,7 @@ class SegmentServiceTest : public ::testing::Test {
   uint64_t event_counter_ = 0;
 };
 
-TYPED_TEST_SUITE(SegmentServiceTest, Backends, BackendNames);
+TYPED_TEST_SUITE(SegmentServiceTest, MetadataBackends, MetadataBackendNames);
 
 // ---- Refreshes --------------------------------------------------------------------------------------------------------
 
@@ -1502,7 +1404,7 @@ class PipelineRunnerTest : public ::testing::Test {
   std::vector<std::string> ran_;  // guarded by mu_
 };
 
-TYPED_TEST_SUITE(PipelineRunnerTest, Backends, BackendNames);
+TYPED_TEST_SUITE(PipelineRunnerTest, MetadataBackends, MetadataBackendNames);
 
 TYPED_TEST(PipelineRunnerTest, IdenticalQueuedRunsAreCoalesced) {
   Gate gate;
