@@ -38,8 +38,7 @@ Status InstanceNotFound(const std::string& id) { return Status::NotFound("report
 bool Finished(const std::string& status) { return status == "completed" || status == "failed" || status == "cancelled"; }
 
 // The definition's API document: its normalized document with the record's fields.
-json DefinitionToJson(const metadata::ReportDefinitionRecord& record, const std::optional<ReportDefinition>& parsed,
-                      int64_t now_ms) {
+json DefinitionToJson(const metadata::ReportDefinitionRecord& record, const ReportDefinition* parsed, int64_t now_ms) {
   json out = {{"id", record.id}};
   for (const auto& [key, value] : record.definition.items()) out[key] = value;
   out["version"] = record.version;
@@ -233,19 +232,15 @@ Result<json> ReportService::CreateDefinition(const json& body, const std::string
     return Status::AlreadyExists("a report definition named '" + record.name + "' already exists");
   }
   ANALYTICS_RETURN_IF_ERROR(created);
-  metadata::AuditRecord audit{0, now, actor, "report_definition.create", "report_definitions/" + record.id,
-                              json{{"name", record.name}}};
-  Status audited = metadata_.AppendAudit(audit);
-  if (!audited.ok()) obs::LogWarn("audit record not written", {{"error", audited.ToString()}});
-  return DefinitionToJson(record, parsed, now);
+  Audit(actor, "report_definition.create", record.id, {{"name", record.name}});
+  return DefinitionToJson(record, &parsed, now);
 }
 
 Result<json> ReportService::GetDefinition(const std::string& id) {
   auto record = metadata_.GetReportDefinition(id);
   if (record.status().code() == StatusCode::kNotFound) return DefinitionNotFound(id);
   ANALYTICS_RETURN_IF_ERROR(record.status());
-  auto parsed = ParseReportDefinition(record->definition);
-  return DefinitionToJson(*record, parsed.ok() ? std::optional(*parsed) : std::nullopt, common::NowMillis());
+  return DefinitionToJson(*record, Parsed(*record).get(), common::NowMillis());
 }
 
 Result<json> ReportService::ListDefinitions() {
@@ -253,8 +248,7 @@ Result<json> ReportService::ListDefinitions() {
   const int64_t now = common::NowMillis();
   json items = json::array();
   for (const auto& record : records) {
-    auto parsed = ParseReportDefinition(record.definition);
-    items.push_back(DefinitionToJson(record, parsed.ok() ? std::optional(*parsed) : std::nullopt, now));
+    items.push_back(DefinitionToJson(record, Parsed(record).get(), now));
   }
   return json{{"items", std::move(items)}, {"total", records.size()}};
 }
@@ -284,22 +278,36 @@ Result<json> ReportService::UpdateDefinition(const std::string& id, const json& 
   }
   if (updated.code() == StatusCode::kNotFound) return DefinitionNotFound(id);
   ANALYTICS_RETURN_IF_ERROR(updated);
-  metadata::AuditRecord audit{0, now, actor, "report_definition.update", "report_definitions/" + id,
-                              json{{"name", record.name}, {"version", record.version}}};
-  Status audited = metadata_.AppendAudit(audit);
-  if (!audited.ok()) obs::LogWarn("audit record not written", {{"error", audited.ToString()}});
-  return DefinitionToJson(record, parsed, now);
+  Audit(actor, "report_definition.update", id, {{"name", record.name}, {"version", record.version}});
+  return DefinitionToJson(record, &parsed, now);
 }
 
 Status ReportService::DeleteDefinition(const std::string& id, const std::string& actor) {
   Status deleted = metadata_.DeleteReportDefinition(id);
   if (deleted.code() == StatusCode::kNotFound) return DefinitionNotFound(id);
   ANALYTICS_RETURN_IF_ERROR(deleted);
-  metadata::AuditRecord audit{0, common::NowMillis(), actor, "report_definition.delete", "report_definitions/" + id,
-                              json::object()};
+  Audit(actor, "report_definition.delete", id, json::object());
+  return Status::Ok();
+}
+
+void ReportService::Audit(const std::string& actor, const std::string& action, const std::string& id,
+                          json details) {
+  metadata::AuditRecord audit{0, common::NowMillis(), actor, action, "report_definitions/" + id, std::move(details)};
   Status audited = metadata_.AppendAudit(audit);
   if (!audited.ok()) obs::LogWarn("audit record not written", {{"error", audited.ToString()}});
-  return Status::Ok();
+}
+
+std::shared_ptr<const ReportDefinition> ReportService::Parsed(const metadata::ReportDefinitionRecord& record) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = parsed_.find(record.id);
+    if (it != parsed_.end() && it->second.first == record.version) return it->second.second;
+  }
+  auto definition = ParseReportDefinition(record.definition);
+  auto parsed = definition.ok() ? std::make_shared<const ReportDefinition>(std::move(definition).value()) : nullptr;
+  std::lock_guard lock(mu_);
+  parsed_[record.id] = {record.version, parsed};
+  return parsed;
 }
 
 // ------------------------------------------------------------------------------------------------ instances
@@ -573,9 +581,16 @@ Result<std::vector<std::string>> ReportService::FireSchedules(int64_t now_ms) {
   ANALYTICS_ASSIGN_OR_RETURN(auto records, metadata_.ListReportDefinitions());
   std::vector<std::string> created;
   bool retry = false;
+  {
+    // Deleted definitions leave the cache.
+    std::lock_guard lock(mu_);
+    std::erase_if(parsed_, [&records](const auto& entry) {
+      return std::none_of(records.begin(), records.end(), [&](const auto& record) { return record.id == entry.first; });
+    });
+  }
   for (const auto& record : records) {
-    auto definition = ParseReportDefinition(record.definition);
-    if (!definition.ok() || !definition->schedule || !definition->schedule->enabled) continue;
+    const std::shared_ptr<const ReportDefinition> definition = Parsed(record);
+    if (!definition || !definition->schedule || !definition->schedule->enabled) continue;
     const ScheduleSpec& schedule = *definition->schedule;
     // The latest fire time in (from, now]; a schedule fires only for times after it was set.
     std::optional<int64_t> latest;

@@ -20,6 +20,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -134,6 +136,11 @@ class ReportService {
   common::Result<std::vector<std::string>> FireSchedules(int64_t now_ms);
   common::Result<int64_t> Retain(int64_t now_ms);
   void Loop();
+  // The stored definition parsed, cached by id and version (the schedule check reads every definition each
+  // second); null when it does not read back.
+  std::shared_ptr<const ReportDefinition> Parsed(const metadata::ReportDefinitionRecord& record);
+  // Writes an audit record of a definition change (a failure is logged, not returned).
+  void Audit(const std::string& actor, const std::string& action, const std::string& id, nlohmann::json details);
 
   metadata::MetadataStore& metadata_;
   store::EventStore& store_;
@@ -149,6 +156,8 @@ class ReportService {
   std::condition_variable cv_;
   bool stopping_ = false;                 // guarded by mu_
   int64_t schedules_checked_ms_ = 0;      // guarded by mu_: fire times up to this were handled
+  // guarded by mu_: by definition id, its version and its parse (null: unreadable)
+  std::map<std::string, std::pair<int64_t, std::shared_ptr<const ReportDefinition>>> parsed_;
   std::thread loop_;
 };
 

@@ -483,18 +483,28 @@ Result<std::unique_ptr<ObjectReader>> LocalObjectStore::Open(const std::string& 
       std::make_unique<LocalObjectReader>(std::move(fd), static_cast<uint64_t>(st.st_size)));
 }
 
-Result<ObjectInfo> LocalObjectStore::Stat(const std::string& key) {
-  ANALYTICS_RETURN_IF_ERROR(CheckLocalKey(key));
-  const std::vector<std::string> segments = Segments(key);
-  ANALYTICS_ASSIGN_OR_RETURN(FolderChain chain, OpenFolders(folder_->root_fd.get(), segments, segments.size() - 1,
-                                                            key, /*create=*/false));
+namespace {
+
+// The object file `name` in folder `parent`: NotFound when missing or not a regular file, refused when a symlink.
+Result<struct stat> StatObject(int parent, const std::string& name, const std::string& key) {
   struct stat st {};
-  if (::fstatat(chain.parent(), segments.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fstatat(parent, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return NotFoundStatus(key);
     return ErrnoStatus("cannot stat '" + key + "'", errno);
   }
   if (S_ISLNK(st.st_mode)) return SymlinkStatus(key);
   if (!S_ISREG(st.st_mode)) return NotFoundStatus(key);
+  return st;
+}
+
+}  // namespace
+
+Result<ObjectInfo> LocalObjectStore::Stat(const std::string& key) {
+  ANALYTICS_RETURN_IF_ERROR(CheckLocalKey(key));
+  const std::vector<std::string> segments = Segments(key);
+  ANALYTICS_ASSIGN_OR_RETURN(FolderChain chain, OpenFolders(folder_->root_fd.get(), segments, segments.size() - 1,
+                                                            key, /*create=*/false));
+  ANALYTICS_ASSIGN_OR_RETURN(struct stat st, StatObject(chain.parent(), segments.back(), key));
   return ObjectInfo{key, static_cast<uint64_t>(st.st_size), MtimeMillis(st)};
 }
 
@@ -503,13 +513,7 @@ Status LocalObjectStore::Delete(const std::string& key) {
   const std::vector<std::string> segments = Segments(key);
   ANALYTICS_ASSIGN_OR_RETURN(FolderChain chain, OpenFolders(folder_->root_fd.get(), segments, segments.size() - 1,
                                                             key, /*create=*/false));
-  struct stat st {};
-  if (::fstatat(chain.parent(), segments.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno == ENOENT) return NotFoundStatus(key);
-    return ErrnoStatus("cannot stat '" + key + "'", errno);
-  }
-  if (S_ISLNK(st.st_mode)) return SymlinkStatus(key);
-  if (!S_ISREG(st.st_mode)) return NotFoundStatus(key);
+  ANALYTICS_RETURN_IF_ERROR(StatObject(chain.parent(), segments.back(), key).status());
   if (::unlinkat(chain.parent(), segments.back().c_str(), 0) != 0) {
     if (errno == ENOENT) return NotFoundStatus(key);
     return ErrnoStatus("cannot delete '" + key + "'", errno);
