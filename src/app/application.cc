@@ -26,7 +26,8 @@
 #include "auth/jwt_verifier.h"
 #include "analysis/funnels.h"
 #include "blob/local/local_object_store.h"
-#include "bus/local/local_event_bus.h"
+#include "bus/kafka/outbox_relay.h"
+#include "bus/outbox/outbox_event_bus.h"
 #include "jobs/pipeline_runner.h"
 #include "reports/report_service.h"
 #include "segments/segment_service.h"
@@ -34,6 +35,8 @@
 #include "events/normalizer.h"
 #include "events/pseudonymizer.h"
 #include "ingest/intake.h"
+#include "ingest/kafka/kafka_source.h"
+#include "kafka/producer.h"
 #include "store/embedded/embedded_event_store.h"
 #include "metadata/postgres/postgres_metadata_store.h"
 #include "metadata/sqlite/sqlite_metadata_store.h"
@@ -165,12 +168,17 @@ struct Application::State {
   std::unique_ptr<events::Normalizer> normalizer;
   std::unique_ptr<store::EventStore> event_store;
   std::unique_ptr<ingest::Intake> intake;
-  std::unique_ptr<bus::EventBus> bus;
+  std::unique_ptr<bus::OutboxEventBus> bus;
+  prometheus::Gauge* outbox_pending = nullptr;  // analytics_outbox_pending, counted at every scrape
   std::unique_ptr<jobs::PipelineRunner> runner;
   std::unique_ptr<segments::SegmentService> segments;
   std::unique_ptr<blob::ObjectStore> report_files;
   std::unique_ptr<jobs::PipelineRunner> report_runner;  // reports never wait behind refreshes, nor the reverse
   std::unique_ptr<reports::ReportService> reports;
+  // Kafka (when kafka.brokers is set): one producer for the outbox relay and the dead-letter topic.
+  std::unique_ptr<kafka::Producer> kafka_producer;
+  std::unique_ptr<bus::OutboxRelay> outbox_relay;
+  std::unique_ptr<ingest::KafkaSource> kafka_source;
   std::thread housekeeping;
   std::mutex housekeeping_mu;
   std::condition_variable housekeeping_cv;
@@ -240,8 +248,24 @@ Status Application::Start() {
     obs::LogInfo("event store recovered", embedded->recovery_report());
     s.event_store = std::move(embedded);
   }
-  // Segments: refreshes run as pipeline runs; segment.updated goes to the in-process bus.
-  s.bus = std::make_unique<bus::LocalEventBus>();
+  // Produced events (segment.updated, report.generated, ...) go to the durable outbox in the metadata store (GET
+  // /outbox); with Kafka configured a relay delivers them, and the purge keeps what it has not delivered yet.
+  bus::OutboxEventBusOptions outbox_options;
+  outbox_options.retention_ms = int64_t{7} * 86400000;
+  outbox_options.only_relayed = !config_.kafka.brokers.empty();
+  if (!config_.kafka.produced_topic.empty()) outbox_options.topic = config_.kafka.produced_topic;
+  s.bus = std::make_unique<bus::OutboxEventBus>(*s.metadata, std::move(outbox_options));
+  s.outbox_pending = &prometheus::BuildGauge()
+                          .Name("analytics_outbox_pending")
+                          .Help("Outbox records not yet relayed to Kafka (without Kafka: every retained record)")
+                          .Register(s.metrics.registry())
+                          .Add({});
+  // One indexed count per scrape (the partial index of unrelayed records).
+  s.metrics.AddCollectHook([bus = s.bus.get(), gauge = s.outbox_pending] {
+    auto pending = bus->Pending();
+    if (pending.ok()) gauge->Set(static_cast<double>(*pending));
+  });
+  // Segments: refreshes run as pipeline runs; segment.updated goes to the bus.
   s.runner = std::make_unique<jobs::PipelineRunner>(*s.metadata);
   s.segments = std::make_unique<segments::SegmentService>(*s.metadata, *s.event_store, *s.pseudonymizer, *s.bus,
                                                           *s.runner);
@@ -327,9 +351,13 @@ Status Application::Start() {
       // Segment refresh runs are kept 30 days (the report service purges its own runs).
       auto runs = s.metadata->PurgePipelineRunsBefore(common::NowMillis() - 30LL * 86400000, segments::kRefreshKind);
       if (!runs.ok()) obs::LogWarn("pipeline run purge failed", {{"error", runs.status().ToString()}});
+      auto outbox = s.bus->Purge(common::NowMillis());
+      if (!outbox.ok()) obs::LogWarn("outbox purge failed", {{"error", outbox.status().ToString()}});
       s.housekeeping_cv.wait_for(lock, std::chrono::minutes(10));
     }
   });
+
+  ANALYTICS_RETURN_IF_ERROR(StartKafka());
 
   // Auth.
   auth::JwtVerifierOptions auth_options;
@@ -371,6 +399,16 @@ Status Application::Start() {
                       details["stats"] = event_store->Stats();
                       return event_store->Ping();
                     }});
+  if (s.kafka_source) {
+    ingest::KafkaSource* source = s.kafka_source.get();
+    checks.push_back({"kafka_consumer", [source](nlohmann::json& details) { return source->Readiness(details); }});
+    bus::OutboxRelay* relay = s.outbox_relay.get();
+    kafka::Producer* producer = s.kafka_producer.get();
+    checks.push_back({"outbox_relay", [relay, producer](nlohmann::json& details) {
+                        details["producer"] = producer->Stats();
+                        return relay->Readiness(details);
+                      }});
+  }
   api::AddSystemRoutes(s.router, std::move(checks), s.metrics, kVersion);
   api::AddMetricDefinitionRoutes(s.router, *s.catalog);
   api::AddMetricValuesRoutes(s.router, *s.metric_values);
@@ -418,6 +456,45 @@ Status Application::Start() {
   return Status::Ok();
 }
 
+// Kafka: the outbox relay to the produced topic and the consumer group over the platform's topics, sharing one
+// idempotent producer (relay + dead-letter topic). Nothing when kafka.brokers is empty.
+Status Application::StartKafka() {
+  State& s = *state_;
+  const config::KafkaConfig& k = config_.kafka;
+  if (k.brokers.empty()) return Status::Ok();
+  kafka::ProducerOptions producer_options;
+  producer_options.client.brokers = k.brokers;
+  ANALYTICS_ASSIGN_OR_RETURN(s.kafka_producer, kafka::Producer::Create(producer_options));
+
+  bus::OutboxRelayOptions relay_options;
+  relay_options.topic = k.produced_topic;
+  s.outbox_relay = std::make_unique<bus::OutboxRelay>(*s.metadata, *s.kafka_producer, relay_options, s.metrics);
+  bus::OutboxRelay* relay = s.outbox_relay.get();
+  s.bus->SetAppendedListener([relay] { relay->Notify(); });
+  s.outbox_relay->Start();
+
+  ingest::KafkaSourceOptions source_options;
+  source_options.client.brokers = k.brokers;
+  source_options.group_id = k.group_id;
+  source_options.group_instance_id = k.group_instance_id;
+  std::stringstream topics(k.topics);
+  for (std::string topic; std::getline(topics, topic, ',');) {
+    topic.erase(0, topic.find_first_not_of(' '));
+    topic.erase(topic.find_last_not_of(' ') + 1);
+    if (!topic.empty()) source_options.topics.push_back(topic);
+  }
+  source_options.topics_regex = k.topics_regex;
+  source_options.excluded_topics = {k.produced_topic, k.dlq_topic};
+  source_options.dlq_topic = k.dlq_topic;
+  source_options.auto_offset_reset = k.auto_offset_reset;
+  source_options.session_timeout_ms = k.session_timeout_ms;
+  source_options.max_batch_messages = static_cast<size_t>(k.max_batch_events);
+  source_options.max_batch_wait_ms = k.max_batch_wait_ms;
+  ANALYTICS_ASSIGN_OR_RETURN(s.kafka_source,
+                             ingest::KafkaSource::Start(source_options, *s.intake, *s.kafka_producer, s.metrics));
+  return Status::Ok();
+}
+
 std::vector<std::pair<std::string, std::string>> Application::Routes() const {
   std::vector<std::pair<std::string, std::string>> routes;
   for (const auto& route : state_->router.routes()) routes.emplace_back(route.method, route.path);
@@ -441,6 +518,13 @@ void Application::Stop() {
     }
     s.housekeeping_cv.notify_all();
     s.housekeeping.join();
+  }
+  // Kafka first: the consumer finishes and commits its batch while intake and the store still run.
+  if (s.kafka_source) s.kafka_source->Stop();
+  if (s.outbox_relay) {
+    s.bus->SetAppendedListener({});  // returns once no publisher is inside Notify
+    s.outbox_relay->Stop();
+    s.outbox_relay.reset();
   }
   // Background work before the stores it uses: running refreshes finish, queued ones stay queued.
   if (s.reports) s.reports->Stop();

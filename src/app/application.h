@@ -36,6 +36,7 @@ class Application {
   void Stop();
 
  private:
+  common::Status StartKafka();
   struct State;
   config::Config config_;
   std::unique_ptr<State> state_;

@@ -262,9 +262,30 @@ Result<Config> BuildConfig(const std::map<std::string, std::string>& values) {
   ANALYTICS_RETURN_IF_ERROR(reader.String("kafka.brokers", kafka.brokers));
   ANALYTICS_RETURN_IF_ERROR(CheckBrokers(kafka.brokers, "kafka.brokers"));
   ANALYTICS_RETURN_IF_ERROR(reader.String("kafka.group_id", kafka.group_id));
+  ANALYTICS_RETURN_IF_ERROR(reader.String("kafka.group_instance_id", kafka.group_instance_id));
+  ANALYTICS_RETURN_IF_ERROR(reader.String("kafka.topics", kafka.topics));
   ANALYTICS_RETURN_IF_ERROR(reader.String("kafka.topics_regex", kafka.topics_regex));
+  if (kafka.topics.empty() && kafka.topics_regex.empty()) kafka.topics_regex = R"(^com\.platform\..*\.events\.v1$)";
+  if (!kafka.topics_regex.empty() && kafka.topics_regex.front() != '^') {
+    return Status::InvalidArgument("a topic regex must start with '^'", "kafka.topics_regex");
+  }
   ANALYTICS_RETURN_IF_ERROR(reader.String("kafka.produced_topic", kafka.produced_topic));
   ANALYTICS_RETURN_IF_ERROR(reader.String("kafka.dlq_topic", kafka.dlq_topic));
+  if (!kafka.brokers.empty()) {
+    if (kafka.group_id.empty()) return Status::InvalidArgument("is required with kafka.brokers", "kafka.group_id");
+    if (kafka.produced_topic.empty()) {
+      return Status::InvalidArgument("is required with kafka.brokers", "kafka.produced_topic");
+    }
+    if (kafka.dlq_topic.empty()) return Status::InvalidArgument("is required with kafka.brokers", "kafka.dlq_topic");
+  }
+  ANALYTICS_RETURN_IF_ERROR(reader.String("kafka.auto_offset_reset", kafka.auto_offset_reset));
+  if (kafka.auto_offset_reset != "earliest" && kafka.auto_offset_reset != "latest") {
+    return Status::InvalidArgument("expected earliest or latest, got '" + kafka.auto_offset_reset + "'",
+                                   "kafka.auto_offset_reset");
+  }
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("kafka.session_timeout_ms", kafka.session_timeout_ms, 1000, 3600000));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("kafka.max_batch_events", kafka.max_batch_events, 1, 1000000));
+  ANALYTICS_RETURN_IF_ERROR(reader.Integer("kafka.max_batch_wait_ms", kafka.max_batch_wait_ms, 0, 60000));
 
   ANALYTICS_RETURN_IF_ERROR(reader.String("spark.master_url", config.spark_master_url));
   ANALYTICS_RETURN_IF_ERROR(reader.String("flink.master_url", config.flink_master_url));

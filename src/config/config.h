@@ -93,11 +93,17 @@ struct S3Config {
 };
 
 struct KafkaConfig {
-  std::string brokers;
+  std::string brokers;             // empty: no Kafka (no consumer, the outbox is not relayed)
   std::string group_id;
-  std::string topics_regex;
+  std::string group_instance_id;   // static group membership: a restarted replica keeps its partitions
+  std::string topics;              // comma-separated exact topic names, consumed besides topics_regex
+  std::string topics_regex;        // librdkafka regex (starts with '^'); empty: only `topics`
   std::string produced_topic;
   std::string dlq_topic;
+  std::string auto_offset_reset = "earliest";  // where a group without a committed offset starts
+  int session_timeout_ms = 10000;  // a dead member's partitions move after this
+  int max_batch_events = 20000;    // messages per durable append + commit
+  int max_batch_wait_ms = 50;      // a batch waits at most this long to fill
 };
 
 struct ReportsConfig {

@@ -58,17 +58,31 @@ BatchResult Normalizer::ProcessTreated(std::string_view payload, int64_t now_ms)
   return ProcessBody(payload, BodyFormat::kSingle, now_ms, /*already_treated=*/true);
 }
 
+BatchResult Normalizer::ProcessRecords(std::string_view buffer, std::span<const RawEvent> records,
+                                       int64_t now_ms) const {
+  return ProcessEvents(buffer, records, /*body_must_be_json=*/false, /*separate_records=*/true, now_ms,
+                       /*already_treated=*/false);
+}
+
 BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, int64_t now_ms,
                                     bool already_treated) const {
-  BatchResult result;
   BodySplit split = SplitBody(body, format);
   if (split.error) {
+    BatchResult result;
     result.body_error = std::move(split.error);
     return result;
   }
+  return ProcessEvents(body, split.events, /*body_must_be_json=*/format != BodyFormat::kNdjson,
+                       /*separate_records=*/false, now_ms, already_treated);
+}
+
+BatchResult Normalizer::ProcessEvents(std::string_view body, std::span<const RawEvent> raw_events,
+                                      bool body_must_be_json, bool separate_records, int64_t now_ms,
+                                      bool already_treated) const {
+  BatchResult result;
   // Rows take about as many bytes as the events' JSON text: most batches are written without moving.
-  result.events.Reserve(body.size() + body.size() / 8, split.events.size());
-  result.event_indexes.reserve(split.events.size());
+  result.events.Reserve(body.size() + body.size() / 8, raw_events.size());
+  result.event_indexes.reserve(raw_events.size());
 
   simdjson::dom::parser& parser = ThreadParser();
   JsonBuffer& buffer = ThreadBuffer();
@@ -78,7 +92,6 @@ BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, in
   ValidatedEnvelope envelope;
   TreatedJsonWriter writer(pseudonymizer_, TreatedJsonWriter::Mode::kStrict, already_treated);
   TreatedJsonWriter lenient_writer(pseudonymizer_, TreatedJsonWriter::Mode::kLenient, already_treated);
-  const bool body_must_be_json = format != BodyFormat::kNdjson;
   const char* const body_end = body.data() + body.size();
 
   // A syntax error inside one element of a JSON body: the body is not JSON, refuse it whole. The offset comes
@@ -89,7 +102,12 @@ BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, in
     result.body_error = whole ? std::move(*whole) : BodyError{raw.byte_offset + error.byte_offset, error.message};
   };
 
-  for (const RawEvent& raw : split.events) {
+  for (RawEvent raw : raw_events) {
+    // A message of its own may start with a byte order mark, as a whole body may (SplitBody drops it there).
+    if (separate_records && raw.text.starts_with("\xEF\xBB\xBF")) {
+      raw.text.remove_prefix(3);
+      raw.byte_offset += 3;
+    }
     // Too large: not parsed into a DOM (bounded memory); in a JSON body its syntax still decides the body.
     if (raw.text.size() > options_.max_event_bytes) {
       if (body_must_be_json) {
@@ -120,9 +138,11 @@ BatchResult Normalizer::ProcessBody(std::string_view body, BodyFormat format, in
         return result;
       }
       // NDJSON line that is not JSON, or JSON simdjson cannot represent (integers beyond 64 bits).
-      std::string message = syntax ? syntax->message + " at byte " +
-                                         std::to_string(raw.byte_offset + syntax->byte_offset) + " of the body"
-                                   : std::string("unsupported JSON: ") + simdjson::error_message(error);
+      std::string message =
+          !syntax ? std::string("unsupported JSON: ") + simdjson::error_message(error)
+          : separate_records
+              ? syntax->message + " at byte " + std::to_string(syntax->byte_offset) + " of the message"
+              : syntax->message + " at byte " + std::to_string(raw.byte_offset + syntax->byte_offset) + " of the body";
       result.rejections.push_back(MakeRejection(raw, RejectionCode::kMalformedEvent, "", std::move(message)));
       continue;
     }

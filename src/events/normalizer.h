@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -62,10 +63,18 @@ class Normalizer {
   // input: hashed fields would be stored as sent.
   BatchResult ProcessTreated(std::string_view payload, int64_t now_ms) const;
 
+  // Processes events the caller has already separated (Kafka messages): each record is one event, treated
+  // like an NDJSON line (a record that is not JSON is rejected on its own, nothing fails as a whole), with
+  // Rejection/`event_indexes` index = the record's `index`. The records' texts must lie inside `buffer` (its
+  // bytes after a record serve as simdjson padding); rejection messages give byte offsets within the record.
+  BatchResult ProcessRecords(std::string_view buffer, std::span<const RawEvent> records, int64_t now_ms) const;
+
   const NormalizerOptions& options() const { return options_; }
 
  private:
   BatchResult ProcessBody(std::string_view body, BodyFormat format, int64_t now_ms, bool already_treated) const;
+  BatchResult ProcessEvents(std::string_view body, std::span<const RawEvent> raw_events, bool body_must_be_json,
+                            bool separate_records, int64_t now_ms, bool already_treated) const;
 
   NormalizerOptions options_;
   const Pseudonymizer& pseudonymizer_;

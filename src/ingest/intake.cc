@@ -47,12 +47,22 @@ Intake::Intake(const events::Normalizer& normalizer, store::EventStore& store, m
 
 Result<IntakeReport> Intake::Ingest(std::string_view body, events::BodyFormat format, std::string_view channel,
                                     int64_t now_ms) {
-  IntakeReport report;
   events::BatchResult batch = normalizer_.Process(body, format, now_ms);
   if (batch.body_error) {
+    IntakeReport report;
     report.body_error = batch.body_error;
     return report;
   }
+  return StoreBatch(std::move(batch), channel, now_ms);
+}
+
+Result<IntakeReport> Intake::IngestRecords(std::string_view buffer, std::span<const events::RawEvent> records,
+                                           std::string_view channel, int64_t now_ms) {
+  return StoreBatch(normalizer_.ProcessRecords(buffer, records, now_ms), channel, now_ms);
+}
+
+Result<IntakeReport> Intake::StoreBatch(events::BatchResult batch, std::string_view channel, int64_t now_ms) {
+  IntakeReport report;
   const std::vector<uint32_t> indexes = std::move(batch.event_indexes);  // still needed after the events move
   std::vector<std::string> deleted_users;
   // The deletions themselves are kept, without their user, so deletions stay countable (docs/events.md 6).

@@ -1,4 +1,4 @@
-// Intake: the pipeline every event goes through, whatever the channel (HTTP now, Kafka later):
+// Intake: the pipeline every event goes through, whatever the channel (HTTP bodies, Kafka records):
 //   parse + validate + treat personal data (events::Normalizer) → dedup + durable append (EventStore)
 //   → rejected events to dead letters (MetadataStore) → account-deleted events erase their user.
 // The answer says, per batch, how many events were accepted, how many were duplicates, and why each rejected
@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,12 @@ class Intake {
   common::Result<IntakeReport> Ingest(std::string_view body, events::BodyFormat format, std::string_view channel,
                                       int64_t now_ms);
 
+  // Processes events the caller has already separated, one per record (Kafka messages; see
+  // events::Normalizer::ProcessRecords): RejectedEvent::index is the record's index. Same durability contract
+  // as Ingest; never sets body_error.
+  common::Result<IntakeReport> IngestRecords(std::string_view buffer, std::span<const events::RawEvent> records,
+                                             std::string_view channel, int64_t now_ms);
+
   // Runs the dead letters matching `filter` through intake again (after a fix of the producer or of the
   // catalog), in pages, up to `max_letters`.
   common::Result<ReplayReport> Replay(metadata::DeadLetterFilter filter, uint64_t max_letters, int64_t now_ms);
@@ -76,6 +83,8 @@ class Intake {
   common::Result<int64_t> PurgeExpiredDeadLetters(int64_t now_ms);
 
  private:
+  common::Result<IntakeReport> StoreBatch(events::BatchResult batch, std::string_view channel, int64_t now_ms);
+
   const events::Normalizer& normalizer_;
   store::EventStore& store_;
   metadata::MetadataStore& metadata_;

@@ -337,4 +337,22 @@ Status CheckPipelineRunPage(const PipelineRunFilter& filter) {
   return Status::Ok();
 }
 
+// Outbox ------------------------------------------------------------------------------------------------------
+
+Status CheckOutboxAppend(std::string_view key, std::string_view type, std::string_view event_json, int64_t now_ms) {
+  const std::pair<std::string_view, const char*> texts[] = {{key, "key"}, {type, "type"}, {event_json, "event_json"}};
+  for (const auto& [text, name] : texts) {
+    if (!IsStorableText(text)) return Status::InvalidArgument("must be UTF-8 without NUL bytes to be stored", name);
+  }
+  if (type.empty()) return Status::InvalidArgument("must not be empty", "type");
+  if (event_json.empty()) return Status::InvalidArgument("must not be empty", "event_json");
+  if (now_ms < 0) return Status::InvalidArgument("must not be negative", "created_at_ms");
+  return Status::Ok();
+}
+
+int64_t OutboxLimit(size_t limit) {
+  return limit > static_cast<size_t>(std::numeric_limits<int64_t>::max()) ? std::numeric_limits<int64_t>::max()
+                                                                           : static_cast<int64_t>(limit);
+}
+
 }  // namespace analytics::metadata

@@ -126,4 +126,14 @@ common::Result<double> ParseProgress(std::string_view id, std::string_view text)
 // InvalidArgument (field "limit") when filter.limit is outside 1..1000.
 common::Status CheckPipelineRunPage(const PipelineRunFilter& filter);
 
+// Outbox ------------------------------------------------------------------------------------------------------
+
+// What both adapters require of an appended outbox record (see MetadataStore::AppendOutbox). InvalidArgument
+// naming the field ("key", "type", "event_json", "created_at_ms") otherwise.
+common::Status CheckOutboxAppend(std::string_view key, std::string_view type, std::string_view event_json,
+                                 int64_t now_ms);
+
+// A page size of the outbox lists as an SQL LIMIT (size_t values past INT64_MAX are INT64_MAX).
+int64_t OutboxLimit(size_t limit);
+
 }  // namespace analytics::metadata

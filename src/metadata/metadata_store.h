@@ -1,6 +1,6 @@
 // MetadataStore: the port through which the service keeps its definitions, audit log, dead letters, segments
-// (definitions, materialized members, the member index), report definitions and pipeline runs (segment
-// refreshes, report instances).
+// (definitions, materialized members, the member index), report definitions, pipeline runs (segment
+// refreshes, report instances) and the outbox of the events it produces.
 //
 // Application code depends only on this interface; the composition root (src/app/) picks an adapter:
 // sqlite/ (embedded default, one file in the data dir) or postgres/ (scaled mode, shared by replicas). Both
@@ -133,6 +133,17 @@ struct PipelineRunFilter {
   std::optional<std::string> before_id;  // paging cursor: runs strictly after this one in the order below
   int limit = 100;                        // 1..1000
 };  // order: created_at_ms descending, then id descending (byte order)
+
+// One event the service produced, kept in the outbox until it is purged (see AppendOutbox). Strings are stored and
+// returned byte for byte.
+struct OutboxRecord {
+  int64_t sequence = 0;      // assigned by the store: increasing in append (= commit) order, never reused
+  std::string key;           // the entity id the Kafka message is keyed by
+  std::string type;          // the CloudEvent type (for filtering)
+  std::string event_json;    // the CloudEvent, compact JSON (stored as given; the store does not parse it)
+  int64_t created_at_ms = 0;
+  std::optional<int64_t> relayed_at_ms;  // set once delivered to Kafka (MarkOutboxRelayed)
+};
 
 class MetadataStore {
  public:
@@ -312,6 +323,40 @@ class MetadataStore {
   // Retention: deletes the finished runs (completed, failed or cancelled) with finished_at_ms < before_ms of
   // the given kind (every kind when `kind` is empty); returns how many. Queued and running runs are never purged.
   virtual common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms, std::string_view kind) = 0;
+
+  // ------------------------------------------------------------------------------------------------------
+  // Outbox: the events the service produces (src/bus/outbox/), written before anyone is told about them and
+  // relayed to Kafka later. Sequences are assigned at append, in commit order: when a reader sees sequence N,
+  // every record with a smaller sequence is visible too (appends are serialized: SQLite's write lock,
+  // PostgreSQL a transaction-scoped advisory lock, also across replicas), so paging by sequence skips nothing.
+
+  // Appends one record and commits it durably before returning (SQLite syncs this commit to disk even though
+  // the store otherwise runs with synchronous=NORMAL; PostgreSQL commits with synchronous_commit). Returns its
+  // sequence. InvalidArgument (field "key", "type", "event_json" or "created_at_ms"; nothing stored) for an
+  // empty type or event_json, a string that is not UTF-8 without NUL bytes, or a negative now_ms.
+  virtual common::Result<int64_t> AppendOutbox(const std::string& key, const std::string& type,
+                                               const std::string& event_json, int64_t now_ms) = 0;
+
+  // Records with sequence > after_sequence, oldest first (sequence ascending), at most `limit` (0 gives none),
+  // of exactly `type` when it is not empty, relayed or not.
+  virtual common::Result<std::vector<OutboxRecord>> ListOutbox(int64_t after_sequence, size_t limit,
+                                                               const std::string& type) = 0;
+
+  // Records not yet relayed, oldest first (sequence ascending), at most `limit` (0 gives none). Served by a
+  // partial index, so it stays cheap however many relayed records are kept.
+  virtual common::Result<std::vector<OutboxRecord>> ListUnrelayedOutbox(size_t limit) = 0;
+
+  // Sets relayed_at_ms = now_ms on the listed records that are not relayed yet, in one statement/transaction.
+  // A record already relayed keeps its first time (a relay that delivers twice does not move it); unknown
+  // sequences and duplicates are ignored; an empty list does nothing. InvalidArgument for a negative now_ms.
+  virtual common::Status MarkOutboxRelayed(const std::vector<int64_t>& sequences, int64_t now_ms) = 0;
+
+  // How many records are not relayed yet.
+  virtual common::Result<int64_t> CountUnrelayedOutbox() = 0;
+
+  // Retention: deletes the records with created_at_ms < before_ms; when `only_relayed`, records not yet relayed
+  // are kept whatever their age. Returns how many were deleted.
+  virtual common::Result<int64_t> PurgeOutbox(int64_t before_ms, bool only_relayed) = 0;
 };
 
 }  // namespace analytics::metadata

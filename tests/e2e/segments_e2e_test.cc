@@ -1234,6 +1234,8 @@ TEST_F(SegmentsE2eTest, LiveSegmentsFollowArrivingEventsAndSayWhy) {
     std::vector<json> updates;
     for (const auto& item : outbox["items"]) {
       EXPECT_EQ(item["event"]["type"], kUpdatedType) << item.dump();
+      EXPECT_EQ(item["topic"], "com.platform.analytics.events.v1") << item.dump();
+      EXPECT_TRUE(item.contains("relayed_at") && item["relayed_at"].is_null()) << "no Kafka, no relay: " << item.dump();
       if (item["key"] == made.id) updates.push_back(item["event"]);
     }
     return updates;
@@ -1353,9 +1355,18 @@ TEST_F(SegmentsE2eTest, DefinitionsAndMembersSurviveRestarts) {
   const std::string member = *remaining.begin();
   const std::string outsider = *Minus(Universe(as_of), expected).begin();
 
+  const json outbox_before = Get("/api/v1/analytics/outbox?limit=1000")["items"];
+  ASSERT_FALSE(outbox_before.empty());
+
   // A graceful restart.
   ASSERT_EQ(service_->Stop(SIGTERM).exit_code, 0);
   Start();
+  // The produced events are durable: the outbox reads as before, sequences and all.
+  const json outbox_after = Get("/api/v1/analytics/outbox?limit=1000")["items"];
+  ASSERT_GE(outbox_after.size(), outbox_before.size());
+  for (size_t item_idx = 0; item_idx < outbox_before.size(); ++item_idx) {
+    EXPECT_EQ(outbox_after[item_idx], outbox_before[item_idx]) << item_idx;
+  }
   json list_after = Get(kDefinitions);
   ASSERT_EQ(list_after["items"].size(), list_before["items"].size());
   for (size_t item_idx = 0; item_idx < list_before["items"].size(); ++item_idx) {

@@ -575,12 +575,14 @@ TYPED_TEST(MetadataStoreContractTest, AuditLimitMustBePositive) {
   EXPECT_EQ(this->store().ListAudit(-1).status().code(), StatusCode::kInvalidArgument);
 }
 
-// What undoes migration 4 (segments and pipeline runs): the state of a database written before it existed.
-// Undoes migration 5 (report definitions; pipeline_runs is dropped right after by kDropVersion4).
-constexpr std::string_view kDropVersion5 =
-    "DROP TABLE report_definitions; DELETE FROM schema_migrations WHERE version = 5;";
-// Undoes migrations 5 and 4.
-const std::string kDropVersion4 = std::string(kDropVersion5) +
+// What undoes migration N: the state of a database written before it existed.
+// Undoes migration 6 (the outbox).
+constexpr std::string_view kDropVersion6 = "DROP TABLE outbox; DELETE FROM schema_migrations WHERE version = 6;";
+// Undoes migrations 6 and 5 (report definitions; pipeline_runs is dropped right after by kDropVersion4).
+const std::string kDropVersion5 = std::string(kDropVersion6) +
+                                  "DROP TABLE report_definitions; DELETE FROM schema_migrations WHERE version = 5;";
+// Undoes migrations 6, 5 and 4.
+const std::string kDropVersion4 = kDropVersion5 +
                                   "DROP TABLE segment_materializations; DROP TABLE segments;"
                                   " DROP TABLE segment_member_index;"
                                   " DROP TABLE pipeline_runs; DELETE FROM schema_migrations WHERE version = 4;";
@@ -2387,6 +2389,365 @@ TYPED_TEST(MetadataStoreContractTest, DatabaseAtVersion3GainsSegmentsAndKeepsIts
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Outbox
+
+constexpr const char* kSegmentUpdated = "com.platform.analytics.segment.updated.v1";
+constexpr const char* kReportGenerated = "com.platform.analytics.report.generated.v1";
+
+// A CloudEvent as OutboxEventBus stores it, with text that must come back byte for byte.
+std::string OutboxEvent(const std::string& type, const std::string& subject) {
+  return json{{"specversion", "1.0"},
+              {"id", "evt-" + subject},
+              {"source", "/analytics-service"},
+              {"type", type},
+              {"subject", subject},
+              {"data", {{"name", "«тихие» покупатели \"quoted\" \\ 'sql' --"}, {"users_count", 2}}}}
+      .dump();
+}
+
+std::vector<int64_t> Sequences(const std::vector<OutboxRecord>& records) {
+  std::vector<int64_t> sequences;
+  for (const auto& record : records) sequences.push_back(record.sequence);
+  return sequences;
+}
+
+// Every record after `after` of `type`, read page by page.
+Result<std::vector<int64_t>> PageThroughOutbox(MetadataStore& store, size_t limit, const std::string& type) {
+  std::vector<int64_t> sequences;
+  int64_t after = 0;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(std::vector<OutboxRecord> page, store.ListOutbox(after, limit, type));
+    if (page.empty()) return sequences;
+    if (page.size() > limit) return Status::Internal("page larger than the limit");
+    for (const auto& record : page) sequences.push_back(record.sequence);
+    after = page.back().sequence;
+  }
+}
+
+TYPED_TEST(MetadataStoreContractTest, OutboxRecordsReadBackInSequenceOrder) {
+  ASSERT_OK_AND_ASSIGN(auto empty, this->store().ListOutbox(0, 100, ""));
+  EXPECT_TRUE(empty.empty());
+  struct Appended {
+    std::string key, type, event_json;
+    int64_t created_at_ms;
+    int64_t sequence = 0;
+  };
+  std::vector<Appended> appended = {{"seg-1", kSegmentUpdated, OutboxEvent(kSegmentUpdated, "seg-1"), kCreatedAt},
+                                    {"rep-1", kReportGenerated, OutboxEvent(kReportGenerated, "rep-1"), kCreatedAt + 5},
+                                    // Time need not grow with the sequence (replicas' clocks differ).
+                                    {"seg-1", kSegmentUpdated, OutboxEvent(kSegmentUpdated, "seg-1"), kCreatedAt - 7},
+                                    {"", kSegmentUpdated, "{}", 0}};
+  for (auto& record : appended) {
+    ASSERT_OK_AND_ASSIGN(record.sequence, this->store().AppendOutbox(record.key, record.type, record.event_json,
+                                                                     record.created_at_ms));
+  }
+  for (size_t record_idx = 1; record_idx < appended.size(); ++record_idx) {
+    EXPECT_GT(appended[record_idx].sequence, appended[record_idx - 1].sequence);
+  }
+  EXPECT_GT(appended[0].sequence, 0);
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListOutbox(0, 100, ""));
+  ASSERT_EQ(listed.size(), appended.size());
+  for (size_t record_idx = 0; record_idx < appended.size(); ++record_idx) {
+    SCOPED_TRACE(record_idx);
+    EXPECT_EQ(listed[record_idx].sequence, appended[record_idx].sequence);
+    EXPECT_EQ(listed[record_idx].key, appended[record_idx].key);
+    EXPECT_EQ(listed[record_idx].type, appended[record_idx].type);
+    EXPECT_EQ(listed[record_idx].event_json, appended[record_idx].event_json);
+    EXPECT_EQ(listed[record_idx].created_at_ms, appended[record_idx].created_at_ms);
+    EXPECT_FALSE(listed[record_idx].relayed_at_ms.has_value());
+  }
+  ASSERT_OK_AND_ASSIGN(int64_t pending, this->store().CountUnrelayedOutbox());
+  EXPECT_EQ(pending, 4);
+}
+
+TYPED_TEST(MetadataStoreContractTest, OutboxPagesCoverEveryRecordExactlyOnceUnderTheTypeFilter) {
+  std::vector<int64_t> all, updated, generated;
+  for (int record_idx = 0; record_idx < 11; ++record_idx) {
+    const char* type = record_idx % 3 == 0 ? kReportGenerated : kSegmentUpdated;
+    const std::string key = "entity-" + std::to_string(record_idx);
+    ASSERT_OK_AND_ASSIGN(int64_t sequence,
+                         this->store().AppendOutbox(key, type, OutboxEvent(type, key), kCreatedAt + record_idx));
+    all.push_back(sequence);
+    (std::string_view(type) == kSegmentUpdated ? updated : generated).push_back(sequence);
+  }
+  for (size_t limit : {size_t{1}, size_t{3}, size_t{11}, size_t{1000}}) {
+    SCOPED_TRACE(limit);
+    ASSERT_OK_AND_ASSIGN(auto every, PageThroughOutbox(this->store(), limit, ""));
+    EXPECT_EQ(every, all);
+    ASSERT_OK_AND_ASSIGN(auto of_updated, PageThroughOutbox(this->store(), limit, kSegmentUpdated));
+    EXPECT_EQ(of_updated, updated);
+    ASSERT_OK_AND_ASSIGN(auto of_generated, PageThroughOutbox(this->store(), limit, kReportGenerated));
+    EXPECT_EQ(of_generated, generated);
+  }
+  ASSERT_OK_AND_ASSIGN(auto middle, this->store().ListOutbox(all[4], 3, ""));
+  EXPECT_EQ(Sequences(middle), (std::vector<int64_t>{all[5], all[6], all[7]}));
+  ASSERT_OK_AND_ASSIGN(auto filtered, this->store().ListOutbox(all[4], 2, kReportGenerated));
+  for (const auto& record : filtered) EXPECT_EQ(record.type, kReportGenerated);
+  EXPECT_EQ(Sequences(filtered), (std::vector<int64_t>{all[6], all[9]}));
+  ASSERT_OK_AND_ASSIGN(auto past_the_end, this->store().ListOutbox(all.back(), 100, ""));
+  EXPECT_TRUE(past_the_end.empty());
+  ASSERT_OK_AND_ASSIGN(auto none, this->store().ListOutbox(0, 0, ""));
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK_AND_ASSIGN(auto unknown_type, this->store().ListOutbox(0, 100, "com.platform.analytics.unknown.v1"));
+  EXPECT_TRUE(unknown_type.empty());
+  // The type is matched exactly (no prefix, no case folding).
+  ASSERT_OK_AND_ASSIGN(auto prefix, this->store().ListOutbox(0, 100, "com.platform.analytics.segment"));
+  EXPECT_TRUE(prefix.empty());
+  ASSERT_OK_AND_ASSIGN(auto upper, this->store().ListOutbox(0, 100, "COM.PLATFORM.ANALYTICS.SEGMENT.UPDATED.V1"));
+  EXPECT_TRUE(upper.empty());
+  // A huge limit is no error.
+  ASSERT_OK_AND_ASSIGN(auto huge, this->store().ListOutbox(0, std::numeric_limits<size_t>::max(), ""));
+  EXPECT_EQ(Sequences(huge), all);
+}
+
+TYPED_TEST(MetadataStoreContractTest, UnrelayedOutboxIsScannedOldestFirstAndMarkedOnce) {
+  std::vector<int64_t> sequences;
+  for (int record_idx = 0; record_idx < 5; ++record_idx) {
+    const std::string key = "seg-" + std::to_string(record_idx);
+    ASSERT_OK_AND_ASSIGN(int64_t sequence, this->store().AppendOutbox(key, kSegmentUpdated,
+                                                                      OutboxEvent(kSegmentUpdated, key), kCreatedAt));
+    sequences.push_back(sequence);
+  }
+  ASSERT_OK_AND_ASSIGN(auto unrelayed, this->store().ListUnrelayedOutbox(100));
+  EXPECT_EQ(Sequences(unrelayed), sequences);
+  ASSERT_OK(this->store().MarkOutboxRelayed({sequences[1], sequences[3], sequences[3]}, kCreatedAt + 100));
+  ASSERT_OK_AND_ASSIGN(unrelayed, this->store().ListUnrelayedOutbox(100));
+  EXPECT_EQ(Sequences(unrelayed), (std::vector<int64_t>{sequences[0], sequences[2], sequences[4]}));
+  EXPECT_EQ(unrelayed[1].key, "seg-2");
+  EXPECT_EQ(unrelayed[1].event_json, OutboxEvent(kSegmentUpdated, "seg-2"));
+  ASSERT_OK_AND_ASSIGN(unrelayed, this->store().ListUnrelayedOutbox(2));
+  EXPECT_EQ(Sequences(unrelayed), (std::vector<int64_t>{sequences[0], sequences[2]}));
+  ASSERT_OK_AND_ASSIGN(auto none, this->store().ListUnrelayedOutbox(0));
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK_AND_ASSIGN(int64_t pending, this->store().CountUnrelayedOutbox());
+  EXPECT_EQ(pending, 3);
+
+  // Marked again (a relay that delivered twice), with unknown sequences: the first time stays.
+  ASSERT_OK(this->store().MarkOutboxRelayed({sequences[1], sequences[4], sequences.back() + 1000}, kCreatedAt + 200));
+  ASSERT_OK(this->store().MarkOutboxRelayed({}, kCreatedAt + 300));
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListOutbox(0, 100, ""));
+  ASSERT_EQ(listed.size(), 5u);
+  const std::vector<std::optional<int64_t>> expected = {std::nullopt, kCreatedAt + 100, std::nullopt,
+                                                        kCreatedAt + 100, kCreatedAt + 200};
+  for (size_t record_idx = 0; record_idx < listed.size(); ++record_idx) {
+    EXPECT_EQ(listed[record_idx].relayed_at_ms, expected[record_idx]) << record_idx;
+  }
+  ASSERT_OK_AND_ASSIGN(pending, this->store().CountUnrelayedOutbox());
+  EXPECT_EQ(pending, 2);
+  Status negative = this->store().MarkOutboxRelayed({sequences[0]}, -1);
+  EXPECT_EQ(negative.code(), StatusCode::kInvalidArgument) << negative.ToString();
+  ASSERT_OK_AND_ASSIGN(pending, this->store().CountUnrelayedOutbox());
+  EXPECT_EQ(pending, 2);
+}
+
+TYPED_TEST(MetadataStoreContractTest, OutboxPurgeKeepsUnrelayedRecordsOnlyWhenAsked) {
+  // created at kCreatedAt + 0, 10, 20, 30; the first and the third relayed.
+  std::vector<int64_t> sequences;
+  for (int record_idx = 0; record_idx < 4; ++record_idx) {
+    const std::string key = "rep-" + std::to_string(record_idx);
+    ASSERT_OK_AND_ASSIGN(int64_t sequence,
+                         this->store().AppendOutbox(key, kReportGenerated, OutboxEvent(kReportGenerated, key),
+                                                    kCreatedAt + 10 * record_idx));
+    sequences.push_back(sequence);
+  }
+  ASSERT_OK(this->store().MarkOutboxRelayed({sequences[0], sequences[2]}, kCreatedAt + 1000));
+
+  // Relayed only: the old unrelayed record stays whatever its age; the cutoff is exclusive.
+  ASSERT_OK_AND_ASSIGN(int64_t purged, this->store().PurgeOutbox(kCreatedAt + 20, true));
+  EXPECT_EQ(purged, 1);
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListOutbox(0, 100, ""));
+  EXPECT_EQ(Sequences(listed), (std::vector<int64_t>{sequences[1], sequences[2], sequences[3]}));
+  ASSERT_OK_AND_ASSIGN(purged, this->store().PurgeOutbox(kCreatedAt + 1000000, true));
+  EXPECT_EQ(purged, 1);
+  ASSERT_OK_AND_ASSIGN(listed, this->store().ListOutbox(0, 100, ""));
+  EXPECT_EQ(Sequences(listed), (std::vector<int64_t>{sequences[1], sequences[3]}));
+
+  // By age alone (nothing relays).
+  ASSERT_OK_AND_ASSIGN(purged, this->store().PurgeOutbox(kCreatedAt + 30, false));
+  EXPECT_EQ(purged, 1);
+  ASSERT_OK_AND_ASSIGN(listed, this->store().ListOutbox(0, 100, ""));
+  EXPECT_EQ(Sequences(listed), (std::vector<int64_t>{sequences[3]}));
+  ASSERT_OK_AND_ASSIGN(int64_t pending, this->store().CountUnrelayedOutbox());
+  EXPECT_EQ(pending, 1);
+  ASSERT_OK_AND_ASSIGN(purged, this->store().PurgeOutbox(kCreatedAt + 31, false));
+  EXPECT_EQ(purged, 1);
+  ASSERT_OK_AND_ASSIGN(purged, this->store().PurgeOutbox(kCreatedAt + 31, false));
+  EXPECT_EQ(purged, 0);
+
+  // A sequence is never reused, not even once the newest records are gone (readers page by it).
+  ASSERT_OK_AND_ASSIGN(int64_t next, this->store().AppendOutbox("rep-9", kReportGenerated, "{}", kCreatedAt));
+  EXPECT_GT(next, sequences.back());
+}
+
+TYPED_TEST(MetadataStoreContractTest, InvalidOutboxAppendIsInvalidArgumentAndNothingIsStored) {
+  const std::string event = OutboxEvent(kSegmentUpdated, "seg-1");
+  struct Case {
+    std::string key, type, event_json;
+    int64_t now_ms;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"seg-1", "", event, kCreatedAt, "type"},
+      {"seg-1", kSegmentUpdated, "", kCreatedAt, "event_json"},
+      {"seg-\xff", kSegmentUpdated, event, kCreatedAt, "key"},
+      {"seg-1", std::string(kSegmentUpdated) + "\xc3", event, kCreatedAt, "type"},
+      {"seg-1", kSegmentUpdated, std::string("{\"a\":\"\0\"}", 9), kCreatedAt, "event_json"},
+      {"seg-1", kSegmentUpdated, event, -1, "created_at_ms"},
+  };
+  for (size_t case_idx = 0; case_idx < cases.size(); ++case_idx) {
+    const Case& c = cases[case_idx];
+    auto appended = this->store().AppendOutbox(c.key, c.type, c.event_json, c.now_ms);
+    ASSERT_FALSE(appended.ok()) << case_idx;
+    EXPECT_EQ(appended.status().code(), StatusCode::kInvalidArgument)
+        << case_idx << ": " << appended.status().ToString();
+    EXPECT_EQ(appended.status().field(), c.field) << case_idx << ": " << appended.status().ToString();
+  }
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListOutbox(0, 100, ""));
+  EXPECT_TRUE(listed.empty());
+  ASSERT_OK_AND_ASSIGN(int64_t pending, this->store().CountUnrelayedOutbox());
+  EXPECT_EQ(pending, 0);
+  // The store still works.
+  ASSERT_OK(this->store().AppendOutbox("seg-1", kSegmentUpdated, event, kCreatedAt));
+}
+
+// Writers append from several threads while a reader pages by sequence: every appended record gets a unique
+// sequence, increasing per writer, and the reader, who only ever asks for sequences after the last one it saw,
+// misses none (sequence order is commit order).
+TYPED_TEST(MetadataStoreContractTest, ConcurrentOutboxAppendsGetUniqueIncreasingSequencesAndPagingMissesNone) {
+  constexpr int kWriters = 6;
+  constexpr int kAppends = 30;
+  std::latch start(kWriters + 1);
+  std::atomic<int> writers_left{kWriters};
+  std::mutex mu;
+  std::vector<int64_t> appended;    // GUARDED_BY(mu)
+  std::vector<std::string> errors;  // GUARDED_BY(mu)
+  std::vector<std::thread> threads;
+  for (int writer_idx = 0; writer_idx < kWriters; ++writer_idx) {
+    threads.emplace_back([&, writer_idx] {
+      start.arrive_and_wait();
+      int64_t previous = 0;
+      for (int append_idx = 0; append_idx < kAppends; ++append_idx) {
+        const std::string key = "w" + std::to_string(writer_idx) + "-" + std::to_string(append_idx);
+        auto sequence = this->store().AppendOutbox(key, kSegmentUpdated, OutboxEvent(kSegmentUpdated, key),
+                                                   kCreatedAt + append_idx);
+        std::lock_guard lock(mu);
+        if (!sequence.ok()) {
+          errors.push_back(sequence.status().ToString());
+          continue;
+        }
+        if (*sequence <= previous) errors.push_back("sequences of one writer out of order");
+        previous = *sequence;
+        appended.push_back(*sequence);
+      }
+      writers_left.fetch_sub(1);
+    });
+  }
+  std::vector<int64_t> paged;
+  std::string reader_error;
+  std::thread reader([&] {
+    start.arrive_and_wait();
+    int64_t after = 0;
+    while (true) {
+      const bool writers_done = writers_left.load() == 0;  // read before the page: a last page follows the writers
+      auto page = this->store().ListOutbox(after, 7, "");
+      if (!page.ok()) {
+        reader_error = page.status().ToString();
+        return;
+      }
+      for (const auto& record : *page) paged.push_back(record.sequence);
+      if (!page->empty()) {
+        after = page->back().sequence;
+      } else if (writers_done) {
+        return;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+  });
+  for (auto& thread : threads) thread.join();
+  reader.join();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+  ASSERT_TRUE(reader_error.empty()) << reader_error;
+
+  ASSERT_EQ(appended.size(), size_t{kWriters} * kAppends);
+  std::sort(appended.begin(), appended.end());
+  EXPECT_EQ(std::adjacent_find(appended.begin(), appended.end()), appended.end()) << "a sequence was given twice";
+  EXPECT_EQ(paged, appended) << "the reader paging by sequence missed or repeated a record";
+  ASSERT_OK_AND_ASSIGN(auto unrelayed, this->store().ListUnrelayedOutbox(100000));
+  EXPECT_EQ(Sequences(unrelayed), appended);
+  ASSERT_OK_AND_ASSIGN(int64_t pending, this->store().CountUnrelayedOutbox());
+  EXPECT_EQ(pending, kWriters * kAppends);
+}
+
+TYPED_TEST(MetadataStoreContractTest, OutboxSurvivesReopening) {
+  ASSERT_OK_AND_ASSIGN(int64_t first,
+                       this->store().AppendOutbox("seg-1", kSegmentUpdated, OutboxEvent(kSegmentUpdated, "seg-1"),
+                                                  kCreatedAt));
+  ASSERT_OK_AND_ASSIGN(int64_t second,
+                       this->store().AppendOutbox("rep-1", kReportGenerated, OutboxEvent(kReportGenerated, "rep-1"),
+                                                  kCreatedAt + 1));
+  ASSERT_OK(this->store().MarkOutboxRelayed({first}, kCreatedAt + 50));
+
+  this->store_.reset();
+  ASSERT_OK_AND_ASSIGN(this->store_, this->backend_.Open());
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListOutbox(0, 100, ""));
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].sequence, first);
+  EXPECT_EQ(listed[0].event_json, OutboxEvent(kSegmentUpdated, "seg-1"));
+  EXPECT_EQ(listed[0].relayed_at_ms, kCreatedAt + 50);
+  EXPECT_EQ(listed[1].sequence, second);
+  EXPECT_EQ(listed[1].key, "rep-1");
+  EXPECT_EQ(listed[1].type, kReportGenerated);
+  EXPECT_EQ(listed[1].created_at_ms, kCreatedAt + 1);
+  EXPECT_FALSE(listed[1].relayed_at_ms.has_value());
+  ASSERT_OK_AND_ASSIGN(auto unrelayed, this->store().ListUnrelayedOutbox(10));
+  EXPECT_EQ(Sequences(unrelayed), std::vector<int64_t>{second});
+  ASSERT_OK_AND_ASSIGN(int64_t third, this->store().AppendOutbox("seg-1", kSegmentUpdated, "{}", kCreatedAt + 2));
+  EXPECT_GT(third, second);
+}
+
+TYPED_TEST(MetadataStoreContractTest, DatabaseAtVersion5GainsTheOutboxAndKeepsItsData) {
+  ASSERT_OK(this->store().CreateMetricDefinition(CountMetric("purchases")));
+  ASSERT_OK(this->store().CreateSegment(Segment("seg-1", "buyers")));
+  ASSERT_OK(this->store().CreateReportDefinition(ReportDefinition("rep-1", "weekly")));
+  PipelineRun run = Run("run-1", kCreatedAt, "running", "report", "rep-1");
+  ASSERT_OK(this->store().CreatePipelineRun(run));
+  std::vector<DeadLetter> letters = {Letter(kReceivedAt, "INVALID_FIELD", kPurchase)};
+  ASSERT_OK(this->store().AppendDeadLetters(letters));
+  ASSERT_OK(TypeParam::Execute(this->store(), kDropVersion6));
+  ASSERT_OK_AND_ASSIGN(int old_version, this->store().SchemaVersion());
+  EXPECT_EQ(old_version, 5);
+
+  this->store_.reset();
+  ASSERT_OK_AND_ASSIGN(this->store_, this->backend_.Open());
+  ASSERT_OK_AND_ASSIGN(int version, this->store().SchemaVersion());
+  EXPECT_EQ(version, LatestSchemaVersion());
+  ASSERT_OK(this->store().GetMetricDefinition("purchases"));
+  ASSERT_OK(this->store().GetSegment("seg-1"));
+  ASSERT_OK(this->store().GetReportDefinition("rep-1"));
+  ASSERT_OK_AND_ASSIGN(PipelineRun stored, this->store().GetPipelineRun("run-1"));
+  ExpectSameRun(stored, run);
+  ASSERT_OK_AND_ASSIGN(int64_t dead_letters, this->store().CountDeadLetters({}));
+  EXPECT_EQ(dead_letters, 1);
+
+  // The outbox works, and the database refuses what the table refuses.
+  ASSERT_OK_AND_ASSIGN(int64_t sequence,
+                       this->store().AppendOutbox("seg-1", kSegmentUpdated, OutboxEvent(kSegmentUpdated, "seg-1"),
+                                                  kCreatedAt));
+  ASSERT_OK(this->store().MarkOutboxRelayed({sequence}, kCreatedAt + 1));
+  ASSERT_OK_AND_ASSIGN(auto listed, this->store().ListOutbox(0, 10, kSegmentUpdated));
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].relayed_at_ms, kCreatedAt + 1);
+  EXPECT_FALSE(TypeParam::Execute(this->store(), "UPDATE outbox SET created_at_ms = -1").ok());
+  EXPECT_FALSE(TypeParam::Execute(this->store(), "UPDATE outbox SET event_json = NULL").ok());
+  // Every index is there (DROP INDEX fails for a missing one).
+  for (const char* index : {"outbox_unrelayed", "outbox_by_type", "outbox_by_time"}) {
+    Status dropped = TypeParam::Execute(this->store(), std::string("DROP INDEX ") + index);
+    EXPECT_TRUE(dropped.ok()) << index << ": " << dropped.ToString();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Migrations and stored data
 
 TYPED_TEST(MetadataStoreContractTest, ReopeningKeepsDataAndSchemaVersion) {
@@ -2579,6 +2940,21 @@ TEST(SqliteMetadataStoreTest, FileThatIsNotADatabaseIsCorruption) {
 
 TEST(SqliteMetadataStoreTest, EmptyPathIsInvalidArgument) {
   EXPECT_EQ(OpenSqliteMetadataStore({.path = ""}).status().code(), StatusCode::kInvalidArgument);
+}
+
+// An outbox append syncs its own commit (synchronous = FULL) and leaves the connection as it was (NORMAL, 1): the
+// mode is read back through the outbox itself, on the store's own connection.
+TEST(SqliteMetadataStoreTest, AnOutboxAppendLeavesTheConnectionAtSynchronousNormal) {
+  testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto store, OpenSqliteMetadataStore({.path = (dir.path() / "metadata.db").string()}));
+  auto& sqlite = dynamic_cast<SqliteMetadataStore&>(*store);
+  ASSERT_OK(store->AppendOutbox("seg-1", "com.platform.analytics.segment.updated.v1", "{}", kCreatedAt));
+  ASSERT_OK(sqlite.ExecuteForTest(
+      "INSERT INTO outbox (message_key, event_type, event_json, created_at_ms)"
+      " SELECT 'probe', 'probe', synchronous, 0 FROM pragma_synchronous"));
+  ASSERT_OK_AND_ASSIGN(auto probe, store->ListOutbox(0, 10, "probe"));
+  ASSERT_EQ(probe.size(), 1u);
+  EXPECT_EQ(probe[0].event_json, "1") << "0 OFF, 1 NORMAL, 2 FULL";
 }
 
 // ---------------------------------------------------------------------------------------------------------

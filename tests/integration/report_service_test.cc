@@ -371,7 +371,7 @@ class ReportStack {
     while (runner_.Pending() > 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    return bus_.Recent(0, 100000, reports::kGeneratedType);
+    return bus_.Recent(0, 100000, reports::kGeneratedType).value();  // LocalEventBus: never an error
   }
 
  private:

@@ -142,13 +142,14 @@ class SegmentStack {
 
   // The newest sequence published so far (0 when none).
   int64_t LastSequence() {
-    const auto recent = bus_.Recent(0, 100000, "");
+    const auto recent = bus_.Recent(0, 100000, "").value();
     return recent.empty() ? 0 : recent.back().sequence;
   }
   // segment.updated events after `after` about `segment_id`.
   std::vector<json> UpdatesOf(const std::string& segment_id, int64_t after) {
     std::vector<json> out;
-    for (const auto& produced : bus_.Recent(after, 100000, segments::kUpdatedType)) {
+    const auto recent = bus_.Recent(after, 100000, segments::kUpdatedType).value();
+    for (const auto& produced : recent) {
       if (produced.key == segment_id) out.push_back(produced.event);
     }
     return out;

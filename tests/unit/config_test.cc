@@ -313,6 +313,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"kafka empty host", std::nullopt, {{"KAFKA_BROKERS", ":9092"}}, "kafka.brokers"},
         BadConfig{"kafka empty list item", std::nullopt, {{"KAFKA_BROKERS", "a:9092,,b:9092"}}, "kafka.brokers"},
         BadConfig{"kafka second broker bad", std::nullopt, {{"KAFKA_BROKERS", "a:9092,b"}}, "kafka.brokers"},
+        BadConfig{"kafka regex without caret", std::nullopt, {{"KAFKA_TOPICS_REGEX", "com\\..*"}},
+                  "kafka.topics_regex"},
+        BadConfig{"kafka offset reset unknown", std::nullopt, {{"KAFKA_AUTO_OFFSET_RESET", "smallest"}},
+                  "kafka.auto_offset_reset"},
+        BadConfig{"kafka session timeout too small", std::nullopt, {{"KAFKA_SESSION_TIMEOUT_MS", "10"}},
+                  "kafka.session_timeout_ms"},
+        BadConfig{"kafka batch of zero", std::nullopt, {{"KAFKA_MAX_BATCH_EVENTS", "0"}}, "kafka.max_batch_events"},
+        BadConfig{"kafka empty group", "kafka:\n  brokers: k:9092\n  group_id: ''\n", {}, "kafka.group_id"},
+        BadConfig{"kafka empty dlq topic", "kafka:\n  brokers: k:9092\n  dlq_topic: ''\n", {}, "kafka.dlq_topic"},
         BadConfig{"log level unknown", std::nullopt, {{"LOG_LEVEL", "verbose"}}, "logging.level"},
         BadConfig{"jwt secret too short", std::nullopt, {{"ANALYTICS_JWT_SECRET", "short-secret"}},
                   "auth.jwt_secret"},
@@ -335,6 +344,33 @@ TEST(LoadConfigTest, KafkaPortWithTrailingGarbageIsRejected) {
       LoadConfigFromText(DefaultConfigYaml(), std::nullopt, EnvFrom({{"KAFKA_BROKERS", "kafka:9092abc"}}));
   ASSERT_FALSE(result.ok()) << "BUG: 'kafka:9092abc' accepted as a broker list";
   EXPECT_EQ(result.status().field(), "kafka.brokers");
+}
+
+TEST(LoadConfigTest, KafkaTopicsListReplacesTheDefaultRegex) {
+  ASSERT_OK_AND_ASSIGN(Config listed,
+                       LoadConfigFromText(DefaultConfigYaml(), std::nullopt,
+                                          EnvFrom({{"KAFKA_BROKERS", "k:9092"},
+                                                   {"KAFKA_TOPICS", "a.events, b.events"},
+                                                   {"KAFKA_GROUP_INSTANCE_ID", "pod-1"},
+                                                   {"KAFKA_SESSION_TIMEOUT_MS", "6000"},
+                                                   {"KAFKA_MAX_BATCH_EVENTS", "500"},
+                                                   {"KAFKA_MAX_BATCH_WAIT_MS", "5"},
+                                                   {"KAFKA_AUTO_OFFSET_RESET", "latest"},
+                                                   {"KAFKA_DLQ_TOPIC", "my.dlq"},
+                                                   {"KAFKA_PRODUCED_TOPIC", "my.out"}})));
+  EXPECT_EQ(listed.kafka.topics, "a.events, b.events");
+  EXPECT_EQ(listed.kafka.topics_regex, "");  // a list alone: no default regex besides it
+  EXPECT_EQ(listed.kafka.group_instance_id, "pod-1");
+  EXPECT_EQ(listed.kafka.session_timeout_ms, 6000);
+  EXPECT_EQ(listed.kafka.max_batch_events, 500);
+  EXPECT_EQ(listed.kafka.max_batch_wait_ms, 5);
+  EXPECT_EQ(listed.kafka.auto_offset_reset, "latest");
+  EXPECT_EQ(listed.kafka.dlq_topic, "my.dlq");
+  EXPECT_EQ(listed.kafka.produced_topic, "my.out");
+  ASSERT_OK_AND_ASSIGN(Config both, LoadConfigFromText(DefaultConfigYaml(), std::nullopt,
+                                                       EnvFrom({{"KAFKA_TOPICS", "a"}, {"KAFKA_TOPICS_REGEX", "^x\\..*"}})));
+  EXPECT_EQ(both.kafka.topics, "a");
+  EXPECT_EQ(both.kafka.topics_regex, "^x\\..*");
 }
 
 TEST(LoadConfigTest, InvalidYamlIsAnError) {

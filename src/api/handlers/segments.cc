@@ -238,10 +238,16 @@ HttpResponse Outbox(bus::EventBus& bus, HttpRequest& request) {
   auto page = ParseLimit(request, static_cast<int64_t>(limit), 1000);
   if (!page.ok()) return StatusResponse(page.status(), kQueryCodes);
   limit = static_cast<size_t>(*page);
+  auto recent = bus.Recent(after, limit, request.QueryParam("type").value_or(""));
+  if (!recent.ok()) return StatusResponse(recent.status(), kQueryCodes);
   json items = json::array();
-  for (const auto& produced : bus.Recent(after, limit, request.QueryParam("type").value_or(""))) {
-    items.push_back({{"sequence", produced.sequence}, {"key", produced.key}, {"topic", bus::kTopic},
-                     {"event", produced.event}});
+  for (auto& produced : *recent) {
+    items.push_back({{"sequence", produced.sequence},
+                     {"key", std::move(produced.key)},
+                     {"topic", bus.Topic()},
+                     {"event", std::move(produced.event)},
+                     {"relayed_at", produced.relayed_at_ms ? json(common::FormatRfc3339Millis(*produced.relayed_at_ms))
+                                                           : json()}});
   }
   return HttpResponse::Json(200, {{"items", std::move(items)}});
 }

@@ -33,7 +33,8 @@ void LocalEventBus::Subscribe(std::function<void(const ProducedEvent&)> subscrib
   subscribers_.push_back(std::move(subscriber));
 }
 
-std::vector<ProducedEvent> LocalEventBus::Recent(int64_t after_sequence, size_t limit, const std::string& type) {
+common::Result<std::vector<ProducedEvent>> LocalEventBus::Recent(int64_t after_sequence, size_t limit,
+                                                                 const std::string& type) {
   std::vector<ProducedEvent> out;
   std::lock_guard lock(mu_);
   for (const auto& produced : recent_) {

@@ -1,6 +1,6 @@
-// LocalEventBus: the in-process EventBus adapter (embedded mode). Subscribers are called synchronously; the last
-// `capacity` events are kept in memory for GET /api/v1/analytics/outbox (they do not survive a restart: the
-// durable outbox comes with the Kafka adapter).
+// LocalEventBus: an in-memory EventBus adapter. Subscribers are called synchronously; the last `capacity` events
+// are kept in memory for Recent (they do not survive a restart). The service uses the durable OutboxEventBus
+// (bus/outbox/); this one serves tests that need a bus but not its storage.
 // Thread-safety: thread-safe; subscribers run outside the lock, in publish order per publisher thread.
 #pragma once
 
@@ -16,7 +16,9 @@ class LocalEventBus final : public EventBus {
   explicit LocalEventBus(size_t capacity = 10000) : capacity_(capacity) {}
   common::Status Publish(const std::string& key, nlohmann::json event) override;
   void Subscribe(std::function<void(const ProducedEvent&)> subscriber) override;
-  std::vector<ProducedEvent> Recent(int64_t after_sequence, size_t limit, const std::string& type) override;
+  common::Result<std::vector<ProducedEvent>> Recent(int64_t after_sequence, size_t limit,
+                                                    const std::string& type) override;
+  std::string Topic() const override { return kTopic; }
 
  private:
   const size_t capacity_;

@@ -149,6 +149,27 @@ DROP INDEX pipeline_runs_finished;
 CREATE INDEX pipeline_runs_finished ON pipeline_runs (finished_at_ms)
   WHERE status IN ('completed', 'failed', 'cancelled');
 )sql"},
+    // The outbox of produced events (issue 8).
+    // - sequence is an identity column (a BIGSERIAL in today's spelling, as audit_log and dead_letters): never
+    //   reused. The adapter serializes appends with a transaction-scoped advisory lock, so sequence order is
+    //   commit order (a sequence is drawn before its transaction commits; without the lock a reader could see
+    //   N + 1 before N).
+    // - event_type is COLLATE "C" (byte equality); outbox_by_type ends in sequence, so a type-filtered page is one
+    //   index range. outbox_unrelayed (partial: the records the relay still has to deliver) serves the relay's
+    //   scan and count, outbox_by_time the retention purge.
+    {6, "outbox", R"sql(
+CREATE TABLE outbox (
+  sequence      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  message_key   TEXT   NOT NULL,
+  event_type    TEXT COLLATE "C" NOT NULL,
+  event_json    TEXT   NOT NULL,
+  created_at_ms BIGINT NOT NULL CHECK (created_at_ms >= 0),
+  relayed_at_ms BIGINT CHECK (relayed_at_ms >= 0)
+);
+CREATE INDEX outbox_unrelayed ON outbox (sequence) WHERE relayed_at_ms IS NULL;
+CREATE INDEX outbox_by_type ON outbox (event_type, sequence);
+CREATE INDEX outbox_by_time ON outbox (created_at_ms);
+)sql"},
 };
 
 }  // namespace

@@ -164,6 +164,24 @@ CREATE INDEX pipeline_runs_unfinished ON pipeline_runs (created_at_ms, id)
 CREATE INDEX pipeline_runs_finished ON pipeline_runs (finished_at_ms)
   WHERE status IN ('completed', 'failed', 'cancelled');
 )sql"},
+    // The outbox of produced events (issue 8).
+    // - sequence is the rowid with AUTOINCREMENT, so it is never reused, not even after the newest records are
+    //   purged; it is assigned under the write lock, so sequence order is commit order.
+    // - outbox_unrelayed (partial: the records the relay still has to deliver) serves the relay's scan and count;
+    //   outbox_by_type serves a type-filtered page (ORDER BY sequence), outbox_by_time the retention purge.
+    {6, "outbox", R"sql(
+CREATE TABLE outbox (
+  sequence      INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_key   TEXT    NOT NULL,
+  event_type    TEXT    NOT NULL,
+  event_json    TEXT    NOT NULL,
+  created_at_ms INTEGER NOT NULL CHECK (created_at_ms >= 0),
+  relayed_at_ms INTEGER CHECK (relayed_at_ms >= 0)
+);
+CREATE INDEX outbox_unrelayed ON outbox (sequence) WHERE relayed_at_ms IS NULL;
+CREATE INDEX outbox_by_type ON outbox (event_type, sequence);
+CREATE INDEX outbox_by_time ON outbox (created_at_ms);
+)sql"},
 };
 
 }  // namespace

@@ -25,6 +25,8 @@ namespace {
 // First key of the two-key advisory lock taken while migrating ("anMD"); the second is a hash of the schema
 // name, so stores in different schemas of one database do not wait for each other.
 constexpr int32_t kMigrationLockClass = 0x616e4d44;
+// First key of the advisory lock that serializes outbox appends ("anOB"); the second is a hash of the schema.
+constexpr int32_t kOutboxLockClass = 0x616e4f42;
 
 bool IsValidSchemaName(std::string_view schema) {
   if (schema.empty() || schema.size() > 63) return false;
@@ -419,6 +421,30 @@ Result<PgParams> RunRow(const PipelineRun& run) {
 // A key that is not storable text (a NUL byte, invalid UTF-8) names no row; PostgreSQL would refuse it as a
 // parameter, SQLite finds nothing. Both adapters answer as SQLite does.
 bool CannotBeStored(std::string_view key) { return !IsStorableText(key); }
+
+// Outbox -------------------------------------------------------------------------------------------------------
+
+constexpr std::string_view kOutboxColumns =
+    "sequence, message_key, event_type, event_json, created_at_ms, relayed_at_ms";
+
+Result<std::vector<OutboxRecord>> ReadOutbox(const PgResult& rows) {
+  std::vector<OutboxRecord> out;
+  const int row_count = PQntuples(rows.get());
+  out.reserve(static_cast<size_t>(row_count));
+  for (int row_idx = 0; row_idx < row_count; ++row_idx) {
+    OutboxRecord record;
+    ANALYTICS_ASSIGN_OR_RETURN(record.sequence, CellInt(rows, row_idx, 0));
+    record.key = Cell(rows, row_idx, 1);
+    record.type = Cell(rows, row_idx, 2);
+    record.event_json = Cell(rows, row_idx, 3);
+    ANALYTICS_ASSIGN_OR_RETURN(record.created_at_ms, CellInt(rows, row_idx, 4));
+    if (!PQgetisnull(rows.get(), row_idx, 5)) {
+      ANALYTICS_ASSIGN_OR_RETURN(record.relayed_at_ms, CellInt(rows, row_idx, 5));
+    }
+    out.push_back(std::move(record));
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -1143,6 +1169,87 @@ Result<int64_t> PostgresMetadataStore::PurgePipelineRunsBefore(int64_t before_ms
              " AND finished_at_ms < $1::bigint AND ($2::text IS NULL OR kind = $2::text)",
              {Int(before_ms), kind.empty() ? std::nullopt : std::optional<std::string>(kind)},
              "cannot purge pipeline runs"));
+  return PgAffectedRows(purged);
+}
+
+// Outbox -------------------------------------------------------------------------------------------------------
+
+Result<int64_t> PostgresMetadataStore::AppendOutbox(const std::string& key, const std::string& type,
+                                                    const std::string& event_json, int64_t now_ms) {
+  ANALYTICS_RETURN_IF_ERROR(CheckOutboxAppend(key, type, event_json, now_ms));
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(PgTransaction txn, PgTransaction::Begin(lease.get()));
+  // Held until commit: the identity value is drawn after the lock is taken and committed before it is released,
+  // so sequence order is commit order (see MetadataStore's outbox section).
+  ANALYTICS_RETURN_IF_ERROR(PgRun(lease.get(), "SELECT pg_advisory_xact_lock($1::integer, hashtext(current_schema()))",
+                                  {Int(kOutboxLockClass)}, "cannot take the outbox lock"));
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult inserted,
+      PgExec(lease.get(),
+             "INSERT INTO outbox (message_key, event_type, event_json, created_at_ms)"
+             " VALUES ($1::text, $2::text, $3::text, $4::bigint) RETURNING sequence",
+             {key, type, event_json, Int(now_ms)}, "cannot append to the outbox"));
+  if (PQntuples(inserted.get()) != 1) return Status::Internal("cannot append to the outbox: no sequence returned");
+  ANALYTICS_ASSIGN_OR_RETURN(int64_t sequence, CellInt(inserted, 0, 0));
+  ANALYTICS_RETURN_IF_ERROR(txn.Commit());
+  return sequence;
+}
+
+Result<std::vector<OutboxRecord>> PostgresMetadataStore::ListOutbox(int64_t after_sequence, size_t limit,
+                                                                    const std::string& type) {
+  if (limit == 0) return std::vector<OutboxRecord>();
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult rows,
+      PgExec(lease.get(),
+             "SELECT " + std::string(kOutboxColumns) +
+                 " FROM outbox WHERE sequence > $1::bigint AND ($3::text IS NULL OR event_type = $3::text)"
+                 " ORDER BY sequence LIMIT $2::bigint",
+             {Int(after_sequence), Int(OutboxLimit(limit)),
+              type.empty() ? std::nullopt : std::optional<std::string>(type)},
+             "cannot list the outbox"));
+  return ReadOutbox(rows);
+}
+
+Result<std::vector<OutboxRecord>> PostgresMetadataStore::ListUnrelayedOutbox(size_t limit) {
+  if (limit == 0) return std::vector<OutboxRecord>();
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // The condition is the one of the partial index outbox_unrelayed.
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult rows,
+                             PgExec(lease.get(),
+                                    "SELECT " + std::string(kOutboxColumns) +
+                                        " FROM outbox WHERE relayed_at_ms IS NULL ORDER BY sequence LIMIT $1::bigint",
+                                    {Int(OutboxLimit(limit))}, "cannot list the unrelayed outbox"));
+  return ReadOutbox(rows);
+}
+
+Status PostgresMetadataStore::MarkOutboxRelayed(const std::vector<int64_t>& sequences, int64_t now_ms) {
+  if (now_ms < 0) return Status::InvalidArgument("must not be negative", "relayed_at_ms");
+  if (sequences.empty()) return Status::Ok();
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  // One statement; ANY matches each row once however often its sequence is listed.
+  return PgRun(lease.get(),
+               "UPDATE outbox SET relayed_at_ms = $2::bigint"
+               " WHERE sequence = ANY($1::bigint[]) AND relayed_at_ms IS NULL",
+               {IdArray(sequences), Int(now_ms)}, "cannot mark outbox records relayed");
+}
+
+Result<int64_t> PostgresMetadataStore::CountUnrelayedOutbox() {
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(PgResult count,
+                             PgExec(lease.get(), "SELECT COUNT(*) FROM outbox WHERE relayed_at_ms IS NULL", {},
+                                    "cannot count the unrelayed outbox"));
+  return CellInt(count, 0, 0);
+}
+
+Result<int64_t> PostgresMetadataStore::PurgeOutbox(int64_t before_ms, bool only_relayed) {
+  ANALYTICS_ASSIGN_OR_RETURN(PgConnectionPool::Lease lease, pool_->Acquire());
+  ANALYTICS_ASSIGN_OR_RETURN(
+      PgResult purged,
+      PgExec(lease.get(),
+             std::string("DELETE FROM outbox WHERE created_at_ms < $1::bigint") +
+                 (only_relayed ? " AND relayed_at_ms IS NOT NULL" : ""),
+             {Int(before_ms)}, "cannot purge the outbox"));
   return PgAffectedRows(purged);
 }
 

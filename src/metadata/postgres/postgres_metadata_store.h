@@ -6,7 +6,8 @@
 // Concurrency: thread-safe. Calls run in parallel on a pool of up to pool_size connections; a caller that
 // finds every connection busy waits for one.
 // New member indexes are assigned under a table lock (SHARE ROW EXCLUSIVE on segment_member_index), so
-// they stay dense and replicas agree; lookups of known users take no lock.
+// they stay dense and replicas agree; lookups of known users take no lock. Outbox appends wait for each other
+// (a transaction-scoped advisory lock per schema, across replicas), so sequences commit in order.
 // Limitations: a call that loses its connection fails with Unavailable and is not retried (the caller may
 // retry; the connection is re-established on its next use). A hung server makes callers wait (no statement
 // timeout yet). Callers adding member indexes wait for each other, across replicas.
@@ -100,6 +101,14 @@ class PostgresMetadataStore final : public MetadataStore {
   common::Result<std::vector<PipelineRun>> ListPipelineRuns(const PipelineRunFilter& filter) override;
   common::Result<std::vector<PipelineRun>> ListUnfinishedPipelineRuns() override;
   common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms, std::string_view kind) override;
+  common::Result<int64_t> AppendOutbox(const std::string& key, const std::string& type, const std::string& event_json,
+                                       int64_t now_ms) override;
+  common::Result<std::vector<OutboxRecord>> ListOutbox(int64_t after_sequence, size_t limit,
+                                                       const std::string& type) override;
+  common::Result<std::vector<OutboxRecord>> ListUnrelayedOutbox(size_t limit) override;
+  common::Status MarkOutboxRelayed(const std::vector<int64_t>& sequences, int64_t now_ms) override;
+  common::Result<int64_t> CountUnrelayedOutbox() override;
+  common::Result<int64_t> PurgeOutbox(int64_t before_ms, bool only_relayed) override;
 
   // Runs `sql` (one or more statements, results discarded) on one pooled connection. Tests use it to damage
   // rows, fake a newer schema or kill connections.

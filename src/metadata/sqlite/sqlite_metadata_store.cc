@@ -106,6 +106,7 @@ class Statement {
   }
 
   int64_t ColumnInt64(int column) { return sqlite3_column_int64(stmt_, column); }
+  bool ColumnIsNull(int column) { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
   double ColumnDouble(int column) { return sqlite3_column_double(stmt_, column); }
   std::string_view ColumnText(int column) {
     const unsigned char* text = sqlite3_column_text(stmt_, column);
@@ -479,6 +480,29 @@ Result<std::vector<PipelineRun>> ReadRuns(Statement& select) {
     if (!has_row) break;
     ANALYTICS_ASSIGN_OR_RETURN(PipelineRun run, ReadRun(select));
     out.push_back(std::move(run));
+  }
+  return out;
+}
+
+// Outbox -------------------------------------------------------------------------------------------------------
+
+constexpr std::string_view kOutboxColumns =
+    "sequence, message_key, event_type, event_json, created_at_ms, relayed_at_ms";
+
+// Runs a SELECT of kOutboxColumns to the end.
+Result<std::vector<OutboxRecord>> ReadOutbox(Statement& select) {
+  std::vector<OutboxRecord> out;
+  while (true) {
+    ANALYTICS_ASSIGN_OR_RETURN(bool has_row, select.Step("cannot list the outbox"));
+    if (!has_row) break;
+    OutboxRecord record;
+    record.sequence = select.ColumnInt64(0);
+    record.key = select.ColumnText(1);
+    record.type = select.ColumnText(2);
+    record.event_json = select.ColumnText(3);
+    record.created_at_ms = select.ColumnInt64(4);
+    if (!select.ColumnIsNull(5)) record.relayed_at_ms = select.ColumnInt64(5);
+    out.push_back(std::move(record));
   }
   return out;
 }
@@ -1212,6 +1236,105 @@ Result<int64_t> SqliteMetadataStore::PurgePipelineRunsBefore(int64_t before_ms, 
   purge.BindInt64(1, before_ms);
   if (!kind.empty()) purge.BindText(2, kind);
   ANALYTICS_RETURN_IF_ERROR(purge.Run("cannot purge pipeline runs"));
+  return static_cast<int64_t>(sqlite3_changes64(db_));
+}
+
+// Outbox -------------------------------------------------------------------------------------------------------
+
+Result<int64_t> SqliteMetadataStore::AppendOutbox(const std::string& key, const std::string& type,
+                                                  const std::string& event_json, int64_t now_ms) {
+  ANALYTICS_RETURN_IF_ERROR(CheckOutboxAppend(key, type, event_json, now_ms));
+  std::lock_guard lock(mu_);
+  // The store runs with synchronous=NORMAL (a power loss may drop the last commits); a produced event must not be
+  // lost once its producer has been told it is stored, so this commit is synced (FULL syncs the WAL at commit,
+  // together with any earlier unsynced commits). The mode is per connection and changes only outside a
+  // transaction; mu_ keeps every other call out until it is back to NORMAL.
+  ANALYTICS_RETURN_IF_ERROR(Exec(db_, "PRAGMA synchronous = FULL", "cannot set synchronous mode"));
+  Result<int64_t> appended = [&]() -> Result<int64_t> {
+    ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
+    ANALYTICS_ASSIGN_OR_RETURN(
+        Statement insert,
+        Statement::Prepare(db_,
+                           "INSERT INTO outbox (message_key, event_type, event_json, created_at_ms)"
+                           " VALUES (?1, ?2, ?3, ?4)"));
+    insert.BindText(1, key);
+    insert.BindText(2, type);
+    insert.BindText(3, event_json);
+    insert.BindInt64(4, now_ms);
+    ANALYTICS_RETURN_IF_ERROR(insert.Run("cannot append to the outbox"));
+    const int64_t sequence = sqlite3_last_insert_rowid(db_);
+    ANALYTICS_RETURN_IF_ERROR(txn.Commit());
+    return sequence;
+  }();
+  Status restored = Exec(db_, "PRAGMA synchronous = NORMAL", "cannot set synchronous mode");
+  if (appended.ok() && !restored.ok()) return restored;
+  return appended;
+}
+
+Result<std::vector<OutboxRecord>> SqliteMetadataStore::ListOutbox(int64_t after_sequence, size_t limit,
+                                                                  const std::string& type) {
+  if (limit == 0) return std::vector<OutboxRecord>();
+  std::lock_guard lock(mu_);
+  // Only a set type becomes a condition: SQLite plans before values are bound (see DeadLetterWhere).
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement select,
+      Statement::Prepare(db_, "SELECT " + std::string(kOutboxColumns) + " FROM outbox WHERE sequence > ?1" +
+                                  (type.empty() ? "" : " AND event_type = ?3") + " ORDER BY sequence LIMIT ?2"));
+  select.BindInt64(1, after_sequence);
+  select.BindInt64(2, OutboxLimit(limit));
+  if (!type.empty()) select.BindText(3, type);
+  return ReadOutbox(select);
+}
+
+Result<std::vector<OutboxRecord>> SqliteMetadataStore::ListUnrelayedOutbox(size_t limit) {
+  if (limit == 0) return std::vector<OutboxRecord>();
+  std::lock_guard lock(mu_);
+  // The condition is the one of the partial index outbox_unrelayed.
+  ANALYTICS_ASSIGN_OR_RETURN(Statement select,
+                             Statement::Prepare(db_, "SELECT " + std::string(kOutboxColumns) +
+                                                         " FROM outbox WHERE relayed_at_ms IS NULL"
+                                                         " ORDER BY sequence LIMIT ?1"));
+  select.BindInt64(1, OutboxLimit(limit));
+  return ReadOutbox(select);
+}
+
+Status SqliteMetadataStore::MarkOutboxRelayed(const std::vector<int64_t>& sequences, int64_t now_ms) {
+  if (now_ms < 0) return Status::InvalidArgument("must not be negative", "relayed_at_ms");
+  if (sequences.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  std::vector<int64_t> distinct = sequences;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  ANALYTICS_ASSIGN_OR_RETURN(Transaction txn, Transaction::BeginWrite(db_));
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement update,
+      Statement::Prepare(db_, "UPDATE outbox SET relayed_at_ms = ?2 WHERE sequence = ?1 AND relayed_at_ms IS NULL"));
+  for (int64_t sequence : distinct) {
+    update.Reset();
+    update.BindInt64(1, sequence);
+    update.BindInt64(2, now_ms);
+    ANALYTICS_RETURN_IF_ERROR(update.Run("cannot mark outbox records relayed"));
+  }
+  return txn.Commit();
+}
+
+Result<int64_t> SqliteMetadataStore::CountUnrelayedOutbox() {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(Statement count,
+                             Statement::Prepare(db_, "SELECT COUNT(*) FROM outbox WHERE relayed_at_ms IS NULL"));
+  ANALYTICS_ASSIGN_OR_RETURN(bool has_row, count.Step("cannot count the unrelayed outbox"));
+  if (!has_row) return Status::Internal("cannot count the unrelayed outbox: no row");
+  return count.ColumnInt64(0);
+}
+
+Result<int64_t> SqliteMetadataStore::PurgeOutbox(int64_t before_ms, bool only_relayed) {
+  std::lock_guard lock(mu_);
+  ANALYTICS_ASSIGN_OR_RETURN(
+      Statement purge,
+      Statement::Prepare(db_, std::string("DELETE FROM outbox WHERE created_at_ms < ?1") +
+                                  (only_relayed ? " AND relayed_at_ms IS NOT NULL" : "")));
+  purge.BindInt64(1, before_ms);
+  ANALYTICS_RETURN_IF_ERROR(purge.Run("cannot purge the outbox"));
   return static_cast<int64_t>(sqlite3_changes64(db_));
 }
 

@@ -86,6 +86,14 @@ class SqliteMetadataStore final : public MetadataStore {
   common::Result<std::vector<PipelineRun>> ListPipelineRuns(const PipelineRunFilter& filter) override;
   common::Result<std::vector<PipelineRun>> ListUnfinishedPipelineRuns() override;
   common::Result<int64_t> PurgePipelineRunsBefore(int64_t before_ms, std::string_view kind) override;
+  common::Result<int64_t> AppendOutbox(const std::string& key, const std::string& type, const std::string& event_json,
+                                       int64_t now_ms) override;
+  common::Result<std::vector<OutboxRecord>> ListOutbox(int64_t after_sequence, size_t limit,
+                                                       const std::string& type) override;
+  common::Result<std::vector<OutboxRecord>> ListUnrelayedOutbox(size_t limit) override;
+  common::Status MarkOutboxRelayed(const std::vector<int64_t>& sequences, int64_t now_ms) override;
+  common::Result<int64_t> CountUnrelayedOutbox() override;
+  common::Result<int64_t> PurgeOutbox(int64_t before_ms, bool only_relayed) override;
 
   // Runs `sql` (one or more statements, results discarded) on the store's connection. Tests use it to
   // damage rows or fake a newer schema.
