@@ -102,7 +102,7 @@ struct KafkaConfig {
   std::string dlq_topic;
   std::string auto_offset_reset = "earliest";  // where a group without a committed offset starts
   int session_timeout_ms = 10000;  // a dead member's partitions move after this
-  int max_batch_events = 20000;    // messages per durable append + commit
+  int max_batch_events = 5000;     // messages per durable append (batches are stored concurrently)
   int max_batch_wait_ms = 50;      // a batch waits at most this long to fill
 };
 

@@ -72,19 +72,6 @@ bool Eventually(Condition&& condition, std::chrono::milliseconds timeout, std::c
 
 double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-std::string Encode(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buffer[4];
-      std::snprintf(buffer, sizeof(buffer), "%%%02X", c);
-      out += buffer;
-    }
-  }
-  return out;
-}
 
 std::string Tail(const std::string& text, size_t bytes = 4000) {
   return text.size() <= bytes ? text : "..." + text.substr(text.size() - bytes);
@@ -356,7 +343,7 @@ class KafkaE2eTest : public ::testing::Test {
     std::string cursor;
     for (int page = 0; page < 100000; ++page) {
       auto response = instance.client->Get(
-          kEvents + "?limit=1000" + filter + (cursor.empty() ? "" : "&cursor=" + Encode(cursor)), instance.admin);
+          kEvents + "?limit=1000" + filter + (cursor.empty() ? "" : "&cursor=" + UrlEncode(cursor)), instance.admin);
       EXPECT_EQ(response.status, 200) << response.body.substr(0, 2000);
       if (response.status != 200) return count;
       for (const auto& raw : forbidden) {
@@ -468,7 +455,7 @@ TEST_F(KafkaE2eTest, StructuredAndBinaryEventsFromListedAndRegexTopicsAreStoredA
   std::map<std::string, size_t> sent_per_user;
   for (const auto& event : sent) ++sent_per_user[event.user];
   for (const auto& user : users) {
-    auto response = service.client->Get(kEvents + "?limit=1000&user_id=" + Encode(user), service.admin);
+    auto response = service.client->Get(kEvents + "?limit=1000&user_id=" + UrlEncode(user), service.admin);
     ASSERT_EQ(response.status, 200) << response.body;
     EXPECT_EQ(response.body.find(user), std::string::npos) << "raw user id in the answer";
     json items = response.Json()["items"];
@@ -517,7 +504,7 @@ TEST_F(KafkaE2eTest, StructuredAndBinaryEventsFromListedAndRegexTopicsAreStoredA
                                                                                       {"sessions", kSession}}) {
     auto response = service.client->Get(kApi + "/metrics/values/" + metric +
                                             "?period_start=2024-03-01&period_end=2024-03-03&limit=10&dimensions=" +
-                                            Encode(R"(["game_id"])"),
+                                            UrlEncode(R"(["game_id"])"),
                                         service.admin);
     ASSERT_EQ(response.status, 200) << response.body;
     std::map<std::string, double> per_game;
@@ -1163,7 +1150,7 @@ TEST_F(KafkaE2eTest, ProducedEventsAreRelayedFromTheOutboxAlsoAfterTheBrokerWasU
 
   auto outbox_items = [&](Instance& instance) {
     json items = json::array();
-    const json outbox = instance.Get(kOutbox + "?limit=1000&type=" + Encode(kUpdatedType));
+    const json outbox = instance.Get(kOutbox + "?limit=1000&type=" + UrlEncode(kUpdatedType));
     for (const auto& item : outbox["items"]) {
       if (item["key"] == segment) items.push_back(item);
     }

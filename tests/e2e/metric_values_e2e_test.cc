@@ -44,19 +44,6 @@ std::string Short(const std::string& type) { return type.substr(13, type.size() 
 
 std::string Day(int64_t ms) { return common::FormatRfc3339Millis(ms).substr(0, 10); }
 
-std::string Encode(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buffer[4];
-      std::snprintf(buffer, sizeof(buffer), "%%%02X", c);
-      out += buffer;
-    }
-  }
-  return out;
-}
 
 class MetricValuesE2eTest : public ::testing::Test {
  protected:
@@ -191,7 +178,7 @@ TEST_F(MetricValuesE2eTest, RefundAwareRevenueTopGamesAndOtherAddUpExactly) {
   std::sort(ranked.begin(), ranked.end());
   ASSERT_GT(ranked.size(), 4u);
   json document = Values("revenue_rub", "period_start=2024-01-01&period_end=2024-01-12&dimensions=" +
-                                            Encode("[\"game_id\"]") + "&limit=3");
+                                            UrlEncode("[\"game_id\"]") + "&limit=3");
   ASSERT_EQ(document["series"].size(), 4u) << document.dump();
   for (size_t rank = 0; rank < 3; ++rank) {
     const std::string game = ranked[rank].second;
@@ -249,7 +236,7 @@ TEST_F(MetricValuesE2eTest, DistinctUsersTopGamesAndOtherMatchTheReference) {
     std::sort(ranked.begin(), ranked.end());
     ASSERT_GT(ranked.size(), 6u);
     json document = Values(metric, "period_start=" + first_day + "&period_end=2024-01-12&dimensions=" +
-                                       Encode("[\"game_id\"]") + "&limit=3");
+                                       UrlEncode("[\"game_id\"]") + "&limit=3");
     ASSERT_EQ(document["series"].size(), 4u) << document.dump();
     auto check = [&](const json& series, const std::vector<Game>& games) {
       for (const auto& point : series["points"]) {
@@ -286,7 +273,7 @@ TEST_F(MetricValuesE2eTest, FiltersCombineWithAndOr) {
   const std::string filters = R"({"and":[{"or":[{"property":"country","op":"eq","value":"RU"},)"
                               R"({"property":"country","op":"eq","value":"KZ"}]},)"
                               R"({"property":"platform","op":"ne","value":"windows"}]})";
-  json document = Values("purchases_count", "period_start=2024-01-01&period_end=2024-01-12&filters=" + Encode(filters));
+  json document = Values("purchases_count", "period_start=2024-01-01&period_end=2024-01-12&filters=" + UrlEncode(filters));
   double sum = 0;
   for (const auto& [label, value] : Points(document)) {
     EXPECT_EQ(value.get<double>(), expected[label.substr(0, 10)]) << label;
@@ -369,7 +356,7 @@ TEST_F(MetricValuesE2eTest, DevelopersSeeOnlyTheirGamesAndOnlyGroupsOfAtLeastFiv
   const std::string second = (++game)->first;
   const std::string developer = service_->Token({"developer"}, "dev-1", {first, second});
   json document = Values("paying_users", "period_start=2024-01-01&period_end=2024-01-12&dimensions=" +
-                                             Encode("[\"game_id\",\"country\"]"),
+                                             UrlEncode("[\"game_id\",\"country\"]"),
                          developer);
   std::set<std::pair<std::string, std::string>> expected, seen;
   for (const auto& owned : {first, second}) {
@@ -384,7 +371,7 @@ TEST_F(MetricValuesE2eTest, DevelopersSeeOnlyTheirGamesAndOnlyGroupsOfAtLeastFiv
   EXPECT_EQ(document["k_anonymity"]["k"], 5);
   // A filter cannot widen the scope.
   json other_game = Values("purchases_count", "period_start=2024-01-01&period_end=2024-01-12&filters=" +
-                                                  Encode(R"({"property":"game_id","op":"eq","value":"not-mine"})"),
+                                                  UrlEncode(R"({"property":"game_id","op":"eq","value":"not-mine"})"),
                            developer);
   for (const auto& series : other_game["series"]) {
     for (const auto& point : series["points"]) EXPECT_EQ(point[1], 0.0);
@@ -441,7 +428,7 @@ TEST_F(MetricValuesE2eTest, PeakConcurrentPlayersPerGameMatchTheReference) {
     return static_cast<double>(best);
   };
   json document = Values("peak_concurrent_players", "period_start=2024-01-02&period_end=2024-01-08&dimensions=" +
-                                                        Encode("[\"game_id\"]"));
+                                                        UrlEncode("[\"game_id\"]"));
   size_t checked = 0;
   for (const auto& series : document["series"]) {
     const std::string game = series["dimensions"]["game_id"].is_null() ? "" : series["dimensions"]["game_id"].get<std::string>();
@@ -472,12 +459,12 @@ TEST_F(MetricValuesE2eTest, EveryBadParameterIsNamed) {
   expect_parameter("period_start=2024-01-05&period_end=2024-01-01", "period_end");
   expect_parameter(period + "&granularity=fortnight", "granularity");
   expect_parameter(period + "&timezone=Mars/Olympus", "timezone");
-  expect_parameter(period + "&timezone=" + Encode("../../etc/passwd"), "timezone");
-  expect_parameter(period + "&dimensions=" + Encode("[\"email\"]"), "dimensions");
+  expect_parameter(period + "&timezone=" + UrlEncode("../../etc/passwd"), "timezone");
+  expect_parameter(period + "&dimensions=" + UrlEncode("[\"email\"]"), "dimensions");
   expect_parameter(period + "&dimensions=game_id", "dimensions");
-  expect_parameter(period + "&filters=" + Encode("{\"property\":\"country\",\"op\":\"like\",\"value\":\"R\"}"), "filters");
-  expect_parameter(period + "&filters=" + Encode("{\"or\":[]}"), "filters");
-  expect_parameter(period + "&dimensions=" + Encode("[\"game_id\"]") + "&limit=0", "limit");
+  expect_parameter(period + "&filters=" + UrlEncode("{\"property\":\"country\",\"op\":\"like\",\"value\":\"R\"}"), "filters");
+  expect_parameter(period + "&filters=" + UrlEncode("{\"or\":[]}"), "filters");
+  expect_parameter(period + "&dimensions=" + UrlEncode("[\"game_id\"]") + "&limit=0", "limit");
   expect_parameter("period_start=2024-01-01&period_end=2030-01-01&granularity=minute", "granularity");
   json missing = Values("no_such_metric", period, {}, 404);
   EXPECT_EQ(missing["error"]["code"], "METRIC_DEFINITION_NOT_FOUND");

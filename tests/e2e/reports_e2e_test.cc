@@ -104,19 +104,6 @@ std::vector<std::string> Days(const std::string& first, const std::string& last)
   return days;
 }
 
-std::string Encode(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buffer[4];
-      std::snprintf(buffer, sizeof(buffer), "%%%02X", c);
-      out += buffer;
-    }
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------- report files read back
 
@@ -622,7 +609,7 @@ class ReportsE2eTest : public ::testing::Test {
     int64_t after = 0;
     for (int page = 0; page < 1000; ++page) {
       auto response = client.Get(kOutbox + "?limit=1000&after=" + std::to_string(after) + "&type=" +
-                                     Encode(kGeneratedType), admin);
+                                     UrlEncode(kGeneratedType), admin);
       EXPECT_EQ(response.status, 200) << response.body;
       json read = response.Json();
       if (!read["items"].is_array() || read["items"].empty()) break;
@@ -658,7 +645,7 @@ class ReportsE2eTest : public ::testing::Test {
     std::string cursor;
     for (int page = 0; page < 1000; ++page) {
       std::string target = kInstances + "?limit=" + std::to_string(limit) + query;
-      if (!cursor.empty()) target += "&cursor=" + Encode(cursor);
+      if (!cursor.empty()) target += "&cursor=" + UrlEncode(cursor);
       json answer = Get(target, 200, token);
       EXPECT_LE(answer["items"].size(), static_cast<size_t>(limit));
       for (auto& item : answer["items"]) ids.push_back(item.value("instance_id", ""));
@@ -1030,7 +1017,7 @@ class ReportsE2eTest : public ::testing::Test {
     std::vector<json> answers;
     for (const auto& metric : metrics) {
       answers.push_back(Get(kValues + metric + "?period_start=" + kPeriodStart + "&period_end=" + kPeriodEnd +
-                            "&timezone=UTC&granularity=day&limit=3&dimensions=" + Encode(R"(["game_id"])")));
+                            "&timezone=UTC&granularity=day&limit=3&dimensions=" + UrlEncode(R"(["game_id"])")));
     }
     std::vector<json> groups;  // {"dimensions", "other"}
     for (const auto& answer : answers) {

@@ -118,19 +118,6 @@ UserSet Minus(const UserSet& a, const UserSet& b) {
   return out;
 }
 
-std::string Encode(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buffer[4];
-      std::snprintf(buffer, sizeof(buffer), "%%%02X", c);
-      out += buffer;
-    }
-  }
-  return out;
-}
 
 class SegmentsE2eTest : public ::testing::Test {
  protected:
@@ -416,7 +403,7 @@ class SegmentsE2eTest : public ::testing::Test {
   static int64_t AsOfOf(const Made& made) { return Ms(made.count["as_of"]); }
 
   static bool Contains(const std::string& id, const std::string& user, const std::string& token = {}) {
-    json answer = Get(kSegments + id + "/contains/" + Encode(user), 200, token);
+    json answer = Get(kSegments + id + "/contains/" + UrlEncode(user), 200, token);
     EXPECT_EQ(answer["segment_id"], id);
     EXPECT_EQ(answer["user_id"], user);
     EXPECT_TRUE(IsRfc3339Millis(answer["as_of"])) << answer.dump();
@@ -430,7 +417,7 @@ class SegmentsE2eTest : public ::testing::Test {
     std::string cursor;
     for (int page = 0; page < 10000; ++page) {
       std::string target = kSegments + id + "/members?limit=" + std::to_string(limit);
-      if (!cursor.empty()) target += "&cursor=" + Encode(cursor);
+      if (!cursor.empty()) target += "&cursor=" + UrlEncode(cursor);
       json answer = Get(target, 200, token);
       EXPECT_EQ(answer["segment_id"], id);
       EXPECT_LE(answer["users"].size(), static_cast<size_t>(limit));
@@ -874,7 +861,7 @@ TEST_F(SegmentsE2eTest, FunnelsAndMetricsRestrictedToASegmentMatchTheReference) 
     if (event.type == kSession) ++sessions[Day(event.time_ms)];
   }
   const std::string period =
-      "period_start=" + Day(first_day_ms_) + "&period_end=" + Day(last_day_ms_) + "&segment=" + Encode(russia.id);
+      "period_start=" + Day(first_day_ms_) + "&period_end=" + Day(last_day_ms_) + "&segment=" + UrlEncode(russia.id);
   json dau = Get(kValues + "dau?" + period);
   EXPECT_EQ(dau["segment"], russia.id) << dau.dump();
   json played = Get(kValues + "sessions?" + period);
@@ -1229,7 +1216,7 @@ TEST_F(SegmentsE2eTest, LiveSegmentsFollowArrivingEventsAndSayWhy) {
   }
 
   // segment.updated: the first refresh, then the incremental changes.
-  json outbox = Get("/api/v1/analytics/outbox?limit=1000&type=" + Encode(kUpdatedType));
+  json outbox = Get("/api/v1/analytics/outbox?limit=1000&type=" + UrlEncode(kUpdatedType));
   auto updates_of = [&](const Made& made) {
     std::vector<json> updates;
     for (const auto& item : outbox["items"]) {

@@ -53,6 +53,9 @@ void PostEventLines(HttpClient& client, const std::string& token, const std::vec
 
 // Opens a raw TCP connection (for tests that send partial or malformed requests). Returns the fd or -1.
 int ConnectRaw(int port);
+
+// `text` percent-encoded for a URL query value (letters, digits, '-', '_' and '.' kept).
+std::string UrlEncode(const std::string& text);
 // Sends all bytes; false on error.
 bool SendAll(int fd, const std::string& data);
 // Reads until the peer closes or `timeout_ms` passes.

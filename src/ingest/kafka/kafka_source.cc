@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <set>
 #include <span>
 
@@ -80,7 +81,7 @@ struct KafkaSource::Impl {
   kafka::HandlePtr consumer;
   rd_kafka_queue_t* consumer_queue = nullptr;  // for its length (the prefetched messages)
   std::thread thread;   // polls: fills batches, serves rebalances, lag
-  std::thread worker;   // stores, dead-letters and commits the batches handed to it, in order
+  std::vector<std::thread> workers;  // store and dead-letter the handed batches; the first to finish retires them
   std::atomic<bool> stopping{false};
   // Set while partitions are being revoked: the worker finishes (or drops) what it has without retrying.
   std::atomic<bool> revoking{false};
@@ -90,23 +91,32 @@ struct KafkaSource::Impl {
 
   // A batch: consumed, not yet committed.
   struct Batch {
+    enum class State { kQueued, kRunning, kStored, kDropped };
     std::vector<kafka::MessagePtr> messages;
     size_t bytes = 0;
     Clock::time_point first_at;
+    State state = State::kQueued;                   // guarded by work_mu once handed over
     bool ingested = false;                          // stage 1 done: durable in the store
     std::vector<kafka::OutgoingMessage> dead;       // stage 2: refused messages not yet acknowledged by the DLQ
     bool empty() const { return messages.empty(); }
   };
-  // The batch being filled, and a filled one waiting for the worker's slot: the polling thread's only (the
-  // rebalance callback runs there too).
+  // The batch being filled, and a filled one waiting for room: the polling thread's only (the rebalance
+  // callback runs there too).
   Batch filling;
   std::unique_ptr<Batch> waiting;
-  // Hand-off to the worker: one batch waiting while another is processed, so polling goes on meanwhile.
+  // Batches handed to the workers and not yet retired, in hand-over (= offset) order. Workers store them
+  // concurrently; they are committed in this order only (Retire).
   std::mutex work_mu;
   std::condition_variable work_cv;
-  std::unique_ptr<Batch> handed;   // guarded by work_mu
-  bool worker_busy = false;        // guarded by work_mu
-  bool worker_exit = false;        // guarded by work_mu
+  std::deque<std::unique_ptr<Batch>> in_flight;  // guarded by work_mu
+  bool worker_exit = false;                      // guarded by work_mu
+  size_t max_in_flight = 0;
+  // Commits one at a time, in order. Once a batch was dropped (stopping, revoking), no later batch may be
+  // committed (that would skip the dropped one) until the partitions are assigned again.
+  std::mutex commit_mu;
+  bool poisoned = false;  // guarded by commit_mu
+  std::mutex pause_mu;
+  int failing = 0;        // batches being retried; guarded by pause_mu
 
   // Shared with Readiness (HTTP threads).
   mutable std::mutex mu;
@@ -216,7 +226,7 @@ struct KafkaSource::Impl {
       }
     }
     if (!filling.empty()) HandOver();
-    WaitWorkerIdle();
+    WaitAllRetired();
     // Leaves the group: the revoke callback runs (nothing is in hand by now) and the coordinator reassigns at once.
     rd_kafka_consumer_close(consumer.get());
   }
@@ -256,7 +266,7 @@ struct KafkaSource::Impl {
     }
   }
 
-  // Gives the filled batch to the worker once its hand-off slot is free. While the worker retries a failed
+  // Gives the filled batch to the workers once fewer than max_in_flight are in hand. While they retry a failed
   // batch (partitions paused) this keeps polling, so the group sees a live member and rebalances are served.
   void HandOver() {
     waiting = std::make_unique<Batch>(std::move(filling));
@@ -264,13 +274,13 @@ struct KafkaSource::Impl {
     for (;;) {
       {
         std::unique_lock lock(work_mu);
-        if (work_cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return handed == nullptr; })) {
-          handed = std::move(waiting);
+        if (work_cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return in_flight.size() < max_in_flight; })) {
+          in_flight.push_back(std::move(waiting));
           work_cv.notify_all();
           return;
         }
       }
-      if (stopping) continue;  // the worker drops what fails once stopping; the slot frees soon
+      if (stopping) continue;  // the workers drop what fails once stopping; room comes soon
       // Paused partitions deliver no messages; one from a partition assigned meanwhile is read again later.
       kafka::MessagePtr message(rd_kafka_consumer_poll(consumer.get(), 0));
       if (message && message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -280,9 +290,10 @@ struct KafkaSource::Impl {
     }
   }
 
-  void WaitWorkerIdle() {
+  // Until every handed batch is retired (committed or dropped).
+  void WaitAllRetired() {
     std::unique_lock lock(work_mu);
-    work_cv.wait(lock, [&] { return handed == nullptr && !worker_busy; });
+    work_cv.wait(lock, [&] { return in_flight.empty(); });
   }
 
   // librdkafka before 2.3 stops fetching a partition whose prefetch queue reached queued.min.messages or
@@ -297,11 +308,7 @@ struct KafkaSource::Impl {
     std::vector<PartitionKey> behind;
     {
       std::lock_guard lock(mu);
-      for (const auto& [key, state] : partitions) {
-        if (state.high_watermark >= 0 && state.next_offset >= 0 && state.high_watermark > state.next_offset) {
-          behind.push_back(key);
-        }
-      }
+      for (const auto& [key, state] : partitions) behind.push_back(key);
     }
     if (behind.empty()) return;
     kafka::PartitionListPtr positions(rd_kafka_topic_partition_list_new(static_cast<int>(behind.size())));
@@ -329,33 +336,77 @@ struct KafkaSource::Impl {
 
   void Work() {
     for (;;) {
-      std::unique_ptr<Batch> batch;
+      Batch* batch = nullptr;
       {
         std::unique_lock lock(work_mu);
-        work_cv.wait(lock, [&] { return handed != nullptr || worker_exit; });
-        if (handed == nullptr) return;
-        batch = std::move(handed);
-        worker_busy = true;
-        work_cv.notify_all();  // the slot is free: the polling thread may hand over the next one
+        auto next_queued = [&] {
+          for (auto& handed : in_flight) {
+            if (handed->state == Batch::State::kQueued) return handed.get();
+          }
+          return static_cast<Batch*>(nullptr);
+        };
+        work_cv.wait(lock, [&] { return next_queued() != nullptr || worker_exit; });
+        batch = next_queued();
+        if (batch == nullptr) return;
+        batch->state = Batch::State::kRunning;
       }
-      ProcessBatch(*batch, /*allow_retry=*/true);
-      {
-        std::lock_guard lock(work_mu);
-        worker_busy = false;
-      }
-      work_cv.notify_all();
+      const bool stored = ProcessBatch(*batch, /*allow_retry=*/true);
+      Retire(*batch, stored);
     }
   }
 
-  // Stages of a batch: ingest (durable) → dead letters acknowledged by the DLQ topic → commit. A failed stage
-  // is retried with backoff while the partitions are paused; finished stages are not repeated. Without retries
-  // (stopping, revoking) a failed stage drops the batch uncommitted: whoever owns the partitions next reads it
-  // again from the last commit.
-  void ProcessBatch(Batch& batch, bool allow_retry) {
+  // Marks `batch` finished and commits the finished batches at the head of the line (in order; nothing after a
+  // dropped one).
+  void Retire(Batch& batch, bool stored) {
+    {
+      std::lock_guard lock(work_mu);
+      batch.state = stored ? Batch::State::kStored : Batch::State::kDropped;
+    }
+    std::lock_guard commit_lock(commit_mu);
+    std::vector<std::unique_ptr<Batch>> retired;
+    {
+      std::lock_guard lock(work_mu);
+      while (!in_flight.empty() && (in_flight.front()->state == Batch::State::kStored ||
+                                    in_flight.front()->state == Batch::State::kDropped)) {
+        retired.push_back(std::move(in_flight.front()));
+        in_flight.pop_front();
+      }
+    }
+    std::vector<const Batch*> committed;
+    for (const auto& done : retired) {
+      if (done->state == Batch::State::kDropped) poisoned = true;
+      if (!poisoned) committed.push_back(done.get());
+    }
+    CommitAndCount(committed);
+    retired.clear();  // frees the messages before the polling thread adds more
+    work_cv.notify_all();
+  }
+
+  // Commits `done` (stored batches, in order) and counts them. Call with commit_mu held.
+  void CommitAndCount(const std::vector<const Batch*>& done) {
+    if (done.empty()) return;
+    Commit(done);
+    const auto now = Clock::now();
+    for (const Batch* batch : done) {
+      batches.Increment();
+      batch_seconds.Observe(std::chrono::duration<double>(now - batch->first_at).count());
+    }
+  }
+
+  // Stages of a batch: ingest (durable) → dead letters acknowledged by the DLQ topic; true when both are done.
+  // A failed stage is retried with backoff while the partitions are paused; finished stages are not repeated.
+  // Without retries (stopping, revoking) a failed stage drops the batch uncommitted: whoever owns the
+  // partitions next reads it again from the last commit.
+  bool ProcessBatch(Batch& batch, bool allow_retry) {
     int backoff_ms = 100;
+    bool counted_failing = false;
+    bool stored = false;
     for (;;) {
       Status status = TryStages(batch);
-      if (status.ok()) break;
+      if (status.ok()) {
+        stored = true;
+        break;
+      }
       retries.Increment();
       SetError(status.ToString(), false, false);
       obs::LogWarn("kafka batch not stored; retrying",
@@ -365,14 +416,22 @@ struct KafkaSource::Impl {
                      {{"messages", batch.messages.size()}});
         break;
       }
-      Pause(true);
+      if (!counted_failing) {
+        counted_failing = true;
+        std::lock_guard lock(pause_mu);
+        if (failing++ == 0) Pause(true);
+      }
       {
         std::unique_lock lock(work_mu);
         work_cv.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping || revoking; });
       }
       backoff_ms = std::min(backoff_ms * 2, options.retry_max_backoff_ms);
     }
-    Pause(false);
+    if (counted_failing) {
+      std::lock_guard lock(pause_mu);
+      if (--failing == 0) Pause(false);
+    }
+    return stored;
   }
 
   Status TryStages(Batch& batch) {
@@ -395,13 +454,10 @@ struct KafkaSource::Impl {
       batch.dead = std::move(left);
       ANALYTICS_RETURN_IF_ERROR(first_error);
     }
-    Commit(batch);
-    batches.Increment();
-    batch_seconds.Observe(std::chrono::duration<double>(Clock::now() - batch.first_at).count());
     return Status::Ok();
   }
 
-  // Stage 1: every message of the batch through intake, split into concurrent appends.
+  // Stage 1: every message of the batch through intake, in one durable append.
   Status Ingest(Batch& batch) {
     std::string buffer;
     size_t total = 0;
@@ -441,32 +497,13 @@ struct KafkaSource::Impl {
     for (const Span& span : spans) {
       records.push_back({span.index, span.offset, std::string_view(buffer).substr(span.offset, span.size)});
     }
-    // Concurrent appends: each chunk is its own durable append; the store commits them together.
-    const size_t threads = std::max<size_t>(
-        1, std::min(common::QueryThreads(static_cast<int>(options.ingest_threads)), records.size() / 2048 + 1));
-    const size_t per_chunk = (records.size() + threads - 1) / threads;
-    const size_t chunks = records.empty() ? 0 : (records.size() + per_chunk - 1) / per_chunk;
-    std::vector<Status> statuses(chunks);
-    std::vector<IntakeReport> reports(chunks);
-    const int64_t now_ms = common::NowMillis();
-    common::ParallelFor(chunks, threads, [&](size_t chunk) {
-      const size_t begin = chunk * per_chunk;
-      const size_t end = std::min(records.size(), begin + per_chunk);
-      auto report = intake.IngestRecords(buffer, std::span(records).subspan(begin, end - begin), "kafka", now_ms);
-      if (report.ok()) {
-        reports[chunk] = std::move(*report);
-      } else {
-        statuses[chunk] = report.status();
-      }
-    });
-    for (const Status& status : statuses) ANALYTICS_RETURN_IF_ERROR(status);
-    for (const IntakeReport& report : reports) {
-      accepted.Increment(static_cast<double>(report.accepted));
-      duplicates.Increment(static_cast<double>(report.duplicates));
-      for (const RejectedEvent& refused : report.rejected) {
-        if (refused.code == "USER_ERASED") continue;  // refused for privacy, not invalid: nothing to replay
-        batch.dead.push_back(DeadLetterMessage(*batch.messages[refused.index], refused));
-      }
+    ANALYTICS_ASSIGN_OR_RETURN(IntakeReport report,
+                               intake.IngestRecords(buffer, records, "kafka", common::NowMillis()));
+    accepted.Increment(static_cast<double>(report.accepted));
+    duplicates.Increment(static_cast<double>(report.duplicates));
+    for (const RejectedEvent& refused : report.rejected) {
+      if (refused.code == "USER_ERASED") continue;  // refused for privacy, not invalid: nothing to replay
+      batch.dead.push_back(DeadLetterMessage(*batch.messages[refused.index], refused));
     }
     return Status::Ok();
   }
@@ -488,14 +525,16 @@ struct KafkaSource::Impl {
     return out;
   }
 
-  // Stage 3: the next offset of every partition in the batch, committed synchronously. A refused commit (the
+  // The next offset of every partition in the batches, committed synchronously. A refused commit (the
   // partitions moved on) is not retried: the new owner reads those messages again and the store drops them
   // as duplicates.
-  void Commit(const Batch& batch) {
+  void Commit(const std::vector<const Batch*>& done) {
     std::map<PartitionKey, int64_t> next;
-    for (const auto& message : batch.messages) {
-      int64_t& offset = next[{rd_kafka_topic_name(message->rkt), message->partition}];
-      offset = std::max(offset, message->offset + 1);
+    for (const Batch* batch : done) {
+      for (const auto& message : batch->messages) {
+        int64_t& offset = next[{rd_kafka_topic_name(message->rkt), message->partition}];
+        offset = std::max(offset, message->offset + 1);
+      }
     }
     if (next.empty()) return;
     kafka::PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
@@ -555,15 +594,19 @@ struct KafkaSource::Impl {
     urgent_since = Clock::now();
     revoking = true;
     work_cv.notify_all();
-    WaitWorkerIdle();
-    if (waiting) {
-      ProcessBatch(*waiting, /*allow_retry=*/false);
-      waiting.reset();
+    WaitAllRetired();
+    {
+      std::lock_guard commit_lock(commit_mu);
+      for (Batch* left : {waiting.get(), &filling}) {
+        if (left == nullptr || left->empty()) continue;
+        const bool stored = ProcessBatch(*left, /*allow_retry=*/false);
+        if (!stored) poisoned = true;
+        if (!poisoned) CommitAndCount({left});
+      }
+      poisoned = false;  // the next owner starts from the committed offsets
     }
-    if (!filling.empty()) {
-      ProcessBatch(filling, /*allow_retry=*/false);
-      filling = Batch();
-    }
+    waiting.reset();
+    filling = Batch();
     revoking = false;
     if (!stopping) urgent_since = Clock::time_point::max();
     {
@@ -705,7 +748,9 @@ Result<std::unique_ptr<KafkaSource>> KafkaSource::Start(KafkaSourceOptions optio
   }
   Impl* raw = impl.get();
   raw->consumer_queue = rd_kafka_queue_get_consumer(handle);
-  raw->worker = std::thread([raw] { raw->Work(); });
+  const size_t workers = o.workers > 0 ? o.workers : 2 * common::QueryThreads(0);
+  raw->max_in_flight = workers + 1;
+  for (size_t i = 0; i < workers; ++i) raw->workers.emplace_back([raw] { raw->Work(); });
   raw->thread = std::thread([raw] { raw->Run(); });
   obs::LogInfo("kafka consumer started",
                {{"group_id", o.group_id}, {"topics", nlohmann::json(subscription)}, {"dlq_topic", o.dlq_topic}});
@@ -727,7 +772,7 @@ void KafkaSource::Stop() {
     impl_->worker_exit = true;
   }
   impl_->work_cv.notify_all();
-  impl_->worker.join();
+  for (auto& worker : impl_->workers) worker.join();
   if (impl_->consumer_queue) rd_kafka_queue_destroy(impl_->consumer_queue);
   impl_->consumer_queue = nullptr;
 }

@@ -7,10 +7,11 @@
 // dead-letter topic, and only then are the offsets committed. A crash replays from the last commit and the
 // store drops the replayed events as duplicates. When partitions are revoked the batch in hand is finished and
 // committed first, so a rebalance neither loses nor repeats events.
-// Pipelining: a polling thread fills the next batch while a worker thread stores, dead-letters and commits the
-// previous one (batches are committed in order, by the one worker).
-// Backpressure: at most three batches in hand (being filled, waiting, being stored; each bounded by messages
-// and bytes) plus librdkafka's bounded prefetch; while the store or the dead-letter topic fails, the partitions
+// Pipelining: a polling thread fills batches while worker threads store and dead-letter earlier ones
+// concurrently (as HTTP handler threads do; their appends share the WAL's fsyncs); finished batches are
+// committed strictly in hand-over order, and never past a batch that was dropped.
+// Backpressure: at most workers + 2 batches in hand (being filled, waiting, being stored; each bounded by
+// messages and bytes) plus librdkafka's bounded prefetch; while the store or the dead-letter topic fails, the partitions
 // are paused and the batch retried with backoff. librdkafka 2.0 (Debian 12) leaves a partition whose prefetch
 // queue filled up unfetched for up to a second; the polling thread wakes its fetcher when the queue has drained
 // (see WakeStalledFetchers).
@@ -44,13 +45,13 @@ struct KafkaSourceOptions {
   std::string topics_regex;                   // e.g. ^com\.platform\..*\.events\.v1$ (librdkafka regex)
   std::vector<std::string> excluded_topics;   // matched by the regex but never ingested (our own topics)
   std::string dlq_topic = "com.platform.analytics.dlq.v1";
-  size_t max_batch_messages = 20000;
+  size_t max_batch_messages = 5000;
   size_t max_batch_bytes = size_t{32} << 20;
   int max_batch_wait_ms = 50;                 // a batch is handed to intake at most this long after its first message
   int session_timeout_ms = 10000;
   int queued_max_kbytes = 32768;              // librdkafka's prefetch bound (queued.max.messages.kbytes)
   std::string auto_offset_reset = "earliest"; // where a group without a committed offset starts
-  size_t ingest_threads = 0;                  // a batch is split into this many concurrent appends; 0 = cores
+  size_t workers = 0;                         // batches stored concurrently (committed in order); 0 = 2 x cores
   int retry_max_backoff_ms = 5000;
 };
 
