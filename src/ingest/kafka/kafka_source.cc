@@ -77,6 +77,8 @@ struct KafkaSource::Impl {
   Intake& intake;
   kafka::Producer& dlq;
   std::set<std::string> excluded;
+  std::mutex excluded_mu;
+  std::map<const rd_kafka_topic_t*, std::pair<std::string, bool>> excluded_by_handle;  // guarded by excluded_mu
 
   kafka::HandlePtr consumer;
   rd_kafka_queue_t* consumer_queue = nullptr;  // for its length (the prefetched messages)
@@ -237,15 +239,24 @@ struct KafkaSource::Impl {
 
   // Polls until the batch is full or its wait is over (or, with nothing in hand, for up to 100 ms).
   void FillBatch() {
+    bool flowing = false;  // the last poll returned a message: more are probably queued
+    size_t polls = 0;
     while (!stopping && !BatchFull()) {
       int timeout_ms = 100;
       if (!filling.empty()) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            filling.first_at + std::chrono::milliseconds(options.max_batch_wait_ms) - Clock::now());
-        if (left.count() <= 0) return;
-        timeout_ms = static_cast<int>(left.count());
+        // While messages flow, poll without waiting and read the clock every 64 messages only (a clock read per
+        // message showed in profiles); otherwise wait for what is left of the batch's time.
+        if (flowing && ++polls % 64 != 0) {
+          timeout_ms = 0;
+        } else {
+          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+              filling.first_at + std::chrono::milliseconds(options.max_batch_wait_ms) - Clock::now());
+          if (left.count() <= 0) return;
+          timeout_ms = static_cast<int>(left.count());
+        }
       }
       kafka::MessagePtr message(rd_kafka_consumer_poll(consumer.get(), timeout_ms));
+      flowing = message != nullptr;
       if (!message) {
         if (filling.empty()) return;  // idle: let the caller update the lag and check for stop
         continue;
@@ -457,6 +468,20 @@ struct KafkaSource::Impl {
     return Status::Ok();
   }
 
+  // Whether the topic is one of ours (never ingested), remembered per topic handle: a string comparison per
+  // message showed in profiles.
+  // The name is kept and compared too: a freed handle's address may come back for another topic.
+  bool IsExcluded(rd_kafka_topic_t* topic) {
+    if (excluded.empty()) return false;
+    const char* name = rd_kafka_topic_name(topic);
+    std::lock_guard lock(excluded_mu);
+    auto it = excluded_by_handle.find(topic);
+    if (it == excluded_by_handle.end() || it->second.first != name) {
+      it = excluded_by_handle.insert_or_assign(topic, std::pair(std::string(name), excluded.count(name) != 0)).first;
+    }
+    return it->second.second;
+  }
+
   // Stage 1: every message of the batch through intake, in one durable append.
   Status Ingest(Batch& batch) {
     std::string buffer;
@@ -472,7 +497,7 @@ struct KafkaSource::Impl {
     spans.reserve(batch.messages.size());
     for (size_t i = 0; i < batch.messages.size(); ++i) {
       const rd_kafka_message_t* message = batch.messages[i].get();
-      if (excluded.count(rd_kafka_topic_name(message->rkt)) != 0) {
+      if (IsExcluded(message->rkt)) {
         skipped.Increment();
         continue;
       }
