@@ -598,22 +598,8 @@ TEST_F(KafkaE2eTest, PoisonMessagesGoToTheDeadLetterTopicOnceWhileThePartitionKe
                 {"time", time}, {"subject", raw_user},
                 {"data", {{"order_id", "ord_1"}, {"game_id", "game_1"}, {"amount", 499}, {"currency", "RUB"}}}};
   };
-  // A structured-mode poison message: `value` as sent; `http_line` the same event for the HTTP intake.
-  auto structured = [&](const std::string& label, const std::string& value, const std::string& code,
-                        const std::string& field, const std::string& event_id, const std::string& http_line) {
-    PoisonCase item{label};
-    item.message.partition = 0;
-    item.message.key = "key-" + label;
-    item.message.value = value;
-    item.message.headers = {{"content-type", "application/cloudevents+json"}, {"x-trace", "t-" + label}};
-    item.outcome = PoisonCase::Outcome::kDeadLettered;
-    item.code = code;
-    item.field = field;
-    item.event_id = event_id;
-    item.http_line = http_line;
-    cases.push_back(std::move(item));
-  };
-  // A binary-mode poison message; `http_line` is the structured event its headers and value make.
+  // A poison message with these headers (binary mode: `http_line` is the structured event its headers and value
+  // make).
   auto binary = [&](const std::string& label, Headers headers, const std::string& value, const std::string& code,
                     const std::string& field, const std::string& event_id, const std::string& http_line) {
     PoisonCase item{label};
@@ -627,6 +613,12 @@ TEST_F(KafkaE2eTest, PoisonMessagesGoToTheDeadLetterTopicOnceWhileThePartitionKe
     item.event_id = event_id;
     item.http_line = http_line;
     cases.push_back(std::move(item));
+  };
+  // A structured-mode poison message: `value` as sent; `http_line` the same event for the HTTP intake.
+  auto structured = [&](const std::string& label, const std::string& value, const std::string& code,
+                        const std::string& field, const std::string& event_id, const std::string& http_line) {
+    binary(label, {{"content-type", "application/cloudevents+json"}, {"x-trace", "t-" + label}}, value, code, field,
+           event_id, http_line);
   };
   const std::string binary_data = R"({"page_type":"home","platform":"windows"})";
   auto ce = [&](const std::string& id) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <optional>
 #include <set>
 #include <span>
 
@@ -77,8 +78,8 @@ struct KafkaSource::Impl {
   Intake& intake;
   kafka::Producer& dlq;
   std::set<std::string> excluded;
-  std::mutex excluded_mu;
-  std::map<const rd_kafka_topic_t*, std::pair<std::string, bool>> excluded_by_handle;  // guarded by excluded_mu
+  // Our topics by handle (the polling thread's only): see IsExcluded.
+  std::map<const rd_kafka_topic_t*, std::pair<std::string, bool>> excluded_by_handle;
 
   kafka::HandlePtr consumer;
   rd_kafka_queue_t* consumer_queue = nullptr;  // for its length (the prefetched messages)
@@ -95,6 +96,7 @@ struct KafkaSource::Impl {
   struct Batch {
     enum class State { kQueued, kRunning, kStored, kDropped };
     std::vector<kafka::MessagePtr> messages;
+    std::vector<bool> ours;   // per message: from our own produced or dead-letter topic (skipped, committed)
     size_t bytes = 0;
     Clock::time_point first_at;
     State state = State::kQueued;                   // guarded by work_mu once handed over
@@ -126,6 +128,10 @@ struct KafkaSource::Impl {
     int64_t next_offset = -1;     // first offset not yet committed by us (-1: unknown)
     int64_t high_watermark = -1;
     prometheus::Gauge* lag_gauge = nullptr;
+    std::optional<int64_t> Lag() const {
+      if (high_watermark < 0 || next_offset < 0) return std::nullopt;
+      return std::max<int64_t>(0, high_watermark - next_offset);
+    }
   };
   std::map<PartitionKey, PartitionState> partitions;  // assigned; guarded by mu
   std::string last_error;                              // guarded by mu
@@ -273,6 +279,7 @@ struct KafkaSource::Impl {
       BrokersReachable();
       if (filling.empty()) filling.first_at = Clock::now();
       filling.bytes += message->len + message->key_len;
+      filling.ours.push_back(IsExcluded(message->rkt));
       filling.messages.push_back(std::move(message));
     }
   }
@@ -468,13 +475,12 @@ struct KafkaSource::Impl {
     return Status::Ok();
   }
 
-  // Whether the topic is one of ours (never ingested), remembered per topic handle: a string comparison per
-  // message showed in profiles.
-  // The name is kept and compared too: a freed handle's address may come back for another topic.
+  // Whether the topic is one of ours (never ingested), remembered per topic handle: a set lookup per message
+  // showed in profiles. The name is kept and compared too: a freed handle's address may come back for another
+  // topic. Polling thread only (the workers read Batch::ours).
   bool IsExcluded(rd_kafka_topic_t* topic) {
     if (excluded.empty()) return false;
     const char* name = rd_kafka_topic_name(topic);
-    std::lock_guard lock(excluded_mu);
     auto it = excluded_by_handle.find(topic);
     if (it == excluded_by_handle.end() || it->second.first != name) {
       it = excluded_by_handle.insert_or_assign(topic, std::pair(std::string(name), excluded.count(name) != 0)).first;
@@ -497,7 +503,7 @@ struct KafkaSource::Impl {
     spans.reserve(batch.messages.size());
     for (size_t i = 0; i < batch.messages.size(); ++i) {
       const rd_kafka_message_t* message = batch.messages[i].get();
-      if (IsExcluded(message->rkt)) {
+      if (batch.ours[i]) {
         skipped.Increment();
         continue;
       }
@@ -689,8 +695,8 @@ struct KafkaSource::Impl {
     {
       std::lock_guard lock(mu);
       for (auto& [key, state] : partitions) {
-        if (state.lag_gauge && state.high_watermark >= 0 && state.next_offset >= 0) {
-          state.lag_gauge->Set(static_cast<double>(std::max<int64_t>(0, state.high_watermark - state.next_offset)));
+        if (state.lag_gauge && state.Lag()) {
+          state.lag_gauge->Set(static_cast<double>(*state.Lag()));
         }
       }
       check_brokers = brokers_down;
@@ -810,13 +816,9 @@ Status KafkaSource::Readiness(nlohmann::json& details) const {
   int64_t total_lag = 0;
   for (const auto& [key, state] : impl_->partitions) {
     nlohmann::json item = {{"topic", key.first}, {"partition", key.second}};
-    if (state.high_watermark >= 0 && state.next_offset >= 0) {
-      const int64_t lag = std::max<int64_t>(0, state.high_watermark - state.next_offset);
-      item["lag"] = lag;
-      total_lag += lag;
-    } else {
-      item["lag"] = nullptr;
-    }
+    const std::optional<int64_t> lag = state.Lag();
+    item["lag"] = lag ? nlohmann::json(*lag) : nlohmann::json(nullptr);
+    total_lag += lag.value_or(0);
     partitions.push_back(std::move(item));
   }
   details["partitions"] = std::move(partitions);
